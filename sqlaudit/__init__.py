@@ -1,0 +1,39 @@
+"""sqlaudit: SQL query auditing middleware for SQLAlchemy 2.x.
+
+``instrument(engine)`` once; ``with audit("GET /users") as report:`` around a unit of work;
+read ``report.findings`` (N+1, repeated queries, write loops, budgets, slow statements).
+Integrations are imported by path: ``sqlaudit.wsgi``, ``sqlaudit.asgi``, ``sqlaudit.otel``,
+``sqlaudit.pytest_plugin``.
+"""
+
+from __future__ import annotations
+
+from sqlaudit._audit import audit, current_report, ignore
+from sqlaudit._capture import Instrumentation, instrument
+from sqlaudit._config import AuditConfig
+from sqlaudit._findings import KINDS, Finding, Severity
+from sqlaudit._records import CallSite, OrmLoad, QueryRecord, StatementKind
+from sqlaudit._scope import AuditReport
+from sqlaudit.errors import AuditFailed, ConfigError
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "KINDS",
+    "AuditConfig",
+    "AuditFailed",
+    "AuditReport",
+    "CallSite",
+    "ConfigError",
+    "Finding",
+    "Instrumentation",
+    "OrmLoad",
+    "QueryRecord",
+    "Severity",
+    "StatementKind",
+    "__version__",
+    "audit",
+    "current_report",
+    "ignore",
+    "instrument",
+]

@@ -1,0 +1,207 @@
+"""``audit()`` and ``ignore()``: open a unit of work, close it, detect, report, apply policy."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextvars import Token
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from sqlaudit._config import AuditConfig
+from sqlaudit._findings import Finding, check_kinds
+from sqlaudit._internal import internal_error
+from sqlaudit._scope import CURRENT, SUPPRESSED, AuditReport
+from sqlaudit.detectors import DEFAULT_DETECTORS, Detector
+from sqlaudit.errors import AuditFailed, ConfigError
+from sqlaudit.reporters import LogReporter, Reporter
+
+__all__ = ["audit", "current_report", "ignore", "run_detectors"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def current_report() -> AuditReport | None:
+    """The innermost open audit of this thread or task, or None."""
+    return CURRENT.get()
+
+
+def run_detectors(
+    report: AuditReport, detectors: Sequence[Detector] = DEFAULT_DETECTORS
+) -> list[Finding]:
+    """All findings for ``report``'s recorded statements, worst first, capped by config."""
+    config = report.config
+    records = report.statements
+    suppressed_any = any(r.suppressed for r in records)
+    findings: list[Finding] = []
+    for detector in detectors:
+        if detector.kind in config.ignore:
+            continue
+        try:
+            if suppressed_any:
+                keep = [i for i, r in enumerate(records) if detector.kind not in r.suppressed]
+                found = [
+                    dataclasses.replace(f, statements=tuple(keep[i] for i in f.statements))
+                    for f in detector.detect(report, [records[i] for i in keep])
+                ]
+            else:
+                found = list(detector.detect(report, records))
+        except Exception as exc:
+            report.internal_errors += 1
+            internal_error(f"detector {detector.kind}", exc)
+            continue
+        findings.extend(found)
+    findings.sort(key=lambda f: (-f.severity, -f.db_time, -f.count))
+    if config.max_findings is not None:
+        findings = findings[: config.max_findings]
+    return findings
+
+
+class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /users"):``
+    """Audit the statements issued inside a block: ``with`` / ``async with`` / decorator.
+
+    ``name`` names the unit of work (``"GET /users"``); ``config`` is an :class:`AuditConfig`
+    and keyword ``overrides`` replace some of its fields (validated). ``reporters`` receive the
+    closed report; by default findings are logged on logger ``sqlaudit`` when
+    ``on_finding="log"``. Scopes nest: a nested audit's statements also count in its parent.
+    """
+
+    def __init__(
+        self,
+        name: str = "audit",
+        config: AuditConfig | None = None,
+        *,
+        reporters: Iterable[Reporter] | None = None,
+        detectors: Sequence[Detector] | None = None,
+        **overrides: Any,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"audit name must be a non-empty str, got {name!r}")
+        if config is None:
+            config = AuditConfig.create(**overrides)
+        elif not isinstance(config, AuditConfig):
+            raise ConfigError(f"config must be an AuditConfig, got {type(config).__name__}")
+        elif overrides:
+            config = config.replace(**overrides)
+        self.name = name
+        self.config = config
+        if reporters is None:
+            reporters = (LogReporter(),) if config.on_finding == "log" else ()
+        self.reporters: tuple[Reporter, ...] = tuple(reporters)
+        for reporter in self.reporters:
+            if not callable(getattr(reporter, "report", None)):
+                raise ConfigError(f"reporter {reporter!r} has no report(report) method")
+        self.detectors = DEFAULT_DETECTORS if detectors is None else tuple(detectors)
+        self.report: AuditReport | None = None
+        self._token: Token[AuditReport | None] | None = None
+
+    def __enter__(self) -> AuditReport:
+        if self._token is not None:
+            raise RuntimeError("this audit() block is already open; create one per use")
+        parent = CURRENT.get()
+        report = AuditReport(self.name, self.config, parent)
+        self.report = report
+        self._token = CURRENT.set(report)
+        return report
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        report = self.report
+        token = self._token
+        self._token = None
+        assert report is not None and token is not None
+        try:
+            CURRENT.reset(token)
+        except ValueError:
+            # Exited in another context than it was entered in (e.g. a generator finalised
+            # elsewhere): the scope is closed all the same.
+            pass
+        self.close(report, exc is not None)
+
+    async def __aenter__(self) -> AuditReport:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def close(self, report: AuditReport, failing: bool) -> None:
+        """Detect, report and apply the policy. Raises AuditFailed only if not ``failing``."""
+        report.ended = time.perf_counter()
+        report.pending_orm = None
+        report.findings = tuple(run_detectors(report, self.detectors))
+        if report.parent is not None:
+            try:
+                report.parent.merge_child(report)
+            except Exception as exc:
+                report.internal_errors += 1
+                internal_error("merge_child", exc)
+        for reporter in self.reporters:
+            try:
+                reporter.report(report)
+            except Exception as exc:
+                report.internal_errors += 1
+                internal_error(f"reporter {type(reporter).__name__}", exc)
+        config = self.config
+        if (
+            not failing
+            and config.on_finding == "raise"
+            and any(f.severity >= config.fail_on for f in report.findings)
+        ):
+            raise AuditFailed(report)
+
+    def __call__(self, fn: F) -> F:
+        """Use as a decorator: each call of ``fn`` is one unit of work."""
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with self._fresh():
+                    return await fn(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._fresh():
+                return fn(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    def _fresh(self) -> audit:
+        return audit(
+            self.name, self.config, reporters=self.reporters, detectors=self.detectors
+        )
+
+
+class ignore:  # noqa: N801 - used like a function: ``with sqlaudit.ignore("n_plus_one"):``
+    """Suppress finding kinds for statements issued inside the block (still counted)."""
+
+    def __init__(self, *kinds: str) -> None:
+        if not kinds:
+            raise ConfigError("ignore() needs at least one finding kind, got none")
+        self.kinds = check_kinds(kinds, setting="ignore()")
+        self._tokens: list[Token[frozenset[str]]] = []
+
+    def __enter__(self) -> None:
+        self._tokens.append(SUPPRESSED.set(SUPPRESSED.get() | self.kinds))
+
+    def __exit__(self, *exc: object) -> None:
+        SUPPRESSED.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__()

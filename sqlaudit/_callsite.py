@@ -1,0 +1,122 @@
+"""Call sites: the first application frames behind a statement.
+
+An application frame is one whose file is not part of SQLAlchemy, sqlaudit, the standard
+library or an installed package (site-packages), unless ``configure(app_paths=...)`` names the
+application's directories, in which case only files under them count. Decisions are cached
+per code object, so a walk costs one dict lookup per frame.
+
+Async ORM code runs SQLAlchemy's sync internals in a greenlet whose frames end at
+``greenlet_spawn``; when a walk runs off the end of the greenlet's stack it continues in the
+parent greenlet, where the application's coroutine is suspended.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from types import CodeType, FrameType
+
+from sqlaudit._records import CallSite
+
+__all__ = ["capture", "configure", "is_app_file"]
+
+#: Frames examined per statement at most (deep framework stacks stop here).
+MAX_WALK = 96
+#: Application frames kept per statement.
+DEPTH = 3
+
+_SQLAUDIT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_app_paths: tuple[str, ...] = ()
+_ignore_paths: tuple[str, ...] = ()
+_cache: dict[CodeType, bool] = {}
+
+
+def _library_prefixes() -> tuple[str, ...]:
+    prefixes = {_SQLAUDIT_DIR}
+    for name in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(name)
+        if path:
+            prefixes.add(os.path.abspath(path) + os.sep)
+    try:
+        import sqlalchemy
+
+        prefixes.add(os.path.dirname(os.path.abspath(sqlalchemy.__file__)) + os.sep)
+    except ImportError:  # pragma: no cover - sqlalchemy is a dependency
+        pass
+    return tuple(sorted(prefixes))
+
+
+_LIBRARY = _library_prefixes()
+
+
+def configure(
+    app_paths: tuple[str, ...] | list[str] = (), ignore_paths: tuple[str, ...] | list[str] = ()
+) -> None:
+    """Set where application code lives (empty: anything not a library) and what to skip."""
+    global _app_paths, _ignore_paths
+    _app_paths = tuple(os.path.abspath(p) + os.sep for p in app_paths)
+    _ignore_paths = tuple(os.path.abspath(p) + os.sep for p in ignore_paths)
+    _cache.clear()
+
+
+def is_app_file(filename: str) -> bool:
+    """True when ``filename`` is application code by the rules above."""
+    if not filename or filename.startswith("<"):
+        return False
+    path = os.path.abspath(filename)
+    if _ignore_paths and path.startswith(_ignore_paths):
+        return False
+    if _app_paths:
+        return path.startswith(_app_paths)
+    if "site-packages" in path or "dist-packages" in path:
+        return False
+    return not path.startswith(_LIBRARY)
+
+
+def _is_app(code: CodeType) -> bool:
+    result = _cache.get(code)
+    if result is None:
+        result = is_app_file(code.co_filename)
+        if len(_cache) > 65536:
+            _cache.clear()
+        _cache[code] = result
+    return result
+
+
+def capture(depth: int = 2) -> tuple[CallSite, ...]:
+    """The first ``DEPTH`` application frames above the caller's ``depth``-th frame."""
+    frame: FrameType | None = sys._getframe(depth)
+    found: list[CallSite] = []
+    walked = 0
+    cache = _cache
+    glet: object = None
+    while walked < MAX_WALK:
+        if frame is None:
+            glet, frame = _parent_greenlet(glet)
+            if frame is None:
+                break
+        code = frame.f_code
+        app = cache.get(code)
+        if app is None:
+            app = _is_app(code)
+        if app:
+            found.append(CallSite(code.co_filename, frame.f_lineno, code.co_name))
+            if len(found) >= DEPTH:
+                break
+        frame = frame.f_back
+        walked += 1
+    return tuple(found)
+
+
+def _parent_greenlet(glet: object) -> tuple[object, FrameType | None]:
+    """The parent of ``glet`` (the current greenlet when None) and its suspended frame."""
+    greenlet_module = sys.modules.get("greenlet")
+    if greenlet_module is None:
+        return None, None
+    if glet is None:
+        glet = greenlet_module.getcurrent()
+    parent = getattr(glet, "parent", None)
+    if parent is None:
+        return None, None
+    return parent, getattr(parent, "gr_frame", None)

@@ -1,0 +1,178 @@
+"""ORM capture: class-level ``Session`` listeners (they cover ``AsyncSession`` too).
+
+=============================  =========================================  ===================
+event (target: ``Session``)    what is recorded                           cost
+=============================  =========================================  ===================
+``do_orm_execute``             the ORM context of the next statement:     +~5 µs per ORM
+                               lazy load (relationship, parent), eager    statement while
+                               batch, column load; the call site          any engine is
+                                                                          instrumented
+``after_begin``                a transaction began on a session           per transaction
+``after_commit``               the session committed                      per commit
+``after_rollback``             the session's database transaction rolled  per rollback
+                               back
+=============================  =========================================  ===================
+
+``do_orm_execute`` makes SQLAlchemy run ``orm_pre_session_exec`` twice per ORM statement
+(session.py, "part of #13301"), which is where its cost comes from whether or not a scope is
+open; the listeners are therefore attached only while at least one engine is instrumented,
+and taken off when the last instrumentation is removed.
+
+Correlation: ``do_orm_execute`` fires before the statement's cursor execute, in the same
+context. It leaves its ORM context in the scope's ``pending_orm`` slot; the next cursor
+execute of the same statement kind takes it (an autoflush in between is a write and does not
+match a pending SELECT). This needs no execution option, so nothing the ORM executes changes.
+
+On error inside sqlaudit: logged once, counted on the report, never raised into the session.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from sqlaudit._callsite import capture
+from sqlaudit._internal import internal_error
+from sqlaudit._records import OrmLoad, StatementKind
+from sqlaudit._scope import CURRENT
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import ORMExecuteState, SessionTransaction
+    from sqlalchemy.engine import Connection
+
+__all__ = ["Token"]
+
+_lock = threading.Lock()
+_users = 0
+
+
+def _relationship(state: ORMExecuteState) -> str | None:
+    path = state.loader_strategy_path
+    if path is None or len(path) < 2:
+        return None
+    prop = path[-1]
+    parent = getattr(prop, "parent", None)
+    key = getattr(prop, "key", None)
+    if parent is None or key is None:
+        return None
+    return f"{parent.class_.__name__}.{key}"
+
+
+def _on_orm_execute(state: ORMExecuteState) -> None:
+    scope = CURRENT.get()
+    if scope is None:
+        return None
+    try:
+        if state.is_select:
+            kind = StatementKind.SELECT
+        elif state.is_update:
+            kind = StatementKind.UPDATE
+        elif state.is_delete:
+            kind = StatementKind.DELETE
+        elif state.is_insert:
+            kind = StatementKind.INSERT
+        else:
+            return None
+        mapper = state.bind_mapper
+        mapper_name = mapper.class_.__name__ if mapper is not None else None
+        parent = state.lazy_loaded_from
+        if parent is not None:
+            load = OrmLoad("lazy", mapper_name, _relationship(state), id(parent))
+        elif state.is_relationship_load:
+            load = OrmLoad("eager", mapper_name, _relationship(state), None)
+        elif state.is_column_load:
+            load = OrmLoad("column", mapper_name, None, None)
+        else:
+            load = OrmLoad("query", mapper_name, None, None)
+        scope.pending_orm = (kind, load, capture(2))
+    except Exception as exc:
+        scope.internal_errors += 1
+        internal_error("orm.do_orm_execute", exc)
+    return None
+
+
+def _on_after_begin(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+    scope = CURRENT.get()
+    if scope is None or transaction.nested:
+        return
+    try:
+        scope.transaction_event("begin", id(session))
+    except Exception as exc:
+        scope.internal_errors += 1
+        internal_error("orm.after_begin", exc)
+
+
+def _on_after_commit(session: Session) -> None:
+    scope = CURRENT.get()
+    if scope is None:
+        return
+    try:
+        scope.transaction_event("commit", id(session))
+    except Exception as exc:
+        scope.internal_errors += 1
+        internal_error("orm.after_commit", exc)
+
+
+def _on_after_rollback(session: Session) -> None:
+    scope = CURRENT.get()
+    if scope is None:
+        return
+    try:
+        scope.transaction_event("rollback", id(session))
+    except Exception as exc:
+        scope.internal_errors += 1
+        internal_error("orm.after_rollback", exc)
+
+
+_LISTENERS: tuple[tuple[str, Any], ...] = (
+    ("do_orm_execute", _on_orm_execute),
+    ("after_begin", _on_after_begin),
+    ("after_commit", _on_after_commit),
+    ("after_rollback", _on_after_rollback),
+)
+
+
+def _acquire() -> None:
+    global _users
+    with _lock:
+        _users += 1
+        if _users == 1:
+            for name, fn in _LISTENERS:
+                event.listen(Session, name, fn)
+
+
+def _release() -> None:
+    global _users
+    with _lock:
+        _users -= 1
+        if _users == 0:
+            for name, fn in _LISTENERS:
+                if event.contains(Session, name, fn):
+                    event.remove(Session, name, fn)
+
+
+def listening() -> bool:
+    """True while the class-level Session listeners are attached."""
+    return _users > 0
+
+
+class Token:
+    """One instrumentation's claim on the shared Session listeners; released exactly once."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self) -> None:
+        self._state = 0  # 0 new, 1 acquired, 2 released
+
+    def acquire(self) -> None:
+        if self._state == 0:
+            self._state = 1
+            _acquire()
+
+    def release(self) -> None:
+        if self._state == 1:
+            self._state = 2
+            _release()

@@ -1,0 +1,222 @@
+"""The unit of work being audited: the current one lives in a ContextVar.
+
+``AuditReport`` is both the scope that capture listeners write into and the report the user
+reads once the block exits. Its hot path (``record``) appends one tuple per statement and
+stops growing at ``max_records``: past that only counters move.
+"""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from sqlaudit._callsite import capture
+from sqlaudit._config import AuditConfig
+from sqlaudit._fingerprint import _kind_cache, statement_kind
+from sqlaudit._records import CallSite, OrmLoad, QueryRecord, StatementKind
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlaudit._findings import Finding
+
+__all__ = ["CURRENT", "SUPPRESSED", "AuditReport", "TransactionEvent"]
+
+#: The innermost open audit scope of this thread / task, or None.
+CURRENT: ContextVar[AuditReport | None] = ContextVar("sqlaudit_scope", default=None)
+#: Finding kinds suppressed by ``sqlaudit.ignore`` in this context.
+SUPPRESSED: ContextVar[frozenset[str]] = ContextVar("sqlaudit_suppressed", default=frozenset())
+
+_TRANSACTION = StatementKind.TRANSACTION
+_new_record = tuple.__new__
+
+#: (expected statement kind, ORM context, call stack) handed from do_orm_execute to do_execute.
+Pending = tuple[str, OrmLoad, tuple[CallSite, ...]]
+
+
+class TransactionEvent(tuple[str, float, int, tuple[CallSite, ...]]):
+    """``(event, time, connection or session key, call stack)``: begin, commit, rollback."""
+
+    __slots__ = ()
+
+    @property
+    def event(self) -> str:
+        return self[0]
+
+
+class AuditReport:
+    """The statements and findings of one unit of work (a request, job or test).
+
+    Filled while the ``sqlaudit.audit(...)`` block runs; ``findings`` is set when it exits.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_control_count",
+        "_kind_counts",
+        "_records",
+        "_sorted",
+        "config",
+        "db_time",
+        "ended",
+        "findings",
+        "internal_errors",
+        "name",
+        "overflow",
+        "parent",
+        "pending_orm",
+        "started",
+        "transactions",
+    )
+
+    def __init__(self, name: str, config: AuditConfig, parent: AuditReport | None = None):
+        #: The unit of work's name, e.g. ``"GET /users/{id}"``.
+        self.name = name
+        self.config = config
+        self.parent = parent
+        self._records: list[QueryRecord] = []
+        self._kind_counts: dict[str, int] = {}
+        self._control_count = 0
+        self._sorted = True
+        #: Seconds spent executing counted statements.
+        self.db_time = 0.0
+        #: Statements beyond ``max_records``: counted, not recorded.
+        self.overflow = 0
+        self.pending_orm: Pending | None = None
+        self.transactions: list[TransactionEvent] = []
+        #: Internal sqlaudit errors swallowed while auditing this unit.
+        self.internal_errors = 0
+        self.findings: Sequence[Finding] = ()
+        self.started = time.perf_counter()
+        self.ended: float | None = None
+
+    # -- hot path ------------------------------------------------------------------------
+
+    def record(
+        self,
+        sql: str,
+        start: float,
+        duration: float,
+        rowcount: int,
+        batch: int,
+        error: str | None,
+        connection: int,
+        dialect: str,
+    ) -> None:
+        """Account for one statement (called by the capture listeners)."""
+        kind = _kind_cache.get(sql) or statement_kind(sql)
+        counts = self._kind_counts
+        counts[kind] = counts.get(kind, 0) + 1
+        if kind == _TRANSACTION:
+            self._control_count += 1
+        else:
+            self.db_time += duration
+        records = self._records
+        if len(records) >= self.config.max_records:
+            self.overflow += 1
+            return
+        pending = self.pending_orm
+        if pending is not None and pending[0] == kind:
+            self.pending_orm = None
+            orm: OrmLoad | None = pending[1]
+            stack = pending[2]
+        else:
+            orm = None
+            stack = capture(3)
+        records.append(
+            _new_record(
+                QueryRecord,
+                (sql, kind, start, duration, rowcount, batch, error, stack, orm, connection,
+                 dialect, SUPPRESSED.get()),
+            )
+        )
+
+    def transaction_event(self, event: str, key: int) -> None:
+        """Record a transaction boundary (begin, commit, rollback) for ``key``."""
+        if len(self.transactions) < self.config.max_records:
+            self.transactions.append(
+                TransactionEvent((event, time.perf_counter(), key, capture(3)))
+            )
+
+    # -- public view ---------------------------------------------------------------------
+
+    @property
+    def query_count(self) -> int:
+        """Statements issued, transaction control (BEGIN/COMMIT/SAVEPOINT...) excluded."""
+        return sum(self._kind_counts.values()) - self._control_count
+
+    @property
+    def recorded_count(self) -> int:
+        """Statements recorded in detail (at most ``max_records``)."""
+        return len(self._records)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Statements per kind (``select``, ``insert``, ..., ``transaction``)."""
+        return dict(sorted(self._kind_counts.items()))
+
+    @property
+    def statements(self) -> Sequence[QueryRecord]:
+        """Recorded statements in the order they started (at most ``max_records``)."""
+        if not self._sorted:
+            self._records.sort(key=_start)
+            self._sorted = True
+        return tuple(self._records)
+
+    @property
+    def db_time_ms(self) -> float:
+        return self.db_time * 1000.0
+
+    @property
+    def duration(self) -> float:
+        """Wall-clock seconds the unit has been (or was) open."""
+        end = self.ended if self.ended is not None else time.perf_counter()
+        return end - self.started
+
+    @property
+    def commit_count(self) -> int:
+        return sum(1 for e in self.transactions if e[0] == "commit")
+
+    @property
+    def rollback_count(self) -> int:
+        return sum(1 for e in self.transactions if e[0] == "rollback")
+
+    @property
+    def transaction_count(self) -> int:
+        return sum(1 for e in self.transactions if e[0] == "begin")
+
+    def merge_child(self, child: AuditReport) -> None:
+        """Roll a closed nested scope's statements up into this one."""
+        for kind, n in child._kind_counts.items():
+            self._kind_counts[kind] = self._kind_counts.get(kind, 0) + n
+        self._control_count += child._control_count
+        self.db_time += child.db_time
+        room = max(0, self.config.max_records - len(self._records))
+        self._records.extend(child._records[:room])
+        self.overflow += child.overflow + max(0, len(child._records) - room)
+        self.transactions.extend(child.transactions[: max(0, room)])
+        self.internal_errors += child.internal_errors
+        self._sorted = False
+
+    def render(self, *, statements: bool = True) -> str:
+        """The human report: diagnosis first, then the statements with repeats collapsed."""
+        from sqlaudit.reporters.text import render
+
+        return render(self, statements=statements)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict of the report (fingerprints, never bind values)."""
+        from sqlaudit.reporters.json import report_to_dict
+
+        return report_to_dict(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"<AuditReport {self.name!r} queries={self.query_count} "
+            f"findings={len(self.findings)}>"
+        )
+
+
+def _start(record: QueryRecord) -> float:
+    return record.start

@@ -1,0 +1,44 @@
+"""Detectors: pure functions from a unit's recorded statements to findings.
+
+Each detector module defines one ``Detector`` (a kind and a ``detect`` function). They see
+only recorded data, so every rule is testable without a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from sqlaudit.detectors.n_plus_one import NPlusOne
+from sqlaudit.detectors.query_budget import QueryBudget
+from sqlaudit.detectors.repeated_query import RepeatedQuery
+from sqlaudit.detectors.slow_query import SlowQuery
+from sqlaudit.detectors.write_loop import WriteLoop
+
+if TYPE_CHECKING:
+    from sqlaudit._findings import Finding
+    from sqlaudit._records import QueryRecord
+    from sqlaudit._scope import AuditReport
+
+__all__ = ["DEFAULT_DETECTORS", "Detector"]
+
+
+class Detector(Protocol):
+    """Extension point: one finding kind, computed from recorded statements."""
+
+    kind: str
+
+    def detect(
+        self, report: AuditReport, records: Sequence[QueryRecord]
+    ) -> Iterable[Finding]:  # pragma: no cover - protocol
+        """Findings for ``records`` (the unit's statements, minus those suppressed for kind)."""
+        ...
+
+
+DEFAULT_DETECTORS: tuple[Detector, ...] = (
+    NPlusOne(),
+    RepeatedQuery(),
+    WriteLoop(),
+    QueryBudget(),
+    SlowQuery(),
+)

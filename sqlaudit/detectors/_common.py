@@ -1,0 +1,40 @@
+"""Helpers shared by detectors: grouping statements and describing groups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import TypeVar
+
+from sqlaudit._records import CallSite, QueryRecord
+
+K = TypeVar("K", bound=Hashable)
+
+__all__ = ["group", "plural", "total_time"]
+
+
+def group(
+    records: Iterable[tuple[int, QueryRecord]], key: Callable[[QueryRecord], K | None]
+) -> dict[K, list[tuple[int, QueryRecord]]]:
+    """Group ``(index, record)`` pairs by ``key``; records whose key is None are skipped."""
+    groups: dict[K, list[tuple[int, QueryRecord]]] = {}
+    for item in records:
+        k = key(item[1])
+        if k is not None:
+            groups.setdefault(k, []).append(item)
+    return groups
+
+
+def total_time(items: Sequence[tuple[int, QueryRecord]]) -> float:
+    return sum(r.duration for _, r in items)
+
+
+def location(items: Sequence[tuple[int, QueryRecord]]) -> CallSite | None:
+    return items[0][1].callsite
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def indexes(items: Sequence[tuple[int, QueryRecord]], limit: int = 1000) -> tuple[int, ...]:
+    return tuple(i for i, _ in items[:limit])

@@ -1,0 +1,57 @@
+"""``query_budget``: the unit issued more statements, or spent more DB time, than allowed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from sqlaudit._findings import Finding, Severity
+from sqlaudit._records import StatementKind
+
+if TYPE_CHECKING:
+    from sqlaudit._records import QueryRecord
+    from sqlaudit._scope import AuditReport
+
+
+class QueryBudget:
+    """``max_queries`` and ``max_db_time_ms`` from the config (transaction control excluded)."""
+
+    kind = "query_budget"
+
+    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+        config = report.config
+        # Statements suppressed with ignore("query_budget") do not count against the budget;
+        # statements past max_records (report.overflow) always do.
+        suppressed = report.recorded_count - len(records)
+        count = report.query_count - suppressed
+        if config.max_queries is not None and count > config.max_queries:
+            yield Finding(
+                kind=self.kind,
+                severity=Severity.ERROR,
+                message=(
+                    f"query budget exceeded: {count} statements, budget {config.max_queries}"
+                ),
+                count=count,
+                location=None,
+                fix=(
+                    "remove the repeated statements reported above (eager-load relationships, "
+                    "batch writes), or raise the budget if the new statements are intended"
+                ),
+            )
+        db_time = sum(r.duration for r in records if r.kind != StatementKind.TRANSACTION)
+        if report.overflow:
+            db_time = report.db_time
+        ms = db_time * 1000
+        if config.max_db_time_ms is not None and ms > config.max_db_time_ms:
+            yield Finding(
+                kind=self.kind,
+                severity=Severity.ERROR,
+                message=(
+                    f"DB time budget exceeded: {ms:.1f} ms in the database, "
+                    f"budget {config.max_db_time_ms:g} ms"
+                ),
+                count=count,
+                location=None,
+                fix="find the slowest statements below and index or batch them",
+                db_time=db_time,
+            )

@@ -1,0 +1,57 @@
+"""``repeated_query``: the same statement shape from the same call site, again and again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from sqlaudit._findings import Finding, Severity
+from sqlaudit._fingerprint import fingerprint, short
+from sqlaudit._records import StatementKind
+from sqlaudit.detectors._common import group, indexes, total_time
+
+if TYPE_CHECKING:
+    from sqlaudit._records import CallSite, QueryRecord
+    from sqlaudit._scope import AuditReport
+
+_READS = frozenset({StatementKind.SELECT, StatementKind.OTHER})
+#: ORM loads reported by other detectors (lazy: n_plus_one; column: column_reload) or exempt
+#: by design (eager: one batch per chunk of parents is the cure, not the disease).
+_OTHER_DETECTORS = frozenset({"lazy", "eager", "column"})
+
+
+def _key(record: QueryRecord) -> tuple[str, tuple[CallSite, ...]] | None:
+    if record.kind not in _READS or not record.stack:
+        return None
+    if record.orm is not None and record.orm.load in _OTHER_DETECTORS:
+        return None
+    return (fingerprint(record.sql), record.stack)
+
+
+class RepeatedQuery:
+    """The same read shape from the same application stack >= ``repeated_query_min`` times."""
+
+    kind = "repeated_query"
+
+    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+        config = report.config
+        for (shape, stack), items in group(enumerate(records), _key).items():
+            n = len(items)
+            db_time = total_time(items)
+            if n < config.repeated_query_min or db_time * 1000 < config.min_group_ms:
+                continue
+            yield Finding(
+                kind=self.kind,
+                severity=Severity.WARNING,
+                message=f"repeated query: {n}x {short(items[0][1].sql, 80)}",
+                count=n,
+                location=stack[0],
+                fix=(
+                    "issue it once: load every row the loop needs in one query "
+                    "(WHERE ... IN (...)) before the loop, or reuse the first result"
+                ),
+                fingerprint=shape,
+                sql=items[0][1].sql,
+                db_time=db_time,
+                statements=indexes(items),
+            )
