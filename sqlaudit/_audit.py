@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -78,7 +79,7 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         detectors: Sequence[Detector] | None = None,
         **overrides: Any,
     ) -> None:
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str) or not name:  # type: ignore[redundant-expr]  # runtime check
             raise ConfigError(f"audit name must be a non-empty str, got {name!r}")
         if config is None:
             config = AuditConfig.create(**overrides)
@@ -116,13 +117,12 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         report = self.report
         token = self._token
         self._token = None
-        assert report is not None and token is not None
-        try:
+        if report is None or token is None:
+            raise RuntimeError("this audit() block was exited without being entered")
+        # Exited in another context than it was entered in (e.g. a generator finalised
+        # elsewhere): ContextVar.reset raises ValueError; the scope is closed all the same.
+        with contextlib.suppress(ValueError):
             CURRENT.reset(token)
-        except ValueError:
-            # Exited in another context than it was entered in (e.g. a generator finalised
-            # elsewhere): the scope is closed all the same.
-            pass
         self.close(report, exc is not None)
 
     async def __aenter__(self) -> AuditReport:
@@ -180,9 +180,7 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         return cast(F, wrapper)
 
     def _fresh(self) -> audit:
-        return audit(
-            self.name, self.config, reporters=self.reporters, detectors=self.detectors
-        )
+        return audit(self.name, self.config, reporters=self.reporters, detectors=self.detectors)
 
 
 class ignore:  # noqa: N801 - used like a function: ``with sqlaudit.ignore("n_plus_one"):``

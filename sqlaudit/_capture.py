@@ -62,8 +62,17 @@ def _do_execute(
     except BaseException as exc:
         _record(scope, statement, start, -1, 1, type(exc).__name__, context)
         raise
-    _record(scope, statement, start, cursor.rowcount, 1, None, context)
+    _record(scope, statement, start, _rowcount(cursor), 1, None, context)
     return True
+
+
+def _rowcount(cursor: DBAPICursor) -> int:
+    """``cursor.rowcount`` when the driver reports an int, else -1 (never raises)."""
+    try:
+        count = cursor.rowcount
+    except Exception:
+        return -1
+    return count if type(count) is int else -1
 
 
 def _do_executemany(
@@ -79,7 +88,7 @@ def _do_executemany(
     except BaseException as exc:
         _record(scope, statement, start, -1, len(parameters), type(exc).__name__, context)
         raise
-    _record(scope, statement, start, cursor.rowcount, len(parameters), None, context)
+    _record(scope, statement, start, _rowcount(cursor), len(parameters), None, context)
     return True
 
 
@@ -94,7 +103,7 @@ def _do_execute_no_params(cursor: DBAPICursor, statement: str, context: Executio
     except BaseException as exc:
         _record(scope, statement, start, -1, 1, type(exc).__name__, context)
         raise
-    _record(scope, statement, start, cursor.rowcount, 1, None, context)
+    _record(scope, statement, start, _rowcount(cursor), 1, None, context)
     return True
 
 
@@ -113,10 +122,10 @@ def _record(
             statement,
             start,
             duration,
-            rowcount if isinstance(rowcount, int) else -1,
+            rowcount,
             batch,
             error,
-            id(context.root_connection),  # type: ignore[attr-defined]  # DefaultExecutionContext
+            id(context.root_connection),
             context.dialect.name,
         )
     except Exception as exc:

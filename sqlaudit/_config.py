@@ -34,7 +34,9 @@ def _check_ms(name: str, value: Any, optional: bool = False) -> None:
         or value < 0
     ):
         none = " or None" if optional else ""
-        raise ConfigError(f"{name} must be a finite number of milliseconds >= 0{none}, got {value!r}")
+        raise ConfigError(
+            f"{name} must be a finite number of milliseconds >= 0{none}, got {value!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ class Severity(enum.IntEnum):
         return self.name.lower()
 
     @classmethod
-    def parse(cls, value: str | Severity, *, setting: str = "severity") -> Severity:
+    def parse(cls, value: object, *, setting: str = "severity") -> Severity:
         """``"info"``, ``"warning"`` or ``"error"`` (any case), or a Severity, else ConfigError."""
         if isinstance(value, Severity):
             return value

@@ -84,7 +84,7 @@ def _replace(match: re.Match[str]) -> str:
         return "?" if word.upper() in _LITERAL_WORDS else word
     if group == "ident":
         return match.group()
-    if group == "space" or group == "comment":
+    if group in ("space", "comment"):
         return " "
     return "?"
 
@@ -169,8 +169,18 @@ def tables(sql: str) -> tuple[str, ...]:
             if token.is_whitespace:
                 continue
             if token.ttype in Keyword and token.normalized in (
-                "FROM", "JOIN", "INTO", "UPDATE", "TABLE", "INNER JOIN", "LEFT OUTER JOIN",
-                "LEFT JOIN", "RIGHT JOIN", "RIGHT OUTER JOIN", "FULL OUTER JOIN", "CROSS JOIN",
+                "FROM",
+                "JOIN",
+                "INTO",
+                "UPDATE",
+                "TABLE",
+                "INNER JOIN",
+                "LEFT OUTER JOIN",
+                "LEFT JOIN",
+                "RIGHT JOIN",
+                "RIGHT OUTER JOIN",
+                "FULL OUTER JOIN",
+                "CROSS JOIN",
             ):
                 expect_table = True
                 continue
@@ -178,10 +188,14 @@ def tables(sql: str) -> tuple[str, ...]:
                 expect_table = True
                 continue
             if expect_table:
-                items = token.get_identifiers() if isinstance(token, IdentifierList) else [token]
+                items = (
+                    token.get_identifiers()  # type: ignore[no-untyped-call]  # sqlparse is untyped
+                    if isinstance(token, IdentifierList)
+                    else [token]
+                )
                 for item in items:
                     if isinstance(item, (Identifier, Function)):
-                        name = item.get_real_name()
+                        name = item.get_real_name()  # type: ignore[no-untyped-call]  # untyped
                         if name and name not in found:
                             found.append(name.strip('"`'))
                 expect_table = False

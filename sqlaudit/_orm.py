@@ -40,8 +40,8 @@ from sqlaudit._records import OrmLoad, StatementKind
 from sqlaudit._scope import CURRENT
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import ORMExecuteState, SessionTransaction
     from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import ORMExecuteState, SessionTransaction
 
 __all__ = ["Token"]
 
@@ -64,7 +64,7 @@ def _relationship(state: ORMExecuteState) -> str | None:
 def _on_orm_execute(state: ORMExecuteState) -> None:
     scope = CURRENT.get()
     if scope is None:
-        return None
+        return
     try:
         if state.is_select:
             kind = StatementKind.SELECT
@@ -75,7 +75,7 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
         elif state.is_insert:
             kind = StatementKind.INSERT
         else:
-            return None
+            return
         mapper = state.bind_mapper
         mapper_name = mapper.class_.__name__ if mapper is not None else None
         parent = state.lazy_loaded_from
@@ -91,10 +91,11 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
     except Exception as exc:
         scope.internal_errors += 1
         internal_error("orm.do_orm_execute", exc)
-    return None
 
 
-def _on_after_begin(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+def _on_after_begin(
+    session: Session, transaction: SessionTransaction, connection: Connection
+) -> None:
     scope = CURRENT.get()
     if scope is None or transaction.nested:
         return

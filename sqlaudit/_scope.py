@@ -127,8 +127,20 @@ class AuditReport:
         records.append(
             _new_record(
                 QueryRecord,
-                (sql, kind, start, duration, rowcount, batch, error, stack, orm, connection,
-                 dialect, SUPPRESSED.get()),
+                (
+                    sql,
+                    kind,
+                    start,
+                    duration,
+                    rowcount,
+                    batch,
+                    error,
+                    stack,
+                    orm,
+                    connection,
+                    dialect,
+                    SUPPRESSED.get(),
+                ),
             )
         )
 
@@ -213,8 +225,7 @@ class AuditReport:
 
     def __repr__(self) -> str:
         return (
-            f"<AuditReport {self.name!r} queries={self.query_count} "
-            f"findings={len(self.findings)}>"
+            f"<AuditReport {self.name!r} queries={self.query_count} findings={len(self.findings)}>"
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sqlaudit._report import AuditReport
+    from sqlaudit._scope import AuditReport
 
 __all__ = ["AuditFailed", "ConfigError"]
 
@@ -18,7 +18,7 @@ class ConfigError(ValueError):
     """
 
 
-class AuditFailed(AssertionError):
+class AuditFailed(AssertionError):  # noqa: N818 - public name fixed by DESIGN
     """Raised when an audit's policy is ``"raise"`` and a finding reached the fail severity.
 
     It subclasses :class:`AssertionError` so that test runners report it as a failure, not an

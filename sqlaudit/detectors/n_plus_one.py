@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlaudit._findings import Finding, Severity
 from sqlaudit._fingerprint import fingerprint
-from sqlaudit.detectors._common import group, indexes, location, total_time
+from sqlaudit.detectors._common import group, indexes, total_time
 
 if TYPE_CHECKING:
     from sqlaudit._records import CallSite, QueryRecord

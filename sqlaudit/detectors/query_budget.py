@@ -28,9 +28,7 @@ class QueryBudget:
             yield Finding(
                 kind=self.kind,
                 severity=Severity.ERROR,
-                message=(
-                    f"query budget exceeded: {count} statements, budget {config.max_queries}"
-                ),
+                message=(f"query budget exceeded: {count} statements, budget {config.max_queries}"),
                 count=count,
                 location=None,
                 fix=(

@@ -10,8 +10,11 @@ from sqlaudit._findings import Severity
 if TYPE_CHECKING:
     from sqlaudit._scope import AuditReport
 
-_LEVELS = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING,
-           Severity.ERROR: logging.ERROR}
+_LEVELS = {
+    Severity.INFO: logging.INFO,
+    Severity.WARNING: logging.WARNING,
+    Severity.ERROR: logging.ERROR,
+}
 
 
 class LogReporter:
@@ -30,7 +33,10 @@ class LogReporter:
         if self.summary:
             self.logger.info(
                 "%s: %d statements, %.1f ms DB time, %d findings",
-                report.name, report.query_count, report.db_time_ms, len(report.findings),
+                report.name,
+                report.query_count,
+                report.db_time_ms,
+                len(report.findings),
                 extra={"sqlaudit_unit": report.name},
             )
         for finding in report.findings:
@@ -38,7 +44,10 @@ class LogReporter:
             self.logger.log(
                 _LEVELS[finding.severity],
                 "%s: %s%s; fix: %s",
-                report.name, finding.message, where, finding.fix,
+                report.name,
+                finding.message,
+                where,
+                finding.fix,
                 extra={
                     "sqlaudit_unit": report.name,
                     "sqlaudit_kind": finding.kind,

@@ -49,9 +49,7 @@ def format_finding(finding: Finding, number: int | None = None) -> str:
 
 def _summary(report: AuditReport) -> str:
     counts = report.counts
-    parts = [
-        f"{n} {kind}" for kind, n in counts.items() if kind != StatementKind.TRANSACTION
-    ]
+    parts = [f"{n} {kind}" for kind, n in counts.items() if kind != StatementKind.TRANSACTION]
     detail = f" ({', '.join(parts)})" if parts else ""
     findings = len(report.findings)
     noun = "finding" if findings == 1 else "findings"
