@@ -1,0 +1,85 @@
+"""Async: AsyncSession on aiosqlite and PostgreSQL (psycopg async), lazy loads through
+``awaitable_attrs``, call sites found in the awaiting coroutine."""
+
+from __future__ import annotations
+
+import asyncio
+
+from models import Author, Base, Book, seed
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import selectinload
+
+import sqlaudit
+
+
+async def _prepare(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.drop_all)
+        await conn.run_sync(Base.metadata.create_all)
+    async with AsyncSession(engine) as session:
+        await session.run_sync(seed)
+
+
+async def _drop(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.drop_all)
+
+
+def test_async_n_plus_one_and_fix(async_engine: AsyncEngine) -> None:
+    """An async N+1 is found with the awaiting line as its location; selectinload is clean."""
+
+    async def scenario() -> tuple[sqlaudit.AuditReport, sqlaudit.AuditReport, int]:
+        await _prepare(async_engine)
+        handle = sqlaudit.instrument(async_engine)
+        try:
+            async with sqlaudit.audit("async list", on_finding="ignore") as planted:
+                async with AsyncSession(async_engine) as session:
+                    for author in await session.scalars(select(Author)):
+                        await author.awaitable_attrs.books  # marker: async trigger
+            async with sqlaudit.audit("async fixed", on_finding="ignore") as fixed:
+                async with AsyncSession(async_engine) as session:
+                    stmt = select(Author).options(selectinload(Author.books))
+                    authors = (await session.scalars(stmt)).all()
+                    assert all(a.books for a in authors)
+        finally:
+            handle.remove()
+            await _drop(async_engine)
+        with open(__file__, encoding="utf-8") as source:
+            line = next(
+                n
+                for n, text in enumerate(source, 1)
+                if "marker: async trigger" in text and "next(" not in text
+            )
+        return planted, fixed, line
+
+    planted, fixed, line = asyncio.run(scenario())
+    assert [f.kind for f in planted.findings] == ["n_plus_one"]
+    finding = planted.findings[0]
+    assert finding.relationship == "Author.books"
+    assert finding.count == 5
+    assert finding.location is not None
+    assert (finding.location.file, finding.location.line) == (__file__, line)
+    assert fixed.findings == ()
+    assert fixed.query_count == 2
+
+
+def test_async_repeated_query(async_engine: AsyncEngine) -> None:
+    """Repeated async Core selects from one line are a repeated_query."""
+
+    async def scenario() -> sqlaudit.AuditReport:
+        await _prepare(async_engine)
+        handle = sqlaudit.instrument(async_engine)
+        try:
+            async with sqlaudit.audit("async repeat", on_finding="ignore") as report:
+                async with async_engine.connect() as conn:
+                    for book_id in (1, 2, 3, 4):
+                        await conn.execute(select(Book.title).where(Book.id == book_id))
+        finally:
+            handle.remove()
+            await _drop(async_engine)
+        return report
+
+    report = asyncio.run(scenario())
+    assert [f.kind for f in report.findings] == ["repeated_query"]
+    assert report.findings[0].count == 4

@@ -1,0 +1,173 @@
+"""Capture: what ``instrument()`` records, what it leaves alone, and how it fails safe."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import weakref
+from collections.abc import Iterator
+
+import pytest
+from models import Author, prepared
+from sqlalchemy import Engine, create_engine, event, exc, insert, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.orm import Session
+
+import sqlaudit
+from sqlaudit import _capture, _orm
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[Engine]:
+    with prepared(engine) as eng:
+        yield eng
+
+
+def test_instrument_is_idempotent_and_remove_is_exact(sqlite_engine: Engine) -> None:
+    """Instrumenting twice returns one handle; remove() takes off only sqlaudit's listeners."""
+
+    def user_listener(cursor: object, statement: str, parameters: object, context: object) -> None:
+        return None
+
+    event.listen(sqlite_engine, "do_execute", user_listener)
+    first = sqlaudit.instrument(sqlite_engine)
+    assert sqlaudit.instrument(sqlite_engine) is first
+    assert event.contains(sqlite_engine, "do_execute", _capture._do_execute)
+    assert _orm.listening()
+    first.remove()
+    first.remove()
+    assert not event.contains(sqlite_engine, "do_execute", _capture._do_execute)
+    assert event.contains(sqlite_engine, "do_execute", user_listener)
+    assert not first.active
+    again = sqlaudit.instrument(sqlite_engine)
+    assert again is not first and again.active
+    again.remove()
+    assert not _orm.listening()
+
+
+def test_async_engine_is_unwrapped() -> None:
+    """An AsyncEngine is instrumented through its ``sync_engine``."""
+    async_engine = create_async_engine("sqlite+aiosqlite://")
+    handle = sqlaudit.instrument(async_engine)
+    try:
+        assert handle.engine is async_engine.sync_engine
+        assert sqlaudit.instrument(async_engine.sync_engine) is handle
+    finally:
+        handle.remove()
+
+
+def test_engine_is_held_weakly() -> None:
+    """An instrumented engine that the application drops is garbage-collected, and the shared
+    ORM listeners are released with it."""
+    engine = create_engine("sqlite://")
+    handle = sqlaudit.instrument(engine)
+    ref = weakref.ref(engine)
+    engine.dispose()
+    del engine
+    gc.collect()
+    assert ref() is None
+    assert not handle.active
+    assert not _orm.listening()
+
+
+def test_nothing_recorded_outside_a_scope(db: Engine) -> None:
+    """Statements outside ``audit()`` are not recorded anywhere; inside they are."""
+    with db.connect() as conn:
+        conn.execute(select(Author.id)).all()
+        with sqlaudit.audit("inner", on_finding="ignore") as report:
+            conn.execute(select(Author.name)).all()
+        conn.execute(select(Author.id)).all()
+    assert report.query_count == 1
+    (record,) = report.statements
+    assert record.kind == "select"
+    assert "sqlaudit_t_author" in record.sql
+    assert record.callsite is not None
+    assert record.callsite.file == __file__
+    assert record.dialect == db.dialect.name
+
+
+def test_records_kind_rowcount_batch_and_errors(db: Engine) -> None:
+    """Each record carries its kind, rowcount, executemany size, and the failing statement's
+    error name, while the application sees exactly the exception SQLAlchemy raises."""
+    with sqlaudit.audit("mixed", on_finding="ignore") as report:
+        with db.begin() as conn:
+            conn.execute(insert(Author), [{"id": 50, "name": "x"}, {"id": 51, "name": "y"}])
+            conn.execute(text("UPDATE sqlaudit_t_author SET name = 'z' WHERE id >= 50"))
+        with pytest.raises(exc.DBAPIError), db.connect() as conn:
+            conn.execute(text("SELECT no_such_column FROM sqlaudit_t_author"))
+    by_kind = {r.kind: r for r in report.statements}
+    assert by_kind["update"].rowcount == 2
+    assert sum(r.batch for r in report.statements if r.kind == "insert") == 2
+    failed = [r for r in report.statements if r.error]
+    assert len(failed) == 1
+    assert failed[0].kind == "select"
+    assert report.query_count == len([r for r in report.statements if r.kind != "transaction"])
+
+
+def test_handle_error_still_fires(db: Engine) -> None:
+    """A user's ``handle_error`` listener sees the same error with sqlaudit in the path."""
+    seen: list[str] = []
+    event.listen(db, "handle_error", lambda ctx: seen.append(type(ctx.original_exception).__name__))
+    with sqlaudit.audit("err", on_finding="ignore"), db.connect() as conn:
+        with pytest.raises(exc.DBAPIError):
+            conn.execute(text("SELECT * FROM sqlaudit_t_missing_table"))
+    assert len(seen) == 1
+
+
+def test_nested_scopes_roll_up(db: Engine) -> None:
+    """A nested audit's statements are counted in it and in its parent."""
+    with sqlaudit.audit("outer", on_finding="ignore") as outer, db.connect() as conn:
+        conn.execute(select(Author.id)).all()
+        with sqlaudit.audit("inner", on_finding="ignore") as inner:
+            conn.execute(select(Author.name)).all()
+            conn.execute(select(Author.name).where(Author.id == 1)).all()
+        conn.execute(select(Author.id).where(Author.id == 2)).all()
+    assert inner.query_count == 2
+    assert outer.query_count == 4
+    assert [r.start for r in outer.statements] == sorted(r.start for r in outer.statements)
+
+
+def test_memory_bounded_by_max_records(sqlite_engine: Engine) -> None:
+    """Past ``max_records`` statements are counted, not stored."""
+    handle = sqlaudit.instrument(sqlite_engine)
+    with sqlaudit.audit("many", max_records=10, on_finding="ignore") as report:
+        with sqlite_engine.connect() as conn:
+            for i in range(50):
+                conn.execute(text("SELECT :i"), {"i": i}).all()
+    handle.remove()
+    assert report.query_count == 50
+    assert len(report.statements) == 10
+    assert report.overflow == 40
+
+
+def test_orm_context_correlated_with_cursor_execute(db: Engine) -> None:
+    """ORM statements carry their load type; an autoflush between do_orm_execute and the
+    SELECT keeps its own (write) identity."""
+    with sqlaudit.audit("orm", on_finding="ignore") as report, Session(db) as session:
+        session.add(Author(id=99, name="new"))
+        author = session.scalars(select(Author).where(Author.id == 1)).one()
+        assert author.books
+    loads = [(r.kind, r.orm.load if r.orm else None) for r in report.statements]
+    assert ("insert", None) in loads
+    assert ("select", "query") in loads
+    assert ("select", "lazy") in loads
+
+
+def test_internal_error_is_swallowed_logged_once_and_counted(
+    db: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure inside sqlaudit never reaches the application's query: the statement's
+    result is unchanged, the error is counted on the report and logged once."""
+    monkeypatch.setenv("SQLAUDIT_STRICT", "0")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(sqlaudit.AuditReport, "record", broken)
+    caplog.set_level(logging.ERROR, logger="sqlaudit")
+    with sqlaudit.audit("faulty", on_finding="ignore") as report, db.connect() as conn:
+        rows = [conn.execute(select(Author.id).where(Author.id == i)).all() for i in (1, 2)]
+    assert rows == [[(1,)], [(2,)]]
+    assert report.internal_errors == 2
+    logged = [r for r in caplog.records if "internal error in capture" in r.getMessage()]
+    assert len(logged) <= 1  # once per process and kind (may have been logged earlier)

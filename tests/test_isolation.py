@@ -1,0 +1,73 @@
+"""Isolation: concurrent units of work never see each other's statements."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import StaticPool
+
+import sqlaudit
+from sqlaudit._scope import CURRENT
+
+
+def test_200_concurrent_asyncio_tasks_each_exact() -> None:
+    """200 tasks, each issuing a different known number of statements in its own audit,
+    interleaved on one event loop: every report counts exactly its own statements."""
+    engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
+    handle = sqlaudit.instrument(engine)
+
+    async def unit(n: int) -> tuple[int, int]:
+        async with sqlaudit.audit(f"task {n}", on_finding="ignore") as report:
+            async with engine.connect() as conn:
+                for i in range(n):
+                    await conn.execute(text("SELECT :i"), {"i": i})
+                    await asyncio.sleep(0)
+        return n, report.query_count
+
+    async def main() -> list[tuple[int, int]]:
+        try:
+            return await asyncio.gather(*(unit(n % 13 + 1) for n in range(200)))
+        finally:
+            await engine.dispose()
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        handle.remove()
+    assert len(results) == 200
+    assert all(expected == got for expected, got in results), results
+    assert CURRENT.get() is None
+
+
+def test_16_threads_each_exact(tmp_path: Path) -> None:
+    """16 threads on one engine, each with its own audit and statement count: exact."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'iso.db'}", pool_size=16)
+    handle = sqlaudit.instrument(engine)
+    results: dict[int, int] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(16)
+
+    def unit(n: int) -> None:
+        try:
+            barrier.wait()
+            with sqlaudit.audit(f"thread {n}", on_finding="ignore") as report:
+                with engine.connect() as conn:
+                    for i in range(n * 5):
+                        conn.execute(text("SELECT :i"), {"i": i}).all()
+            results[n] = report.query_count
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=unit, args=(n,)) for n in range(1, 17)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    handle.remove()
+    engine.dispose()
+    assert errors == []
+    assert results == {n: n * 5 for n in range(1, 17)}
