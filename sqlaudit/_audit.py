@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 from sqlaudit._config import AuditConfig
 from sqlaudit._findings import Finding, check_kinds
 from sqlaudit._internal import internal_error
-from sqlaudit._scope import CURRENT, SUPPRESSED, AuditReport
+from sqlaudit._scope import CURRENT, FALLBACK, SUPPRESSED, AuditReport, current
 from sqlaudit.detectors import DEFAULT_DETECTORS, Detector
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.reporters import LogReporter, Reporter
@@ -26,8 +26,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def current_report() -> AuditReport | None:
-    """The innermost open audit of this thread or task, or None."""
-    return CURRENT.get()
+    """The audit that statements issued here now belong to, or None."""
+    return current()
 
 
 def run_detectors(
@@ -68,6 +68,10 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
     and keyword ``overrides`` replace some of its fields (validated). ``reporters`` receive the
     closed report; by default findings are logged on logger ``sqlaudit`` when
     ``on_finding="log"``. Scopes nest: a nested audit's statements also count in its parent.
+
+    ``all_threads=True`` also gives this audit the statements of threads and tasks that have
+    no audit of their own while it is open (a test client serving the app in a thread), and
+    makes audits opened there its children.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         *,
         reporters: Iterable[Reporter] | None = None,
         detectors: Sequence[Detector] | None = None,
+        all_threads: bool = False,
         **overrides: Any,
     ) -> None:
         if not isinstance(name, str) or not name:  # type: ignore[redundant-expr]  # runtime check
@@ -96,16 +101,21 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             if not callable(getattr(reporter, "report", None)):
                 raise ConfigError(f"reporter {reporter!r} has no report(report) method")
         self.detectors = DEFAULT_DETECTORS if detectors is None else tuple(detectors)
+        if not isinstance(all_threads, bool):
+            raise ConfigError(f"all_threads must be True or False, got {all_threads!r}")
+        self.all_threads = all_threads
         self.report: AuditReport | None = None
         self._token: Token[AuditReport | None] | None = None
 
     def __enter__(self) -> AuditReport:
         if self._token is not None:
             raise RuntimeError("this audit() block is already open; create one per use")
-        parent = CURRENT.get()
+        parent = current()
         report = AuditReport(self.name, self.config, parent)
         self.report = report
         self._token = CURRENT.set(report)
+        if self.all_threads:
+            FALLBACK.append(report)
         return report
 
     def __exit__(
@@ -123,6 +133,9 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         # elsewhere): ContextVar.reset raises ValueError; the scope is closed all the same.
         with contextlib.suppress(ValueError):
             CURRENT.reset(token)
+        if self.all_threads:
+            with contextlib.suppress(ValueError):
+                FALLBACK.remove(report)
         self.close(report, exc is not None)
 
     async def __aenter__(self) -> AuditReport:
@@ -180,7 +193,13 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         return cast(F, wrapper)
 
     def _fresh(self) -> audit:
-        return audit(self.name, self.config, reporters=self.reporters, detectors=self.detectors)
+        return audit(
+            self.name,
+            self.config,
+            reporters=self.reporters,
+            detectors=self.detectors,
+            all_threads=self.all_threads,
+        )
 
 
 class ignore:  # noqa: N801 - used like a function: ``with sqlaudit.ignore("n_plus_one"):``

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Engine
 
 from sqlaudit import _orm
 from sqlaudit._internal import internal_error
-from sqlaudit._scope import CURRENT
+from sqlaudit._scope import CURRENT, FALLBACK
 from sqlaudit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -54,7 +54,9 @@ def _do_execute(
 ) -> bool:
     scope = CURRENT.get()
     if scope is None:
-        return False
+        if not FALLBACK:
+            return False
+        scope = FALLBACK[-1]
     dialect = context.dialect
     start = perf_counter()
     try:
@@ -80,7 +82,9 @@ def _do_executemany(
 ) -> bool:
     scope = CURRENT.get()
     if scope is None:
-        return False
+        if not FALLBACK:
+            return False
+        scope = FALLBACK[-1]
     dialect = context.dialect
     start = perf_counter()
     try:
@@ -95,7 +99,9 @@ def _do_executemany(
 def _do_execute_no_params(cursor: DBAPICursor, statement: str, context: ExecutionContext) -> bool:
     scope = CURRENT.get()
     if scope is None:
-        return False
+        if not FALLBACK:
+            return False
+        scope = FALLBACK[-1]
     dialect = context.dialect
     start = perf_counter()
     try:

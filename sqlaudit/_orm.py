@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from sqlaudit._callsite import capture
 from sqlaudit._internal import internal_error
 from sqlaudit._records import OrmLoad, StatementKind
-from sqlaudit._scope import CURRENT
+from sqlaudit._scope import current
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -62,7 +62,7 @@ def _relationship(state: ORMExecuteState) -> str | None:
 
 
 def _on_orm_execute(state: ORMExecuteState) -> None:
-    scope = CURRENT.get()
+    scope = current()
     if scope is None:
         return
     try:
@@ -96,7 +96,7 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
 def _on_after_begin(
     session: Session, transaction: SessionTransaction, connection: Connection
 ) -> None:
-    scope = CURRENT.get()
+    scope = current()
     if scope is None or transaction.nested:
         return
     try:
@@ -107,7 +107,7 @@ def _on_after_begin(
 
 
 def _on_after_commit(session: Session) -> None:
-    scope = CURRENT.get()
+    scope = current()
     if scope is None:
         return
     try:
@@ -118,7 +118,7 @@ def _on_after_commit(session: Session) -> None:
 
 
 def _on_after_rollback(session: Session) -> None:
-    scope = CURRENT.get()
+    scope = current()
     if scope is None:
         return
     try:

@@ -21,18 +21,30 @@ if TYPE_CHECKING:
 
     from sqlaudit._findings import Finding
 
-__all__ = ["CURRENT", "SUPPRESSED", "AuditReport", "TransactionEvent"]
+__all__ = ["CURRENT", "FALLBACK", "SUPPRESSED", "AuditReport", "TransactionEvent", "current"]
 
 #: The innermost open audit scope of this thread / task, or None.
 CURRENT: ContextVar[AuditReport | None] = ContextVar("sqlaudit_scope", default=None)
 #: Finding kinds suppressed by ``sqlaudit.ignore`` in this context.
 SUPPRESSED: ContextVar[frozenset[str]] = ContextVar("sqlaudit_suppressed", default=frozenset())
 
+#: Audits opened with ``all_threads=True``, innermost last: they also receive statements from
+#: threads and tasks that have no audit of their own (e.g. a test client's server thread).
+FALLBACK: list[AuditReport] = []
+
 _TRANSACTION = StatementKind.TRANSACTION
 _new_record = tuple.__new__
 
 #: (expected statement kind, ORM context, call stack) handed from do_orm_execute to do_execute.
 Pending = tuple[str, OrmLoad, tuple[CallSite, ...]]
+
+
+def current() -> AuditReport | None:
+    """The audit that owns statements issued here now: this context's, else a fallback."""
+    scope = CURRENT.get()
+    if scope is None and FALLBACK:
+        return FALLBACK[-1]
+    return scope
 
 
 class TransactionEvent(tuple[str, float, int, tuple[CallSite, ...]]):

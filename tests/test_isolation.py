@@ -71,3 +71,37 @@ def test_16_threads_each_exact(tmp_path: Path) -> None:
     engine.dispose()
     assert errors == []
     assert results == {n: n * 5 for n in range(1, 17)}
+
+
+def test_all_threads_audit_takes_statements_from_other_threads(tmp_path: Path) -> None:
+    """An ``all_threads`` audit receives statements of threads without their own audit, and
+    audits opened in those threads roll up into it; without the flag other threads' statements
+    are not attributed."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'threads.db'}")
+    handle = sqlaudit.instrument(engine)
+
+    def plain_worker() -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1")).all()
+
+    def audited_worker() -> None:
+        with sqlaudit.audit("request", on_finding="ignore"), engine.connect() as conn:
+            conn.execute(text("SELECT 2")).all()
+            conn.execute(text("SELECT 3")).all()
+
+    def run(target: object) -> None:
+        thread = threading.Thread(target=target)  # type: ignore[arg-type]
+        thread.start()
+        thread.join()
+
+    try:
+        with sqlaudit.audit("test", on_finding="ignore", all_threads=True) as report:
+            run(plain_worker)
+            run(audited_worker)
+        with sqlaudit.audit("narrow", on_finding="ignore") as narrow:
+            run(plain_worker)
+    finally:
+        handle.remove()
+        engine.dispose()
+    assert report.query_count == 3
+    assert narrow.query_count == 0
