@@ -153,6 +153,14 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         """Detect, report and apply the policy. Raises AuditFailed only if not ``failing``."""
         report.ended = time.perf_counter()
         report.pending_orm = None
+        report.flush_load = None
+        try:
+            for tx in report.tx_all:
+                tx.settle()
+            report.transaction_records = tuple(tx.freeze(report.ended) for tx in report.tx_all)
+        except Exception as exc:
+            report.internal_errors += 1
+            internal_error("transactions.close", exc)
         report.findings = tuple(run_detectors(report, self.detectors))
         if report.parent is not None:
             try:

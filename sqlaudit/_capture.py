@@ -38,10 +38,13 @@ from sqlalchemy.engine import Engine
 from sqlaudit import _orm
 from sqlaudit._internal import internal_error
 from sqlaudit._scope import CURRENT, FALLBACK
+from sqlaudit._transactions import POOL_LISTENERS, on_statement
 from sqlaudit.errors import ConfigError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPICursor, ExecutionContext
+
+    from sqlaudit._scope import AuditReport
 
 __all__ = ["Instrumentation", "instrument"]
 
@@ -114,7 +117,7 @@ def _do_execute_no_params(cursor: DBAPICursor, statement: str, context: Executio
 
 
 def _record(
-    scope: Any,
+    scope: AuditReport,
     statement: str,
     start: float,
     rowcount: int,
@@ -134,12 +137,13 @@ def _record(
             id(context.root_connection),
             context.dialect.name,
         )
+        on_statement(scope, context, scope.last_kind, start, duration, scope.last_stack)
     except Exception as exc:
         scope.internal_errors += 1
         internal_error("capture", exc)
 
 
-_LISTENERS = (
+_LISTENERS: tuple[tuple[str, Any], ...] = (
     ("do_execute", _do_execute),
     ("do_executemany", _do_executemany),
     ("do_execute_no_params", _do_execute_no_params),
@@ -169,7 +173,7 @@ class Instrumentation:
         return not self._removed and self._engine() is not None
 
     def _attach(self, engine: Engine) -> None:
-        for name, fn in _LISTENERS:
+        for name, fn in _LISTENERS + POOL_LISTENERS:
             event.listen(engine, name, fn)
         self._token.acquire()
 
@@ -181,7 +185,7 @@ class Instrumentation:
             self._removed = True
             engine = self._engine()
             if engine is not None:
-                for name, fn in _LISTENERS:
+                for name, fn in _LISTENERS + POOL_LISTENERS:
                     if event.contains(engine, name, fn):
                         event.remove(engine, name, fn)
                 if _registry.get(engine) is self:

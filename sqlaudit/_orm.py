@@ -29,6 +29,7 @@ On error inside sqlaudit: logged once, counted on the report, never raised into 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
@@ -38,10 +39,13 @@ from sqlaudit._callsite import capture
 from sqlaudit._internal import internal_error
 from sqlaudit._records import OrmLoad, StatementKind
 from sqlaudit._scope import current
+from sqlaudit._transactions import session_begin, session_end
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.orm import ORMExecuteState, SessionTransaction
+
+    from sqlaudit._scope import AuditReport
 
 __all__ = ["Token"]
 
@@ -66,18 +70,21 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
     if scope is None:
         return
     try:
-        if state.is_select:
-            kind = StatementKind.SELECT
-        elif state.is_update:
-            kind = StatementKind.UPDATE
-        elif state.is_delete:
-            kind = StatementKind.DELETE
-        elif state.is_insert:
-            kind = StatementKind.INSERT
-        else:
-            return
         mapper = state.bind_mapper
         mapper_name = mapper.class_.__name__ if mapper is not None else None
+        if not state.is_select:
+            # lazy_loaded_from & co. raise for DML ("not against a SELECT statement").
+            if state.is_insert:
+                kind = StatementKind.INSERT
+            elif state.is_update:
+                kind = StatementKind.UPDATE
+            elif state.is_delete:
+                kind = StatementKind.DELETE
+            else:
+                return
+            scope.pending_orm = (kind, OrmLoad("query", mapper_name, None, None), capture(2))
+            return
+        kind = StatementKind.SELECT
         parent = state.lazy_loaded_from
         if parent is not None:
             load = OrmLoad("lazy", mapper_name, _relationship(state), id(parent))
@@ -93,39 +100,73 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
         internal_error("orm.do_orm_execute", exc)
 
 
+def _guarded(where: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorator: run a session listener only in a scope; contain its errors."""
+
+    def wrap(fn: Callable[..., None]) -> Callable[..., None]:
+        def listener(session: Session, *args: Any) -> None:
+            scope = current()
+            if scope is None:
+                return
+            try:
+                fn(scope, session, *args)
+            except Exception as exc:
+                scope.internal_errors += 1
+                internal_error(where, exc)
+
+        listener.__name__ = fn.__name__
+        return listener
+
+    return wrap
+
+
+@_guarded("orm.after_begin")
 def _on_after_begin(
-    session: Session, transaction: SessionTransaction, connection: Connection
+    scope: AuditReport,
+    session: Session,
+    transaction: SessionTransaction,
+    connection: Connection,
 ) -> None:
-    scope = current()
-    if scope is None or transaction.nested:
+    if transaction.nested:
         return
-    try:
-        scope.transaction_event("begin", id(session))
-    except Exception as exc:
-        scope.internal_errors += 1
-        internal_error("orm.after_begin", exc)
+    scope.transaction_event("begin", id(session))
+    session_begin(scope, session, transaction, connection)
 
 
-def _on_after_commit(session: Session) -> None:
-    scope = current()
-    if scope is None:
-        return
-    try:
-        scope.transaction_event("commit", id(session))
-    except Exception as exc:
-        scope.internal_errors += 1
-        internal_error("orm.after_commit", exc)
+@_guarded("orm.after_commit")
+def _on_after_commit(scope: AuditReport, session: Session) -> None:
+    scope.transaction_event("commit", id(session))
+    session_end(scope, session, "commit")
 
 
-def _on_after_rollback(session: Session) -> None:
-    scope = current()
-    if scope is None:
-        return
-    try:
-        scope.transaction_event("rollback", id(session))
-    except Exception as exc:
-        scope.internal_errors += 1
-        internal_error("orm.after_rollback", exc)
+@_guarded("orm.after_rollback")
+def _on_after_rollback(scope: AuditReport, session: Session) -> None:
+    scope.flush_load = None
+    scope.transaction_event("rollback", id(session))
+    session_end(scope, session, "rollback")
+
+
+@_guarded("orm.after_transaction_end")
+def _on_after_transaction_end(
+    scope: AuditReport, session: Session, transaction: SessionTransaction
+) -> None:
+    if transaction.parent is None and not transaction.nested:
+        # Ended with neither commit nor rollback: the session was closed (or its transaction
+        # discarded); a no-op when commit/rollback already ended it.
+        session_end(scope, session, "closed")
+
+
+@_guarded("orm.before_flush")
+def _on_before_flush(
+    scope: AuditReport, session: Session, flush_context: Any, instances: Any
+) -> None:
+    scope.flush_seq += 1
+    scope.flush_load = OrmLoad("flush", None, None, scope.flush_seq)
+
+
+@_guarded("orm.after_flush_postexec")
+def _on_after_flush_postexec(scope: AuditReport, session: Session, flush_context: Any) -> None:
+    scope.flush_load = None
 
 
 _LISTENERS: tuple[tuple[str, Any], ...] = (
@@ -133,6 +174,9 @@ _LISTENERS: tuple[tuple[str, Any], ...] = (
     ("after_begin", _on_after_begin),
     ("after_commit", _on_after_commit),
     ("after_rollback", _on_after_rollback),
+    ("after_transaction_end", _on_after_transaction_end),
+    ("before_flush", _on_before_flush),
+    ("after_flush_postexec", _on_after_flush_postexec),
 )
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from sqlaudit._findings import Finding
+    from sqlaudit._transactions import TransactionRecord, TxState
 
 __all__ = ["CURRENT", "FALLBACK", "SUPPRESSED", "AuditReport", "TransactionEvent", "current"]
 
@@ -69,17 +70,27 @@ class AuditReport:
         "_kind_counts",
         "_records",
         "_sorted",
+        "checkouts",
         "config",
         "db_time",
         "ended",
         "findings",
+        "flush_load",
+        "flush_seq",
         "internal_errors",
+        "last_kind",
+        "last_stack",
         "name",
         "overflow",
         "parent",
         "pending_orm",
         "started",
+        "transaction_records",
         "transactions",
+        "tx_all",
+        "tx_by_conn",
+        "tx_by_dbapi",
+        "tx_by_session",
     )
 
     def __init__(self, name: str, config: AuditConfig, parent: AuditReport | None = None):
@@ -100,6 +111,20 @@ class AuditReport:
         #: Internal sqlaudit errors swallowed while auditing this unit.
         self.internal_errors = 0
         self.findings: Sequence[Finding] = ()
+        #: The unit's database transactions (filled when the audit closes).
+        self.transaction_records: Sequence[TransactionRecord] = ()
+        # Capture state (internal): the last statement's kind and stack for the transaction
+        # tracker, open transactions by Connection / DBAPI connection / Session key, every
+        # transaction seen, DBAPI connections checked out inside this scope, the open flush.
+        self.last_kind = ""
+        self.last_stack: tuple[CallSite, ...] = ()
+        self.tx_by_conn: dict[int, TxState] = {}
+        self.tx_by_dbapi: dict[int, TxState] = {}
+        self.tx_by_session: dict[int, list[TxState]] = {}
+        self.tx_all: list[TxState] = []
+        self.checkouts: set[int] = set()
+        self.flush_load: OrmLoad | None = None
+        self.flush_seq = 0
         self.started = time.perf_counter()
         self.ended: float | None = None
 
@@ -118,6 +143,7 @@ class AuditReport:
     ) -> None:
         """Account for one statement (called by the capture listeners)."""
         kind = _kind_cache.get(sql) or statement_kind(sql)
+        self.last_kind = kind
         counts = self._kind_counts
         counts[kind] = counts.get(kind, 0) + 1
         if kind == _TRANSACTION:
@@ -127,6 +153,7 @@ class AuditReport:
         records = self._records
         if len(records) >= self.config.max_records:
             self.overflow += 1
+            self.last_stack = ()
             return
         pending = self.pending_orm
         if pending is not None and pending[0] == kind:
@@ -134,8 +161,9 @@ class AuditReport:
             orm: OrmLoad | None = pending[1]
             stack = pending[2]
         else:
-            orm = None
+            orm = self.flush_load
             stack = capture(3)
+        self.last_stack = stack
         records.append(
             _new_record(
                 QueryRecord,
@@ -155,6 +183,15 @@ class AuditReport:
                 ),
             )
         )
+
+    def checked_out_here(self, dbapi: int) -> bool:
+        """True when the DBAPI connection was checked out inside this scope or a parent."""
+        scope: AuditReport | None = self
+        while scope is not None:
+            if dbapi in scope.checkouts:
+                return True
+            scope = scope.parent
+        return False
 
     def transaction_event(self, event: str, key: int) -> None:
         """Record a transaction boundary (begin, commit, rollback) for ``key``."""
@@ -200,15 +237,22 @@ class AuditReport:
 
     @property
     def commit_count(self) -> int:
-        return sum(1 for e in self.transactions if e[0] == "commit")
+        """Transactions of this unit that ended in a commit."""
+        return sum(1 for t in self._transactions_so_far() if t.end == "commit")
 
     @property
     def rollback_count(self) -> int:
-        return sum(1 for e in self.transactions if e[0] == "rollback")
+        """Transactions of this unit that were rolled back (explicitly, on error or at close)."""
+        ends = ("rollback", "rollback_exception", "closed")
+        return sum(1 for t in self._transactions_so_far() if t.end in ends and t.writes)
 
     @property
     def transaction_count(self) -> int:
-        return sum(1 for e in self.transactions if e[0] == "begin")
+        """Database transactions of this unit that ran at least one statement."""
+        return sum(1 for t in self._transactions_so_far() if t.statements)
+
+    def _transactions_so_far(self) -> Sequence[TransactionRecord | TxState]:
+        return self.transaction_records if self.ended is not None else self.tx_all
 
     def merge_child(self, child: AuditReport) -> None:
         """Roll a closed nested scope's statements up into this one."""
@@ -220,6 +264,8 @@ class AuditReport:
         self._records.extend(child._records[:room])
         self.overflow += child.overflow + max(0, len(child._records) - room)
         self.transactions.extend(child.transactions[: max(0, room)])
+        self.tx_all.extend(child.tx_all)
+        self.checkouts |= child.checkouts
         self.internal_errors += child.internal_errors
         self._sorted = False
 

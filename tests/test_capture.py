@@ -142,13 +142,13 @@ def test_memory_bounded_by_max_records(sqlite_engine: Engine) -> None:
 
 def test_orm_context_correlated_with_cursor_execute(db: Engine) -> None:
     """ORM statements carry their load type; an autoflush between do_orm_execute and the
-    SELECT keeps its own (write) identity."""
+    SELECT keeps its own identity: a write of that flush."""
     with sqlaudit.audit("orm", on_finding="ignore") as report, Session(db) as session:
         session.add(Author(id=99, name="new"))
         author = session.scalars(select(Author).where(Author.id == 1)).one()
         assert author.books
     loads = [(r.kind, r.orm.load if r.orm else None) for r in report.statements]
-    assert ("insert", None) in loads
+    assert ("insert", "flush") in loads
     assert ("select", "query") in loads
     assert ("select", "lazy") in loads
 

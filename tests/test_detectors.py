@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from models import Author, Book, Review, prepared
-from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy import Engine, func, insert, select, text, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 import sqlaudit
@@ -215,3 +215,36 @@ def test_config_ignore_skips_detector(db: Engine) -> None:
         for author in session.scalars(select(Author)):
             assert author.books
     assert report.findings == ()
+
+
+def test_one_flush_writing_row_by_row_is_not_a_write_loop(db: Engine) -> None:
+    """``add_all`` + one commit is one flush, even when the dialect sends one INSERT per row."""
+    with sqlaudit.audit("flush", on_finding="ignore") as report, Session(db) as session:
+        session.add_all([Author(id=i, name=f"a{i}") for i in range(200, 208)])
+        session.commit()
+    assert report.findings == ()
+
+
+def test_flush_per_row_loop_is_a_write_loop_with_flush_hint(db: Engine) -> None:
+    """``add(); flush()`` per row flushes row by row: a write_loop whose fix says so."""
+    with sqlaudit.audit("flushes", on_finding="ignore") as report, Session(db) as session:
+        for i in range(300, 306):
+            session.add(Author(id=i, name=f"a{i}"))
+            session.flush()
+        session.commit()
+    assert kinds(report) == ["write_loop"]
+    assert "add_all" in report.findings[0].fix
+    assert "6 flushes" in report.findings[0].message
+
+
+def test_orm_bulk_insert_and_update_statements_are_recorded(db: Engine) -> None:
+    """ORM-enabled INSERT/UPDATE through ``Session.execute`` are captured, not broken."""
+    with sqlaudit.audit("bulk", on_finding="ignore") as report, Session(db) as session:
+        session.execute(insert(Author), [{"id": 400, "name": "x"}, {"id": 401, "name": "y"}])
+        session.execute(
+            update(Author).where(Author.id == 400).values(name="z")
+        )
+        session.commit()
+    assert report.counts.get("insert", 0) >= 1
+    assert report.counts["update"] == 1
+    assert report.internal_errors == 0

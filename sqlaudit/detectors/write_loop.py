@@ -1,4 +1,10 @@
-"""``write_loop``: the same single-row write from one call site, statement after statement."""
+"""``write_loop``: the same single-row write from one call site, statement after statement.
+
+A flush that writes its rows one statement at a time (SQLAlchemy cannot batch some INSERTs,
+e.g. on SQLite without RETURNING support for the table) is one unit of work, not a loop: the
+writes of one flush count once. A loop of ``add(); flush()`` or ``add(); commit()`` flushes
+row by row and is reported with a flush-specific hint.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,22 @@ if TYPE_CHECKING:
     from sqlaudit._records import CallSite, QueryRecord
     from sqlaudit._scope import AuditReport
 
+_LOOP_FIX = (
+    "send the rows in one statement: collect them and call "
+    "execute(stmt, [row, row, ...]) (executemany / insertmanyvalues), "
+    "or one UPDATE ... WHERE id IN (...) for a common change"
+)
+_FLUSH_FIX = (
+    "each iteration flushes (or commits) one object: add them all first "
+    "(session.add_all(objects)) and flush or commit once after the loop, so the unit of "
+    "work can batch the INSERTs{dialect_hint}"
+)
+_DIALECT_HINTS = {
+    "sqlite": "; on SQLite, server-generated defaults fetched per row defeat batching",
+    "mysql": "; on MySQL/MariaDB, PyMySQL batches INSERT ... VALUES rows in one round trip",
+    "postgresql": "; on PostgreSQL, psycopg batches them with insertmanyvalues and RETURNING",
+}
+
 
 def _key(record: QueryRecord) -> tuple[str, tuple[CallSite, ...]] | None:
     if record.kind not in StatementKind.WRITES or record.batch > 1 or not record.stack:
@@ -21,32 +43,46 @@ def _key(record: QueryRecord) -> tuple[str, tuple[CallSite, ...]] | None:
     return (fingerprint(record.sql), record.stack)
 
 
+def _flush_id(record: QueryRecord) -> int | None:
+    orm = record.orm
+    return orm.parent if orm is not None and orm.load == "flush" else None
+
+
 class WriteLoop:
-    """The same single-row INSERT/UPDATE/DELETE >= ``write_loop_min`` times from one stack."""
+    """The same single-row INSERT/UPDATE/DELETE >= ``write_loop_min`` times from one stack,
+    counting the writes of one flush once."""
 
     kind = "write_loop"
 
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = report.config
         for (shape, stack), items in group(enumerate(records), _key).items():
-            n = len(items)
+            flushes = {_flush_id(r) for _, r in items} - {None}
+            plain = sum(1 for _, r in items if _flush_id(r) is None)
+            occurrences = plain + len(flushes)
             db_time = total_time(items)
-            if n < config.write_loop_min or db_time * 1000 < config.min_group_ms:
+            if occurrences < config.write_loop_min or db_time * 1000 < config.min_group_ms:
                 continue
-            verb = items[0][1].kind.upper()
+            sample = items[0][1]
+            by_flush = len(flushes) > plain
+            if by_flush:
+                hint = _DIALECT_HINTS.get(sample.dialect, "")
+                message = (
+                    f"write loop: {len(flushes)} flushes of one row each: {short(sample.sql, 70)}"
+                )
+                fix = _FLUSH_FIX.format(dialect_hint=hint)
+            else:
+                message = f"write loop: {len(items)}x single-row {short(sample.sql, 70)}"
+                fix = _LOOP_FIX
             yield Finding(
                 kind=self.kind,
                 severity=Severity.WARNING,
-                message=f"write loop: {n}x single-row {verb} {short(items[0][1].sql, 70)}",
-                count=n,
+                message=message,
+                count=len(items),
                 location=stack[0],
-                fix=(
-                    "send the rows in one statement: collect them and call "
-                    "execute(stmt, [row, row, ...]) (executemany / insertmanyvalues), "
-                    "or one UPDATE ... WHERE id IN (...) for a common change"
-                ),
+                fix=fix,
                 fingerprint=shape,
-                sql=items[0][1].sql,
+                sql=sample.sql,
                 db_time=db_time,
                 statements=indexes(items),
             )
