@@ -1,0 +1,139 @@
+"""Shared fixtures: real databases for sqlaudit's own tests.
+
+Databases (see ``databases.py`` beside this file and DESIGN.md, "Databases"): SQLite in
+memory always; MariaDB/MySQL and PostgreSQL from ``SQLAUDIT_TEST_MYSQL_URL`` /
+``SQLAUDIT_TEST_POSTGRES_URL``, else testcontainers, else the test is skipped (or fails when
+``SQLAUDIT_REQUIRE_SERVERS=1``, as in CI). ``.ci/run`` starts the local servers and sets all
+three variables.
+
+Tables: the server databases are shared by every test (and by earlier runs), so each test
+creates the tables it needs itself, e.g. ``Base.metadata.create_all(engine)``, drops them with
+``Base.metadata.drop_all(engine)`` at teardown, and names them with the prefix
+``sqlaudit_t_`` (``databases.TABLE_PREFIX``). Requesting the ``clean_db`` fixture drops every
+``sqlaudit_t_*`` table at teardown even when the test failed half-way; tables left behind by an
+interrupted run are dropped when a server is first reached in a session.
+
+Async: ``async_engine`` is a plain (sync) fixture; a test drives it with ``asyncio.run(...)``
+itself (pytest-asyncio is not a dependency).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+
+import pytest
+from databases import Kind, drop_prefixed_tables, resolve_url, stop_containers
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool, StaticPool
+
+# sqlaudit's own tests run strict: internal errors re-raise instead of being swallowed. Set at
+# conftest import, before any test module imports sqlaudit.
+os.environ.setdefault("SQLAUDIT_STRICT", "1")
+
+DB_KINDS: list[Kind] = ["sqlite", "mysql", "postgresql"]
+ASYNC_DB_KINDS: list[Kind] = ["sqlite", "postgresql"]
+
+
+def pytest_sessionfinish() -> None:
+    """Stop the database containers that testcontainers started, if any."""
+    stop_containers()
+
+
+def make_engine(kind: Kind) -> Engine:
+    """A new engine on the test database of ``kind`` (skips/fails the test if there is none).
+
+    SQLite is in memory behind a ``StaticPool`` (one shared connection, usable from any
+    thread), so every connection and thread of the test sees the same database.
+    """
+    url = resolve_url(kind)
+    if kind == "sqlite":
+        return create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    return create_engine(url)
+
+
+def make_async_engine(kind: Kind) -> AsyncEngine:
+    """A new async engine (aiosqlite or psycopg async) on the test database of ``kind``.
+
+    PostgreSQL uses ``NullPool``: each ``asyncio.run`` has its own event loop, and a pooled
+    connection must not outlive the loop it was made in.
+    """
+    if kind == "sqlite":
+        return create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
+    if kind == "postgresql":
+        url = make_url(resolve_url(kind)).set(drivername="postgresql+psycopg_async")
+        return create_async_engine(url, poolclass=NullPool)
+    raise ValueError(f"no async test engine for {kind!r}")
+
+
+@pytest.fixture(params=DB_KINDS, ids=DB_KINDS)
+def db_kind(request: pytest.FixtureRequest) -> Kind:
+    """The database kind of ``engine``; parametrize ``db_kind`` to narrow it for one test."""
+    kind: Kind = request.param
+    return kind
+
+
+@pytest.fixture
+def engine(db_kind: Kind) -> Iterator[Engine]:
+    """A fresh engine for each of SQLite, MariaDB/MySQL and PostgreSQL; disposed afterwards."""
+    eng = make_engine(db_kind)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture
+def sqlite_engine() -> Iterator[Engine]:
+    """A fresh in-memory SQLite engine (StaticPool), disposed afterwards."""
+    eng = make_engine("sqlite")
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture
+def mysql_engine() -> Iterator[Engine]:
+    """A fresh MariaDB/MySQL (PyMySQL) engine, disposed afterwards."""
+    eng = make_engine("mysql")
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture
+def postgres_engine() -> Iterator[Engine]:
+    """A fresh PostgreSQL (psycopg 3) engine, disposed afterwards."""
+    eng = make_engine("postgresql")
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture(params=ASYNC_DB_KINDS, ids=ASYNC_DB_KINDS)
+def async_engine(request: pytest.FixtureRequest) -> Iterator[AsyncEngine]:
+    """A fresh ``AsyncEngine`` on SQLite (aiosqlite) and PostgreSQL (psycopg async).
+
+    Use it from a sync test with ``asyncio.run(...)``; it is disposed afterwards in its own
+    ``asyncio.run``.
+    """
+    kind: Kind = request.param
+    eng = make_async_engine(kind)
+    try:
+        yield eng
+    finally:
+        asyncio.run(eng.dispose())
+
+
+@pytest.fixture
+def clean_db(engine: Engine) -> Iterator[Engine]:
+    """``engine``; at teardown every table named ``sqlaudit_t_*`` in its database is dropped."""
+    yield engine
+    with engine.connect() as connection:
+        drop_prefixed_tables(connection)
