@@ -137,7 +137,9 @@ def _record(
             id(context.root_connection),
             context.dialect.name,
         )
-        on_statement(scope, context, scope.last_kind, start, duration, scope.last_stack)
+        on_statement(
+            scope, context, scope.last_kind, start, duration, scope.last_stack, batch
+        )
     except Exception as exc:
         scope.internal_errors += 1
         internal_error("capture", exc)

@@ -39,6 +39,13 @@ def _check_ms(name: str, value: Any, optional: bool = False) -> None:
         )
 
 
+def _check_ratio(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError(f"{name} must be a number in (0, 1] or None, got {value!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class AuditConfig:
     """Thresholds and switches for one audit. Strict test defaults; see :meth:`for_production`.
@@ -59,6 +66,14 @@ class AuditConfig:
     repeated_query_min: int = 3
     #: ``write_loop``: the same single-row write from one call site at least this many times.
     write_loop_min: int = 5
+    #: ``long_transaction``: a transaction open longer than this (None: off).
+    long_transaction_ms: float | None = 1000.0
+    #: ``long_transaction``: idle between two of its statements longer than this (None: off).
+    idle_in_transaction_ms: float | None = 250.0
+    #: ``commit_in_loop``: at least this many commits from one line with <= 1 row written each.
+    commit_in_loop_min: int = 3
+    #: ``transaction_overhead`` (info): transaction control >= this share of round trips.
+    transaction_overhead_ratio: float | None = 0.5
     #: Production floor: groups whose statements took less than this in total are not reported.
     min_group_ms: float = 0.0
     #: Report at most this many findings per unit (worst first); None: all.
@@ -82,6 +97,10 @@ class AuditConfig:
         _check_int("repeated_query_min", self.repeated_query_min, 2)
         _check_int("write_loop_min", self.write_loop_min, 2)
         _check_ms("min_group_ms", self.min_group_ms)
+        _check_ms("long_transaction_ms", self.long_transaction_ms, optional=True)
+        _check_ms("idle_in_transaction_ms", self.idle_in_transaction_ms, optional=True)
+        _check_int("commit_in_loop_min", self.commit_in_loop_min, 2)
+        _check_ratio("transaction_overhead_ratio", self.transaction_overhead_ratio)
         _check_int("max_findings", self.max_findings, 0, optional=True)
         _check_int("max_records", self.max_records, 0)
         if self.on_finding not in _ON_FINDING:

@@ -26,6 +26,7 @@ KINDS: frozenset[str] = frozenset(
         "discarded_writes",
         "long_transaction",
         "stale_identity_map",
+        "transaction_overhead",
     }
 )
 

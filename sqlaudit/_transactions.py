@@ -58,7 +58,7 @@ from sqlalchemy.engine import Connection
 from sqlaudit._callsite import capture
 from sqlaudit._internal import internal_error
 from sqlaudit._records import CallSite, StatementKind
-from sqlaudit._scope import current
+from sqlaudit._scope import SUPPRESSED, current
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIConnection, ExecutionContext
@@ -106,6 +106,10 @@ class TransactionRecord(NamedTuple):
     dialect: str
     #: An opaque key of the ORM session, or 0 for Core.
     session: int
+    #: Rows written (sum of parameter sets of its writes).
+    rows_written: int
+    #: Finding kinds suppressed by ``sqlaudit.ignore`` where it began.
+    suppressed: frozenset[str]
 
 
 class TxState:
@@ -126,10 +130,12 @@ class TxState:
         "listening",
         "max_gap",
         "root",
+        "rows_written",
         "session",
         "started",
         "statements",
         "streaming",
+        "suppressed",
         "writes",
     )
 
@@ -161,6 +167,8 @@ class TxState:
         self.streaming = False
         self.conn_ref: weakref.ref[Connection] | None = None
         self.root = 0
+        self.rows_written = 0
+        self.suppressed = SUPPRESSED.get()
 
     def finish(self, end: str, stack: tuple[CallSite, ...] = ()) -> None:
         if self.end == "open":
@@ -198,6 +206,8 @@ class TxState:
             self.streaming,
             self.dialect,
             self.session,
+            self.rows_written,
+            self.suppressed,
         )
 
 
@@ -235,6 +245,7 @@ def on_statement(
     start: float,
     duration: float,
     stack: tuple[CallSite, ...],
+    batch: int = 1,
 ) -> None:
     """Account a statement to its connection's current transaction."""
     if kind == StatementKind.TRANSACTION:
@@ -256,6 +267,7 @@ def on_statement(
     tx.last_end = start + duration
     if kind in _WRITES:
         tx.writes += 1
+        tx.rows_written += batch
         if tx.autocommit is None:
             tx.autocommit = detect_autocommit(context, _dbapi(conn))
         if not tx.listening and not tx.session:
@@ -357,6 +369,7 @@ def on_checkin(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -
     if scope is None:
         return
     try:
+        scope.checkins += 1
         tx = scope.tx_by_dbapi.pop(id(dbapi_connection), None)
         if tx is not None and not tx.session:
             tx.finish("closed", ())

@@ -9,10 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from sqlaudit.detectors.autocommit_writes import AutocommitWrites
+from sqlaudit.detectors.commit_in_loop import CommitInLoop
+from sqlaudit.detectors.discarded_writes import DiscardedWrites
+from sqlaudit.detectors.ineffective_rollback import IneffectiveRollback
+from sqlaudit.detectors.long_transaction import LongTransaction
 from sqlaudit.detectors.n_plus_one import NPlusOne
 from sqlaudit.detectors.query_budget import QueryBudget
 from sqlaudit.detectors.repeated_query import RepeatedQuery
 from sqlaudit.detectors.slow_query import SlowQuery
+from sqlaudit.detectors.transaction_overhead import TransactionOverhead
 from sqlaudit.detectors.write_loop import WriteLoop
 
 if TYPE_CHECKING:
@@ -41,4 +47,10 @@ DEFAULT_DETECTORS: tuple[Detector, ...] = (
     WriteLoop(),
     QueryBudget(),
     SlowQuery(),
+    AutocommitWrites(),
+    IneffectiveRollback(),
+    CommitInLoop(),
+    DiscardedWrites(),
+    LongTransaction(),
+    TransactionOverhead(),
 )

@@ -1,0 +1,31 @@
+"""Helpers for the transaction detectors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlaudit._records import CallSite
+    from sqlaudit._scope import AuditReport
+    from sqlaudit._transactions import TransactionRecord
+
+
+def own_transactions(report: AuditReport, kind: str) -> Iterator[TransactionRecord]:
+    """Transactions the audited code began itself, not suppressed for ``kind``."""
+    for tx in report.transaction_records:
+        if not tx.external and kind not in tx.suppressed:
+            yield tx
+
+
+def first(stack: tuple[CallSite, ...]) -> CallSite | None:
+    return stack[0] if stack else None
+
+
+def unit_of(tx: TransactionRecord) -> str:
+    """How the code opened the transaction, for messages."""
+    return "one Session transaction" if tx.source == "orm" else "one connection checkout"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"

@@ -1,0 +1,46 @@
+"""``autocommit_writes``: several writes in one unit of work on an autocommit connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from sqlaudit._findings import Finding, Severity
+from sqlaudit.detectors._tx import first, own_transactions, unit_of
+
+if TYPE_CHECKING:
+    from sqlaudit._records import QueryRecord
+    from sqlaudit._scope import AuditReport
+
+
+class AutocommitWrites:
+    """>= 2 writes in one transaction scope whose connection autocommits each statement.
+
+    Read-only work on an autocommit engine is a recommended pattern and single writes are
+    atomic anyway: neither is flagged; DDL is not a write here.
+    """
+
+    kind = "autocommit_writes"
+
+    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+        for tx in own_transactions(report, self.kind):
+            if not tx.autocommit or tx.writes < 2:
+                continue
+            yield Finding(
+                kind=self.kind,
+                severity=Severity.WARNING,
+                message=(
+                    f"autocommit: {tx.writes} writes in {unit_of(tx)} each committed on "
+                    "their own; the work is not atomic and a failure half-way leaves it "
+                    "half done"
+                ),
+                count=tx.writes,
+                location=first(tx.begin_stack),
+                fix=(
+                    "run the writes in one transaction on an engine without "
+                    "isolation_level='AUTOCOMMIT': `with engine.begin() as conn:` or "
+                    "`with Session(engine) as session, session.begin():` (keep the "
+                    "autocommit engine for read-only work)"
+                ),
+                db_time=tx.exec_time,
+            )

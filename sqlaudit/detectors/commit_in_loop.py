@@ -1,0 +1,61 @@
+"""``commit_in_loop``: a commit per row, from one line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from sqlaudit._findings import Finding, Severity
+from sqlaudit.detectors._tx import first, own_transactions
+
+if TYPE_CHECKING:
+    from sqlaudit._records import CallSite, QueryRecord
+    from sqlaudit._scope import AuditReport
+    from sqlaudit._transactions import TransactionRecord
+
+
+class CommitInLoop:
+    """>= ``commit_in_loop_min`` commits from one call site with <= 1 row written each.
+
+    Chunked batch commits (many rows per commit) are the cure and are not flagged. The
+    refresh SELECTs that ``expire_on_commit`` causes after each commit are counted with it.
+    """
+
+    kind = "commit_in_loop"
+
+    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+        groups: dict[CallSite, list[TransactionRecord]] = {}
+        for tx in own_transactions(report, self.kind):
+            site = first(tx.end_stack)
+            if tx.end == "commit" and tx.rows_written <= 1 and site is not None:
+                groups.setdefault(site, []).append(tx)
+        for site, txs in groups.items():
+            if len(txs) < report.config.commit_in_loop_min:
+                continue
+            after = min(tx.ended for tx in txs)
+            refreshes = sum(
+                1
+                for r in records
+                if r.orm is not None and r.orm.load == "column" and r.start >= after
+            )
+            hidden = (
+                f", and {refreshes} refresh SELECTs after them (expire_on_commit)"
+                if refreshes
+                else ""
+            )
+            rows = sum(tx.rows_written for tx in txs)
+            yield Finding(
+                kind=self.kind,
+                severity=Severity.WARNING,
+                message=(
+                    f"commit in a loop: {len(txs)} commits from one line for {rows} row(s){hidden}"
+                ),
+                count=len(txs),
+                location=site,
+                fix=(
+                    "commit once after the loop (or every few hundred rows); each commit is a "
+                    "round trip and, with expire_on_commit=True, makes the next attribute "
+                    "access reload the object"
+                ),
+                db_time=sum(tx.exec_time for tx in txs),
+            )

@@ -1,0 +1,44 @@
+"""``ineffective_rollback``: a rollback after writes on an autocommit connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from sqlaudit._findings import Finding, Severity
+from sqlaudit.detectors._tx import first, own_transactions
+
+if TYPE_CHECKING:
+    from sqlaudit._records import QueryRecord
+    from sqlaudit._scope import AuditReport
+
+
+class IneffectiveRollback:
+    """The code rolled back (explicitly, or because an exception left a ``begin()`` block)
+    but every write was already committed by autocommit: nothing was undone."""
+
+    kind = "ineffective_rollback"
+
+    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+        for tx in own_transactions(report, self.kind):
+            if not tx.autocommit or not tx.writes:
+                continue
+            if tx.end not in ("rollback", "rollback_exception"):
+                continue
+            why = "an exception rolled back" if tx.end == "rollback_exception" else "rollback of"
+            yield Finding(
+                kind=self.kind,
+                severity=Severity.ERROR,
+                message=(
+                    f"ineffective rollback: {why} {tx.writes} write(s) on an autocommit "
+                    "connection; they were already committed and stay in the database"
+                ),
+                count=tx.writes,
+                location=first(tx.end_stack) or first(tx.begin_stack),
+                fix=(
+                    "do the writes in a real transaction (an engine or connection without "
+                    "isolation_level='AUTOCOMMIT', `with engine.begin():` / "
+                    "`session.begin()`), so that rollback() undoes them"
+                ),
+                db_time=tx.exec_time,
+            )

@@ -1,0 +1,60 @@
+"""``long_transaction``: a transaction held open too long, idle inside, or never ended."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from sqlaudit._findings import Finding, Severity
+from sqlaudit.detectors._tx import first, ms, own_transactions
+
+if TYPE_CHECKING:
+    from sqlaudit._records import QueryRecord
+    from sqlaudit._scope import AuditReport
+
+
+class LongTransaction:
+    """Open longer than ``long_transaction_ms``, idle between statements longer than
+    ``idle_in_transaction_ms``, or still open when the unit of work ended. Autocommit
+    connections hold no transaction; streaming results are long by design."""
+
+    kind = "long_transaction"
+
+    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+        config = report.config
+        for tx in own_transactions(report, self.kind):
+            if tx.autocommit or tx.streaming or not tx.statements:
+                continue
+            open_for = tx.ended - tx.started
+            reasons = []
+            if tx.end == "open":
+                reasons.append("still open when the unit of work ended")
+            if (
+                config.long_transaction_ms is not None
+                and open_for * 1000 > config.long_transaction_ms
+            ):
+                reasons.append(f"open {ms(open_for)} (threshold {config.long_transaction_ms:g} ms)")
+            idle = config.idle_in_transaction_ms
+            if idle is not None and tx.max_gap * 1000 > idle:
+                reasons.append(
+                    f"idle {ms(tx.max_gap)} between two statements (threshold {idle:g} ms)"
+                )
+            if not reasons:
+                continue
+            yield Finding(
+                kind=self.kind,
+                severity=Severity.WARNING,
+                message=(
+                    f"long transaction: {'; '.join(reasons)}; it ran {tx.statements} "
+                    f"statement(s) in {ms(open_for)}, {ms(tx.exec_time)} of it executing SQL"
+                ),
+                count=tx.statements,
+                location=first(tx.begin_stack),
+                fix=(
+                    "keep transactions short: do slow work (HTTP calls, rendering) before "
+                    "the first statement or after commit, and end every transaction with "
+                    "commit()/rollback() or a `with ...begin():` block; it holds a pooled "
+                    "connection and its locks while open"
+                ),
+                db_time=tx.exec_time,
+            )
