@@ -70,7 +70,6 @@ class AuditReport:
         "_kind_counts",
         "_records",
         "_sorted",
-        "checkins",
         "checkouts",
         "config",
         "db_time",
@@ -85,6 +84,7 @@ class AuditReport:
         "overflow",
         "parent",
         "pending_orm",
+        "resets",
         "started",
         "transaction_records",
         "transactions",
@@ -124,8 +124,8 @@ class AuditReport:
         self.tx_by_session: dict[int, list[TxState]] = {}
         self.tx_all: list[TxState] = []
         self.checkouts: set[int] = set()
-        #: Connections returned to the pool inside this scope (each costs a reset ROLLBACK).
-        self.checkins = 0
+        #: ROLLBACKs the pool sent resetting connections returned inside this scope.
+        self.resets = 0
         self.flush_load: OrmLoad | None = None
         self.flush_seq = 0
         self.started = time.perf_counter()
@@ -269,7 +269,7 @@ class AuditReport:
         self.transactions.extend(child.transactions[: max(0, room)])
         self.tx_all.extend(child.tx_all)
         self.checkouts |= child.checkouts
-        self.checkins += child.checkins
+        self.resets += child.resets
         self.internal_errors += child.internal_errors
         self._sorted = False
 

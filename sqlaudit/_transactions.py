@@ -348,6 +348,8 @@ def on_reset(
     if scope is None:
         return
     try:
+        if not state.transaction_was_reset:
+            scope.resets += 1  # the pool's reset-on-return ROLLBACK round trip
         tx = scope.tx_by_dbapi.get(id(dbapi_connection))
         if tx is None or tx.session:
             return
@@ -369,7 +371,6 @@ def on_checkin(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -
     if scope is None:
         return
     try:
-        scope.checkins += 1
         tx = scope.tx_by_dbapi.pop(id(dbapi_connection), None)
         if tx is not None and not tx.session:
             tx.finish("closed", ())

@@ -32,7 +32,7 @@ _FIXES = {
 def control_round_trips(report: AuditReport) -> tuple[int, int]:
     """(transaction-control round trips, statement round trips) of the unit, estimated per
     dialect: COMMIT/ROLLBACK per transaction, BEGIN on PostgreSQL, the pool's reset ROLLBACK
-    per checkin, and SAVEPOINT/RELEASE statements."""
+    per connection returned, and SAVEPOINT/RELEASE statements."""
     counts = report.counts
     control = counts.get(StatementKind.TRANSACTION, 0)
     statements = report.query_count
@@ -41,11 +41,11 @@ def control_round_trips(report: AuditReport) -> tuple[int, int]:
         dialect = dialect or tx.dialect
         if not tx.statements or tx.autocommit:
             continue
-        if tx.end in ("commit", "rollback", "rollback_exception"):
-            control += 1
+        if tx.end != "open":
+            control += 1  # COMMIT or ROLLBACK (also when a close ended it)
         if tx.dialect == "postgresql":
             control += 1  # BEGIN
-    control += report.checkins
+    control += report.resets
     return control, statements
 
 
@@ -63,14 +63,15 @@ class TransactionOverhead:
             return  # embedded SQLite: no round trips to save
         control, statements = control_round_trips(report)
         total = control + statements
-        if total < 4 or control < ratio * total:
+        if total < 2 or control < ratio * total:
             return
         yield Finding(
             kind=self.kind,
             severity=Severity.INFO,
             message=(
-                f"transaction overhead: {control} of {total} round trips are transaction "
-                f"control (BEGIN/COMMIT/ROLLBACK/SAVEPOINT), {statements} are statements"
+                f"transaction overhead: about {control} of {total} round trips are "
+                f"transaction control (BEGIN/COMMIT/ROLLBACK/SAVEPOINT), {statements} are "
+                "statements"
             ),
             count=control,
             location=None,

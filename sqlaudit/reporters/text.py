@@ -59,10 +59,23 @@ def _summary(report: AuditReport) -> str:
         extra += f", {control} transaction-control statements not counted"
     if report.overflow:
         extra += f", {report.overflow} statements past max_records counted only"
-    return (
-        f"sqlaudit: {report.name}: {report.query_count} statements{detail}, "
+    statements = "statement" if report.query_count == 1 else "statements"
+    line = (
+        f"sqlaudit: {report.name}: {report.query_count} {statements}{detail}, "
         f"{report.db_time_ms:.1f} ms in the database, {findings} {noun}{extra}"
     )
+    transactions = report.transaction_count
+    if transactions:
+        commits, rollbacks = report.commit_count, report.rollback_count
+        line += (
+            f"\n  {_plural(transactions, 'transaction')} ({_plural(commits, 'commit')}, "
+            f"{_plural(rollbacks, 'rollback')})"
+        )
+    return line
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def render(report: AuditReport, *, statements: bool = True) -> str:

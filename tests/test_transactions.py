@@ -1,0 +1,288 @@
+"""Transaction auditing on SQLite, MariaDB and PostgreSQL: each finding beside the real data
+effect it describes, and silence on its false-positive trap."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from models import Author, prepared
+from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy.orm import Session
+
+import sqlaudit
+from sqlaudit import AuditReport, Severity
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[Engine]:
+    with prepared(engine) as eng:
+        yield eng
+
+
+def kinds(report: AuditReport) -> list[str]:
+    return sorted(f.kind for f in report.findings if f.severity >= Severity.WARNING)
+
+
+def authors(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Author)).scalar_one())
+
+
+def autocommit(engine: Engine) -> Engine:
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+# -- autocommit_writes ---------------------------------------------------------------------
+
+
+def test_autocommit_writes_core(db: Engine) -> None:
+    """Two writes in one checkout of an autocommit connection: not atomic."""
+    with sqlaudit.audit("auto", on_finding="ignore") as report:
+        with autocommit(db).connect() as conn:
+            conn.execute(insert(Author).values(id=100, name="a"))
+            conn.execute(insert(Author).values(id=101, name="b"))
+    assert kinds(report) == ["autocommit_writes"]
+    assert report.findings[0].count == 2
+    assert authors(db) == 7
+
+
+def test_autocommit_writes_orm_session(db: Engine) -> None:
+    """A Session on an autocommit engine flushing two rows is flagged the same way."""
+    with sqlaudit.audit("auto orm", on_finding="ignore") as report:
+        with Session(autocommit(db)) as session:
+            session.add(Author(id=100, name="a"))
+            session.flush()
+            session.get_one(Author, 1).name = "renamed"
+            session.commit()
+    assert "autocommit_writes" in kinds(report)
+
+
+def test_autocommit_read_only_single_write_and_ddl_are_silent(db: Engine) -> None:
+    """Reads on an autocommit engine are a recommended pattern; one write is atomic anyway;
+    DDL is not counted as a write."""
+    with sqlaudit.audit("reads", on_finding="ignore") as report:
+        with Session(autocommit(db)) as session:
+            session.get(Author, 1)
+            session.scalars(select(Author)).all()
+        with autocommit(db).connect() as conn:
+            conn.execute(insert(Author).values(id=100, name="a"))
+        with autocommit(db).connect() as conn:
+            conn.execute(text("CREATE TABLE sqlaudit_t_ddl (id INTEGER PRIMARY KEY)"))
+            conn.execute(text("DROP TABLE sqlaudit_t_ddl"))
+    assert kinds(report) == []
+
+
+# -- ineffective_rollback ------------------------------------------------------------------
+
+
+def test_ineffective_rollback_rows_persist(db: Engine) -> None:
+    """rollback() after writes on an autocommit connection undoes nothing: the rows are
+    still there afterwards, and the finding is an error."""
+    with sqlaudit.audit("rollback", on_finding="ignore") as report:
+        with autocommit(db).connect() as conn:
+            conn.execute(insert(Author).values(id=100, name="a"))
+            conn.rollback()  # marker: ineffective
+    assert authors(db) == 6
+    finding = next(f for f in report.findings if f.kind == "ineffective_rollback")
+    assert finding.severity is Severity.ERROR
+    assert finding.location is not None
+    assert finding.location.file == __file__
+
+
+def test_ineffective_rollback_on_exception_orm(db: Engine) -> None:
+    """An exception leaving ``session.begin()`` on an autocommit engine rolls back nothing."""
+    with sqlaudit.audit("orm rollback", on_finding="ignore") as report:
+        with pytest.raises(RuntimeError), Session(autocommit(db)) as session:
+            with session.begin():
+                session.add(Author(id=100, name="a"))
+                session.flush()
+                raise RuntimeError("payment failed")
+    assert authors(db) == 6
+    assert "ineffective_rollback" in kinds(report)
+
+
+def test_real_rollback_is_silent(db: Engine) -> None:
+    """The same rollback in a real transaction undoes the write and is not flagged."""
+    with sqlaudit.audit("real", on_finding="ignore") as report:
+        with db.connect() as conn:
+            conn.execute(insert(Author).values(id=100, name="a"))
+            conn.rollback()
+    assert authors(db) == 5
+    assert kinds(report) == []
+
+
+# -- commit_in_loop ------------------------------------------------------------------------
+
+
+def test_commit_in_loop_with_hidden_refreshes(db: Engine) -> None:
+    """A commit per row from one line is flagged, with the refresh SELECTs that
+    expire_on_commit adds after each commit."""
+    with sqlaudit.audit("commits", on_finding="ignore") as report, Session(db) as session:
+        for i in range(100, 105):
+            author = Author(id=i, name=f"a{i}")
+            session.add(author)
+            session.commit()
+            assert author.name  # expired by the commit: reloaded
+    finding = next(f for f in report.findings if f.kind == "commit_in_loop")
+    assert finding.count == 5
+    assert "refresh SELECTs" in finding.message
+    assert authors(db) == 10
+
+
+def test_chunked_batch_commits_are_silent(db: Engine) -> None:
+    """Committing every 50 rows is the cure, not the problem."""
+    with sqlaudit.audit("chunks", on_finding="ignore") as report, Session(db) as session:
+        for start in range(100, 400, 50):
+            session.add_all([Author(id=i, name=f"a{i}") for i in range(start, start + 50)])
+            session.commit()
+    assert kinds(report) == []
+    assert authors(db) == 305
+
+
+# -- discarded_writes ----------------------------------------------------------------------
+
+
+def test_discarded_writes_core_close_without_commit(db: Engine) -> None:
+    """Core: insert, then close without commit: the row is gone, and that is a finding."""
+    with sqlaudit.audit("discard", on_finding="ignore") as report:
+        with db.connect() as conn:
+            conn.execute(insert(Author).values(id=100, name="a"))
+    assert authors(db) == 5
+    assert kinds(report) == ["discarded_writes"]
+
+
+def test_discarded_writes_orm_flush_then_close(db: Engine) -> None:
+    """ORM: add + flush + close without commit discards the row."""
+    with sqlaudit.audit("discard orm", on_finding="ignore") as report:
+        with Session(db) as session:
+            session.add(Author(id=100, name="a"))
+            session.flush()
+    assert authors(db) == 5
+    assert kinds(report) == ["discarded_writes"]
+
+
+def test_explicit_rollback_and_exception_are_not_discards(db: Engine) -> None:
+    """An explicit rollback and a rollback because an exception propagated are intended."""
+    with sqlaudit.audit("intended", on_finding="ignore") as report:
+        with Session(db) as session:
+            session.add(Author(id=100, name="a"))
+            session.flush()
+            session.rollback()
+        with pytest.raises(ValueError), db.begin() as conn:
+            conn.execute(insert(Author).values(id=101, name="b"))
+            raise ValueError("validation")
+    assert authors(db) == 5
+    assert kinds(report) == []
+
+
+def test_outer_transaction_fixture_pattern_is_silent(db: Engine, db_kind: str) -> None:
+    """The "one outer transaction rolled back per test" fixture: the app's commits become
+    savepoint releases and the teardown rollback discards them, with no finding."""
+    conn = db.connect()
+    outer = conn.begin()
+    try:
+        with sqlaudit.audit("test body", on_finding="ignore") as report:
+            session = Session(bind=conn, join_transaction_mode="create_savepoint")
+            session.add(Author(id=100, name="a"))
+            session.commit()
+            session.add(Author(id=101, name="b"))
+            session.commit()
+            session.close()
+            conn.execute(select(Author.id)).all()
+    finally:
+        outer.rollback()
+        conn.close()
+    assert kinds(report) == []
+    if db_kind != "sqlite":
+        # pysqlite's own transaction handling breaks SAVEPOINT unless the "serializable
+        # isolation / savepoints" recipe of SQLAlchemy's SQLite docs is applied: there the
+        # released savepoints stay committed whatever sqlaudit does.
+        assert authors(db) == 5
+
+
+# -- long_transaction ----------------------------------------------------------------------
+
+
+def test_idle_in_transaction(db: Engine) -> None:
+    """A transaction idle between statements (a backend call inside it) is flagged with how
+    long it was open and how much of that was SQL."""
+    with sqlaudit.audit("idle", idle_in_transaction_ms=100, on_finding="ignore") as report:
+        with db.begin() as conn:
+            conn.execute(select(Author.id)).all()
+            time.sleep(0.2)  # the "backend API call"
+            conn.execute(insert(Author).values(id=100, name="a"))
+    finding = next(f for f in report.findings if f.kind == "long_transaction")
+    assert "idle" in finding.message
+    assert "executing SQL" in finding.message
+
+
+def test_slow_work_outside_the_transaction_is_silent(db: Engine) -> None:
+    """The same work done before the transaction begins holds nothing open."""
+    with sqlaudit.audit("tidy", idle_in_transaction_ms=100, on_finding="ignore") as report:
+        with db.connect() as conn:
+            conn.execute(select(Author.id)).all()
+            conn.commit()
+        time.sleep(0.2)
+        with db.begin() as conn:
+            conn.execute(insert(Author).values(id=100, name="a"))
+    assert kinds(report) == []
+
+
+def test_transaction_still_open_when_unit_ends(db: Engine) -> None:
+    """A connection left in a transaction when the unit of work ends is flagged."""
+    conn = None
+    try:
+        with sqlaudit.audit("leak", on_finding="ignore") as report:
+            conn = db.connect()
+            conn.execute(select(Author.id)).all()
+        assert kinds(report) == ["long_transaction"]
+        assert "still open" in report.findings[0].message
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def test_stream_results_are_exempt(db: Engine) -> None:
+    """Streaming results keep a transaction open by design."""
+    with sqlaudit.audit("stream", idle_in_transaction_ms=50, on_finding="ignore") as report:
+        with db.connect() as conn:
+            result = conn.execution_options(stream_results=True).execute(select(Author.id))
+            for _row in result:
+                time.sleep(0.02)
+            conn.execute(select(Author.name)).all()
+    assert kinds(report) == []
+
+
+# -- transaction_overhead and the summary -------------------------------------------------
+
+
+def test_transaction_overhead_info_on_servers(db: Engine, db_kind: str) -> None:
+    """A read-only request on PyMySQL/psycopg spends >= 50% of its round trips on
+    transaction control: an info finding with the dialect's fix (none on embedded SQLite)."""
+    with sqlaudit.audit("read", on_finding="ignore") as report:
+        with Session(db) as session:
+            session.get(Author, 1)
+    overhead = [f for f in report.findings if f.kind == "transaction_overhead"]
+    if db_kind == "sqlite":
+        assert overhead == []
+    else:
+        assert len(overhead) == 1
+        assert overhead[0].severity is Severity.INFO
+        assert "skip_autocommit_rollback" in overhead[0].fix
+    assert report.transaction_count == 1
+
+
+def test_summary_counts_commits_and_rollbacks(db: Engine) -> None:
+    """The report counts transactions, commits and rollbacks of the unit."""
+    with sqlaudit.audit("summary", on_finding="ignore") as report:
+        with db.begin() as conn:
+            conn.execute(insert(Author).values(id=100, name="a"))
+        with db.connect() as conn:
+            conn.execute(insert(Author).values(id=101, name="b"))
+            conn.rollback()
+    assert report.transaction_count == 2
+    assert report.commit_count == 1
+    assert report.rollback_count == 1
+    assert "2 transactions (1 commit, 1 rollback)" in report.render()
