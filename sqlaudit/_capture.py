@@ -37,8 +37,9 @@ from sqlalchemy.engine import Engine
 
 from sqlaudit import _orm
 from sqlaudit._internal import internal_error
+from sqlaudit._pool import POOL_LISTENERS
 from sqlaudit._scope import CURRENT, FALLBACK
-from sqlaudit._transactions import POOL_LISTENERS, on_statement
+from sqlaudit._transactions import on_statement
 from sqlaudit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -137,9 +138,7 @@ def _record(
             id(context.root_connection),
             context.dialect.name,
         )
-        on_statement(
-            scope, context, scope.last_kind, start, duration, scope.last_stack, batch
-        )
+        on_statement(scope, context, scope.last_kind, start, duration, scope.last_stack, batch)
     except Exception as exc:
         scope.internal_errors += 1
         internal_error("capture", exc)

@@ -36,6 +36,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from sqlaudit._callsite import capture
+from sqlaudit._identity import on_select, on_session_begin
 from sqlaudit._internal import internal_error
 from sqlaudit._records import OrmLoad, StatementKind
 from sqlaudit._scope import current
@@ -94,6 +95,11 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
             load = OrmLoad("column", mapper_name, None, None)
         else:
             load = OrmLoad("query", mapper_name, None, None)
+            if mapper is not None:
+                stack = capture(2)
+                scope.pending_orm = (kind, load, stack)
+                on_select(scope, state, mapper, stack)
+                return
         scope.pending_orm = (kind, load, capture(2))
     except Exception as exc:
         scope.internal_errors += 1
@@ -131,6 +137,7 @@ def _on_after_begin(
         return
     scope.transaction_event("begin", id(session))
     session_begin(scope, session, transaction, connection)
+    on_session_begin(scope, session, connection)
 
 
 @_guarded("orm.after_commit")

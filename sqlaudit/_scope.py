@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from sqlaudit._findings import Finding
+    from sqlaudit._identity import StaleRead
     from sqlaudit._transactions import TransactionRecord, TxState
 
 __all__ = ["CURRENT", "FALLBACK", "SUPPRESSED", "AuditReport", "TransactionEvent", "current"]
@@ -77,6 +78,7 @@ class AuditReport:
         "findings",
         "flush_load",
         "flush_seq",
+        "identity",
         "internal_errors",
         "last_kind",
         "last_stack",
@@ -85,6 +87,7 @@ class AuditReport:
         "parent",
         "pending_orm",
         "resets",
+        "stale_reads",
         "started",
         "transaction_records",
         "transactions",
@@ -127,6 +130,10 @@ class AuditReport:
         #: ROLLBACKs the pool sent resetting connections returned inside this scope.
         self.resets = 0
         self.flush_load: OrmLoad | None = None
+        # Stale identity maps: per session key (autocommit, identities carried into its
+        # transaction), and the SELECTs that may have re-read them.
+        self.identity: dict[int, tuple[bool, frozenset[Any]]] = {}
+        self.stale_reads: list[StaleRead] = []
         self.flush_seq = 0
         self.started = time.perf_counter()
         self.ended: float | None = None
@@ -268,6 +275,7 @@ class AuditReport:
         self.overflow += child.overflow + max(0, len(child._records) - room)
         self.transactions.extend(child.transactions[: max(0, room)])
         self.tx_all.extend(child.tx_all)
+        self.stale_reads.extend(child.stale_reads)
         self.checkouts |= child.checkouts
         self.resets += child.resets
         self.internal_errors += child.internal_errors

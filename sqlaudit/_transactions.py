@@ -11,10 +11,8 @@ transaction                  (``dialect.detect_autocommit_setting``);    transac
                              ``commit``/``rollback`` listeners attached  writes; that
                              to that one ``Connection``                  connection then
                                                                          +~5 µs/statement
-``PoolEvents.checkout``      connections checked out inside the scope    +0.1 µs/checkout
-``PoolEvents.reset``         ``transaction_was_reset``: the connection   per checkin
-                             closed with its transaction still open
-``PoolEvents.checkin``       the checkout ended                          per checkin
+``PoolEvents`` (``_pool``)   checkouts in the scope, implicit rollback   +0.1 µs/checkout
+                             at close (``transaction_was_reset``)
 ``SessionEvents.after_begin``  an ORM session began a root transaction  per transaction
 ``after_commit``, ``after_rollback``, ``after_transaction_end``          per transaction
 ===========================  ==========================================  ===================
@@ -61,9 +59,10 @@ from sqlaudit._records import CallSite, StatementKind
 from sqlaudit._scope import SUPPRESSED, current
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine.interfaces import DBAPIConnection, ExecutionContext
+    from collections.abc import Mapping
+
+    from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect, ExecutionContext
     from sqlalchemy.orm import Session, SessionTransaction
-    from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
     from sqlaudit._scope import AuditReport
 
@@ -214,11 +213,11 @@ class TxState:
 # -- autocommit -----------------------------------------------------------------------------
 
 
-def detect_autocommit(context: ExecutionContext, dbapi: Any) -> bool | None:
+def detect_autocommit(dialect: Dialect, dbapi: Any, options: Mapping[str, Any]) -> bool | None:
     """Whether the DBAPI connection is in autocommit mode, without a round trip."""
     if dbapi is not None:
         try:
-            return bool(context.dialect.detect_autocommit_setting(dbapi))
+            return bool(dialect.detect_autocommit_setting(dbapi))
         except (NotImplementedError, AttributeError):
             pass
         getter = getattr(dbapi, "get_autocommit", None)
@@ -229,9 +228,9 @@ def detect_autocommit(context: ExecutionContext, dbapi: Any) -> bool | None:
             return flag
         if type(dbapi).__module__.startswith("sqlite3"):
             return getattr(dbapi, "isolation_level", "") is None
-    level = context.execution_options.get("isolation_level")
+    level = options.get("isolation_level")
     if level is None:
-        level = getattr(context.dialect, "_on_connect_isolation_level", None)
+        level = getattr(dialect, "_on_connect_isolation_level", None)
     return None if level is None else level == "AUTOCOMMIT"
 
 
@@ -269,7 +268,9 @@ def on_statement(
         tx.writes += 1
         tx.rows_written += batch
         if tx.autocommit is None:
-            tx.autocommit = detect_autocommit(context, _dbapi(conn))
+            tx.autocommit = detect_autocommit(
+                context.dialect, _dbapi(conn), context.execution_options
+            )
         if not tx.listening and not tx.session:
             _listen_connection(conn)
             tx.listening = True
@@ -325,64 +326,6 @@ def _on_commit(conn: Connection) -> None:
 
 def _on_rollback(conn: Connection) -> None:
     _finish_conn(conn, "rollback_exception" if sys.exc_info()[1] is not None else "rollback")
-
-
-# -- pool listeners (engine level, cheap) ---------------------------------------------------
-
-
-def on_checkout(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, proxy: Any) -> None:
-    scope = current()
-    if scope is None:
-        return
-    try:
-        scope.checkouts.add(id(dbapi_connection))
-    except Exception as exc:
-        scope.internal_errors += 1
-        internal_error("transactions.checkout", exc)
-
-
-def on_reset(
-    dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, state: PoolResetState
-) -> None:
-    scope = current()
-    if scope is None:
-        return
-    try:
-        if not state.transaction_was_reset:
-            scope.resets += 1  # the pool's reset-on-return ROLLBACK round trip
-        tx = scope.tx_by_dbapi.get(id(dbapi_connection))
-        if tx is None or tx.session:
-            return
-        if state.transaction_was_reset and tx.end in ("open", "rollback"):
-            # Connection.close() rolled back a transaction nobody ended (SQLAlchemy's pool
-            # docs, PoolResetState.transaction_was_reset); our rollback listener, if attached,
-            # saw that rollback first and took it for an explicit one.
-            tx.end = "open"
-            tx.finish("closed", capture(3))
-        else:
-            tx.finish("closed" if tx.writes == 0 else tx.end, capture(3))
-    except Exception as exc:
-        scope.internal_errors += 1
-        internal_error("transactions.reset", exc)
-
-
-def on_checkin(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
-    scope = current()
-    if scope is None:
-        return
-    try:
-        tx = scope.tx_by_dbapi.pop(id(dbapi_connection), None)
-        if tx is not None and not tx.session:
-            tx.finish("closed", ())
-            conn = tx.conn_ref() if tx.conn_ref is not None else None
-            if conn is not None and scope.tx_by_conn.get(id(conn)) is tx:
-                del scope.tx_by_conn[id(conn)]
-    except Exception as exc:
-        scope.internal_errors += 1
-        internal_error("transactions.checkin", exc)
-
-
-POOL_LISTENERS = (("checkout", on_checkout), ("reset", on_reset), ("checkin", on_checkin))
 
 
 # -- ORM session listeners (called from _orm) ----------------------------------------------

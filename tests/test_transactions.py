@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from models import Author, prepared
-from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy import Engine, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 import sqlaudit
@@ -286,3 +286,58 @@ def test_summary_counts_commits_and_rollbacks(db: Engine) -> None:
     assert report.commit_count == 1
     assert report.rollback_count == 1
     assert "2 transactions (1 commit, 1 rollback)" in report.render()
+
+
+# -- stale_identity_map --------------------------------------------------------------------
+
+
+def _rename_elsewhere(engine: Engine, author_id: int, name: str) -> None:
+    """Another process updates the row (its own connection and transaction)."""
+    with engine.begin() as conn:
+        conn.execute(update(Author).where(Author.id == author_id).values(name=name))
+
+
+def test_stale_identity_map_under_autocommit(db: Engine) -> None:
+    """A Session on an autocommit engine keeps its objects across statements: a re-read
+    returns the old value although the database has the new one (the Exposed #306 pattern)."""
+    with sqlaudit.audit("stale", on_finding="ignore") as report:
+        with Session(autocommit(db)) as session:
+            author = session.get_one(Author, 1)
+            assert author.name == "author 1"
+            _rename_elsewhere(db, 1, "renamed")
+            again = session.scalars(select(Author).where(Author.id == 1)).one()
+            assert again.name == "author 1"  # stale: the database says "renamed"
+    finding = next(f for f in report.findings if f.kind == "stale_identity_map")
+    assert finding.relationship == "Author"
+    assert "autocommit" in finding.message
+    assert "populate_existing" in finding.fix
+
+
+def test_stale_identity_map_across_commits(db: Engine) -> None:
+    """``expire_on_commit=False`` carries objects into the next transaction unrefreshed."""
+    with sqlaudit.audit("carried", on_finding="ignore") as report:
+        with Session(db, expire_on_commit=False) as session:
+            author = session.get_one(Author, 2)
+            session.commit()
+            _rename_elsewhere(db, 2, "renamed")
+            again = session.scalars(select(Author).where(Author.id == 2)).one()
+            assert again.name == "author 2"
+    assert "stale_identity_map" in kinds(report)
+    assert author.name == "author 2"
+
+
+def test_fresh_session_expiry_and_populate_existing_are_silent(db: Engine) -> None:
+    """A new session per unit of work, the default expire_on_commit, and populate_existing
+    all see the new value, and none is flagged."""
+    with sqlaudit.audit("fresh", on_finding="ignore") as report:
+        with Session(db) as session:
+            session.get_one(Author, 3)
+            session.commit()
+            _rename_elsewhere(db, 3, "renamed")
+            assert session.scalars(select(Author).where(Author.id == 3)).one().name == "renamed"
+        with Session(autocommit(db)) as session:
+            session.get_one(Author, 4)
+            _rename_elsewhere(db, 4, "renamed")
+            stmt = select(Author).where(Author.id == 4).execution_options(populate_existing=True)
+            assert session.scalars(stmt).one().name == "renamed"
+    assert kinds(report) == []

@@ -18,6 +18,7 @@ from sqlaudit.detectors.n_plus_one import NPlusOne
 from sqlaudit.detectors.query_budget import QueryBudget
 from sqlaudit.detectors.repeated_query import RepeatedQuery
 from sqlaudit.detectors.slow_query import SlowQuery
+from sqlaudit.detectors.stale_identity_map import StaleIdentityMap
 from sqlaudit.detectors.transaction_overhead import TransactionOverhead
 from sqlaudit.detectors.write_loop import WriteLoop
 
@@ -52,5 +53,6 @@ DEFAULT_DETECTORS: tuple[Detector, ...] = (
     CommitInLoop(),
     DiscardedWrites(),
     LongTransaction(),
+    StaleIdentityMap(),
     TransactionOverhead(),
 )

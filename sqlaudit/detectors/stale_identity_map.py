@@ -1,0 +1,50 @@
+"""``stale_identity_map``: a Session re-reads rows it holds from an earlier transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from sqlaudit._findings import Finding, Severity
+
+if TYPE_CHECKING:
+    from sqlaudit._identity import StaleRead
+    from sqlaudit._records import CallSite, QueryRecord
+    from sqlaudit._scope import AuditReport
+
+
+class StaleIdentityMap:
+    """SELECTs of a class whose objects the session carried, unexpired, out of an earlier
+    database transaction (autocommit, or a session kept across commits / units of work)."""
+
+    kind = "stale_identity_map"
+
+    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+        groups: dict[tuple[str, CallSite | None], list[StaleRead]] = {}
+        for read in report.stale_reads:
+            site = read.stack[0] if read.stack else None
+            groups.setdefault((read.mapper, site), []).append(read)
+        for (mapper, site), reads in groups.items():
+            held = max(r.held for r in reads)
+            why = (
+                "the session autocommits, so every statement is its own transaction"
+                if any(r.autocommit for r in reads)
+                else "it outlived the transaction that loaded them"
+            )
+            yield Finding(
+                kind=self.kind,
+                severity=Severity.WARNING,
+                message=(
+                    f"stale identity map: re-read {mapper} while the session held {held} "
+                    f"{mapper} object(s) from an earlier transaction ({why}); the values the "
+                    "database returns for them are ignored"
+                ),
+                count=len(reads),
+                location=site,
+                fix=(
+                    "use a Session per request (unit of work) in a real transaction; to "
+                    "re-read on purpose add .execution_options(populate_existing=True) to "
+                    "the query, or call session.expire_all() first"
+                ),
+                relationship=mapper,
+            )
