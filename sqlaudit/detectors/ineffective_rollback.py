@@ -25,13 +25,13 @@ class IneffectiveRollback:
                 continue
             if tx.end not in ("rollback", "rollback_exception"):
                 continue
-            why = "an exception rolled back" if tx.end == "rollback_exception" else "rollback of"
+            when = " while handling an exception" if tx.end == "rollback_exception" else ""
             yield Finding(
                 kind=self.kind,
                 severity=Severity.ERROR,
                 message=(
-                    f"ineffective rollback: {why} {tx.writes} write(s) on an autocommit "
-                    "connection; they were already committed and stay in the database"
+                    f"ineffective rollback{when}: {tx.writes} write(s) on an autocommit "
+                    "connection were already committed and stay in the database"
                 ),
                 count=tx.writes,
                 location=first(tx.end_stack) or first(tx.begin_stack),
