@@ -43,7 +43,7 @@ class Wallet(Base):
     points: Mapped[int]
 
 
-class TransferFailed(Exception):
+class TransferError(Exception):
     """The credit side of a transfer failed (a constraint, a crash, a timeout...)."""
 
 
@@ -89,8 +89,8 @@ def transfer_misused(engine: Engine, amount: int) -> int:
         try:
             sender.points -= amount  # ...and this UPDATE overwrites it (a lost update)
             session.flush()  # the debit: committed at once by autocommit
-            raise TransferFailed("credit to bob failed")
-        except TransferFailed:
+            raise TransferError("credit to bob failed")
+        except TransferError:
             session.rollback()  # believes it undid the debit; it undid nothing
         del header
         return seen
@@ -108,8 +108,8 @@ def transfer_fixed(engine: Engine, amount: int) -> int:
             seen = sender.points
             sender.points -= amount
             session.flush()
-            raise TransferFailed("credit to bob failed")
-    except TransferFailed:
+            raise TransferError("credit to bob failed")
+    except TransferError:
         pass  # session.begin() rolled the debit back for real
     return seen
 
