@@ -38,7 +38,7 @@ from sqlalchemy.engine import Engine
 from sqlaudit import _orm
 from sqlaudit._internal import internal_error
 from sqlaudit._pool import POOL_LISTENERS
-from sqlaudit._scope import CURRENT, FALLBACK
+from sqlaudit._scope import CURRENT, FALLBACK, current
 from sqlaudit._transactions import on_statement
 from sqlaudit.errors import ConfigError
 
@@ -128,6 +128,8 @@ def _record(
 ) -> None:
     duration = perf_counter() - start
     try:
+        if scope.connecting and _dbapi_id(context) == scope.connecting:
+            return  # connection setup (dialect initialize, on-connect hooks): not the app's
         scope.record(
             statement,
             start,
@@ -142,6 +144,25 @@ def _record(
     except Exception as exc:
         scope.internal_errors += 1
         internal_error("capture", exc)
+
+
+def _dbapi_id(context: ExecutionContext) -> int:
+    return id(context.root_connection.connection.dbapi_connection)
+
+
+def _connect_begins(dbapi_connection: Any, record: Any) -> None:
+    """First ``connect`` listener (``insert=True``): statements on this new DBAPI connection
+    until ``_connect_ends`` are setup (SQLAlchemy's first-connect ``dialect.initialize()``
+    runs in a ``connect`` listener registered at ``create_engine``), not the application's."""
+    scope = current()
+    if scope is not None:
+        scope.connecting = id(dbapi_connection)
+
+
+def _connect_ends(dbapi_connection: Any, record: Any) -> None:
+    scope = current()
+    if scope is not None and scope.connecting == id(dbapi_connection):
+        scope.connecting = 0
 
 
 _LISTENERS: tuple[tuple[str, Any], ...] = (
@@ -176,6 +197,8 @@ class Instrumentation:
     def _attach(self, engine: Engine) -> None:
         for name, fn in _LISTENERS + POOL_LISTENERS:
             event.listen(engine, name, fn)
+        event.listen(engine, "connect", _connect_begins, insert=True)
+        event.listen(engine, "connect", _connect_ends)
         self._token.acquire()
 
     def remove(self) -> None:
@@ -186,7 +209,12 @@ class Instrumentation:
             self._removed = True
             engine = self._engine()
             if engine is not None:
-                for name, fn in _LISTENERS + POOL_LISTENERS:
+                for name, fn in (
+                    *_LISTENERS,
+                    *POOL_LISTENERS,
+                    ("connect", _connect_begins),
+                    ("connect", _connect_ends),
+                ):
                     if event.contains(engine, name, fn):
                         event.remove(engine, name, fn)
                 if _registry.get(engine) is self:

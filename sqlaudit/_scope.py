@@ -73,6 +73,7 @@ class AuditReport:
         "_sorted",
         "checkouts",
         "config",
+        "connecting",
         "db_time",
         "ended",
         "findings",
@@ -135,6 +136,8 @@ class AuditReport:
         self.identity: dict[int, tuple[bool, frozenset[Any]]] = {}
         self.stale_reads: list[StaleRead] = []
         self.flush_seq = 0
+        #: The DBAPI connection being set up (first connect), whose statements are not counted.
+        self.connecting = 0
         self.started = time.perf_counter()
         self.ended: float | None = None
 

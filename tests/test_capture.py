@@ -171,3 +171,20 @@ def test_internal_error_is_swallowed_logged_once_and_counted(
     assert report.internal_errors == 2
     logged = [r for r in caplog.records if "internal error in capture" in r.getMessage()]
     assert len(logged) <= 1  # once per process and kind (may have been logged earlier)
+
+
+def test_connection_setup_statements_not_counted(db_kind: str) -> None:
+    """SQLAlchemy's first-connect dialect initialisation (server version, schema, settings)
+    runs inside the first audit to connect, but is not the application's: not counted."""
+    from conftest import make_engine
+
+    fresh = make_engine(db_kind)  # type: ignore[arg-type]
+    handle = sqlaudit.instrument(fresh)
+    try:
+        with sqlaudit.audit("first", on_finding="ignore") as report, fresh.connect() as conn:
+            conn.execute(text("SELECT 1")).all()
+    finally:
+        handle.remove()
+        fresh.dispose()
+    assert report.query_count == 1
+    assert [r.sql for r in report.statements] == ["SELECT 1"]

@@ -285,7 +285,7 @@ def test_summary_counts_commits_and_rollbacks(db: Engine) -> None:
     assert report.transaction_count == 2
     assert report.commit_count == 1
     assert report.rollback_count == 1
-    assert "2 transactions (1 commit, 1 rollback)" in report.render()
+    assert "2 transactions: 1 committed, 1 rolled back" in report.render()
 
 
 # -- stale_identity_map --------------------------------------------------------------------

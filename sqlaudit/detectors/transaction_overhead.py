@@ -70,8 +70,7 @@ class TransactionOverhead:
             severity=Severity.INFO,
             message=(
                 f"transaction overhead: about {control} of {total} round trips are "
-                f"transaction control (BEGIN/COMMIT/ROLLBACK/SAVEPOINT), {statements} are "
-                "statements"
+                "transaction control (BEGIN/COMMIT/ROLLBACK/SAVEPOINT), not statements"
             ),
             count=control,
             location=None,

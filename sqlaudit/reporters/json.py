@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sqlaudit._fingerprint import fingerprint
+from sqlaudit.detectors.transaction_overhead import control_round_trips
 
 if TYPE_CHECKING:
     from sqlaudit._scope import AuditReport
@@ -46,6 +47,9 @@ def report_to_dict(report: AuditReport) -> dict[str, Any]:
         "transactions": report.transaction_count,
         "commits": report.commit_count,
         "rollbacks": report.rollback_count,
+        "round_trips": dict(
+            zip(("transaction_control", "statements"), control_round_trips(report), strict=True)
+        ),
         "overflow": report.overflow,
         "internal_errors": report.internal_errors,
         "findings": [f.to_dict(include_sql=include_sql) for f in report.findings],

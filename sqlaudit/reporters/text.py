@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlaudit._fingerprint import fingerprint, short
 from sqlaudit._records import CallSite, StatementKind
+from sqlaudit.detectors.transaction_overhead import control_round_trips
 
 if TYPE_CHECKING:
     from sqlaudit._findings import Finding
@@ -64,13 +65,20 @@ def _summary(report: AuditReport) -> str:
         f"sqlaudit: {report.name}: {report.query_count} {statements}{detail}, "
         f"{report.db_time_ms:.1f} ms in the database, {findings} {noun}{extra}"
     )
-    transactions = report.transaction_count
-    if transactions:
-        commits, rollbacks = report.commit_count, report.rollback_count
-        line += (
-            f"\n  {_plural(transactions, 'transaction')} ({_plural(commits, 'commit')}, "
-            f"{_plural(rollbacks, 'rollback')})"
-        )
+    records = report.transaction_records
+    on_server = any(t.dialect != "sqlite" for t in records)
+    if records and (on_server or any(t.writes for t in records)):
+        # Read-only work on embedded SQLite costs no round trips: nothing to say about it.
+        parts = [
+            f"{report.commit_count} committed",
+            f"{report.rollback_count} rolled back",
+            f"{sum(1 for t in records if t.statements and not t.writes)} read-only",
+        ]
+        kept = [p for p in parts if not p.startswith("0 ")]
+        line += f"\n  {_plural(report.transaction_count, 'transaction')}: {', '.join(kept)}"
+        if on_server:
+            control, counted = control_round_trips(report)
+            line += f"; round trips: {counted} statements + about {control} transaction control"
     return line
 
 
