@@ -73,9 +73,7 @@ class _Run:
 
     @property
     def kinds(self) -> list[str]:
-        return [
-            f.kind for f in self.report.findings if f.severity >= sqlaudit.Severity.WARNING
-        ]
+        return [f.kind for f in self.report.findings if f.severity >= sqlaudit.Severity.WARNING]
 
     @property
     def problems(self) -> list[str]:
