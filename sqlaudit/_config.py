@@ -62,6 +62,10 @@ class AuditConfig:
     slow_query_ms: float | None = 100.0
     #: ``n_plus_one``: lazy loads of one relationship for at least this many parents.
     n_plus_one_min: int = 2
+    #: ``column_reload``: deferred columns loaded per instance for at least this many objects.
+    deferred_reload_min: int = 3
+    #: ``column_reload``: expired attributes reloaded (after commit) for this many objects.
+    expired_reload_min: int = 5
     #: ``repeated_query``: the same shape from the same call site at least this many times.
     repeated_query_min: int = 3
     #: ``write_loop``: the same single-row write from one call site at least this many times.
@@ -95,6 +99,8 @@ class AuditConfig:
         _check_ms("slow_query_ms", self.slow_query_ms, optional=True)
         _check_int("n_plus_one_min", self.n_plus_one_min, 2)
         _check_int("repeated_query_min", self.repeated_query_min, 2)
+        _check_int("deferred_reload_min", self.deferred_reload_min, 2)
+        _check_int("expired_reload_min", self.expired_reload_min, 2)
         _check_int("write_loop_min", self.write_loop_min, 2)
         _check_ms("min_group_ms", self.min_group_ms)
         _check_ms("long_transaction_ms", self.long_transaction_ms, optional=True)

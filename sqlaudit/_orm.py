@@ -33,11 +33,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapper, Session
 
 from sqlaudit._callsite import capture
 from sqlaudit._identity import on_select, on_session_begin
 from sqlaudit._internal import internal_error
+from sqlaudit._origins import on_load
+from sqlaudit._origins import on_select as on_origin
 from sqlaudit._records import OrmLoad, StatementKind
 from sqlaudit._scope import current
 from sqlaudit._transactions import session_begin, session_end
@@ -54,16 +56,35 @@ _lock = threading.Lock()
 _users = 0
 
 
-def _relationship(state: ORMExecuteState) -> str | None:
+def _relationship(state: ORMExecuteState) -> Any:
+    """The RelationshipProperty a lazy or eager load is for (None if not found)."""
     path = state.loader_strategy_path
     if path is None or len(path) < 2:
         return None
     prop = path[-1]
-    parent = getattr(prop, "parent", None)
-    key = getattr(prop, "key", None)
-    if parent is None or key is None:
+    if getattr(prop, "parent", None) is None or getattr(prop, "key", None) is None:
         return None
-    return f"{parent.class_.__name__}.{key}"
+    return prop
+
+
+def _column_load(
+    scope: AuditReport, state: ORMExecuteState, mapper: Any, mapper_name: str | None
+) -> OrmLoad:
+    """A deferred or expired column load: which attributes, and why they were not loaded."""
+    primary = {c.key for c in mapper.primary_key} if mapper is not None else set()
+    attributes = tuple(
+        sorted(
+            key
+            for c in getattr(state.statement, "selected_columns", ())
+            if (key := getattr(c, "key", None)) is not None and key not in primary
+        )
+    )
+    reason = "expired" if id(state.session) in scope.committed else "deferred"
+    return OrmLoad("column", mapper_name, None, None, attributes, 0, reason)
+
+
+def _name(prop: Any) -> str | None:
+    return None if prop is None else f"{prop.parent.class_.__name__}.{prop.key}"
 
 
 def _on_orm_execute(state: ORMExecuteState) -> None:
@@ -87,20 +108,23 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
             return
         kind = StatementKind.SELECT
         parent = state.lazy_loaded_from
+        stack = capture(2)
         if parent is not None:
-            load = OrmLoad("lazy", mapper_name, _relationship(state), id(parent))
+            prop = _relationship(state)
+            oid = on_origin(scope, state, "lazy", mapper_name, prop, stack)
+            load = OrmLoad("lazy", mapper_name, _name(prop), id(parent), (), oid)
         elif state.is_relationship_load:
-            load = OrmLoad("eager", mapper_name, _relationship(state), None)
+            prop = _relationship(state)
+            oid = on_origin(scope, state, "eager", mapper_name, prop, stack)
+            load = OrmLoad("eager", mapper_name, _name(prop), None, (), oid)
         elif state.is_column_load:
-            load = OrmLoad("column", mapper_name, None, None)
+            load = _column_load(scope, state, mapper, mapper_name)
         else:
-            load = OrmLoad("query", mapper_name, None, None)
+            oid = on_origin(scope, state, "query", mapper_name, None, stack)
+            load = OrmLoad("query", mapper_name, None, None, (), oid)
             if mapper is not None:
-                stack = capture(2)
-                scope.pending_orm = (kind, load, stack)
                 on_select(scope, state, mapper, stack)
-                return
-        scope.pending_orm = (kind, load, capture(2))
+        scope.pending_orm = (kind, load, stack)
     except Exception as exc:
         scope.internal_errors += 1
         internal_error("orm.do_orm_execute", exc)
@@ -143,6 +167,7 @@ def _on_after_begin(
 @_guarded("orm.after_commit")
 def _on_after_commit(scope: AuditReport, session: Session) -> None:
     scope.transaction_event("commit", id(session))
+    scope.committed.add(id(session))
     session_end(scope, session, "commit")
 
 
@@ -194,6 +219,7 @@ def _acquire() -> None:
         if _users == 1:
             for name, fn in _LISTENERS:
                 event.listen(Session, name, fn)
+            event.listen(Mapper, "load", on_load, raw=True)
 
 
 def _release() -> None:
@@ -204,6 +230,8 @@ def _release() -> None:
             for name, fn in _LISTENERS:
                 if event.contains(Session, name, fn):
                     event.remove(Session, name, fn)
+            if event.contains(Mapper, "load", on_load):
+                event.remove(Mapper, "load", on_load)
 
 
 def listening() -> bool:

@@ -53,6 +53,11 @@ class OrmLoad(NamedTuple):
     parent: int | None
     #: For column loads: the attributes being loaded, sorted.
     attributes: tuple[str, ...] = ()
+    #: Key of the query's origin in ``report.origins`` (0: none): who loaded what.
+    query: int = 0
+    #: For column loads: ``"expired"`` (the session committed earlier in the unit, so
+    #: ``expire_on_commit`` expired the object) or ``"deferred"``.
+    reason: str = ""
 
 
 class QueryRecord(NamedTuple):

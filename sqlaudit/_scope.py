@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from sqlaudit._findings import Finding
     from sqlaudit._identity import StaleRead
+    from sqlaudit._origins import Origin, OriginRecord
     from sqlaudit._transactions import TransactionRecord, TxState
 
 __all__ = ["CURRENT", "FALLBACK", "SUPPRESSED", "AuditReport", "TransactionEvent", "current"]
@@ -72,6 +73,7 @@ class AuditReport:
         "_records",
         "_sorted",
         "checkouts",
+        "committed",
         "config",
         "connecting",
         "db_time",
@@ -84,6 +86,9 @@ class AuditReport:
         "last_kind",
         "last_stack",
         "name",
+        "origin_of",
+        "origin_records",
+        "origins",
         "overflow",
         "parent",
         "pending_orm",
@@ -135,7 +140,14 @@ class AuditReport:
         # transaction), and the SELECTs that may have re-read them.
         self.identity: dict[int, tuple[bool, frozenset[Any]]] = {}
         self.stale_reads: list[StaleRead] = []
+        # Parent-origin linkage: the queries that loaded ORM objects, and object -> origin.
+        self.origins: dict[int, Origin] = {}
+        self.origin_of: dict[int, int] = {}
+        #: The origins as plain data, by id (filled when the audit closes).
+        self.origin_records: dict[int, OriginRecord] = {}
         self.flush_seq = 0
+        #: Sessions that committed in this scope (their objects may be expired since).
+        self.committed: set[int] = set()
         #: The DBAPI connection being set up (first connect), whose statements are not counted.
         self.connecting = 0
         self.started = time.perf_counter()
@@ -279,6 +291,8 @@ class AuditReport:
         self.transactions.extend(child.transactions[: max(0, room)])
         self.tx_all.extend(child.tx_all)
         self.stale_reads.extend(child.stale_reads)
+        self.origins.update(child.origins)
+        self.origin_of.update(child.origin_of)
         self.checkouts |= child.checkouts
         self.resets += child.resets
         self.internal_errors += child.internal_errors

@@ -20,10 +20,15 @@ def db(engine: Engine) -> Iterator[Engine]:
         yield eng
 
 
-def kinds(report: sqlaudit.AuditReport) -> list[str]:
+def kinds(report: sqlaudit.AuditReport, *, timing: bool = False) -> list[str]:
     """Kinds of the report's problems (warning and above; info findings such as
-    transaction_overhead are a summary, not a problem)."""
-    return sorted(f.kind for f in report.findings if f.severity >= Severity.WARNING)
+    transaction_overhead are a summary, not a problem). slow_query is left out unless
+    ``timing``: a loaded CI machine can make any statement slow."""
+    return sorted(
+        f.kind
+        for f in report.findings
+        if f.severity >= Severity.WARNING and (timing or f.kind != "slow_query")
+    )
 
 
 def line_of(marker: str) -> int:
@@ -195,7 +200,7 @@ def test_slow_query(db: Engine, db_kind: str) -> None:
                 raw.create_function("sqlaudit_sleep", 1, time.sleep)  # type: ignore[attr-defined]
             conn.execute(text(sleep)).all()
             conn.execute(select(Author.id)).all()
-    assert kinds(report) == ["slow_query"]
+    assert kinds(report, timing=True) == ["slow_query"]
     assert report.findings[0].count == 1
     assert "sleep" in (report.findings[0].fingerprint or "").lower()
 
@@ -243,9 +248,7 @@ def test_orm_bulk_insert_and_update_statements_are_recorded(db: Engine) -> None:
     """ORM-enabled INSERT/UPDATE through ``Session.execute`` are captured, not broken."""
     with sqlaudit.audit("bulk", on_finding="ignore") as report, Session(db) as session:
         session.execute(insert(Author), [{"id": 400, "name": "x"}, {"id": 401, "name": "y"}])
-        session.execute(
-            update(Author).where(Author.id == 400).values(name="z")
-        )
+        session.execute(update(Author).where(Author.id == 400).values(name="z"))
         session.commit()
     assert report.counts.get("insert", 0) >= 1
     assert report.counts["update"] == 1

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from sqlaudit.detectors.autocommit_writes import AutocommitWrites
+from sqlaudit.detectors.column_reload import ColumnReload
 from sqlaudit.detectors.commit_in_loop import CommitInLoop
 from sqlaudit.detectors.discarded_writes import DiscardedWrites
 from sqlaudit.detectors.ineffective_rollback import IneffectiveRollback
@@ -44,6 +45,7 @@ class Detector(Protocol):
 
 DEFAULT_DETECTORS: tuple[Detector, ...] = (
     NPlusOne(),
+    ColumnReload(),
     RepeatedQuery(),
     WriteLoop(),
     QueryBudget(),

@@ -1,7 +1,21 @@
-"""``n_plus_one``: one relationship lazy-loaded once per parent, from one call site."""
+"""``n_plus_one``: one relationship lazy-loaded once per parent, from one call site.
+
+Exact rule (parent-origin linkage, see ``_origins``): the lazy loads of one relationship from
+one line cover >= ``n_plus_one_min`` distinct parents AND a parent came from a query that
+returned >= 2 rows, or the parents' origin line ran >= 2 times (a loop of single-row queries).
+Two parents each loaded by its own single-row query on different lines (1+1) are not an N+1.
+Parents whose origin is unknown (loaded before the audit) cannot prove the 1+1 case and count
+as a loop.
+
+The fix follows the origin chain to the root query and names the loader option to add there:
+``selectinload`` for collections, ``joinedload`` for many-to-one unless the parent query has a
+LIMIT or a large result, chained for nested loads.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -10,8 +24,13 @@ from sqlaudit._fingerprint import fingerprint
 from sqlaudit.detectors._common import group, indexes, total_time
 
 if TYPE_CHECKING:
+    from sqlaudit._origins import OriginRecord
     from sqlaudit._records import CallSite, QueryRecord
     from sqlaudit._scope import AuditReport
+
+#: A parent query returning more rows than this gets selectinload even for many-to-one.
+LARGE_RESULT = 100
+_LIMIT = re.compile(r"\b(LIMIT|FETCH\s+FIRST|FETCH\s+NEXT|TOP)\b", re.IGNORECASE)
 
 
 def _key(record: QueryRecord) -> tuple[str, CallSite | None] | None:
@@ -21,38 +40,128 @@ def _key(record: QueryRecord) -> tuple[str, CallSite | None] | None:
     return (orm.relationship, record.callsite)
 
 
+def _where(site: CallSite | None) -> str:
+    if site is None:
+        return "(unknown line)"
+    file = site.file
+    try:
+        rel = os.path.relpath(file)
+        file = rel if not rel.startswith("..") else file
+    except ValueError:
+        pass
+    return f"{file}:{site.line}"
+
+
+class _Origins:
+    """Lookups over a report's origins and the SQL of the statements they issued."""
+
+    def __init__(self, report: AuditReport, records: Sequence[QueryRecord]) -> None:
+        self.by_id = report.origin_records
+        self.sql: dict[int, str] = {}
+        for record in records:
+            if record.orm is not None and record.orm.query:
+                self.sql.setdefault(record.orm.query, record.sql)
+
+    def get(self, oid: int) -> OriginRecord | None:
+        return self.by_id.get(oid) if oid else None
+
+    def limited_or_large(self, origin: OriginRecord) -> bool:
+        sql = self.sql.get(origin.oid, "")
+        return origin.rows > LARGE_RESULT or bool(_LIMIT.search(sql))
+
+    def loader(self, relationship: str, many_to_one: bool, parent: OriginRecord | None) -> str:
+        if many_to_one and (parent is None or not self.limited_or_large(parent)):
+            return f"joinedload({relationship})"
+        return f"selectinload({relationship})"
+
+    def chain(self, origin: OriginRecord | None) -> tuple[list[str], OriginRecord | None]:
+        """Loader options from the root query down to ``origin``, and the root origin."""
+        links: list[str] = []
+        seen: set[int] = set()
+        while origin is not None and origin.load in ("lazy", "eager") and origin.relationship:
+            if origin.oid in seen:
+                break
+            seen.add(origin.oid)
+            parent = self.get(origin.parent)
+            links.insert(0, self.loader(origin.relationship, origin.many_to_one, parent))
+            if origin.load == "eager":
+                break  # an eager batch runs at its root query's line
+            origin = parent
+        return links, origin
+
+
 class NPlusOne:
-    """Lazy loads of one relationship for >= ``n_plus_one_min`` distinct parents, one line."""
+    """Lazy loads of one relationship, one line, many parents, from a multi-row query or a
+    loop of queries."""
 
     kind = "n_plus_one"
 
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = report.config
-        groups = group(enumerate(records), _key)
-        for (relationship, site), items in groups.items():
+        origins = _Origins(report, records)
+        for (relationship, site), items in group(enumerate(records), _key).items():
             parents = {r.orm.parent for _, r in items if r.orm is not None}
             db_time = total_time(items)
             if len(parents) < config.n_plus_one_min or db_time * 1000 < config.min_group_ms:
                 continue
-            owner = relationship.split(".", 1)[0]
+            loads = [origins.get(r.orm.query) for _, r in items if r.orm is not None]
+            parent_origins = {
+                load.parent: origins.get(load.parent) for load in loads if load is not None
+            }
+            known = [o for o in parent_origins.values() if o is not None]
+            if known and len(known) == len(parent_origins):
+                multi_row = any(o.rows >= 2 for o in known)
+                sites = [o.stack[0] if o.stack else None for o in known]
+                looped = any(sites.count(s) >= 2 for s in sites)
+                if not (multi_row or looped):
+                    continue  # 1+1: separate single-row queries on different lines
             sample = items[0][1]
-            n = len(items)
-            yield Finding(
-                kind=self.kind,
-                severity=Severity.WARNING,
-                message=(
-                    f"N+1: {relationship} lazy-loaded {n}x, once per {owner} "
-                    f"({len(parents)} parents)"
-                ),
-                count=n,
-                location=site,
-                fix=(
-                    f"load it with the query that loads {owner}: add "
-                    f".options(selectinload({relationship})) to that query"
-                ),
-                fingerprint=fingerprint(sample.sql),
-                sql=sample.sql,
-                db_time=db_time,
-                relationship=relationship,
-                statements=indexes(items),
+            this = loads[0] if loads else None
+            parent = known[0] if known else None
+            yield self._finding(
+                relationship, site, items, len(parents), db_time, sample, this, parent, origins
             )
+
+    def _finding(
+        self,
+        relationship: str,
+        site: CallSite | None,
+        items: list[tuple[int, QueryRecord]],
+        parents: int,
+        db_time: float,
+        sample: QueryRecord,
+        this: OriginRecord | None,
+        parent: OriginRecord | None,
+        origins: _Origins,
+    ) -> Finding:
+        owner = relationship.split(".", 1)[0]
+        n = len(items)
+        option = origins.loader(relationship, bool(this and this.many_to_one), parent)
+        links, root = origins.chain(parent)
+        root_site = root.stack[0] if root is not None and root.stack else None
+        message = f"N+1: {relationship} lazy-loaded {n}x, once per {owner} ({parents} parents)"
+        if parent is not None:
+            message += (
+                f"; the {owner} rows came from the query at {_where(root_site)}"
+                f" ({parent.rows} rows)"
+            )
+        if root_site is not None:
+            options = ".".join([*links, option])
+            fix = f"add .options({options}) to the query at {_where(root_site)}"
+        else:
+            fix = f"load it with the query that loads {owner}: add .options({option}) to it"
+        if this is not None and this.strategy == "immediate":
+            fix += f" (lazy='immediate' on {relationship} loads per row: use selectinload)"
+        return Finding(
+            kind=self.kind,
+            severity=Severity.WARNING,
+            message=message,
+            count=n,
+            location=site,
+            fix=fix,
+            fingerprint=fingerprint(sample.sql),
+            sql=sample.sql,
+            db_time=db_time,
+            relationship=relationship,
+            statements=indexes(items),
+        )

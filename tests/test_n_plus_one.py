@@ -1,0 +1,163 @@
+"""N+1 precision on SQLite, MariaDB and PostgreSQL: the exact rule (parent origins), the
+exact fix (loader option chain at the root query's line), column reloads, and the traps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from models import Author, Book, prepared
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, defer, immediateload, selectinload
+
+import sqlaudit
+from sqlaudit import AuditReport, Finding, Severity
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[Engine]:
+    with prepared(engine) as eng:
+        yield eng
+
+
+def findings(report: AuditReport, kind: str) -> list[Finding]:
+    return [f for f in report.findings if f.kind == kind]
+
+
+def problems(report: AuditReport) -> list[str]:
+    return sorted(
+        f.kind for f in report.findings if f.severity >= Severity.WARNING and f.kind != "slow_query"
+    )
+
+
+def line(marker: str) -> str:
+    with open(__file__, encoding="utf-8") as source:
+        for number, text in enumerate(source, 1):
+            if f"# {marker}" in text:
+                return f"tests/test_n_plus_one.py:{number}"
+    raise AssertionError(marker)
+
+
+def test_one_plus_one_is_not_an_n_plus_one(db: Engine) -> None:
+    """Two parents, each from its own single-row query on its own line, then their books:
+    two lazy loads from one line, but no N+1 (nothing to batch at the source)."""
+    with sqlaudit.audit("1+1", on_finding="ignore") as report, Session(db) as session:
+        first = session.get_one(Author, 1)
+        second = session.get_one(Author, 2)
+        for author in (first, second):
+            assert author.books
+    assert report.query_count == 4
+    assert problems(report) == []
+
+
+def test_loop_of_single_row_queries_is_an_n_plus_one(db: Engine) -> None:
+    """Parents fetched one by one from one line, each lazy-loading: the origin line ran 3x."""
+    with sqlaudit.audit("loop", on_finding="ignore") as report, Session(db) as session:
+        for author_id in (1, 2, 3):
+            author = session.get_one(Author, author_id)
+            assert author.books
+    assert "n_plus_one" in problems(report)
+
+
+def test_finding_names_the_parent_query_and_its_rows(db: Engine) -> None:
+    """The finding states N, the parent query's line and row count, and the fix there."""
+    with sqlaudit.audit("list", on_finding="ignore") as report, Session(db) as session:
+        authors = session.scalars(select(Author)).all()  # parent query
+        for author in authors:
+            assert author.books
+    (finding,) = findings(report, "n_plus_one")
+    assert f"the Author rows came from the query at {line('parent query')} (5 rows)" in (
+        finding.message
+    )
+    assert finding.fix == (
+        f"add .options(selectinload(Author.books)) to the query at {line('parent query')}"
+    )
+    assert finding.db_time > 0
+
+
+def test_nested_loads_chain_the_fix_to_the_root_query(db: Engine) -> None:
+    """Lazy loads two levels deep: the fix chains both options at the root query's line."""
+    with sqlaudit.audit("nested", on_finding="ignore") as report, Session(db) as session:
+        for author in session.scalars(select(Author)):  # root query
+            for book in author.books:
+                assert book.reviews
+    (reviews,) = [f for f in findings(report, "n_plus_one") if f.relationship == "Book.reviews"]
+    assert reviews.fix == (
+        ".".join(
+            [
+                "add .options(selectinload(Author.books)",
+                "selectinload(Book.reviews)) to the query at " + line("root query"),
+            ]
+        )
+    )
+
+
+def test_eager_then_lazy_chains_through_the_eager_option(db: Engine) -> None:
+    """selectinload(Author.books) then a lazy Book.reviews per book: chain from the eager."""
+    with sqlaudit.audit("half", on_finding="ignore") as report, Session(db) as session:
+        stmt = select(Author).options(selectinload(Author.books))
+        for author in session.scalars(stmt):  # half-eager query
+            for book in author.books:
+                assert book.reviews
+    (finding,) = findings(report, "n_plus_one")
+    assert finding.relationship == "Book.reviews"
+    assert "selectinload(Author.books).selectinload(Book.reviews)" in finding.fix
+
+
+def test_many_to_one_gets_joinedload_unless_limited(db: Engine) -> None:
+    """Many-to-one: joinedload; with a LIMIT on the parent query: selectinload."""
+    with sqlaudit.audit("m2o", on_finding="ignore") as report, Session(db) as session:
+        names = [b.author.name for b in session.scalars(select(Book))]
+    assert len(names) == 10
+    assert "joinedload(Book.author)" in findings(report, "n_plus_one")[0].fix
+    with sqlaudit.audit("m2o limit", on_finding="ignore") as report, Session(db) as session:
+        names = [b.author.name for b in session.scalars(select(Book).limit(8))]
+    assert "selectinload(Book.author)" in findings(report, "n_plus_one")[0].fix
+
+
+def test_immediateload_is_an_n_plus_one(db: Engine) -> None:
+    """``immediateload`` issues one SELECT per parent while loading them."""
+    with sqlaudit.audit("immediate", on_finding="ignore") as report, Session(db) as session:
+        session.scalars(select(Author).options(immediateload(Author.books))).all()
+    (finding,) = findings(report, "n_plus_one")
+    assert "selectinload(Author.books)" in finding.fix
+
+
+def test_identity_map_hits_issue_no_sql_and_no_finding(db: Engine) -> None:
+    """Many-to-one targets already in the identity map load without SQL: nothing to flag."""
+    with sqlaudit.audit("hits", on_finding="ignore") as report, Session(db) as session:
+        authors = session.scalars(select(Author)).all()  # held: the identity map is weak
+        names = [b.author.name for b in session.scalars(select(Book))]
+    assert len(names) == 10
+    assert len(authors) == 5
+    assert report.query_count == 2
+    assert problems(report) == []
+
+
+def test_deferred_column_loads(db: Engine) -> None:
+    """A deferred column read per object is a column_reload with the undefer fix."""
+    with sqlaudit.audit("deferred", on_finding="ignore") as report, Session(db) as session:
+        for author in session.scalars(select(Author).options(defer(Author.name))):
+            assert author.name
+    (finding,) = findings(report, "column_reload")
+    assert "deferred name" in finding.message
+    assert "undefer(Author.name)" in finding.fix
+
+
+def test_expired_reloads_after_commit(db: Engine) -> None:
+    """Attributes read after commit reload per object (expire_on_commit): column_reload."""
+    with sqlaudit.audit("expired", on_finding="ignore") as report, Session(db) as session:
+        authors = session.scalars(select(Author)).all()
+        session.commit()
+        assert all(a.name for a in authors)
+    (finding,) = findings(report, "column_reload")
+    assert "after commit" in finding.message
+    assert "expire_on_commit=False" in finding.fix
+
+
+def test_few_column_loads_are_silent(db: Engine) -> None:
+    """Below the thresholds (3 deferred, 5 expired) nothing is reported."""
+    with sqlaudit.audit("few", on_finding="ignore") as report, Session(db) as session:
+        for author in session.scalars(select(Author).limit(2).options(defer(Author.name))):
+            assert author.name
+    assert problems(report) == []
