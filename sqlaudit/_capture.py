@@ -66,9 +66,9 @@ def _do_execute(
     try:
         dialect.do_execute(cursor, statement, parameters, context)
     except BaseException as exc:
-        _record(scope, statement, start, -1, 1, type(exc).__name__, context)
+        _record(scope, statement, start, -1, 1, type(exc).__name__, context, parameters)
         raise
-    _record(scope, statement, start, _rowcount(cursor), 1, None, context)
+    _record(scope, statement, start, _rowcount(cursor), 1, None, context, parameters)
     return True
 
 
@@ -125,6 +125,7 @@ def _record(
     batch: int,
     error: str | None,
     context: ExecutionContext,
+    parameters: Any = None,
 ) -> None:
     duration = perf_counter() - start
     try:
@@ -139,6 +140,7 @@ def _record(
             error,
             id(context.root_connection),
             context.dialect.name,
+            parameters,
         )
         on_statement(scope, context, scope.last_kind, start, duration, scope.last_stack, batch)
     except Exception as exc:

@@ -87,6 +87,9 @@ class QueryRecord(NamedTuple):
     dialect: str
     #: Finding kinds suppressed by :func:`sqlaudit.ignore` when this statement ran.
     suppressed: frozenset[str]
+    #: For statements with LIMIT/OFFSET or an IN list: salted hashes of the bind values (never
+    #: the values), to tell pagination and IN-list chunks from loops. Else None.
+    params: tuple[int, ...] | None = None
 
     @property
     def callsite(self) -> CallSite | None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlaudit._callsite import capture
 from sqlaudit._config import AuditConfig
 from sqlaudit._fingerprint import _kind_cache, statement_kind
+from sqlaudit._params import signature
 from sqlaudit._records import CallSite, OrmLoad, QueryRecord, StatementKind
 
 if TYPE_CHECKING:
@@ -165,6 +166,7 @@ class AuditReport:
         error: str | None,
         connection: int,
         dialect: str,
+        parameters: Any = None,
     ) -> None:
         """Account for one statement (called by the capture listeners)."""
         kind = _kind_cache.get(sql) or statement_kind(sql)
@@ -205,6 +207,7 @@ class AuditReport:
                     connection,
                     dialect,
                     SUPPRESSED.get(),
+                    None if parameters is None else signature(sql, parameters),
                 ),
             )
         )

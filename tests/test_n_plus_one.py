@@ -161,3 +161,32 @@ def test_few_column_loads_are_silent(db: Engine) -> None:
         for author in session.scalars(select(Author).limit(2).options(defer(Author.name))):
             assert author.name
     assert problems(report) == []
+
+
+def test_in_list_chunks_and_page_walks_are_silent(db: Engine) -> None:
+    """Hand-written IN-list chunks, LIMIT/OFFSET pages and keyset pages from one line are
+    walks over a large set, not a repeated query."""
+    ids = list(range(1, 11))
+    with sqlaudit.audit("walks", on_finding="ignore") as report, db.connect() as conn:
+        for start in range(0, 10, 4):
+            conn.execute(select(Book.title).where(Book.id.in_(ids[start : start + 4]))).all()
+        for page in range(3):
+            conn.execute(select(Book.id).order_by(Book.id).limit(4).offset(page * 4)).all()
+        last = 0
+        for _ in range(3):
+            rows = conn.execute(
+                select(Book.id).where(Book.id > last).order_by(Book.id).limit(4)
+            ).all()
+            last = rows[-1][0] if rows else last
+    assert report.query_count == 9
+    assert problems(report) == []
+
+
+def test_limit_one_per_parent_is_still_a_repeated_query(db: Engine) -> None:
+    """ "Latest book per author" with LIMIT 1 in a loop is not pagination: still flagged."""
+    with sqlaudit.audit("latest", on_finding="ignore") as report, db.connect() as conn:
+        for author_id in (1, 2, 3):
+            conn.execute(
+                select(Book.title).where(Book.author_id == author_id).order_by(Book.id).limit(1)
+            ).all()
+    assert problems(report) == ["repeated_query"]

@@ -1,4 +1,10 @@
-"""``repeated_query``: the same statement shape from the same call site, again and again."""
+"""``repeated_query``: the same statement shape from the same call site, again and again.
+
+Exempt: eager-loader batches (the cure for N+1), lazy and column loads (reported by their own
+detectors), LIMIT/OFFSET and keyset pagination walks, and hand-written IN-list chunks (every
+statement's IN list differs, no value appears in two chunks, everything else is equal). Only
+salted hashes of those statements' bind values are kept to tell them apart (``_params``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from sqlaudit._findings import Finding, Severity
 from sqlaudit._fingerprint import fingerprint, short
+from sqlaudit._params import walk
 from sqlaudit._records import StatementKind
 from sqlaudit.detectors._common import group, indexes, total_time
 
@@ -40,6 +47,8 @@ class RepeatedQuery:
             db_time = total_time(items)
             if n < config.repeated_query_min or db_time * 1000 < config.min_group_ms:
                 continue
+            if walk([(r.sql, r.params) for _, r in items]):
+                continue  # walking pages or IN-list chunks is the cure for loading all at once
             yield Finding(
                 kind=self.kind,
                 severity=Severity.WARNING,

@@ -1,0 +1,160 @@
+"""Parameter signatures: tell a page walk or an IN-list chunk walk from a loop of queries.
+
+The same statement issued from one line three times is a repeated query, unless only its
+LIMIT/OFFSET or range bounds change (pagination) or only its IN-list values change, with no
+value in two chunks (hand-written chunking). Telling them apart needs to know which bind
+values changed, so for statements with a LIMIT, OFFSET, FETCH or IN list (decided once per
+distinct SQL text, cached) sqlaudit keeps a *signature*: one salted hash per bind value, in
+placeholder order, with each placeholder's role (``in``, ``limit``, ``offset``, ``range``,
+``eq``, ``other``). The values themselves are never stored; the salt is random per process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["roles", "signature", "walk"]
+
+_SALT = os.urandom(16)
+_CACHE_SIZE = 4096
+_INTERESTING = re.compile(r"\b(LIMIT|OFFSET|FETCH)\b|\bIN\s*\(", re.IGNORECASE)
+_PLACEHOLDER = re.compile(
+    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\""  # quoted text: skipped
+    r"|%\((?P<pyformat>[^)\s]{1,128})\)s|(?P<format>%s)|(?P<qmark>\?)"
+    r"|(?<!:):(?P<named>[A-Za-z_][A-Za-z_0-9]*)|\$(?P<numeric>\d+)"
+)
+_BEFORE = re.compile(
+    r"(?P<kw>LIMIT|OFFSET|FETCH\s+(?:FIRST|NEXT))\s*$|(?P<op><=|>=|<>|!=|<|>|=)\s*$"
+    r"|(?P<limit_comma>LIMIT\s+\S+\s*,\s*)$",
+    re.IGNORECASE,
+)
+_IN_OPEN = re.compile(r"\bIN\s*\($", re.IGNORECASE)
+_cache: dict[str, tuple[tuple[Any, str], ...] | None] = {}
+
+
+def roles(sql: str) -> tuple[tuple[Any, str], ...] | None:
+    """``(parameter key, role)`` per placeholder of ``sql``; None if no signature is needed."""
+    cached = _cache.get(sql, False)
+    if cached is not False:
+        return cached  # type: ignore[return-value]  # the False sentinel was excluded
+    result: tuple[tuple[Any, str], ...] | None = None
+    if _INTERESTING.search(sql):
+        result = tuple(_scan(sql))
+    if len(_cache) >= _CACHE_SIZE:
+        _cache.clear()
+    _cache[sql] = result
+    return result
+
+
+def _scan(sql: str) -> list[tuple[Any, str]]:
+    found: list[tuple[Any, str]] = []
+    in_list = False
+    position = 0
+    for match in _PLACEHOLDER.finditer(sql):
+        kind = match.lastgroup
+        if kind is None:
+            continue  # a quoted literal
+        before = sql[max(0, match.start() - 40) : match.start()]
+        stripped = before.rstrip()
+        if in_list and not stripped.endswith(","):
+            in_list = False
+        if _IN_OPEN.search(stripped):
+            in_list = True
+        if kind in ("pyformat", "named"):
+            key: Any = match.group(kind)
+        elif kind == "numeric":
+            key = int(match.group(kind)) - 1
+        else:
+            key = position
+        position += 1
+        role = "in" if in_list else _role(stripped)
+        if role == "limit" and sql[match.end() : match.end() + 8].lstrip().startswith(","):
+            role = "offset"  # MySQL "LIMIT offset, count"
+        found.append((key, role))
+    return found
+
+
+def _role(before: str) -> str:
+    match = _BEFORE.search(before)
+    if match is None:
+        return "other"
+    if match.group("limit_comma"):
+        return "limit"  # MySQL "LIMIT offset, count": the count
+    keyword = match.group("kw")
+    if keyword:
+        upper = keyword.upper()
+        return "offset" if upper == "OFFSET" else "limit"
+    op = match.group("op")
+    if op in ("<", ">", "<=", ">="):
+        return "range"
+    return "eq" if op == "=" else "other"
+
+
+def _hash(value: Any) -> int:
+    try:
+        return hash((_SALT, value))
+    except TypeError:
+        return hash((_SALT, repr(value)[:256]))
+
+
+def signature(sql: str, parameters: Any) -> tuple[int, ...] | None:
+    """Salted hashes of the bind values in placeholder order (None if not needed)."""
+    placeholders = roles(sql)
+    if not placeholders or parameters is None:
+        return None
+    if isinstance(parameters, Mapping):
+        return tuple(_hash(parameters.get(key)) for key, _ in placeholders)
+    if isinstance(parameters, Sequence) and not isinstance(parameters, (str, bytes)):
+        size = len(parameters)
+        return tuple(
+            _hash(parameters[key]) if isinstance(key, int) and key < size else 0
+            for key, _ in placeholders
+        )
+    return None
+
+
+def walk(items: Sequence[tuple[str, tuple[int, ...] | None]]) -> str | None:
+    """``"pages"``, ``"chunks"`` or None for one statement shape issued several times, from
+    each issue's ``(sql, signature)``."""
+    parts = []
+    for sql, sig in items:
+        placeholders = roles(sql)
+        if not placeholders or sig is None or len(sig) != len(placeholders):
+            return None
+        parts.append((placeholders, sig))
+    if len(parts) < 2:
+        return None
+    if _is_chunks(parts):
+        return "chunks"
+    if len({placeholders for placeholders, _ in parts}) == 1:
+        placeholders = parts[0][0]
+        sigs = [sig for _, sig in parts]
+        varying = [i for i in range(len(placeholders)) if len({s[i] for s in sigs}) > 1]
+        kinds = {placeholders[i][1] for i in varying}
+        if kinds and kinds <= {"limit", "offset", "range"} and kinds & {"offset", "range"}:
+            return "pages"
+    return None
+
+
+def _is_chunks(parts: list[tuple[tuple[tuple[Any, str], ...], tuple[int, ...]]]) -> bool:
+    """IN lists of >= 2 values, one size but for one chunk, no value twice, all else equal."""
+    others = set()
+    chunks = []
+    for placeholders, sig in parts:
+        pairs = list(zip(placeholders, sig, strict=True))
+        others.add(tuple(h for (_, role), h in pairs if role != "in"))
+        chunks.append({h for (_, role), h in pairs if role == "in"})
+    sizes = [len(chunk) for chunk in chunks]
+    if len(others) != 1 or min(sizes) < 1 or max(sizes) < 2:
+        return False
+    if sum(1 for size in sizes if size != max(sizes)) > 1:
+        return False
+    seen: set[int] = set()
+    for chunk in chunks:
+        if seen & chunk:
+            return False
+        seen |= chunk
+    return True
