@@ -17,6 +17,7 @@ from sqlaudit._findings import Finding, check_kinds
 from sqlaudit._internal import internal_error
 from sqlaudit._scope import CURRENT, FALLBACK, SUPPRESSED, AuditReport, current
 from sqlaudit.detectors import DEFAULT_DETECTORS, Detector
+from sqlaudit.detectors.loop_view import combine_loops
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.reporters import LogReporter, Reporter
 
@@ -55,6 +56,11 @@ def run_detectors(
             internal_error(f"detector {detector.kind}", exc)
             continue
         findings.extend(found)
+    try:
+        findings = combine_loops(findings)
+    except Exception as exc:
+        report.internal_errors += 1
+        internal_error("loop view", exc)
     findings.sort(key=lambda f: (-f.severity, -f.db_time, -f.count))
     if config.max_findings is not None:
         findings = findings[: config.max_findings]

@@ -16,7 +16,9 @@ RULE = "=" * 78
 
 #: route, finding kind the planted version must report, a line of that finding's text report.
 PLANTED = [
-    pytest.param("GET /streams", "n_plus_one", "N+1: Stream.owner lazy-loaded 6x", id="streams"),
+    pytest.param(
+        "GET /streams", "n_plus_one", "N+1 loop: this loop issues 2N+1 queries", id="streams"
+    ),
     pytest.param(
         "GET /streams/{stream_id}", "repeated_query", "repeated query: 4x", id="stream_detail"
     ),

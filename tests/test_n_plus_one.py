@@ -190,3 +190,19 @@ def test_limit_one_per_parent_is_still_a_repeated_query(db: Engine) -> None:
                 select(Book.title).where(Book.author_id == author_id).order_by(Book.id).limit(1)
             ).all()
     assert problems(report) == ["repeated_query"]
+
+
+def test_loop_view_reports_one_loop_with_the_combined_fix(engine: Engine) -> None:
+    """Two relationships lazy-loaded per row in one loop body: one "2N+1" finding whose fix
+    adds both options to the parent query."""
+    with prepared(engine, authors=5, books_each=1) as db:
+        with sqlaudit.audit("loop view", on_finding="ignore") as report, Session(db) as session:
+            for book in session.scalars(select(Book).limit(5)):  # loop parent query
+                assert book.author.name
+                assert book.reviews
+    (finding,) = findings(report, "n_plus_one")
+    assert "this loop issues 2N+1 queries (11 for N=5)" in finding.message
+    assert finding.fix == (
+        "add .options(selectinload(Book.author), selectinload(Book.reviews)) to the query at "
+        + line("loop parent query")
+    )
