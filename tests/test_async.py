@@ -83,3 +83,40 @@ def test_async_repeated_query(async_engine: AsyncEngine) -> None:
     report = asyncio.run(scenario())
     assert [f.kind for f in report.findings if f.severity >= 20] == ["repeated_query"]
     assert report.findings[0].count == 4
+
+
+def test_async_precision_one_plus_one_chain_and_walks(async_engine: AsyncEngine) -> None:
+    """Async, as sync: 1+1 is silent, nested loads chain their fix to the root query, and
+    IN-list chunks are a walk, not a repeated query."""
+
+    async def scenario() -> tuple[sqlaudit.AuditReport, sqlaudit.AuditReport, int]:
+        await _prepare(async_engine)
+        handle = sqlaudit.instrument(async_engine)
+        try:
+            async with sqlaudit.audit("1+1", on_finding="ignore") as one_plus_one:
+                async with AsyncSession(async_engine) as session:
+                    first = await session.get_one(Author, 1)
+                    second = await session.get_one(Author, 2)
+                    for author in (first, second):
+                        await author.awaitable_attrs.books
+                    async with async_engine.connect() as conn:
+                        for start in (1, 5, 9):
+                            ids = list(range(start, start + 4))
+                            await conn.execute(select(Book.id).where(Book.id.in_(ids)))
+            async with sqlaudit.audit("nested", on_finding="ignore") as nested:
+                async with AsyncSession(async_engine) as session:
+                    for author in await session.scalars(select(Author)):  # async root
+                        for book in await author.awaitable_attrs.books:
+                            await book.awaitable_attrs.reviews
+        finally:
+            handle.remove()
+            await _drop(async_engine)
+        with open(__file__, encoding="utf-8") as source:
+            root = next(n for n, text in enumerate(source, 1) if text.endswith("# async root\n"))
+        return one_plus_one, nested, root
+
+    one_plus_one, nested, root = asyncio.run(scenario())
+    assert [f.kind for f in one_plus_one.findings if f.severity >= 20] == []
+    (reviews,) = [f for f in nested.findings if f.relationship == "Book.reviews"]
+    assert "selectinload(Author.books).selectinload(Book.reviews)" in reviews.fix
+    assert reviews.fix.endswith(f"tests/test_async.py:{root}")
