@@ -32,8 +32,9 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
+from sqlalchemy import Column, event
 from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.sql import visitors
 
 from sqlaudit._callsite import capture
 from sqlaudit._identity import on_select, on_session_begin
@@ -83,6 +84,33 @@ def _column_load(
     return OrmLoad("column", mapper_name, None, None, attributes, 0, reason)
 
 
+_collections: dict[Any, tuple[tuple[str, str, frozenset[Any]], ...]] = {}
+
+
+def _collection_query(state: ORMExecuteState, mapper: Any) -> tuple[str, str] | None:
+    """For a plain SELECT of ``mapper``'s class filtered on the foreign key of a
+    ``lazy="dynamic"`` or write-only relationship: that relationship and its strategy."""
+    candidates = _collections.get(mapper)
+    if candidates is None:
+        found = []
+        for other in mapper.registry.mappers:
+            for prop in other.relationships:
+                if prop.mapper is mapper and prop.lazy in ("dynamic", "write_only"):
+                    name = f"{other.class_.__name__}.{prop.key}"
+                    found.append((name, str(prop.lazy), frozenset(prop.remote_side)))
+        candidates = _collections[mapper] = tuple(found)
+    if not candidates:
+        return None
+    where = getattr(state.statement, "whereclause", None)
+    if where is None:
+        return None
+    columns = {e for e in visitors.iterate(where) if isinstance(e, Column)}
+    for name, lazy, remote in candidates:
+        if remote & columns:
+            return name, lazy
+    return None
+
+
 def _name(prop: Any) -> str | None:
     return None if prop is None else f"{prop.parent.class_.__name__}.{prop.key}"
 
@@ -124,6 +152,9 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
             load = OrmLoad("query", mapper_name, None, None, (), oid)
             if mapper is not None:
                 on_select(scope, state, mapper, stack)
+                collection = _collection_query(state, mapper)
+                if collection is not None:
+                    load = load._replace(relationship=collection[0], reason=collection[1])
         scope.pending_orm = (kind, load, stack)
     except Exception as exc:
         scope.internal_errors += 1

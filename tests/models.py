@@ -7,7 +7,14 @@ from contextlib import contextmanager
 
 from sqlalchemy import Engine, ForeignKey, String
 from sqlalchemy.ext.asyncio import AsyncAttrs
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    DynamicMapped,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+)
 
 import sqlaudit
 
@@ -22,6 +29,7 @@ class Author(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(50))
     books: Mapped[list[Book]] = relationship(back_populates="author", order_by="Book.id")
+    books_query: DynamicMapped[Book] = relationship(lazy="dynamic", viewonly=True)
 
 
 class Book(Base):

@@ -206,3 +206,15 @@ def test_loop_view_reports_one_loop_with_the_combined_fix(engine: Engine) -> Non
         "add .options(selectinload(Book.author), selectinload(Book.reviews)) to the query at "
         + line("loop parent query")
     )
+
+
+def test_dynamic_relationship_loop_gets_an_explicit_in_query_fix(db: Engine) -> None:
+    """A ``lazy="dynamic"`` relationship queried per parent has no loader option: the fix is
+    one explicit IN query."""
+    with sqlaudit.audit("dynamic", on_finding="ignore") as report, Session(db) as session:
+        for author in session.scalars(select(Author)):
+            assert author.books_query.all()
+    (finding,) = findings(report, "repeated_query")
+    assert finding.relationship == "Author.books_query"
+    assert "lazy='dynamic'" in finding.fix
+    assert ".in_(" in finding.fix

@@ -49,18 +49,37 @@ class RepeatedQuery:
                 continue
             if walk([(r.sql, r.params) for _, r in items]):
                 continue  # walking pages or IN-list chunks is the cure for loading all at once
+            orm = items[0][1].orm
+            message = f"repeated query: {n}x {short(items[0][1].sql, 80)}"
+            fix = (
+                "issue it once: load every row the loop needs in one query "
+                "(WHERE ... IN (...)) before the loop, or reuse the first result"
+            )
+            relationship = None
+            if orm is not None and orm.reason in ("dynamic", "write_only") and orm.relationship:
+                relationship = orm.relationship
+                owner = relationship.split(".", 1)[0]
+                child = orm.mapper or "the child class"
+                message = (
+                    f"N+1 through {relationship} (lazy={orm.reason!r}): {n}x one query per "
+                    f"{owner}: {short(items[0][1].sql, 60)}"
+                )
+                fix = (
+                    f"{relationship} is lazy={orm.reason!r}, so no loader option applies: "
+                    f"query the {child} rows of all {owner} objects at once, "
+                    f"select({child}).where(<{child} foreign key>.in_([o.id for o in "
+                    f"{owner.lower()}s])), and group them by parent in Python"
+                )
             yield Finding(
                 kind=self.kind,
                 severity=Severity.WARNING,
-                message=f"repeated query: {n}x {short(items[0][1].sql, 80)}",
+                message=message,
                 count=n,
                 location=stack[0],
-                fix=(
-                    "issue it once: load every row the loop needs in one query "
-                    "(WHERE ... IN (...)) before the loop, or reuse the first result"
-                ),
+                fix=fix,
                 fingerprint=shape,
                 sql=items[0][1].sql,
                 db_time=db_time,
+                relationship=relationship,
                 statements=indexes(items),
             )
