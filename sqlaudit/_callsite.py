@@ -25,11 +25,23 @@ __all__ = ["capture", "configure", "is_app_file"]
 MAX_WALK = 96
 #: Application frames kept per statement.
 DEPTH = 3
+#: Frames examined above the first application frame for its callers.
+NEAR = 6
 
 _SQLAUDIT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _app_paths: tuple[str, ...] = ()
 _ignore_paths: tuple[str, ...] = ()
 _cache: dict[CodeType, bool] = {}
+_sites: dict[tuple[CodeType, int], CallSite] = {}
+
+
+def _site(key: tuple[CodeType, int], frame: FrameType) -> CallSite:
+    code = key[0]
+    site = CallSite(code.co_filename, frame.f_lineno, code.co_name)
+    if len(_sites) > 65536:
+        _sites.clear()
+    _sites[key] = site
+    return site
 
 
 def _library_prefixes() -> tuple[str, ...]:
@@ -58,6 +70,7 @@ def configure(
     _app_paths = tuple(os.path.abspath(p) + os.sep for p in app_paths)
     _ignore_paths = tuple(os.path.abspath(p) + os.sep for p in ignore_paths)
     _cache.clear()
+    _sites.clear()
 
 
 def is_app_file(filename: str) -> bool:
@@ -85,14 +98,21 @@ def _is_app(code: CodeType) -> bool:
 
 
 def capture(depth: int = 2) -> tuple[CallSite, ...]:
-    """The first ``DEPTH`` application frames above the caller's ``depth``-th frame."""
+    """The first ``DEPTH`` application frames above the caller's ``depth``-th frame.
+
+    Callers of the first application frame are looked for only ``NEAR`` frames further up:
+    a framework's deep stack above the view is not walked for every statement.
+    """
     frame: FrameType | None = sys._getframe(depth)
     found: list[CallSite] = []
-    walked = 0
+    limit = MAX_WALK
     cache = _cache
+    sites = _sites
     glet: object = None
-    while walked < MAX_WALK:
+    while limit:
         if frame is None:
+            if found:
+                break
             glet, frame = _parent_greenlet(glet)
             if frame is None:
                 break
@@ -101,11 +121,19 @@ def capture(depth: int = 2) -> tuple[CallSite, ...]:
         if app is None:
             app = _is_app(code)
         if app:
-            found.append(CallSite(code.co_filename, frame.f_lineno, code.co_name))
+            # f_lineno decodes the line table on every access (O(position) in the code
+            # object): call sites repeat, so resolve each (code, instruction) pair once.
+            key = (code, frame.f_lasti)
+            site = sites.get(key)
+            if site is None:
+                site = _site(key, frame)
+            found.append(site)
             if len(found) >= DEPTH:
                 break
+            if len(found) == 1:
+                limit = NEAR + 1
         frame = frame.f_back
-        walked += 1
+        limit -= 1
     return tuple(found)
 
 
