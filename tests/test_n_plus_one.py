@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, defer, immediateload, selectinload
 
 import sqlaudit
-from sqlaudit import AuditReport, Finding, Severity
+from sqlaudit import AuditConfig, AuditReport, Finding, Severity
 
 
 @pytest.fixture
@@ -218,3 +218,17 @@ def test_dynamic_relationship_loop_gets_an_explicit_in_query_fix(db: Engine) -> 
     assert finding.relationship == "Author.books_query"
     assert "lazy='dynamic'" in finding.fix
     assert ".in_(" in finding.fix
+
+
+def test_production_floors_hide_small_groups_and_cap_findings(db: Engine) -> None:
+    """``AuditConfig.for_production()``: a 5x N+1 that costs the database under 50 ms is
+    not worth a log line in a service; the strict defaults report it."""
+    with sqlaudit.audit("prod", AuditConfig.for_production()) as report, Session(db) as session:
+        for author in session.scalars(select(Author)):
+            assert author.books
+    assert problems(report) == []
+    assert report.config.max_findings == 10
+    with sqlaudit.audit("strict", on_finding="ignore") as strict, Session(db) as session:
+        for author in session.scalars(select(Author)):
+            assert author.books
+    assert problems(strict) == ["n_plus_one"]
