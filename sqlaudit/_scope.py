@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlaudit._callsite import capture
 from sqlaudit._config import AuditConfig
 from sqlaudit._fingerprint import _kind_cache, statement_kind
+from sqlaudit._params import _cache as _roles_cache
 from sqlaudit._params import signature
 from sqlaudit._records import CallSite, OrmLoad, QueryRecord, StatementKind
 
@@ -71,6 +72,7 @@ class AuditReport:
         "__weakref__",
         "_control_count",
         "_kind_counts",
+        "_max",
         "_records",
         "_sorted",
         "checkouts",
@@ -110,6 +112,7 @@ class AuditReport:
         self.config = config
         self.parent = parent
         self._records: list[QueryRecord] = []
+        self._max = config.max_records
         self._kind_counts: dict[str, int] = {}
         self._control_count = 0
         self._sorted = True
@@ -178,7 +181,7 @@ class AuditReport:
         else:
             self.db_time += duration
         records = self._records
-        if len(records) >= self.config.max_records:
+        if len(records) >= self._max:
             self.overflow += 1
             self.last_stack = ()
             return
@@ -207,7 +210,9 @@ class AuditReport:
                     connection,
                     dialect,
                     SUPPRESSED.get(),
-                    None if parameters is None else signature(sql, parameters),
+                    None
+                    if parameters is None or _roles_cache.get(sql, False) is None
+                    else signature(sql, parameters),
                 ),
             )
         )
@@ -288,7 +293,7 @@ class AuditReport:
             self._kind_counts[kind] = self._kind_counts.get(kind, 0) + n
         self._control_count += child._control_count
         self.db_time += child.db_time
-        room = max(0, self.config.max_records - len(self._records))
+        room = max(0, self._max - len(self._records))
         self._records.extend(child._records[:room])
         self.overflow += child.overflow + max(0, len(child._records) - room)
         self.transactions.extend(child.transactions[: max(0, room)])
