@@ -177,14 +177,16 @@ _LISTENERS: tuple[tuple[str, Any], ...] = (
 class Instrumentation:
     """The handle ``instrument(engine)`` returns; ``remove()`` takes its listeners off again."""
 
-    __slots__ = ("__weakref__", "_engine", "_removed", "_token")
+    __slots__ = ("__weakref__", "_engine", "_removed", "_token", "orm")
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, orm: bool = True) -> None:
         self._engine = weakref.ref(engine)
         self._removed = False
+        #: Whether the ORM detail listeners (lazy loads, origins) were asked for.
+        self.orm = orm
         # Shared with the engine's finalizer: the ORM listeners are released exactly once,
         # by remove() or when the engine is garbage-collected, whichever comes first.
-        self._token = _orm.Token()
+        self._token = _orm.Token(orm)
 
     @property
     def engine(self) -> Engine | None:
@@ -229,13 +231,23 @@ class Instrumentation:
         return f"<sqlaudit.Instrumentation {state} {engine!r}>"
 
 
-def instrument(engine: Any) -> Instrumentation:
+def instrument(engine: Any, *, orm: bool = True) -> Instrumentation:
     """Audit statements of ``engine`` (an ``Engine`` or ``AsyncEngine``) inside audit scopes.
 
     Idempotent: instrumenting the same engine again returns the same handle. The engine is
-    held weakly. With no ``sqlaudit.audit(...)`` block open, statements run as before at a
-    cost of about one microsecond each.
+    held weakly. With no ``sqlaudit.audit(...)`` block open, Core statements run as before at
+    a cost of about one microsecond each.
+
+    ``orm=True`` (default) also attaches the class-level ORM listeners that see lazy loads,
+    eager batches, column loads and which query loaded each object (``n_plus_one``,
+    ``column_reload``, ``stale_identity_map``, the exact fixes). They cost every ORM statement
+    of the process a few microseconds while attached, audit open or not (SQLAlchemy prepares an
+    ORM statement twice when any ``do_orm_execute`` listener exists). ``orm=False`` leaves
+    them off: statements, transactions, budgets, repeated queries and write loops are still
+    audited. The listeners stay on while any instrumentation asked for them.
     """
+    if not isinstance(orm, bool):
+        raise ConfigError(f"orm must be True or False, got {orm!r}")
     target = getattr(engine, "sync_engine", engine)
     if not isinstance(target, Engine):
         raise ConfigError(
@@ -245,8 +257,13 @@ def instrument(engine: Any) -> Instrumentation:
     with _lock:
         existing = _registry.get(target)
         if existing is not None and existing.active:
+            if orm and not existing.orm:
+                raise ConfigError(
+                    "this engine is already instrumented with orm=False; remove() that "
+                    "instrumentation first to instrument it with orm=True"
+                )
             return existing
-        handle = Instrumentation(target)
+        handle = Instrumentation(target, orm)
         handle._attach(target)
         _registry[target] = handle
         weakref.finalize(target, handle._token.release)

@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 __all__ = ["Token"]
 
 _lock = threading.Lock()
-_users = 0
 
 
 def _relationship(state: ORMExecuteState) -> Any:
@@ -243,47 +242,66 @@ _LISTENERS: tuple[tuple[str, Any], ...] = (
 )
 
 
-def _acquire() -> None:
-    global _users
+# Two groups, each attached while at least one instrumentation wants it: the session
+# transaction events (cheap: per transaction) for every instrumentation, and the ORM detail
+# listeners (do_orm_execute, InstanceEvents.load: a cost on every ORM statement and loaded
+# object in the process, scope or not) only for those created with ``orm=True``.
+_DETAIL = frozenset({"do_orm_execute"})
+_users = {"session": 0, "detail": 0}
+
+
+def _attach(group: str) -> None:
+    for name, fn in _LISTENERS:
+        if (name in _DETAIL) == (group == "detail"):
+            event.listen(Session, name, fn)
+    if group == "detail":
+        event.listen(Mapper, "load", on_load, raw=True)
+
+
+def _detach(group: str) -> None:
+    for name, fn in _LISTENERS:
+        if (name in _DETAIL) == (group == "detail") and event.contains(Session, name, fn):
+            event.remove(Session, name, fn)
+    if group == "detail" and event.contains(Mapper, "load", on_load):
+        event.remove(Mapper, "load", on_load)
+
+
+def _acquire(groups: tuple[str, ...]) -> None:
     with _lock:
-        _users += 1
-        if _users == 1:
-            for name, fn in _LISTENERS:
-                event.listen(Session, name, fn)
-            event.listen(Mapper, "load", on_load, raw=True)
+        for group in groups:
+            _users[group] += 1
+            if _users[group] == 1:
+                _attach(group)
 
 
-def _release() -> None:
-    global _users
+def _release(groups: tuple[str, ...]) -> None:
     with _lock:
-        _users -= 1
-        if _users == 0:
-            for name, fn in _LISTENERS:
-                if event.contains(Session, name, fn):
-                    event.remove(Session, name, fn)
-            if event.contains(Mapper, "load", on_load):
-                event.remove(Mapper, "load", on_load)
+        for group in groups:
+            _users[group] -= 1
+            if _users[group] == 0:
+                _detach(group)
 
 
-def listening() -> bool:
-    """True while the class-level Session listeners are attached."""
-    return _users > 0
+def listening(group: str = "session") -> bool:
+    """True while the class-level listeners of ``group`` (session or detail) are attached."""
+    return _users[group] > 0
 
 
 class Token:
-    """One instrumentation's claim on the shared Session listeners; released exactly once."""
+    """One instrumentation's claim on the shared class-level listeners; released once."""
 
-    __slots__ = ("_state",)
+    __slots__ = ("_groups", "_state")
 
-    def __init__(self) -> None:
+    def __init__(self, orm: bool = True) -> None:
         self._state = 0  # 0 new, 1 acquired, 2 released
+        self._groups = ("session", "detail") if orm else ("session",)
 
     def acquire(self) -> None:
         if self._state == 0:
             self._state = 1
-            _acquire()
+            _acquire(self._groups)
 
     def release(self) -> None:
         if self._state == 1:
             self._state = 2
-            _release()
+            _release(self._groups)

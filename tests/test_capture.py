@@ -6,15 +6,29 @@ import gc
 import logging
 import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from models import Author, prepared
+from models import Author, Base, prepared, seed
 from sqlalchemy import Engine, create_engine, event, exc, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
 
 import sqlaudit
 from sqlaudit import _capture, _orm
+
+
+@contextmanager
+def prepared_plain(engine: Engine) -> Iterator[Engine]:
+    """The test tables, seeded, without instrumenting the engine."""
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        seed(session)
+    try:
+        yield engine
+    finally:
+        Base.metadata.drop_all(engine)
 
 
 @pytest.fixture
@@ -188,3 +202,26 @@ def test_connection_setup_statements_not_counted(db_kind: str) -> None:
         fresh.dispose()
     assert report.query_count == 1
     assert [r.sql for r in report.statements] == ["SELECT 1"]
+
+
+def test_orm_false_leaves_the_orm_detail_listeners_off(engine: Engine) -> None:
+    """``instrument(engine, orm=False)``: no class-level do_orm_execute/load listeners, so
+    ORM statements pay nothing outside an audit; statements and transactions are still
+    audited, lazy loads are no longer told apart."""
+    with prepared_plain(engine):
+        handle = sqlaudit.instrument(engine, orm=False)
+        try:
+            assert _orm.listening("session")
+            assert not _orm.listening("detail")
+            assert not event.contains(Session, "do_orm_execute", _orm._on_orm_execute)
+            with sqlaudit.audit("lean", on_finding="ignore") as report, Session(engine) as s:
+                for author in s.scalars(select(Author)):
+                    assert author.books
+            assert report.query_count == 6
+            assert report.transaction_count == 1
+            assert all(r.orm is None for r in report.statements)
+            with pytest.raises(sqlaudit.ConfigError, match="orm=False"):
+                sqlaudit.instrument(engine)
+        finally:
+            handle.remove()
+    assert not _orm.listening("session")
