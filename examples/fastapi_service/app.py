@@ -1,0 +1,111 @@
+"""``create_app()``: the FastAPI service, its async engine, the sqlaudit middleware, tracing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from opentelemetry.sdk.trace.export import SpanExporter
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+import sqlaudit
+from fastapi_service.models import drop_schema, reset_schema, seed
+from fastapi_service.routes import router
+from fastapi_service.telemetry import TracingMiddleware, audit_reporters, tracer_provider
+from sqlaudit import AuditConfig
+from sqlaudit.asgi import ASGIAuditMiddleware
+from sqlaudit.reporters import Reporter
+
+__all__ = ["BUDGETS", "async_url", "create_app", "middleware_options"]
+
+#: Statement budgets per route: exact route templates first, then globs.
+BUDGETS = {"GET /streams": 5, "GET /streams/*": 3}
+
+_ASYNC_DRIVERS = {"sqlite": "aiosqlite", "mysql": "aiomysql", "mariadb": "aiomysql"}
+
+
+def async_url(url: str) -> str:
+    """``url`` with an asyncio driver: ``sqlite://`` -> ``sqlite+aiosqlite://``,
+    ``mysql+pymysql://`` -> ``mysql+aiomysql://``; PostgreSQL's psycopg 3 is async as is."""
+    parsed = make_url(url)
+    driver = _ASYNC_DRIVERS.get(parsed.get_backend_name())
+    if driver is not None and parsed.get_driver_name() not in ("aiosqlite", "aiomysql", "asyncmy"):
+        parsed = parsed.set(drivername=f"{parsed.get_backend_name()}+{driver}")
+    elif parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg2":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """An async engine on ``url``; SQLite in memory is one connection shared by every task."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        return create_async_engine(url, poolclass=StaticPool)
+    return create_async_engine(url)
+
+
+def middleware_options(development: bool) -> dict[str, Any]:
+    """Development: every request audited with strict thresholds, the statement count and
+    finding kinds in an ``X-SQL-Queries`` header, DB time in ``Server-Timing``, the last
+    requests at ``/_sqlaudit``. Production: production floors, one request in ten audited,
+    nothing added to responses."""
+    if development:
+        return {
+            "config": AuditConfig(),
+            "header": True,
+            "server_timing": True,
+            "dev_page": "/_sqlaudit",
+        }
+    return {"config": AuditConfig.for_production(), "sample_rate": 0.1}
+
+
+def create_app(
+    database_url: str | None = None,
+    *,
+    development: bool = True,
+    reporters: Sequence[Reporter] = (),
+    span_exporter: SpanExporter | None = None,
+) -> FastAPI:
+    """The service on ``database_url`` (default: ``$DATABASE_URL``, else SQLite in memory).
+
+    Its lifespan creates the tables afresh, seeds them, and drops them on shutdown.
+    ``reporters`` are added to the default ones (log, OpenTelemetry); spans go to
+    ``span_exporter`` when given.
+    """
+    url = async_url(database_url or os.environ.get("DATABASE_URL") or "sqlite://")
+    engine = make_engine(url)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await reset_schema(engine)
+        async with sessions() as session:
+            await seed(session)
+        # Instrument after the schema is made: DDL and seed rows are nobody's request.
+        handle = sqlaudit.instrument(engine)
+        try:
+            yield
+        finally:
+            handle.remove()
+            await drop_schema(engine)
+            await engine.dispose()
+
+    app = FastAPI(title="sqlaudit FastAPI example", lifespan=lifespan)
+    app.state.sessions = sessions
+    app.include_router(router)
+    provider = tracer_provider(span_exporter)
+    app.add_middleware(
+        ASGIAuditMiddleware,
+        budgets=BUDGETS,
+        exclude=["/health"],
+        reporters=[*audit_reporters(provider), *reporters],
+        **middleware_options(development),
+    )
+    # Added last, so outermost: its span is current when the audit closes and reports.
+    app.add_middleware(TracingMiddleware, tracer=provider.get_tracer("fastapi_service"))
+    return app

@@ -1,0 +1,184 @@
+"""``ASGIAuditMiddleware``: audit every HTTP request of an ASGI application (FastAPI, Starlette).
+
+Pure ASGI (ASGI 3); imports no framework. Add it like any ASGI middleware, once the engines
+are instrumented::
+
+    sqlaudit.instrument(engine)
+    app.add_middleware(ASGIAuditMiddleware, sample_rate=0.1, exclude=["/health"])
+    # or: app = ASGIAuditMiddleware(app, ...)
+
+The audit is open for exactly the application call: the ContextVar is set before awaiting
+the application and reset in ``finally``, in the same task, whatever happens (an exception,
+a cancellation, a client that disconnected). Tasks the application starts inherit the audit
+(asyncio copies the context), so a ``StreamingResponse`` body that queries is counted.
+``lifespan`` and ``websocket`` scopes pass through untouched.
+
+Route names: Starlette's router stores the matched route in ``scope["route"]`` and, for
+mounts, extends ``scope["root_path"]``, mutating the scope dict it was given (``Router.app``:
+``scope["route"] = route; scope.update(child_scope)``); Starlette and FastAPI middlewares pass
+that same dict down. Read after routing (at response start and when the application returns),
+``root_path`` growth + ``route.path_format`` gives ``/api/users/{user_id}``. A middleware that
+copies the scope before routing hides the route; the request is then named after its path with
+ids collapsed, as for any other framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlaudit._devpage import HEADERS
+from sqlaudit._middleware import RequestAuditor, Unit, collapse_ids, contain
+from sqlaudit._scope import CURRENT
+
+if TYPE_CHECKING:
+    from sqlaudit._config import AuditConfig, OnFinding
+    from sqlaudit._devpage import DevPage
+    from sqlaudit.detectors import Detector
+    from sqlaudit.reporters import Reporter
+
+__all__ = ["ASGIAuditMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ASGIAuditMiddleware:
+    """Audit each HTTP request as one unit of work named ``"{method} {route}"``.
+
+    Takes the same options as :class:`sqlaudit.wsgi.WSGIAuditMiddleware`: ``config``,
+    ``budgets``, ``sample_rate``, ``exclude``, ``on_finding``, ``reporters``, ``detectors``,
+    ``header``, ``server_timing``, ``dev_page``, ``dev_page_size``.
+
+    With ``on_finding="raise"`` (development), ``AuditFailed`` propagates once the application
+    returned normally, after the response was sent: test clients raise it, servers log it.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: AuditConfig | None = None,
+        *,
+        budgets: Mapping[str, int] | None = None,
+        sample_rate: float = 1.0,
+        exclude: Iterable[str] = (),
+        on_finding: OnFinding | None = None,
+        reporters: Iterable[Reporter] | None = None,
+        detectors: Sequence[Detector] | None = None,
+        header: bool | str = False,
+        server_timing: bool = False,
+        dev_page: str | None = None,
+        dev_page_size: int = 50,
+    ) -> None:
+        self.app = app
+        #: The validated options and the per-request logic shared with the WSGI middleware.
+        self.auditor = RequestAuditor(
+            config,
+            budgets=budgets,
+            sample_rate=sample_rate,
+            exclude=exclude,
+            on_finding=on_finding,
+            reporters=reporters,
+            detectors=detectors,
+            header=header,
+            server_timing=server_timing,
+            dev_page=dev_page,
+            dev_page_size=dev_page_size,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        auditor = self.auditor
+        path: str = scope.get("path") or "/"
+        method: str = scope.get("method") or "GET"
+        page = auditor.dev_page
+        if page is not None and path == page.path:
+            await _serve(page, method, send)
+            return
+        unit = auditor.begin(method, path)
+        if unit is None:
+            await self.app(scope, receive, send)
+            return
+        root_path = scope.get("root_path", "")
+        if auditor.watch_response:
+            send = _watch(unit, auditor, scope, root_path, send)
+        token = CURRENT.set(unit.report)
+        failing = True
+        try:
+            await self.app(scope, receive, send)
+            failing = False
+        finally:
+            CURRENT.reset(token)
+            _read_route(unit, scope, root_path)
+            auditor.finish(unit, failing)
+
+
+def _watch(unit: Unit, auditor: RequestAuditor, scope: Scope, root_path: str, send: Send) -> Send:
+    """``send`` that notes the status and route and adds sqlaudit's headers."""
+
+    async def watched(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = _started(unit, auditor, scope, root_path, message)
+        await send(message)
+
+    return watched
+
+
+def _started(
+    unit: Unit, auditor: RequestAuditor, scope: Scope, root_path: str, message: Message
+) -> Message:
+    try:
+        status = message.get("status")
+        unit.status = status if isinstance(status, int) else None
+        _read_route(unit, scope, root_path)
+        extra = auditor.response_headers(unit)
+        if not extra:
+            return message
+        headers = list(message.get("headers") or ())
+        headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra)
+        return {**message, "headers": headers}
+    except Exception as exc:
+        contain("middleware: response start", exc, False)
+        return message
+
+
+def _read_route(unit: Unit, scope: Scope, root_path: str) -> None:
+    """The route template Starlette's router left in the scope, with its mount prefix."""
+    if unit.route is not None:
+        return
+    try:
+        route = scope.get("route")
+        if route is None:
+            return
+        template = getattr(route, "path_format", None) or getattr(route, "path", None)
+        if not isinstance(template, str) or not template:
+            return
+        prefix = scope.get("root_path", "")
+        prefix = prefix[len(root_path) :] if prefix.startswith(root_path) else ""
+        prefix = collapse_ids(prefix.rstrip("/"))
+        if hasattr(route, "routes"):
+            # A Mount that answered itself (static files, a mounted non-Starlette app): its
+            # own path is already the root_path it added.
+            unit.route = f"{prefix}/{{path}}"
+        else:
+            unit.route = prefix + template
+    except Exception as exc:
+        contain("middleware: reading the route", exc, True)
+
+
+async def _serve(page: DevPage, method: str, send: Send) -> None:
+    if method not in ("GET", "HEAD"):
+        headers = [(b"allow", b"GET, HEAD"), (b"content-type", b"text/plain")]
+        await send({"type": "http.response.start", "status": 405, "headers": headers})
+        await send({"type": "http.response.body", "body": b"405 Method Not Allowed\n"})
+        return
+    body = page.render()
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in HEADERS]
+    headers.append((b"content-length", str(len(body)).encode("latin-1")))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body if method == "GET" else b""})

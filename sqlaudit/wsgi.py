@@ -1,0 +1,253 @@
+"""``WSGIAuditMiddleware``: audit every request of a WSGI application (Flask, Django, ...).
+
+Pure WSGI (PEP 3333); imports no framework. Wrap the application once the engines are
+instrumented::
+
+    sqlaudit.instrument(engine)
+    app.wsgi_app = WSGIAuditMiddleware(app.wsgi_app, AuditConfig.for_production(),
+                                       sample_rate=0.1, exclude=["/health"])
+
+Where the audit is open: around the application call and around every ``next()`` of the
+response body, so statements issued while a streamed body is produced count, while the
+ContextVar is never left set between two calls into the application: a server that iterates
+the body elsewhere, or never closes it, cannot leak one request's scope into the next.
+
+When it closes: like OpenTelemetry's WSGI middleware, when the body is exhausted (the
+application's iterable is closed right then, inside the audit, so ``close()`` callbacks that
+query are counted) or when the server calls ``close()`` first (an early end, e.g. a client
+that disconnected), whichever comes first; the server's later ``close()`` is then a no-op.
+PEP 3333 requires servers to call ``close()``; finishing at exhaustion also covers test
+clients that never do (Flask's ``client.get()`` outside a ``with`` block), and a body that is
+neither read nor closed is finished, as an early end, when it is garbage-collected.
+
+Route names: Flask exposes its request as ``environ["werkzeug.request"]`` and its matched
+``url_rule``, but clears that key when its request context ends, before the body is closed;
+the route is therefore read when the application calls ``start_response`` (Werkzeug's
+``Request.__init__`` and ``flask.ctx.RequestContext.pop``). Other frameworks get the path with
+ids collapsed (``GET /users/{id}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from sqlaudit._devpage import HEADERS
+from sqlaudit._middleware import RequestAuditor, Unit, contain
+from sqlaudit._scope import CURRENT
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from sqlaudit._config import AuditConfig, OnFinding
+    from sqlaudit._devpage import DevPage
+    from sqlaudit.detectors import Detector
+    from sqlaudit.reporters import Reporter
+
+__all__ = ["WSGIAuditMiddleware"]
+
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
+
+
+class WSGIAuditMiddleware:
+    """Audit each request as one unit of work named ``"{method} {route}"``.
+
+    Options (validated here, :class:`~sqlaudit.ConfigError` on a bad value):
+
+    * ``config``: the :class:`~sqlaudit.AuditConfig` (default ``AuditConfig.for_production()``).
+    * ``budgets``: ``max_queries`` per route, ``{"GET /streams": 12, "* /admin/*": 50}``;
+      exact names first, then globs (``fnmatch``) in order.
+    * ``sample_rate``: fraction of requests audited in full (head sampling, 0 to 1).
+    * ``exclude``: paths or globs never audited (``"/health"``, ``"GET /static/*"``).
+    * ``on_finding``: ``"log"``, ``"raise"`` (development: ``AuditFailed`` once the response is
+      complete, unless the application raised itself) or ``"ignore"``; default: the config's.
+    * ``reporters`` (default: log findings), ``detectors`` (default: all).
+    * ``header``: ``True`` (``X-SQL-Queries``) or a header name: the statement count and, for
+      sampled requests, the finding kinds, e.g. ``12; findings="n_plus_one"``.
+    * ``server_timing``: add ``Server-Timing: db;dur=3.1;desc="12 SQL statements"``.
+    * ``dev_page``: a path (``"/_sqlaudit"``) serving an HTML page of the last
+      ``dev_page_size`` requests. Development only.
+
+    Headers describe the statements issued before the response started; a streamed body's
+    later statements are in the report, not in the header.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        config: AuditConfig | None = None,
+        *,
+        budgets: Mapping[str, int] | None = None,
+        sample_rate: float = 1.0,
+        exclude: Iterable[str] = (),
+        on_finding: OnFinding | None = None,
+        reporters: Iterable[Reporter] | None = None,
+        detectors: Sequence[Detector] | None = None,
+        header: bool | str = False,
+        server_timing: bool = False,
+        dev_page: str | None = None,
+        dev_page_size: int = 50,
+    ) -> None:
+        self.app = app
+        #: The validated options and the per-request logic shared with the ASGI middleware.
+        self.auditor = RequestAuditor(
+            config,
+            budgets=budgets,
+            sample_rate=sample_rate,
+            exclude=exclude,
+            on_finding=on_finding,
+            reporters=reporters,
+            detectors=detectors,
+            header=header,
+            server_timing=server_timing,
+            dev_page=dev_page,
+            dev_page_size=dev_page_size,
+        )
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        auditor = self.auditor
+        path: str = environ.get("PATH_INFO") or "/"
+        method: str = environ.get("REQUEST_METHOD") or "GET"
+        page = auditor.dev_page
+        if page is not None and path == page.path:
+            return _serve(page, method, start_response)
+        unit = auditor.begin(method, path)
+        if unit is None:
+            return self.app(environ, start_response)
+        if unit.sampled or auditor.watch_response:
+            start_response = _watch(unit, auditor, environ, start_response)
+        token = CURRENT.set(unit.report)
+        try:
+            result = self.app(environ, start_response)
+        except BaseException:
+            CURRENT.reset(token)
+            _read_route(unit, environ)
+            auditor.finish(unit, failing=True)
+            raise
+        CURRENT.reset(token)
+        _read_route(unit, environ)
+        return _AuditedBody(result, unit, auditor, environ)
+
+
+class _AuditedBody:
+    """The application's body iterable, audited while iterated and closed (PEP 3333)."""
+
+    __slots__ = ("_auditor", "_done", "_environ", "_iterable", "_iterator", "_unit")
+
+    def __init__(
+        self,
+        iterable: Iterable[bytes],
+        unit: Unit,
+        auditor: RequestAuditor,
+        environ: WSGIEnvironment,
+    ) -> None:
+        self._iterable = iterable
+        self._iterator: Iterator[bytes] | None = None
+        self._unit = unit
+        self._auditor = auditor
+        self._environ = environ
+        self._done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._done:
+            raise StopIteration
+        token = CURRENT.set(self._unit.report)
+        try:
+            if self._iterator is None:
+                self._iterator = iter(self._iterable)
+            chunk = next(self._iterator)
+        except StopIteration:
+            CURRENT.reset(token)
+            self._end(failing=False)
+            raise
+        except BaseException:
+            CURRENT.reset(token)
+            self._end(failing=True)
+            raise
+        CURRENT.reset(token)
+        return chunk
+
+    def close(self) -> None:
+        """Close the application's iterable and the audit (idempotent).
+
+        A ``close()`` before the body was exhausted (the client went away, or did not read
+        the body) closes and reports the audit with the statements issued so far; with
+        ``on_finding="raise"`` it raises AuditFailed to the server, which logs it.
+        """
+        self._end(failing=False)
+
+    def __del__(self) -> None:
+        # Safety net for a body that is neither exhausted nor closed: a server breaking PEP
+        # 3333, or a test client whose response was never read nor closed. The audit then
+        # ends when the body is collected, as an early end (reported, never raised). The
+        # application's own iterable is left to its own finaliser.
+        if not self._done:
+            self._done = True
+            self._auditor.finish(self._unit, failing=True)
+
+    def _end(self, failing: bool) -> None:
+        if self._done:
+            return
+        self._done = True
+        unit = self._unit
+        close = getattr(self._iterable, "close", None)
+        if close is not None:
+            token = CURRENT.set(unit.report)
+            try:
+                close()
+            except BaseException:
+                CURRENT.reset(token)
+                self._auditor.finish(unit, failing=True)
+                raise
+            CURRENT.reset(token)
+        _read_route(unit, self._environ)
+        self._auditor.finish(unit, failing)
+
+
+def _watch(
+    unit: Unit, auditor: RequestAuditor, environ: WSGIEnvironment, start_response: StartResponse
+) -> StartResponse:
+    """``start_response`` that notes the status and route and adds sqlaudit's headers."""
+
+    def watched(
+        status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
+    ) -> Any:
+        try:
+            _read_route(unit, environ)
+            unit.status = int(status.split(" ", 1)[0])
+            extra = auditor.response_headers(unit)
+            if extra:
+                headers = [*headers, *extra]
+        except Exception as exc:
+            contain("middleware: start_response", exc, False)
+        return start_response(status, headers, exc_info)
+
+    return watched
+
+
+def _read_route(unit: Unit, environ: WSGIEnvironment) -> None:
+    """Flask's matched rule (``request.url_rule.rule``), while Flask still exposes it."""
+    if unit.route is not None:
+        return
+    try:
+        request = environ.get("werkzeug.request")
+        rule = getattr(getattr(request, "url_rule", None), "rule", None)
+        if isinstance(rule, str) and rule:
+            unit.route = rule
+    except Exception as exc:
+        contain("middleware: reading the route", exc, True)
+
+
+def _serve(page: DevPage, method: str, start_response: StartResponse) -> list[bytes]:
+    if method not in ("GET", "HEAD"):
+        start_response(
+            "405 Method Not Allowed", [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")]
+        )
+        return [b"405 Method Not Allowed\n"]
+    body = page.render()
+    start_response("200 OK", [*HEADERS, ("Content-Length", str(len(body)))])
+    return [body] if method == "GET" else []
