@@ -131,7 +131,7 @@ class AuditReport:
         # tracker, open transactions by Connection / DBAPI connection / Session key, every
         # transaction seen, DBAPI connections checked out inside this scope, the open flush.
         self.last_kind = ""
-        self.last_stack: tuple[CallSite, ...] = ()
+        self.last_stack: tuple[CallSite, ...] | None = ()
         self.tx_by_conn: dict[int, TxState] = {}
         self.tx_by_dbapi: dict[int, TxState] = {}
         self.tx_by_session: dict[int, list[TxState]] = {}
@@ -183,7 +183,9 @@ class AuditReport:
         records = self._records
         if len(records) >= self._max:
             self.overflow += 1
-            self.last_stack = ()
+            # Counting-only scopes (max_records=0, e.g. unsampled requests) stop here: no
+            # call site, no transaction tracking. Past a real cap, transactions still count.
+            self.last_stack = None if self._max == 0 else ()
             return
         pending = self.pending_orm
         if pending is not None and pending[0] == kind:
