@@ -29,6 +29,9 @@ DEPTH = 3
 NEAR = 6
 
 _SQLAUDIT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# Whole path components: a project directory named "my-site-packages-tool" is application code.
+_SITE_PACKAGES = f"{os.sep}site-packages{os.sep}"
+_DIST_PACKAGES = f"{os.sep}dist-packages{os.sep}"
 _app_paths: tuple[str, ...] = ()
 _ignore_paths: tuple[str, ...] = ()
 # Keyed by file name, not code object: a str caches its hash, a code object hashes its whole
@@ -84,7 +87,7 @@ def is_app_file(filename: str) -> bool:
         return False
     if _app_paths:
         return path.startswith(_app_paths)
-    if "site-packages" in path or "dist-packages" in path:
+    if _SITE_PACKAGES in path or _DIST_PACKAGES in path:
         return False
     return not path.startswith(_LIBRARY)
 

@@ -22,28 +22,45 @@ __all__ = ["fingerprint", "readable", "short", "statement_kind", "tables"]
 MAX_SQL = 64 * 1024
 _CACHE_SIZE = 4096
 
+#: Whitespace and comments: folded into one space. NUL is included so that it can mark quoted
+#: identifiers while the list patterns below run (a NUL in the input is whitespace here).
+_SPACE = r"(?:[\s\x00]|--[^\n]*|\#[^\n]*|/\*.*?(?:\*/|\Z))"
+#: A unary minus belongs to the value it negates, unless the character before it can end an
+#: operand (``a-1`` and ``f(x) - ?`` keep their minus).
+_SIGN = r"(?:(?<![\w.?'$\"`)\]])-)?"
+#: One left-to-right pass. Every alternative always matches once it starts (unterminated quotes
+#: and comments run to the end), so there is no backtracking across tokens. ``%(name)s`` names
+#: exclude ``'``, ``?`` and parentheses: a name that is not one must not become one once its
+#: literals are replaced or its parentheses folded (fingerprints are idempotent).
 _TOKEN = re.compile(
-    r"""
-      (?P<comment>--[^\n]*|\#[^\n]*|/\*.*?(?:\*/|\Z))
-    | (?P<dollar>\$(?P<tag>[A-Za-z_][A-Za-z_0-9]*)?\$.*?(?:\$(?P=tag)?\$|\Z))
-    | (?P<string>(?:\b[NnEeBbXxUu]&?)?'(?:[^'\\]|''|\\.)*(?:'|\Z))
+    rf"""
+      (?P<space>{_SPACE}+)
     | (?P<ident>"(?:[^"]|"")*(?:"|\Z)|`[^`]*(?:`|\Z))
-    | (?P<param>%\([^)\s]{1,128}\)s|%s|\?|(?<!:):[A-Za-z_][A-Za-z_0-9]*|\$\d+)
-    | (?P<number>(?<![\w.])-?(?:0[xX][0-9A-Fa-f]+|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+)(?![\w.]))
-    | (?P<word>[A-Za-z_][A-Za-z_0-9$]*)
-    | (?P<space>\s+)
+    | (?P<value>{_SIGN}(?:
+          \$(?P<tag>[A-Za-z_][A-Za-z_0-9]*)?\$.*?(?:(?(tag)\$(?P=tag)\$|\$\$)|\Z)
+        | (?:\b[NnEeBbXxUu]&?)?'(?:[^'\\]|''|\\.?)*(?:'|\Z)
+        | %\([^()\s'?]{{1,128}}\)s | %s | \? | (?<!:):[A-Za-z_]\w* | \$\d+
+        | 0[xX][0-9A-Fa-f]+ | \d+(?:\.\d*)?(?:[eE][-+]?\d+)? | \.\d+
+        | (?i:TRUE|FALSE)(?![\w$])
+      ))
+    | (?P<word>[^\W\d][\w$]*)
     """,
     re.VERBOSE | re.DOTALL,
 )
-_LITERAL_WORDS = frozenset({"TRUE", "FALSE"})
 _IN_LIST = re.compile(r"\bIN \(\?(?:, \?)+\)", re.IGNORECASE)
 _ROW = r"\((?:\?|\w+)(?:, (?:\?|\w+))*\)"
 _VALUES_LIST = re.compile(rf"\b(VALUES) ({_ROW})(?:, {_ROW})+", re.IGNORECASE)
 _COMMA = re.compile(r" ?, ?")
 _OPERATOR = re.compile(r" ?(<=|>=|<>|!=|=|<|>) ?")
-_PAREN_OPEN = re.compile(r"\( ")
-_PAREN_CLOSE = re.compile(r" \)")
-_FIRST_WORDS = re.compile(r"[A-Za-z]+")
+# Not after "%" / before "s": folding "%( a)s" or "%(a )s" would make a pyformat placeholder.
+_PAREN_OPEN = re.compile(r"(?<!%)\( ")
+_PAREN_CLOSE = re.compile(r" \)(?!s)")
+_SPACES = re.compile(r"  +")
+_MARK = "\x00"
+_LEADING = re.compile(rf"(?:{_SPACE}|\()*", re.DOTALL)
+_FIRST_WORD = re.compile(r"[A-Za-z]+")
+#: For ``WITH``: quoted identifiers (skipped), parentheses and words.
+_WITH_TOKENS = re.compile(r'"(?:[^"]|"")*"?|`[^`]*`?|(\()|(\))|([^\W\d][\w$]*)')
 
 _KINDS = {
     "SELECT": StatementKind.SELECT,
@@ -77,46 +94,55 @@ _KINDS = {
 _kind_cache: dict[str, str] = {}
 
 
-def _replace(match: re.Match[str]) -> str:
-    group = match.lastgroup
-    if group == "word":
-        word = match.group()
-        return "?" if word.upper() in _LITERAL_WORDS else word
-    if group == "ident":
-        return match.group()
-    if group in ("space", "comment"):
-        return " "
-    return "?"
-
-
 @lru_cache(maxsize=_CACHE_SIZE)
 def fingerprint(sql: str) -> str:
     """Return the shape of ``sql``: literals and placeholders as ``?``, lists collapsed.
 
-    Never raises for any ``str``; the cost of one call is bounded by ``MAX_SQL``.
+    Never raises for any ``str``; the cost of one call is bounded by ``MAX_SQL``. Idempotent:
+    ``fingerprint(fingerprint(s)) == fingerprint(s)``. Quoted identifiers are kept verbatim.
     """
-    text = _TOKEN.sub(_replace, sql[:MAX_SQL]).strip()
+    idents: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        group = match.lastgroup
+        if group == "value":
+            return "?"
+        if group == "space":
+            return " "
+        if group == "ident":
+            # Held aside so that the folding patterns below never reach inside one.
+            idents.append(match.group())
+            return _MARK
+        return match.group()
+
+    text = _TOKEN.sub(replace, sql[:MAX_SQL]).strip()
     text = _COMMA.sub(", ", text)
     text = _OPERATOR.sub(r" \1 ", text)
     text = _PAREN_CLOSE.sub(")", _PAREN_OPEN.sub("(", text))
+    text = _SPACES.sub(" ", text)
     text = _IN_LIST.sub("IN (?)", text)
     text = _VALUES_LIST.sub(r"\1 \2", text)
-    if text.endswith(";"):
-        text = text[:-1].rstrip()
+    text = text.rstrip("; ")
+    if idents:
+        restore = iter(idents)
+        text = re.sub(_MARK, lambda _: next(restore), text)
     return text
 
 
 def statement_kind(sql: str) -> str:
-    """Classify ``sql`` by its first keyword (cached by text; bounded cache)."""
+    """Classify ``sql`` by its first keyword (cached by text; bounded cache).
+
+    Leading comments and parentheses are skipped; ``WITH`` statements take the kind of their
+    main statement, or of a data-modifying CTE (PostgreSQL ``WITH d AS (DELETE ...)``).
+    """
     kind = _kind_cache.get(sql)
     if kind is not None:
         return kind
-    head = sql[:256].lstrip(" \t\r\n(")
-    if head.startswith(("/*", "--", "#")):
-        head = _TOKEN.sub(_replace, sql[:4096]).lstrip(" (")
-    match = _FIRST_WORDS.match(head)
-    kind = _KINDS.get(match.group().upper(), StatementKind.OTHER) if match else StatementKind.OTHER
-    if kind == StatementKind.SELECT and head[:4].upper() == "WITH":
+    leading = _LEADING.match(sql, 0, 4096)  # always matches, possibly empty
+    match = _FIRST_WORD.match(sql, leading.end() if leading else 0)
+    word = match.group().upper() if match else ""
+    kind = _KINDS.get(word, StatementKind.OTHER)
+    if word == "WITH":
         kind = _with_kind(sql)
     if len(_kind_cache) >= _CACHE_SIZE:
         _kind_cache.clear()
@@ -124,13 +150,43 @@ def statement_kind(sql: str) -> str:
     return kind
 
 
+_WRITE_VERBS = {
+    "INSERT": StatementKind.INSERT,
+    "UPDATE": StatementKind.UPDATE,
+    "DELETE": StatementKind.DELETE,
+    "MERGE": StatementKind.UPDATE,
+}
+_READ_VERBS = frozenset({"SELECT", "VALUES", "TABLE"})
+
+
 def _with_kind(sql: str) -> str:
-    """A ``WITH`` statement is a write when its main statement is (last top-level verb)."""
-    words = [w.upper() for w in _FIRST_WORDS.findall(fingerprint(sql))]
-    for word in reversed(words):
-        if word in ("INSERT", "UPDATE", "DELETE"):
-            return _KINDS[word]
-    return StatementKind.SELECT
+    """The kind of a ``WITH`` statement: its main (top-level) verb, else a data-modifying CTE.
+
+    Only words outside quoted identifiers count, and only a verb at depth 0 or right after an
+    opening parenthesis, so ``last_update``, ``"insert"`` or ``FOR UPDATE`` are not writes.
+    """
+    depth = 0
+    after_open = False
+    cte_write: str | None = None
+    for match in _WITH_TOKENS.finditer(fingerprint(sql)):
+        opening, closing, word = match.groups()
+        if opening:
+            depth += 1
+            after_open = True
+            continue
+        if closing:
+            depth = max(depth - 1, 0)
+        elif word:
+            upper = word.upper()
+            if depth == 0:
+                if upper in _WRITE_VERBS:
+                    return _WRITE_VERBS[upper]
+                if upper in _READ_VERBS:
+                    break
+            elif after_open and upper in _WRITE_VERBS and cte_write is None:
+                cte_write = _WRITE_VERBS[upper]
+        after_open = False
+    return cte_write or StatementKind.SELECT
 
 
 _SELECT_LIST = re.compile(r"^(SELECT (?:DISTINCT )?)(.+?)( FROM .*)$", re.IGNORECASE | re.DOTALL)

@@ -1,0 +1,282 @@
+"""Call sites (``sqlaudit._callsite``): the application frames behind a statement.
+
+Findings point at the line that issued the statements, so the walk must skip SQLAlchemy,
+sqlaudit, the standard library and installed packages, and honour ``configure(app_paths=...)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+from sqlalchemy import Engine, event, text
+
+import sqlaudit
+from sqlaudit import CallSite, _callsite
+from sqlaudit._callsite import DEPTH, capture, configure, is_app_file
+
+HERE = __file__
+
+
+def line_of(marker: str) -> int:
+    """The line of this file that ends with the comment ``# <marker>``."""
+    with open(HERE, encoding="utf-8") as source:
+        for number, line in enumerate(source, start=1):
+            if line.rstrip().endswith(f"# {marker}"):
+                return number
+    raise LookupError(marker)
+
+
+@pytest.fixture
+def restore_configuration() -> Iterator[None]:
+    """Put ``configure()``'s global state back as it was, whatever the test set."""
+    saved = (_callsite._app_paths, _callsite._ignore_paths)
+    try:
+        yield
+    finally:
+        configure(app_paths=saved[0], ignore_paths=saved[1])
+
+
+def test_capture_returns_the_calling_test_line() -> None:
+    """``capture(1)`` starts at its caller: a test function's own file, line and name."""
+    stack = capture(1)  # capture-here
+    assert stack[0] == CallSite(
+        HERE, line_of("capture-here"), "test_capture_returns_the_calling_test_line"
+    )
+
+
+def inner() -> tuple[CallSite, ...]:
+    return capture()  # default depth: starts at the caller of inner()
+
+
+def middle() -> tuple[CallSite, ...]:
+    return inner()  # middle-calls-inner
+
+
+def outer() -> tuple[CallSite, ...]:
+    return middle()  # outer-calls-middle
+
+
+def test_default_depth_skips_the_direct_caller() -> None:
+    """``capture()`` (depth 2) starts one frame above the function that called it."""
+    stack = middle()
+    assert stack[0] == CallSite(HERE, line_of("middle-calls-inner"), "middle")
+
+
+def test_keeps_the_first_depth_application_frames_innermost_first() -> None:
+    """At most ``DEPTH`` frames are kept, innermost first."""
+    stack = outer()  # test-calls-outer
+    assert DEPTH == 3
+    assert [(s.line, s.function) for s in stack] == [
+        (line_of("middle-calls-inner"), "middle"),
+        (line_of("outer-calls-middle"), "outer"),
+        (
+            line_of("test-calls-outer"),
+            "test_keeps_the_first_depth_application_frames_innermost_first",
+        ),
+    ]
+
+
+class CapturesWhenCopied:
+    """``copy.deepcopy`` (pure-Python stdlib) calls ``__deepcopy__``, which captures."""
+
+    stack: tuple[CallSite, ...] = ()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CapturesWhenCopied:
+        CapturesWhenCopied.stack = capture(1)  # in-deepcopy
+        return self
+
+
+def test_stdlib_frames_are_skipped() -> None:
+    """Frames in the standard library (``copy.py``) between two application frames are skipped."""
+    copy.deepcopy(CapturesWhenCopied())  # calls-deepcopy
+    assert [(s.line, s.function) for s in CapturesWhenCopied.stack[:2]] == [
+        (line_of("in-deepcopy"), "__deepcopy__"),
+        (line_of("calls-deepcopy"), "test_stdlib_frames_are_skipped"),
+    ]
+    assert all(s.file == HERE for s in CapturesWhenCopied.stack)
+
+
+def test_stdlib_frames_before_the_first_application_frame_are_skipped() -> None:
+    """Starting inside ``json``'s pure-Python encoder, the walk skips it to reach the caller."""
+    stacks: list[tuple[CallSite, ...]] = []
+
+    def default(obj: object) -> str:
+        stacks.append(capture(2))  # depth 2: start in the encoder that called default()
+        return "x"
+
+    json.dumps({"a": [object()]}, default=default, indent=1)  # calls-json
+    assert stacks[0][0] == CallSite(
+        HERE,
+        line_of("calls-json"),
+        "test_stdlib_frames_before_the_first_application_frame_are_skipped",
+    )
+
+
+def test_callback_from_builtin_reduce() -> None:
+    """``functools.reduce`` (C, no frame of its own) leaves the callback and its caller."""
+
+    def step(acc: tuple[CallSite, ...], _: int) -> tuple[CallSite, ...]:
+        return capture(1)  # in-reduce
+
+    stack = functools.reduce(step, [1, 2], ())  # calls-reduce
+    assert [s.line for s in stack[:2]] == [line_of("in-reduce"), line_of("calls-reduce")]
+
+
+def test_sqlalchemy_frames_are_skipped(sqlite_engine: Engine) -> None:
+    """Starting inside SQLAlchemy's execution path, the first frame found is the executing line."""
+    stacks: list[tuple[CallSite, ...]] = []
+
+    def before_cursor_execute(*args: Any) -> None:
+        stacks.append(capture(2))  # depth 2: start in SQLAlchemy's dispatch of this listener
+
+    event.listen(sqlite_engine, "before_cursor_execute", before_cursor_execute)
+    with sqlite_engine.connect() as connection:
+        connection.execute(text("SELECT 1"))  # executes
+    assert stacks[0][0] == CallSite(HERE, line_of("executes"), "test_sqlalchemy_frames_are_skipped")
+
+
+def test_recorded_statement_points_at_the_executing_line(sqlite_engine: Engine) -> None:
+    """Through the real capture path, a statement's call site is the line that executed it."""
+    handle = sqlaudit.instrument(sqlite_engine)
+    try:
+        with sqlaudit.audit("callsite", reporters=()) as report:
+            with sqlite_engine.connect() as connection:
+                connection.execute(text("SELECT 1"))  # audited-execute
+    finally:
+        handle.remove()
+    selects = [r for r in report.statements if r.sql == "SELECT 1"]
+    assert selects[0].callsite == CallSite(
+        HERE, line_of("audited-execute"), "test_recorded_statement_points_at_the_executing_line"
+    )
+
+
+@pytest.mark.usefixtures("restore_configuration")
+def test_app_paths_restrict_application_frames(tmp_path: Path) -> None:
+    """With ``app_paths`` set, only files under them count: this test file no longer does."""
+    configure(app_paths=[str(tmp_path)])
+    assert capture(1) == ()
+    assert is_app_file(str(tmp_path / "pkg" / "views.py"))
+    assert not is_app_file(HERE)
+
+
+@pytest.mark.usefixtures("restore_configuration")
+def test_app_paths_select_frames_from_a_module_file(tmp_path: Path) -> None:
+    """Code compiled from a file under ``app_paths`` is reported; the test calling it is not."""
+    app_file = tmp_path / "app" / "views.py"
+    app_file.parent.mkdir()
+    source = "def view(capture):\n    return capture(1)\n"
+    app_file.write_text(source)
+    namespace: dict[str, Any] = {}
+    exec(compile(source, str(app_file), "exec"), namespace)
+    configure(app_paths=[str(tmp_path / "app")])
+    assert namespace["view"](capture) == (CallSite(str(app_file), 2, "view"),)
+
+
+@pytest.mark.usefixtures("restore_configuration")
+def test_configure_resets_decisions() -> None:
+    """Reconfiguring drops cached per-code decisions, and ``configure()`` restores the default."""
+    assert capture(1)
+    configure(app_paths=[os.path.join(os.sep, "nowhere")])
+    assert capture(1) == ()
+    configure()
+    assert capture(1)
+
+
+@pytest.mark.usefixtures("restore_configuration")
+def test_ignore_paths(tmp_path: Path) -> None:
+    """Files under ``ignore_paths`` are never application code, even under ``app_paths``."""
+    configure(app_paths=[str(tmp_path)], ignore_paths=[str(tmp_path / "vendor")])
+    assert is_app_file(str(tmp_path / "views.py"))
+    assert not is_app_file(str(tmp_path / "vendor" / "lib.py"))
+
+
+SITE = os.path.join(os.sep, "usr", "lib", "python3", "site-packages", "requests", "api.py")
+DIST = os.path.join(os.sep, "usr", "lib", "python3", "dist-packages", "yaml", "parser.py")
+
+APP_FILES = [
+    pytest.param(SITE, False, id="site-packages"),
+    pytest.param(DIST, False, id="dist-packages"),
+    pytest.param(sqlalchemy.__file__, False, id="sqlalchemy"),
+    pytest.param(sqlaudit.__file__, False, id="sqlaudit-init"),
+    pytest.param(_callsite.__file__, False, id="sqlaudit-callsite"),
+    pytest.param(json.__file__, False, id="stdlib-package"),
+    pytest.param(copy.__file__, False, id="stdlib-module"),
+    pytest.param(pytest.__file__, False, id="installed-pytest"),
+    pytest.param("<string>", False, id="string"),
+    pytest.param("<frozen runpy>", False, id="frozen"),
+    pytest.param("", False, id="empty"),
+    pytest.param(HERE, True, id="this-test-file"),
+    pytest.param(
+        os.path.join(os.sep, "srv", "my-site-packages-tool", "app.py"), True, id="lookalike-dir"
+    ),
+]
+
+
+@pytest.mark.parametrize(("filename", "expected"), APP_FILES)
+def test_is_app_file(filename: str, expected: bool) -> None:
+    """Libraries, sqlaudit itself and pseudo-files are not application code; the rest is."""
+    assert is_app_file(filename) is expected
+
+
+@pytest.mark.parametrize("name", ["app.py", "pkg/views.py"])
+def test_is_app_file_tmp_files(tmp_path: Path, name: str) -> None:
+    """A file in a temporary directory (outside any library) is application code."""
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    assert is_app_file(str(path))
+
+
+@pytest.mark.usefixtures("restore_configuration")
+def test_app_paths_match_whole_directories(tmp_path: Path) -> None:
+    """``app_paths=[".../app"]`` covers ``.../app/x.py``, not the sibling ``.../application.py``."""
+    configure(app_paths=[str(tmp_path / "app")])
+    assert is_app_file(str(tmp_path / "app" / "x.py"))
+    assert not is_app_file(str(tmp_path / "application.py"))
+
+
+#: A recursive function whose frames are not application code (pseudo-file name).
+DEEP = compile(
+    "def deep(n, callback):\n    return callback() if n == 0 else deep(n - 1, callback)\n",
+    "<library>",
+    "exec",
+)
+
+
+@pytest.mark.parametrize(
+    ("library_frames", "found"),
+    [
+        pytest.param(_callsite.MAX_WALK - 10, True, id="within-bound"),
+        pytest.param(_callsite.MAX_WALK + 10, False, id="beyond-bound"),
+    ],
+)
+def test_walk_is_bounded(library_frames: int, found: bool) -> None:
+    """At most ``MAX_WALK`` frames are examined, so a deep framework stack has a bounded cost."""
+    namespace: dict[str, Any] = {}
+    exec(DEEP, namespace)
+    stack = namespace["deep"](library_frames, functools.partial(capture, 1))  # calls-deep
+    assert bool(stack) is found
+    if found:
+        assert stack[0] == CallSite(HERE, line_of("calls-deep"), "test_walk_is_bounded")
+
+
+def test_callers_are_looked_for_near_the_first_application_frame() -> None:
+    """Above the first application frame only ``NEAR`` more frames are searched for callers."""
+    namespace: dict[str, Any] = {}
+    exec(DEEP, namespace)
+
+    def near() -> tuple[CallSite, ...]:
+        return capture(1)  # in-near
+
+    far = namespace["deep"](_callsite.NEAR + 5, near)  # calls-far
+    close = namespace["deep"](_callsite.NEAR - 3, near)  # calls-close
+    assert [s.line for s in far] == [line_of("in-near")]
+    assert [s.line for s in close] == [line_of("in-near"), line_of("calls-close")]
