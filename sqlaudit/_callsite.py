@@ -37,10 +37,10 @@ _ignore_paths: tuple[str, ...] = ()
 # Keyed by file name, not code object: a str caches its hash, a code object hashes its whole
 # contents on every lookup (measured: 0.1-0.5 µs per frame).
 _cache: dict[str, bool] = {}
-_sites: dict[tuple[str, int, int], CallSite] = {}
+_sites: dict[tuple[str, int, str, int], CallSite] = {}
 
 
-def _site(key: tuple[str, int, int], frame: FrameType) -> CallSite:
+def _site(key: tuple[str, int, str, int], frame: FrameType) -> CallSite:
     code = frame.f_code
     site = CallSite(code.co_filename, frame.f_lineno, code.co_name)
     if len(_sites) > 65536:
@@ -129,7 +129,7 @@ def capture(depth: int = 2) -> tuple[CallSite, ...]:
         if app:
             # f_lineno decodes the line table on every access (O(position) in the code
             # object): call sites repeat, so resolve each instruction of a function once.
-            key = (filename, code.co_firstlineno, frame.f_lasti)
+            key = (filename, code.co_firstlineno, code.co_name, frame.f_lasti)
             site = sites.get(key)
             if site is None:
                 site = _site(key, frame)

@@ -262,6 +262,7 @@ class AuditReport:
 
     @property
     def db_time_ms(self) -> float:
+        """Milliseconds the unit's counted statements spent in the database."""
         return self.db_time * 1000.0
 
     @property
