@@ -143,9 +143,7 @@ def _record(
             parameters,
         )
         if scope.last_stack is not None:
-            on_statement(
-                scope, context, scope.last_kind, start, duration, scope.last_stack, batch
-            )
+            on_statement(scope, context, scope.last_kind, start, duration, scope.last_stack, batch)
     except Exception as exc:
         scope.internal_errors += 1
         internal_error("capture", exc)

@@ -74,6 +74,9 @@ class AuditConfig:
     long_transaction_ms: float | None = 1000.0
     #: ``long_transaction``: idle between two of its statements longer than this (None: off).
     idle_in_transaction_ms: float | None = 250.0
+    #: ``long_transaction``: also report a transaction still open when the unit ends. Off for
+    #: test bodies, whose fixtures open sessions before the body and close them after it.
+    open_transactions: bool = True
     #: ``commit_in_loop``: at least this many commits from one line with <= 1 row written each.
     commit_in_loop_min: int = 3
     #: ``transaction_overhead`` (info): transaction control >= this share of round trips.
@@ -106,6 +109,10 @@ class AuditConfig:
         _check_ms("long_transaction_ms", self.long_transaction_ms, optional=True)
         _check_ms("idle_in_transaction_ms", self.idle_in_transaction_ms, optional=True)
         _check_int("commit_in_loop_min", self.commit_in_loop_min, 2)
+        if not isinstance(self.open_transactions, bool):
+            raise ConfigError(
+                f"open_transactions must be True or False, got {self.open_transactions!r}"
+            )
         _check_ratio("transaction_overhead_ratio", self.transaction_overhead_ratio)
         _check_int("max_findings", self.max_findings, 0, optional=True)
         _check_int("max_records", self.max_records, 0)

@@ -152,7 +152,7 @@ def test_executemany_is_not_a_write_loop(db: Engine) -> None:
 
 def test_query_budget_exceeded_raises_with_report(db: Engine) -> None:
     """With ``on_finding="raise"`` a blown budget raises AuditFailed carrying the report."""
-    with pytest.raises(AuditFailed) as failure:  # noqa: PT012 - the block is the unit of work
+    with pytest.raises(AuditFailed) as failure:
         with sqlaudit.audit("budget", max_queries=2, on_finding="raise"), db.connect() as conn:
             conn.execute(select(func.count()).select_from(Author)).scalar()
             conn.execute(select(func.count()).select_from(Book)).scalar()
@@ -177,7 +177,7 @@ def test_budget_not_exceeded_and_transaction_control_not_counted(db: Engine) -> 
 
 def test_application_exception_wins_over_budget(db: Engine) -> None:
     """The application's own exception propagates; the audit does not replace it."""
-    with pytest.raises(KeyError):  # noqa: PT012
+    with pytest.raises(KeyError):
         with sqlaudit.audit("boom", max_queries=0, on_finding="raise"), db.connect() as conn:
             conn.execute(select(Author.id)).all()
             raise KeyError("app")

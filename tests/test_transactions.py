@@ -344,3 +344,15 @@ def test_fresh_session_expiry_and_populate_existing_are_silent(db: Engine) -> No
             stmt = select(Author).where(Author.id == 4).execution_options(populate_existing=True)
             assert session.scalars(stmt).one().name == "renamed"
     assert kinds(report) == []
+
+
+def test_open_transactions_switch(db: Engine) -> None:
+    """``open_transactions=False`` (set by the pytest plugin for test bodies) does not report
+    a transaction merely for being open at the end; an idle one still is."""
+    conn = db.connect()
+    try:
+        with sqlaudit.audit("body", open_transactions=False, on_finding="ignore") as report:
+            conn.execute(select(Author.id)).all()
+    finally:
+        conn.close()
+    assert kinds(report) == []

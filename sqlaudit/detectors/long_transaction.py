@@ -27,7 +27,7 @@ class LongTransaction:
                 continue
             open_for = tx.ended - tx.started
             reasons = []
-            if tx.end == "open":
+            if tx.end == "open" and config.open_transactions:
                 reasons.append("still open when the unit of work ended")
             if (
                 config.long_transaction_ms is not None
