@@ -24,9 +24,9 @@ __all__ = ["capture", "configure", "is_app_file"]
 #: Frames examined per statement at most (deep framework stacks stop here).
 MAX_WALK = 96
 #: Application frames kept per statement.
-DEPTH = 3
-#: Frames examined above the first application frame for its callers.
-NEAR = 6
+DEPTH = 2
+#: Frames examined above the first application frame for its caller.
+NEAR = 4
 
 _SQLAUDIT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 # Whole path components: a project directory named "my-site-packages-tool" is application code.

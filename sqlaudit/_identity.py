@@ -81,7 +81,7 @@ def on_select(
 ) -> None:
     """Record a stale-read candidate for a plain ORM SELECT of ``mapper``'s class."""
     session = state.session
-    if state.execution_options.get("populate_existing"):
+    if not session.identity_map or state.execution_options.get("populate_existing"):
         return
     if not session.in_transaction():
         # This SELECT begins a new transaction (after a commit, or a session kept between
@@ -92,6 +92,8 @@ def on_select(
         if info is None:
             return  # its transaction began before this scope: not judged here
         autocommit, carried = info
+        if not autocommit and not carried:
+            return  # nothing came into this transaction from an earlier one
     cls = mapper.class_
     held = _held(session, cls)
     if carried is not None and not autocommit:

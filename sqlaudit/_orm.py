@@ -56,9 +56,8 @@ __all__ = ["Token"]
 _lock = threading.Lock()
 
 
-def _relationship(state: ORMExecuteState) -> Any:
-    """The RelationshipProperty a lazy or eager load is for (None if not found)."""
-    path = state.loader_strategy_path
+def _relationship(path: Any) -> Any:
+    """The RelationshipProperty a lazy or eager load's path ends in (None if not found)."""
     if path is None or len(path) < 2:
         return None
     prop = path[-1]
@@ -136,12 +135,14 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
         kind = StatementKind.SELECT
         parent = state.lazy_loaded_from
         stack = capture(2)
+        # loader_strategy_path once: is_relationship_load would compute it again.
+        path = state.loader_strategy_path
         if parent is not None:
-            prop = _relationship(state)
+            prop = _relationship(path)
             oid = on_origin(scope, state, "lazy", mapper_name, prop, stack)
             load = OrmLoad("lazy", mapper_name, _name(prop), id(parent), (), oid)
-        elif state.is_relationship_load:
-            prop = _relationship(state)
+        elif path is not None and not path.is_root:
+            prop = _relationship(path)
             oid = on_origin(scope, state, "eager", mapper_name, prop, stack)
             load = OrmLoad("eager", mapper_name, _name(prop), None, (), oid)
         elif state.is_column_load:
