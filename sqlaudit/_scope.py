@@ -194,7 +194,10 @@ class AuditReport:
             stack = pending[2]
         else:
             orm = self.flush_load
-            stack = capture(3)
+            # Frames: capture, record, _capture._record, the do_execute listener, SQLAlchemy's
+            # _exec_single_context (or _exec_insertmany_context), _execute_context: the walk
+            # starts at the last, skipping frames that are never the application's.
+            stack = capture(5)
         self.last_stack = stack
         records.append(
             _new_record(
