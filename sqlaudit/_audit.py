@@ -164,7 +164,6 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             for tx in report.tx_all:
                 tx.settle()
             report.transaction_records = tuple(tx.freeze(report.ended) for tx in report.tx_all)
-            report.origin_records = {oid: o.freeze() for oid, o in report.origins.items()}
         except Exception as exc:
             report.internal_errors += 1
             internal_error("transactions.close", exc)

@@ -90,7 +90,7 @@ class AuditReport:
         "last_stack",
         "name",
         "origin_of",
-        "origin_records",
+        "_frozen_origins",
         "origins",
         "overflow",
         "parent",
@@ -147,8 +147,7 @@ class AuditReport:
         # Parent-origin linkage: the queries that loaded ORM objects, and object -> origin.
         self.origins: dict[int, Origin] = {}
         self.origin_of: dict[int, int] = {}
-        #: The origins as plain data, by id (filled when the audit closes).
-        self.origin_records: dict[int, OriginRecord] = {}
+        self._frozen_origins: dict[int, OriginRecord] = {}
         self.flush_seq = 0
         #: Sessions that committed in this scope (their objects may be expired since).
         self.committed: set[int] = set()
@@ -221,6 +220,21 @@ class AuditReport:
                 ),
             )
         )
+
+    def origin_record(self, oid: int) -> OriginRecord | None:
+        """The query ``oid`` (from ``OrmLoad.query``) as plain data, or None."""
+        frozen = self._frozen_origins.get(oid)
+        if frozen is None:
+            origin = self.origins.get(oid)
+            if origin is None:
+                return None
+            frozen = self._frozen_origins[oid] = origin.freeze()
+        return frozen
+
+    @property
+    def origin_records(self) -> dict[int, OriginRecord]:
+        """Every query that loaded ORM objects in this unit, by id (see ``OrmLoad.query``)."""
+        return {oid: record for oid in self.origins if (record := self.origin_record(oid))}
 
     def checked_out_here(self, dbapi: int) -> bool:
         """True when the DBAPI connection was checked out inside this scope or a parent."""

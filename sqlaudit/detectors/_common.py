@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from sqlaudit._records import CallSite, QueryRecord
@@ -22,6 +22,27 @@ def group(
         if k is not None:
             groups.setdefault(k, []).append(item)
     return groups
+
+
+def by_shape_and_stack(
+    records: Iterable[tuple[int, QueryRecord]],
+    key: Callable[[QueryRecord], tuple[str, CallSite] | None],
+    minimum: int,
+) -> Iterator[tuple[tuple[str, tuple[CallSite, ...]], list[tuple[int, QueryRecord]]]]:
+    """Groups of >= ``minimum`` records by (shape, whole application stack).
+
+    Grouped first by (shape, innermost frame), whose hash is cheap, and split by the whole
+    stack only where a group is large enough to matter: most records are in small groups.
+    """
+    for (shape, _site), items in group(records, key).items():
+        if len(items) < minimum:
+            continue
+        stacks: dict[tuple[CallSite, ...], list[tuple[int, QueryRecord]]] = {}
+        for item in items:
+            stacks.setdefault(item[1].stack, []).append(item)
+        for stack, members in stacks.items():
+            if len(members) >= minimum:
+                yield (shape, stack), members
 
 
 def total_time(items: Sequence[tuple[int, QueryRecord]]) -> float:

@@ -56,17 +56,20 @@ class _Origins:
     """Lookups over a report's origins and the SQL of the statements they issued."""
 
     def __init__(self, report: AuditReport, records: Sequence[QueryRecord]) -> None:
-        self.by_id = report.origin_records
-        self.sql: dict[int, str] = {}
-        for record in records:
-            if record.orm is not None and record.orm.query:
-                self.sql.setdefault(record.orm.query, record.sql)
+        self.report = report
+        self.records = records
+        self._sql: dict[int, str] | None = None
 
     def get(self, oid: int) -> OriginRecord | None:
-        return self.by_id.get(oid) if oid else None
+        return self.report.origin_record(oid) if oid else None
 
     def limited_or_large(self, origin: OriginRecord) -> bool:
-        sql = self.sql.get(origin.oid, "")
+        if self._sql is None:  # built only when a finding needs it
+            self._sql = {}
+            for record in self.records:
+                if record.orm is not None and record.orm.query:
+                    self._sql.setdefault(record.orm.query, record.sql)
+        sql = self._sql.get(origin.oid, "")
         return origin.rows > LARGE_RESULT or bool(_LIMIT.search(sql))
 
     def loader(self, relationship: str, many_to_one: bool, parent: OriginRecord | None) -> str:

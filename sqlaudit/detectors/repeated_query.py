@@ -15,7 +15,7 @@ from sqlaudit._findings import Finding, Severity
 from sqlaudit._fingerprint import fingerprint, short
 from sqlaudit._params import walk
 from sqlaudit._records import StatementKind
-from sqlaudit.detectors._common import group, indexes, total_time
+from sqlaudit.detectors._common import by_shape_and_stack, indexes, total_time
 
 if TYPE_CHECKING:
     from sqlaudit._records import CallSite, QueryRecord
@@ -27,12 +27,12 @@ _READS = frozenset({StatementKind.SELECT, StatementKind.OTHER})
 _OTHER_DETECTORS = frozenset({"lazy", "eager", "column"})
 
 
-def _key(record: QueryRecord) -> tuple[str, tuple[CallSite, ...]] | None:
+def _key(record: QueryRecord) -> tuple[str, CallSite] | None:
     if record.kind not in _READS or not record.stack:
         return None
     if record.orm is not None and record.orm.load in _OTHER_DETECTORS:
         return None
-    return (fingerprint(record.sql), record.stack)
+    return (fingerprint(record.sql), record.stack[0])
 
 
 class RepeatedQuery:
@@ -42,7 +42,8 @@ class RepeatedQuery:
 
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = report.config
-        for (shape, stack), items in group(enumerate(records), _key).items():
+        grouped = by_shape_and_stack(enumerate(records), _key, config.repeated_query_min)
+        for (shape, stack), items in grouped:
             n = len(items)
             db_time = total_time(items)
             if n < config.repeated_query_min or db_time * 1000 < config.min_group_ms:

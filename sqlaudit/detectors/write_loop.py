@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from sqlaudit._findings import Finding, Severity
 from sqlaudit._fingerprint import fingerprint, short
 from sqlaudit._records import StatementKind
-from sqlaudit.detectors._common import group, indexes, total_time
+from sqlaudit.detectors._common import by_shape_and_stack, indexes, total_time
 
 if TYPE_CHECKING:
     from sqlaudit._records import CallSite, QueryRecord
@@ -37,10 +37,10 @@ _DIALECT_HINTS = {
 }
 
 
-def _key(record: QueryRecord) -> tuple[str, tuple[CallSite, ...]] | None:
+def _key(record: QueryRecord) -> tuple[str, CallSite] | None:
     if record.kind not in StatementKind.WRITES or record.batch > 1 or not record.stack:
         return None
-    return (fingerprint(record.sql), record.stack)
+    return (fingerprint(record.sql), record.stack[0])
 
 
 def _flush_id(record: QueryRecord) -> int | None:
@@ -56,7 +56,8 @@ class WriteLoop:
 
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = report.config
-        for (shape, stack), items in group(enumerate(records), _key).items():
+        # Grouped statements first; the flush rule below then counts flushes, not statements.
+        for (shape, stack), items in by_shape_and_stack(enumerate(records), _key, 2):
             flushes = {_flush_id(r) for _, r in items} - {None}
             plain = sum(1 for _, r in items if _flush_id(r) is None)
             occurrences = plain + len(flushes)
