@@ -35,7 +35,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 os.environ.setdefault("SQLAUDIT_STRICT", "1")
 
 DB_KINDS: list[Kind] = ["sqlite", "mysql", "postgresql"]
-ASYNC_DB_KINDS: list[Kind] = ["sqlite", "postgresql"]
+ASYNC_DB_KINDS: list[Kind] = ["sqlite", "mysql", "postgresql"]
 
 
 def pytest_sessionfinish() -> None:
@@ -56,15 +56,19 @@ def make_engine(kind: Kind) -> Engine:
 
 
 def make_async_engine(kind: Kind) -> AsyncEngine:
-    """A new async engine (aiosqlite or psycopg async) on the test database of ``kind``.
+    """A new async engine (aiosqlite, aiomysql or psycopg async) on the test database of
+    ``kind``.
 
-    PostgreSQL uses ``NullPool``: each ``asyncio.run`` has its own event loop, and a pooled
-    connection must not outlive the loop it was made in.
+    MariaDB and PostgreSQL use ``NullPool``: each ``asyncio.run`` has its own event loop, and
+    a pooled connection must not outlive the loop it was made in.
     """
     if kind == "sqlite":
         return create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
     if kind == "postgresql":
         url = make_url(resolve_url(kind)).set(drivername="postgresql+psycopg_async")
+        return create_async_engine(url, poolclass=NullPool)
+    if kind == "mysql":
+        url = make_url(resolve_url(kind)).set(drivername="mysql+aiomysql")
         return create_async_engine(url, poolclass=NullPool)
     raise ValueError(f"no async test engine for {kind!r}")
 

@@ -120,3 +120,39 @@ def test_async_precision_one_plus_one_chain_and_walks(async_engine: AsyncEngine)
     (reviews,) = [f for f in nested.findings if f.relationship == "Book.reviews"]
     assert "selectinload(Author.books).selectinload(Book.reviews)" in reviews.fix
     assert reviews.fix.endswith(f"tests/test_async.py:{root}")
+
+
+def test_async_column_reload_write_loop_pages_and_loop_view(async_engine: AsyncEngine) -> None:
+    """Async, as sync: expired reloads after commit, a flush per row, a page walk (silent)
+    and a loop touching two relationships per row (one 2N+1 finding)."""
+
+    async def scenario() -> sqlaudit.AuditReport:
+        await _prepare(async_engine)
+        handle = sqlaudit.instrument(async_engine)
+        try:
+            async with sqlaudit.audit("async mix", on_finding="ignore") as report:
+                async with AsyncSession(async_engine) as session:
+                    authors = (await session.scalars(select(Author))).all()
+                    await session.commit()
+                    for author in authors:
+                        await author.awaitable_attrs.name  # expired by the commit
+                    for i in range(100, 106):
+                        session.add(Author(id=i, name=f"a{i}"))
+                        await session.flush()
+                    await session.commit()
+                    for page in range(3):
+                        stmt = select(Book.id).order_by(Book.id).limit(3).offset(page * 3)
+                        await session.execute(stmt)
+                    for book in (await session.scalars(select(Book).limit(4))).all():
+                        await book.awaitable_attrs.author
+                        await book.awaitable_attrs.reviews
+        finally:
+            handle.remove()
+            await _drop(async_engine)
+        return report
+
+    report = asyncio.run(scenario())
+    kinds = sorted({f.kind for f in report.findings if f.severity >= 20} - {"slow_query"})
+    assert kinds == ["column_reload", "n_plus_one", "write_loop"]
+    (loop,) = [f for f in report.findings if f.kind == "n_plus_one"]
+    assert "this loop issues" in loop.message or "Book.reviews" in (loop.relationship or "")
