@@ -71,6 +71,7 @@ class AuditReport:
     __slots__ = (
         "__weakref__",
         "_control_count",
+        "_frozen_origins",
         "_kind_counts",
         "_max",
         "_records",
@@ -90,7 +91,6 @@ class AuditReport:
         "last_stack",
         "name",
         "origin_of",
-        "_frozen_origins",
         "origins",
         "overflow",
         "parent",
