@@ -216,10 +216,13 @@ class TxState:
 def detect_autocommit(dialect: Dialect, dbapi: Any, options: Mapping[str, Any]) -> bool | None:
     """Whether the DBAPI connection is in autocommit mode, without a round trip."""
     if dbapi is not None:
-        try:
-            return bool(dialect.detect_autocommit_setting(dbapi))
-        except (NotImplementedError, AttributeError):
-            pass
+        # Dialect.detect_autocommit_setting exists from SQLAlchemy 2.0.43 on: feature-detect.
+        detect = getattr(dialect, "detect_autocommit_setting", None)
+        if detect is not None:
+            try:
+                return bool(detect(dbapi))
+            except (NotImplementedError, AttributeError):
+                pass
         getter = getattr(dbapi, "get_autocommit", None)
         if callable(getter):
             return bool(getter())
