@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import InvalidRequestError
 
 from sqlaudit._callsite import capture
 from sqlaudit._internal import internal_error
@@ -305,9 +306,25 @@ def _new_core_tx(
 
 
 def _listen_connection(conn: Connection) -> None:
-    if not event.contains(conn, "commit", _on_commit):
-        event.listen(conn, "commit", _on_commit)
-        event.listen(conn, "rollback", _on_rollback)
+    try:
+        if not event.contains(conn, "commit", _on_commit):
+            event.listen(conn, "commit", _on_commit)
+            event.listen(conn, "rollback", _on_rollback)
+    except InvalidRequestError:
+        # SQLAlchemy < 2.1 refuses Connection-level events on connections of an engine made
+        # by engine.execution_options(...) ("No such event 'commit'"). Such an OptionEngine
+        # has event listeners of its own (the parent engine keeps its fast path), so listen
+        # there instead: only statements of that option engine pay the slower path.
+        _listen_option_engine(conn.engine)
+
+
+def _listen_option_engine(engine: Any) -> None:
+    try:
+        if not event.contains(engine, "commit", _on_commit):
+            event.listen(engine, "commit", _on_commit)
+            event.listen(engine, "rollback", _on_rollback)
+    except InvalidRequestError:
+        pass  # the end is then seen at pool return only, as for a read-only transaction
 
 
 def _finish_conn(conn: Connection, end: str) -> None:
