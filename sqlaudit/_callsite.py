@@ -67,6 +67,18 @@ def _library_prefixes() -> tuple[str, ...]:
 _LIBRARY = _library_prefixes()
 
 
+def _sqlalchemy_dir() -> str:
+    try:
+        import sqlalchemy
+
+        return os.path.dirname(os.path.abspath(sqlalchemy.__file__)) + os.sep
+    except ImportError:  # pragma: no cover - sqlalchemy is a dependency
+        return "\0"
+
+
+_SQLALCHEMY_DIR = _sqlalchemy_dir()
+
+
 def configure(
     app_paths: tuple[str, ...] | list[str] = (), ignore_paths: tuple[str, ...] | list[str] = ()
 ) -> None:
@@ -76,6 +88,7 @@ def configure(
     _ignore_paths = tuple(os.path.abspath(p) + os.sep for p in ignore_paths)
     _cache.clear()
     _sites.clear()
+    _recent.clear()
 
 
 def is_app_file(filename: str) -> bool:
@@ -107,10 +120,29 @@ def capture(depth: int = 2) -> tuple[CallSite, ...]:
 
     Callers of the first application frame are looked for only ``NEAR`` frames further up:
     a framework's deep stack above the view is not walked for every statement.
+
+    Walking ``f_back`` materialises a frame object for every frame visited, which costs each
+    SQLAlchemy function a copy of its locals when it returns (~1 µs per frame, measured). The
+    number of SQLAlchemy frames between the listener and the application depends only on the
+    SQLAlchemy entry point used, so the offsets where the first application frame was found
+    are remembered and tried first with two ``sys._getframe`` probes (materialising two
+    frames): accepted when the frame there is application code and the one below it is
+    SQLAlchemy's.
     """
+    for offset in _recent:
+        try:
+            below = sys._getframe(depth + offset).f_code.co_filename
+            probe = sys._getframe(depth + offset + 1)
+        except ValueError:
+            continue
+        filename = probe.f_code.co_filename
+        if _is_sqlalchemy(below) and _cache.get(filename, False):
+            return _collect(probe, 1)
     frame: FrameType | None = sys._getframe(depth)
     found: list[CallSite] = []
     limit = MAX_WALK
+    offset = 0
+    crossed = False
     cache = _cache
     sites = _sites
     glet: object = None
@@ -119,6 +151,7 @@ def capture(depth: int = 2) -> tuple[CallSite, ...]:
             if found:
                 break
             glet, frame = _parent_greenlet(glet)
+            crossed = True
             if frame is None:
                 break
         code = frame.f_code
@@ -134,11 +167,62 @@ def capture(depth: int = 2) -> tuple[CallSite, ...]:
             if site is None:
                 site = _site(key, frame)
             found.append(site)
+            if len(found) == 1 and not crossed and offset:
+                _remember(offset - 1)
             if len(found) >= DEPTH:
                 break
             if len(found) == 1:
                 limit = NEAR + 1
         frame = frame.f_back
+        offset += 1
+        limit -= 1
+    return tuple(found)
+
+
+#: Offsets (from capture's start frame to the frame just below the first application frame)
+#: that recently held, most recent first.
+_recent: list[int] = []
+_sqlalchemy_files: dict[str, bool] = {}
+
+
+def _is_sqlalchemy(filename: str) -> bool:
+    result = _sqlalchemy_files.get(filename)
+    if result is None:
+        result = os.path.abspath(filename).startswith(_SQLALCHEMY_DIR)
+        _sqlalchemy_files[filename] = result
+    return result
+
+
+def _remember(offset: int) -> None:
+    recent = _recent
+    if recent and recent[0] == offset:
+        return
+    if offset in recent:
+        recent.remove(offset)
+    recent.insert(0, offset)
+    del recent[4:]
+
+
+def _collect(frame: FrameType, found_count: int) -> tuple[CallSite, ...]:
+    """The application frames from ``frame`` (an application frame) up, as ``capture``."""
+    found: list[CallSite] = []
+    limit = NEAR + 1
+    current: FrameType | None = frame
+    while current is not None and limit:
+        code = current.f_code
+        filename = code.co_filename
+        app = _cache.get(filename)
+        if app is None:
+            app = _is_app(filename)
+        if app:
+            key = (filename, code.co_firstlineno, code.co_name, current.f_lasti)
+            site = _sites.get(key)
+            if site is None:
+                site = _site(key, current)
+            found.append(site)
+            if len(found) >= DEPTH:
+                break
+        current = current.f_back
         limit -= 1
     return tuple(found)
 

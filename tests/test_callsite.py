@@ -276,3 +276,43 @@ def test_callers_are_looked_for_near_the_first_application_frame() -> None:
     close = namespace["deep"](_callsite.NEAR - 3, near)  # calls-close
     assert [s.line for s in far] == [line_of("in-near")]
     assert [s.line for s in close] == [line_of("in-near"), line_of("calls-close")]
+
+
+def test_remembered_offsets_never_misattribute_across_entry_points() -> None:
+    """Statements issued through SQLAlchemy entry points of different depths, alternating,
+    directly and through a stdlib callback, each keep the exact line that issued them."""
+    import functools
+
+    from sqlalchemy import create_engine, select, text
+    from sqlalchemy.orm import Session
+
+    import sqlaudit
+
+    engine = create_engine("sqlite://")
+    handle = sqlaudit.instrument(engine)
+
+    def via_reduce(conn: object) -> None:
+        functools.reduce(lambda acc, _: conn.execute(text("SELECT 3")), [0], None)  # type: ignore[attr-defined]  # reduce-line
+
+    try:
+        with sqlaudit.audit("mix", on_finding="ignore") as report:
+            with engine.connect() as conn, Session(engine) as session:
+                for _ in range(3):
+                    conn.execute(select(1))  # core-line
+                    conn.exec_driver_sql("SELECT 2")  # driver-line
+                    session.execute(text("SELECT 4"))  # session-line
+                    via_reduce(conn)
+    finally:
+        handle.remove()
+    expected = {
+        "SELECT 1": line_of("core-line"),
+        "SELECT 2": line_of("driver-line"),
+        "SELECT 4": line_of("session-line"),
+    }
+    for record in report.statements:
+        assert record.callsite is not None, record.sql
+        if record.sql == "SELECT 3":
+            assert record.callsite.function == "<lambda>"
+            assert record.callsite.line == line_of("reduce-line")
+        else:
+            assert record.callsite.line == expected[record.sql], record.sql
