@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from models import Author, Base, Book, seed
 from sqlalchemy import select
@@ -156,3 +157,71 @@ def test_async_column_reload_write_loop_pages_and_loop_view(async_engine: AsyncE
     assert kinds == ["column_reload", "n_plus_one", "write_loop"]
     (loop,) = [f for f in report.findings if f.kind == "n_plus_one"]
     assert "this loop issues" in loop.message or "Book.reviews" in (loop.relationship or "")
+
+
+def test_async_precision_rules_and_traps(async_engine: AsyncEngine) -> None:
+    """Async, as sync, one audit per rule: many-to-one gets joinedload, immediateload is an
+    N+1, deferred columns are a column_reload, a LIMIT 1 per parent is a repeated query; and
+    the traps stay silent: eager batches, executemany, the production floors."""
+    from sqlalchemy import insert
+    from sqlalchemy.orm import defer, immediateload
+
+    async def scenario() -> dict[str, sqlaudit.AuditReport]:
+        await _prepare(async_engine)
+        handle = sqlaudit.instrument(async_engine)
+        reports: dict[str, sqlaudit.AuditReport] = {}
+
+        async def audited(name: str, config: sqlaudit.AuditConfig | None = None) -> Any:
+            return sqlaudit.audit(name, config or sqlaudit.AuditConfig(on_finding="ignore"))
+
+        try:
+            async with await audited("m2o") as reports["m2o"]:
+                async with AsyncSession(async_engine) as session:
+                    for book in (await session.scalars(select(Book))).all():
+                        await book.awaitable_attrs.author
+            async with await audited("immediate") as reports["immediate"]:
+                async with AsyncSession(async_engine) as session:
+                    stmt = select(Author).options(immediateload(Author.books))
+                    (await session.scalars(stmt)).all()
+            async with await audited("deferred") as reports["deferred"]:
+                async with AsyncSession(async_engine) as session:
+                    stmt = select(Author).options(defer(Author.name))
+                    for author in (await session.scalars(stmt)).all():
+                        await author.awaitable_attrs.name
+            async with await audited("limit1") as reports["limit1"]:
+                async with async_engine.connect() as conn:
+                    for author_id in (1, 2, 3):
+                        first = select(Book.id).where(Book.author_id == author_id).limit(1)
+                        await conn.execute(first.order_by(Book.id))
+            async with await audited("eager") as reports["eager"]:
+                async with AsyncSession(async_engine) as session:
+                    stmt = select(Author).options(selectinload(Author.books))
+                    for author in (await session.scalars(stmt)).all():
+                        assert author.books
+            async with await audited("executemany") as reports["executemany"]:
+                async with async_engine.begin() as conn:
+                    rows = [{"id": i, "name": f"a{i}"} for i in range(600, 700)]
+                    await conn.execute(insert(Author), rows)
+            production = sqlaudit.AuditConfig.for_production(on_finding="ignore")
+            async with await audited("floors", production) as reports["floors"]:
+                async with AsyncSession(async_engine) as session:
+                    for author in (await session.scalars(select(Author))).all():
+                        await author.awaitable_attrs.books
+        finally:
+            handle.remove()
+            await _drop(async_engine)
+        return reports
+
+    reports = asyncio.run(scenario())
+
+    def problems(name: str) -> list[str]:
+        found = reports[name].findings
+        return sorted({f.kind for f in found if f.severity >= 20} - {"slow_query"})
+
+    assert "joinedload(Book.author)" in reports["m2o"].findings[0].fix
+    assert problems("immediate") == ["n_plus_one"]
+    assert problems("deferred") == ["column_reload"]
+    assert problems("limit1") == ["repeated_query"]
+    assert problems("eager") == []
+    assert problems("executemany") == []
+    assert problems("floors") == []
