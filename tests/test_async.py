@@ -227,3 +227,40 @@ def test_async_precision_rules_and_traps(async_engine: AsyncEngine) -> None:
     assert problems("eager") == []
     assert problems("executemany") == []
     assert problems("floors") == []
+
+
+def test_async_eager_batches_keyset_walk_and_savepoints(async_engine: AsyncEngine) -> None:
+    """Async traps: selectinload over 1,200 parents (several IN batches), a keyset page walk
+    and a savepoint are silent, and transaction control is not counted."""
+
+    async def scenario() -> sqlaudit.AuditReport:
+        async with async_engine.begin() as conn:
+            await conn.run_sync(Base.metadata.drop_all)
+            await conn.run_sync(Base.metadata.create_all)
+        async with AsyncSession(async_engine) as session:
+            await session.run_sync(seed, 1200, 1, 0)
+        handle = sqlaudit.instrument(async_engine)
+        try:
+            async with sqlaudit.audit("traps", on_finding="ignore", max_queries=8) as report:
+                async with AsyncSession(async_engine) as session:
+                    stmt = select(Author).options(selectinload(Author.books))
+                    authors = (await session.scalars(stmt)).all()
+                    assert sum(len(a.books) for a in authors) == 1200
+                async with async_engine.connect() as conn:
+                    last = 0
+                    for _ in range(3):
+                        page = select(Book.id).where(Book.id > last).order_by(Book.id).limit(5)
+                        rows = (await conn.execute(page)).all()
+                        last = rows[-1][0]
+                async with AsyncSession(async_engine) as session, session.begin():
+                    async with session.begin_nested():
+                        await session.get(Author, 1)
+        finally:
+            handle.remove()
+            await _drop(async_engine)
+        return report
+
+    report = asyncio.run(scenario())
+    assert report.query_count == 8  # 1 + 3 batches, 3 pages, 1 get; savepoints not counted
+    assert report.counts.get("transaction", 0) >= 2
+    assert sorted({f.kind for f in report.findings if f.severity >= 20} - {"slow_query"}) == []
