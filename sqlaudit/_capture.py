@@ -269,10 +269,3 @@ def instrument(engine: Any, *, orm: bool = True) -> Instrumentation:
         _registry[target] = handle
         weakref.finalize(target, handle._token.release)
         return handle
-
-
-def instrumented(engine: Any) -> bool:
-    """True when ``engine`` (or its ``sync_engine``) currently has an active instrumentation."""
-    target = getattr(engine, "sync_engine", engine)
-    handle = _registry.get(target) if isinstance(target, Engine) else None
-    return handle is not None and handle.active

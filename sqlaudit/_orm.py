@@ -190,14 +190,12 @@ def _on_after_begin(
 ) -> None:
     if transaction.nested:
         return
-    scope.transaction_event("begin", id(session))
     session_begin(scope, session, transaction, connection)
     on_session_begin(scope, session, connection)
 
 
 @_guarded("orm.after_commit")
 def _on_after_commit(scope: AuditReport, session: Session) -> None:
-    scope.transaction_event("commit", id(session))
     scope.committed.add(id(session))
     session_end(scope, session, "commit")
 
@@ -205,7 +203,6 @@ def _on_after_commit(scope: AuditReport, session: Session) -> None:
 @_guarded("orm.after_rollback")
 def _on_after_rollback(scope: AuditReport, session: Session) -> None:
     scope.flush_load = None
-    scope.transaction_event("rollback", id(session))
     session_end(scope, session, "rollback")
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from sqlaudit._origins import Origin, OriginRecord
     from sqlaudit._transactions import TransactionRecord, TxState
 
-__all__ = ["CURRENT", "FALLBACK", "SUPPRESSED", "AuditReport", "TransactionEvent", "current"]
+__all__ = ["CURRENT", "FALLBACK", "SUPPRESSED", "AuditReport", "current"]
 
 #: The innermost open audit scope of this thread / task, or None.
 CURRENT: ContextVar[AuditReport | None] = ContextVar("sqlaudit_scope", default=None)
@@ -50,16 +50,6 @@ def current() -> AuditReport | None:
     if scope is None and FALLBACK:
         return FALLBACK[-1]
     return scope
-
-
-class TransactionEvent(tuple[str, float, int, tuple[CallSite, ...]]):
-    """``(event, time, connection or session key, call stack)``: begin, commit, rollback."""
-
-    __slots__ = ()
-
-    @property
-    def event(self) -> str:
-        return self[0]
 
 
 class AuditReport:
@@ -99,7 +89,6 @@ class AuditReport:
         "stale_reads",
         "started",
         "transaction_records",
-        "transactions",
         "tx_all",
         "tx_by_conn",
         "tx_by_dbapi",
@@ -121,7 +110,6 @@ class AuditReport:
         #: Statements beyond ``max_records``: counted, not recorded.
         self.overflow = 0
         self.pending_orm: Pending | None = None
-        self.transactions: list[TransactionEvent] = []
         #: Internal sqlaudit errors swallowed while auditing this unit.
         self.internal_errors = 0
         self.findings: Sequence[Finding] = ()
@@ -245,13 +233,6 @@ class AuditReport:
             scope = scope.parent
         return False
 
-    def transaction_event(self, event: str, key: int) -> None:
-        """Record a transaction boundary (begin, commit, rollback) for ``key``."""
-        if len(self.transactions) < self.config.max_records:
-            self.transactions.append(
-                TransactionEvent((event, time.perf_counter(), key, capture(3)))
-            )
-
     # -- public view ---------------------------------------------------------------------
 
     @property
@@ -316,7 +297,6 @@ class AuditReport:
         room = max(0, self._max - len(self._records))
         self._records.extend(child._records[:room])
         self.overflow += child.overflow + max(0, len(child._records) - room)
-        self.transactions.extend(child.transactions[: max(0, room)])
         self.tx_all.extend(child.tx_all)
         self.stale_reads.extend(child.stale_reads)
         self.origins.update(child.origins)

@@ -9,7 +9,7 @@ from sqlaudit._records import CallSite, QueryRecord
 
 K = TypeVar("K", bound=Hashable)
 
-__all__ = ["group", "plural", "total_time"]
+__all__ = ["by_shape_and_stack", "group", "indexes", "total_time"]
 
 
 def group(
@@ -47,14 +47,6 @@ def by_shape_and_stack(
 
 def total_time(items: Sequence[tuple[int, QueryRecord]]) -> float:
     return sum(r.duration for _, r in items)
-
-
-def location(items: Sequence[tuple[int, QueryRecord]]) -> CallSite | None:
-    return items[0][1].callsite
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def indexes(items: Sequence[tuple[int, QueryRecord]], limit: int = 1000) -> tuple[int, ...]:
