@@ -158,7 +158,6 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
     def close(self, report: AuditReport, failing: bool) -> None:
         """Detect, report and apply the policy. Raises AuditFailed only if not ``failing``."""
         report.ended = time.perf_counter()
-        report.pending_orm = None
         report.flush_load = None
         try:
             for tx in report.tx_all:
@@ -174,6 +173,9 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             except Exception as exc:
                 report.internal_errors += 1
                 internal_error("merge_child", exc)
+        # Drop the references to statements and sessions (merged into the parent, if any).
+        report.orm_statements.clear()
+        report.sessions.clear()
         for reporter in self.reporters:
             try:
                 reporter.report(report)

@@ -4,7 +4,8 @@
 event (target)               what is recorded                            cost per statement
 ===========================  ==========================================  ====================
 ``do_execute`` (dialect)     text, kind, duration, rowcount, error,      +1 µs with no scope;
-                             call site, connection, ORM context          full record in scope
+                             call site, connection, ORM context (read    full record in scope
+                             from the execution context, see ``_orm``)
 ``do_executemany``           the same, with the number of parameter sets  same
 ``do_execute_no_params``     the same, for statements without parameters  same
 ===========================  ==========================================  ====================
@@ -141,6 +142,7 @@ def _record(
             id(context.root_connection),
             context.dialect.name,
             parameters,
+            context,
         )
         if scope.last_stack is not None:
             on_statement(scope, context, scope.last_kind, start, duration, scope.last_stack, batch)

@@ -13,7 +13,7 @@ hook                                  what is recorded                          
 ====================================  ==============================================  =======
 ``SessionEvents.after_begin``         unexpired identities carried into the new       O(map)
 (in a scope)                          transaction; whether it autocommits             per tx
-``do_orm_execute`` of a plain SELECT  a candidate when the session holds carried      O(map)
+a plain ORM SELECT's cursor execute   a candidate when the session holds carried      O(map)
 (in a scope, via ``_orm``)            objects of the queried class                    per query
 ====================================  ==============================================  =======
 
@@ -32,7 +32,7 @@ from sqlaudit._transactions import detect_autocommit
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
-    from sqlalchemy.orm import Mapper, ORMExecuteState, Session
+    from sqlalchemy.orm import Mapper, Session
 
     from sqlaudit._records import CallSite
     from sqlaudit._scope import AuditReport
@@ -77,11 +77,14 @@ def on_session_begin(scope: AuditReport, session: Session, connection: Connectio
 
 
 def on_select(
-    scope: AuditReport, state: ORMExecuteState, mapper: Mapper[Any], stack: tuple[CallSite, ...]
+    scope: AuditReport,
+    session: Session,
+    populate_existing: bool,
+    mapper: Mapper[Any],
+    stack: tuple[CallSite, ...],
 ) -> None:
     """Record a stale-read candidate for a plain ORM SELECT of ``mapper``'s class."""
-    session = state.session
-    if not session.identity_map or state.execution_options.get("populate_existing"):
+    if not session.identity_map or populate_existing:
         return
     if not session.in_transaction():
         # This SELECT begins a new transaction (after a commit, or a session kept between

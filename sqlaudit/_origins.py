@@ -4,19 +4,21 @@ the query to change and the exact loader option chain.
 ===============================  ==========================================  ==============
 hook                             what is recorded                            cost
 ===============================  ==========================================  ==============
-``do_orm_execute`` of a SELECT   an ``Origin`` (call stack, load type,       ~3 µs per ORM
-(in a scope, via ``_orm``)       relationship, the parent's origin) and the  SELECT in a
-                                 execution option ``_sqlaudit_origin``       scope
+an ORM SELECT's cursor execute   an ``Origin`` (call stack, load type,       ~1 µs per ORM
+(in a scope, via ``_orm``)       relationship, the parent's origin), keyed   SELECT in a
+                                 by the statement object executed            scope
 ``InstanceEvents.load``          object -> origin of the query that loaded   per object
 (``Mapper``-wide, ``raw=True``)  it; rows per origin                         loaded
 ===============================  ==========================================  ==============
 
-The execution option is the documented way to pass data from ``do_orm_execute`` to the
-``QueryContext`` that loads the rows (``ORMExecuteState.update_execution_options``); it is
-not part of the statement cache key and changes nothing the ORM executes.
+The link between the two is the statement object itself: the ORM executes it on the
+Connection (``ExecutionContext.invoked_statement``) and then loads its rows through a
+``QueryContext`` whose ``query`` is that same object. Nothing is added to what the ORM
+executes. The scope keeps the last ``RECENT`` statements (with their origin), so a result
+iterated later than the next query (``yield_per``, two results open) still maps right.
 
-A lazy load's origin points at the origin of the object it was loaded for
-(``ORMExecuteState.lazy_loaded_from``), so nested loads chain back to the root query:
+A lazy load's origin points at the origin of the object it was loaded for (the lazy
+loader's ``lazy_loaded_from``), so nested loads chain back to the root query:
 ``Country`` query -> ``Country.users`` lazy loads -> ``User.addresses`` lazy loads gives
 ``selectinload(Country.users).selectinload(User.addresses)`` at the ``Country`` query's line.
 Objects loaded as joined eager children (their class is not the query's) have no chain.
@@ -33,16 +35,16 @@ from sqlaudit._internal import internal_error
 from sqlaudit._scope import current
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import InstanceState, ORMExecuteState
+    from sqlalchemy.orm import InstanceState
     from sqlalchemy.orm.context import QueryContext
 
     from sqlaudit._records import CallSite
     from sqlaudit._scope import AuditReport
 
-__all__ = ["OPTION", "Origin", "OriginRecord", "on_load", "on_select"]
+__all__ = ["RECENT", "Origin", "OriginRecord", "on_load", "on_select"]
 
-#: The execution option carrying an origin id from ``do_orm_execute`` to the loaded rows.
-OPTION = "_sqlaudit_origin"
+#: ORM statements a scope remembers (at least) for mapping loaded objects to their query.
+RECENT = 256
 # Origin ids are unique in the process, so nested scopes can merge theirs into the parent's.
 _ids = itertools.count(1)
 
@@ -120,28 +122,48 @@ class Origin:
         )
 
 
+_relationships: dict[Any, tuple[str, bool, str]] = {}
+
+
+def _relationship_info(prop: Any) -> tuple[str, bool, str]:
+    """``(name, many_to_one, lazy strategy)`` of a relationship property (cached)."""
+    info = _relationships.get(prop)
+    if info is None:
+        many_to_one = getattr(prop.direction, "name", "") == "MANYTOONE"
+        name = f"{prop.parent.class_.__name__}.{prop.key}"
+        info = _relationships[prop] = (name, many_to_one, str(prop.lazy))
+    return info
+
+
 def on_select(
     scope: AuditReport,
-    state: ORMExecuteState,
+    statement: Any,
     load: str,
     mapper_name: str | None,
     prop: Any,
     stack: tuple[CallSite, ...],
+    parent_state: Any = None,
 ) -> int:
-    """Create the origin of an ORM SELECT and tag the execution with it; returns its id."""
-    parent = 0
-    if load == "lazy":
-        parent_state = state.lazy_loaded_from
-        if parent_state is not None:
-            parent = scope.origin_of.get(id(parent_state), 0)
-    many_to_one = prop is not None and getattr(prop.direction, "name", "") == "MANYTOONE"
-    relationship = f"{prop.parent.class_.__name__}.{prop.key}" if prop is not None else None
-    strategy = str(prop.lazy) if prop is not None else None
+    """Create the origin of an ORM SELECT about to load rows through ``statement``; returns
+    its id."""
+    parent = 0 if parent_state is None else scope.origin_of.get(id(parent_state), 0)
     oid = next(_ids)
-    scope.origins[oid] = Origin(
-        oid, load, mapper_name, relationship, many_to_one, strategy, parent, stack
-    )
-    state.update_execution_options(**{OPTION: oid})
+    if prop is None:
+        origin = Origin(oid, load, mapper_name, None, False, None, parent, stack)
+    else:
+        name, many_to_one, strategy = _relationship_info(prop)
+        origin = Origin(oid, load, mapper_name, name, many_to_one, strategy, parent, stack)
+    scope.origins[oid] = origin
+    recent = scope.orm_statements
+    key = id(statement)
+    recent.pop(key, None)  # re-executed: move it to the end
+    recent[key] = (statement, oid)
+    if len(recent) > 2 * RECENT:
+        # Keep the RECENT latest (in bulk: evicting one at a time from the front of a dict
+        # costs a scan over its deleted slots).
+        kept = list(recent.items())[-RECENT:]
+        recent.clear()
+        recent.update(kept)
     return oid
 
 
@@ -151,16 +173,17 @@ def on_load(state: InstanceState[Any], context: QueryContext) -> None:
     if scope is None:
         return
     try:
-        oid = context.execution_options.get(OPTION)
-        if not isinstance(oid, int):
+        query = context.query
+        entry = scope.orm_statements.get(id(query))
+        if entry is None or entry[0] is not query:
             return
-        origin = scope.origins.get(oid)
+        origin = scope.origins.get(entry[1])
         if origin is None:
             return
         if origin.mapper is not None and state.class_.__name__ != origin.mapper:
             return  # a joined eager child: loaded by the query, but not what it selects
         origin.rows += 1
-        scope.origin_of[id(state)] = oid
+        scope.origin_of[id(state)] = origin.oid
     except Exception as exc:
         scope.internal_errors += 1
         internal_error("origins.load", exc)

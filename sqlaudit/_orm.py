@@ -1,27 +1,36 @@
-"""ORM capture: class-level ``Session`` listeners (they cover ``AsyncSession`` too).
+"""ORM capture: the ORM context of each statement, and class-level ``Session`` listeners
+(they cover ``AsyncSession`` too).
 
-=============================  =========================================  ===================
-event (target: ``Session``)    what is recorded                           cost
-=============================  =========================================  ===================
-``do_orm_execute``             the ORM context of the next statement:     +~5 µs per ORM
-                               lazy load (relationship, parent), eager    statement while
-                               batch, column load; the call site          any engine is
-                                                                          instrumented
-``after_begin``                a transaction began on a session           per transaction
-``after_commit``               the session committed                      per commit
-``after_rollback``             the session's database transaction rolled  per rollback
-                               back
-=============================  =========================================  ===================
+==============================  =========================================  ===================
+hook                            what is recorded                           cost
+==============================  =========================================  ===================
+an ORM statement's cursor       its ORM context: lazy load (relationship,  in a scope only:
+execute (``statement_load``,    parent), eager batch, column load, the     ~1 µs per ORM
+called by ``_capture``)         query that loads objects (``_origins``)    statement
+``InstanceEvents.load``         which query loaded each object             per object loaded
+(``Mapper``, raw)               (``_origins``)
+``after_begin``                 a transaction began on a session; its      per transaction
+                                Connection -> session
+``after_commit``                the session committed                      per commit
+``after_rollback``              the session's database transaction rolled  per rollback
+                                back
+==============================  =========================================  ===================
 
-``do_orm_execute`` makes SQLAlchemy run ``orm_pre_session_exec`` twice per ORM statement
-(session.py, "part of #13301"), which is where its cost comes from whether or not a scope is
-open; the listeners are therefore attached only while at least one engine is instrumented,
-and taken off when the last instrumentation is removed.
+Why not ``SessionEvents.do_orm_execute``: any ``do_orm_execute`` listener makes SQLAlchemy run
+``orm_pre_session_exec`` twice per ORM statement (session.py, "part of #13301"), +5 to +8 µs
+on every ORM statement of the process, audit open or not (measured, benchmarks/overhead.py).
+The same facts are on the statement the ORM hands to the Connection, read only inside a scope
+from the cursor execute's ``ExecutionContext``: ``invoked_statement`` (the ORM statement;
+``_propagate_attrs["plugin_subject"]`` is its mapper, ``_compile_options._current_path`` the
+relationship path of a lazy or eager load, ``_for_refresh_state`` a column load) and the
+``_sa_orm_load_options`` execution option (``_lazy_loaded_from``, ``_populate_existing``),
+exactly what ``ORMExecuteState.lazy_loaded_from``, ``loader_strategy_path``,
+``is_relationship_load`` and ``is_column_load`` return. These names are SQLAlchemy-internal;
+they are read with ``getattr`` defaults, tested on 2.0 and 2.1, and a statement whose ORM
+context cannot be read is recorded as plain SQL.
 
-Correlation: ``do_orm_execute`` fires before the statement's cursor execute, in the same
-context. It leaves its ORM context in the scope's ``pending_orm`` slot; the next cursor
-execute of the same statement kind takes it (an autoflush in between is a write and does not
-match a pending SELECT). This needs no execution option, so nothing the ORM executes changes.
+The session of a statement: ``after_begin`` maps the Connection it hands over to its session
+for the scope (dropped when the session's transaction ends).
 
 On error inside sqlaudit: logged once, counted on the report, never raised into the session.
 """
@@ -36,19 +45,19 @@ from sqlalchemy import Column, event
 from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.sql import visitors
 
-from sqlaudit._callsite import capture
 from sqlaudit._identity import on_select, on_session_begin
 from sqlaudit._internal import internal_error
 from sqlaudit._origins import on_load
 from sqlaudit._origins import on_select as on_origin
 from sqlaudit._records import OrmLoad, StatementKind
-from sqlaudit._scope import current
+from sqlaudit._scope import current, orm_hook
 from sqlaudit._transactions import session_begin, session_end
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
-    from sqlalchemy.orm import ORMExecuteState, SessionTransaction
+    from sqlalchemy.orm import SessionTransaction
 
+    from sqlaudit._records import CallSite
     from sqlaudit._scope import AuditReport
 
 __all__ = ["Token"]
@@ -67,25 +76,25 @@ def _relationship(path: Any) -> Any:
 
 
 def _column_load(
-    scope: AuditReport, state: ORMExecuteState, mapper: Any, mapper_name: str | None
+    scope: AuditReport, statement: Any, session: Any, mapper: Any, mapper_name: str | None
 ) -> OrmLoad:
     """A deferred or expired column load: which attributes, and why they were not loaded."""
     primary = {c.key for c in mapper.primary_key} if mapper is not None else set()
     attributes = tuple(
         sorted(
             key
-            for c in getattr(state.statement, "selected_columns", ())
+            for c in getattr(statement, "selected_columns", ())
             if (key := getattr(c, "key", None)) is not None and key not in primary
         )
     )
-    reason = "expired" if id(state.session) in scope.committed else "deferred"
+    reason = "expired" if session is not None and id(session) in scope.committed else "deferred"
     return OrmLoad("column", mapper_name, None, None, attributes, 0, reason)
 
 
 _collections: dict[Any, tuple[tuple[str, str, frozenset[Any]], ...]] = {}
 
 
-def _collection_query(state: ORMExecuteState, mapper: Any) -> tuple[str, str] | None:
+def _collection_query(statement: Any, mapper: Any) -> tuple[str, str] | None:
     """For a plain SELECT of ``mapper``'s class filtered on the foreign key of a
     ``lazy="dynamic"`` or write-only relationship: that relationship and its strategy."""
     candidates = _collections.get(mapper)
@@ -99,7 +108,7 @@ def _collection_query(state: ORMExecuteState, mapper: Any) -> tuple[str, str] | 
         candidates = _collections[mapper] = tuple(found)
     if not candidates:
         return None
-    where = getattr(state.statement, "whereclause", None)
+    where = getattr(statement, "whereclause", None)
     if where is None:
         return None
     columns = {e for e in visitors.iterate(where) if isinstance(e, Column)}
@@ -113,52 +122,67 @@ def _name(prop: Any) -> str | None:
     return None if prop is None else f"{prop.parent.class_.__name__}.{prop.key}"
 
 
-def _on_orm_execute(state: ORMExecuteState) -> None:
-    scope = current()
-    if scope is None:
-        return
+_new_load = tuple.__new__
+_DML = frozenset({StatementKind.INSERT, StatementKind.UPDATE, StatementKind.DELETE})
+_SELECT = StatementKind.SELECT
+
+
+def statement_load(
+    scope: AuditReport, context: Any, kind: str, stack: tuple[CallSite, ...]
+) -> OrmLoad | None:
+    """The ORM context of the statement being recorded (None for Core statements)."""
+    statement = getattr(context, "invoked_statement", None)
+    if statement is None:
+        return None
+    attrs = statement._propagate_attrs
+    if not attrs or attrs.get("compile_state_plugin") != "orm":
+        return None
     try:
-        mapper = state.bind_mapper
-        mapper_name = mapper.class_.__name__ if mapper is not None else None
-        if not state.is_select:
-            # lazy_loaded_from & co. raise for DML ("not against a SELECT statement").
-            if state.is_insert:
-                kind = StatementKind.INSERT
-            elif state.is_update:
-                kind = StatementKind.UPDATE
-            elif state.is_delete:
-                kind = StatementKind.DELETE
-            else:
-                return
-            scope.pending_orm = (kind, OrmLoad("query", mapper_name, None, None), capture(2))
-            return
-        kind = StatementKind.SELECT
-        parent = state.lazy_loaded_from
-        stack = capture(2)
-        # loader_strategy_path once: is_relationship_load would compute it again.
-        path = state.loader_strategy_path
+        mapper = getattr(attrs.get("plugin_subject"), "mapper", None)
+        mapper_name = None if mapper is None else mapper.class_.__name__
+        if kind != _SELECT:
+            if kind in _DML:
+                return _new_load(OrmLoad, ("query", mapper_name, None, None, (), 0, ""))
+            return None
+        options = context.execution_options.get("_sa_orm_load_options")
+        parent = getattr(options, "_lazy_loaded_from", None)
+        compile_options = getattr(statement, "_compile_options", None)
+        path = getattr(compile_options, "_current_path", None)
         if parent is not None:
             prop = _relationship(path)
-            oid = on_origin(scope, state, "lazy", mapper_name, prop, stack)
-            load = OrmLoad("lazy", mapper_name, _name(prop), id(parent), (), oid)
-        elif path is not None and not path.is_root:
+            oid = on_origin(scope, statement, "lazy", mapper_name, prop, stack, parent)
+            return _new_load(OrmLoad, ("lazy", mapper_name, _name(prop), id(parent), (), oid, ""))
+        if path is not None and not path.is_root:
             prop = _relationship(path)
-            oid = on_origin(scope, state, "eager", mapper_name, prop, stack)
-            load = OrmLoad("eager", mapper_name, _name(prop), None, (), oid)
-        elif state.is_column_load:
-            load = _column_load(scope, state, mapper, mapper_name)
-        else:
-            oid = on_origin(scope, state, "query", mapper_name, None, stack)
-            load = OrmLoad("query", mapper_name, None, None, (), oid)
-            if mapper is not None:
-                on_select(scope, state, mapper, stack)
-                collection = _collection_query(state, mapper)
-                if collection is not None:
-                    load = load._replace(relationship=collection[0], reason=collection[1])
-        scope.pending_orm = (kind, load, stack)
+            oid = on_origin(scope, statement, "eager", mapper_name, prop, stack)
+            return _new_load(OrmLoad, ("eager", mapper_name, _name(prop), None, (), oid, ""))
+        session = _session(scope, context)
+        if getattr(compile_options, "_for_refresh_state", False):
+            return _column_load(scope, statement, session, mapper, mapper_name)
+        oid = on_origin(scope, statement, "query", mapper_name, None, stack)
+        if mapper is None:
+            return _new_load(OrmLoad, ("query", mapper_name, None, None, (), oid, ""))
+        if session is not None and session.identity_map:
+            populate = bool(getattr(options, "_populate_existing", False))
+            on_select(scope, session, populate, mapper, stack)
+        collection = _collection_query(statement, mapper)
+        if collection is None:
+            return _new_load(OrmLoad, ("query", mapper_name, None, None, (), oid, ""))
+        return _new_load(
+            OrmLoad, ("query", mapper_name, collection[0], None, (), oid, collection[1])
+        )
     except Exception as exc:
         scope.internal_errors += 1
-        internal_error("orm.do_orm_execute", exc)
+        internal_error("orm.statement", exc)
+        return None
+
+
+def _session(scope: AuditReport, context: Any) -> Any:
+    """The session whose transaction runs on the statement's Connection (None if unknown)."""
+    entry = scope.sessions.get(id(context.root_connection))
+    if entry is None or entry[0] is not context.root_connection:
+        return None
+    return entry[1]
 
 
 def _guarded(where: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -190,6 +214,7 @@ def _on_after_begin(
 ) -> None:
     if transaction.nested:
         return
+    scope.sessions[id(connection)] = (connection, session)
     session_begin(scope, session, transaction, connection)
     on_session_begin(scope, session, connection)
 
@@ -214,6 +239,9 @@ def _on_after_transaction_end(
         # Ended with neither commit nor rollback: the session was closed (or its transaction
         # discarded); a no-op when commit/rollback already ended it.
         session_end(scope, session, "closed")
+        sessions = scope.sessions
+        for key in [k for k, (_, s) in sessions.items() if s is session]:
+            del sessions[key]
 
 
 @_guarded("orm.before_flush")
@@ -230,7 +258,6 @@ def _on_after_flush_postexec(scope: AuditReport, session: Session, flush_context
 
 
 _LISTENERS: tuple[tuple[str, Any], ...] = (
-    ("do_orm_execute", _on_orm_execute),
     ("after_begin", _on_after_begin),
     ("after_commit", _on_after_commit),
     ("after_rollback", _on_after_rollback),
@@ -240,28 +267,31 @@ _LISTENERS: tuple[tuple[str, Any], ...] = (
 )
 
 
-# Two groups, each attached while at least one instrumentation wants it: the session
+# Two groups, each active while at least one instrumentation wants it: the session
 # transaction events (cheap: per transaction) for every instrumentation, and the ORM detail
-# listeners (do_orm_execute, InstanceEvents.load: a cost on every ORM statement and loaded
-# object in the process, scope or not) only for those created with ``orm=True``.
-_DETAIL = frozenset({"do_orm_execute"})
+# (statement_load in scopes, InstanceEvents.load: a call per loaded object in the process,
+# scope or not) only for those created with ``orm=True``.
 _users = {"session": 0, "detail": 0}
 
 
 def _attach(group: str) -> None:
-    for name, fn in _LISTENERS:
-        if (name in _DETAIL) == (group == "detail"):
-            event.listen(Session, name, fn)
     if group == "detail":
         event.listen(Mapper, "load", on_load, raw=True)
+        orm_hook.append(statement_load)
+        return
+    for name, fn in _LISTENERS:
+        event.listen(Session, name, fn)
 
 
 def _detach(group: str) -> None:
+    if group == "detail":
+        if event.contains(Mapper, "load", on_load):
+            event.remove(Mapper, "load", on_load)
+        orm_hook.clear()
+        return
     for name, fn in _LISTENERS:
-        if (name in _DETAIL) == (group == "detail") and event.contains(Session, name, fn):
+        if event.contains(Session, name, fn):
             event.remove(Session, name, fn)
-    if group == "detail" and event.contains(Mapper, "load", on_load):
-        event.remove(Mapper, "load", on_load)
 
 
 def _acquire(groups: tuple[str, ...]) -> None:

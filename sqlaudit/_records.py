@@ -39,7 +39,7 @@ class CallSite(NamedTuple):
 
 
 class OrmLoad(NamedTuple):
-    """What the ORM was doing when it issued a statement (from ``do_orm_execute``)."""
+    """What the ORM was doing when it issued a statement (read from its execution context)."""
 
     #: ``"query"`` (a user's ORM statement), ``"lazy"`` (a lazy load), ``"eager"`` (an
     #: eager-loader batch such as ``selectinload``), ``"column"`` (deferred or expired

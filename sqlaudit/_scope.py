@@ -8,6 +8,7 @@ stops growing at ``max_records``: past that only counters move.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +41,10 @@ FALLBACK: list[AuditReport] = []
 _TRANSACTION = StatementKind.TRANSACTION
 _new_record = tuple.__new__
 
-#: (expected statement kind, ORM context, call stack) handed from do_orm_execute to do_execute.
-Pending = tuple[str, OrmLoad, tuple[CallSite, ...]]
+#: Reads the ORM context of a statement from its execution context (set by ``_orm`` while
+#: the ORM detail listeners are attached): ``(scope, context, kind, stack) -> OrmLoad | None``.
+OrmHook = Callable[["AuditReport", Any, str, tuple[CallSite, ...]], "OrmLoad | None"]
+orm_hook: list[OrmHook] = []
 
 
 def current() -> AuditReport | None:
@@ -82,10 +85,11 @@ class AuditReport:
         "name",
         "origin_of",
         "origins",
+        "orm_statements",
         "overflow",
         "parent",
-        "pending_orm",
         "resets",
+        "sessions",
         "stale_reads",
         "started",
         "transaction_records",
@@ -109,7 +113,11 @@ class AuditReport:
         self.db_time = 0.0
         #: Statements beyond ``max_records``: counted, not recorded.
         self.overflow = 0
-        self.pending_orm: Pending | None = None
+        # ORM linkage (internal): the ORM statements executed lately, id -> (statement,
+        # origin id), so InstanceEvents.load can tell which query loaded an object; and the
+        # sessions with an open transaction, by id of their Connection.
+        self.orm_statements: dict[int, tuple[Any, int]] = {}
+        self.sessions: dict[int, tuple[Any, Any]] = {}
         #: Internal sqlaudit errors swallowed while auditing this unit.
         self.internal_errors = 0
         self.findings: Sequence[Finding] = ()
@@ -157,8 +165,10 @@ class AuditReport:
         connection: int,
         dialect: str,
         parameters: Any = None,
+        context: Any = None,
     ) -> None:
-        """Account for one statement (called by the capture listeners)."""
+        """Account for one statement (called by the capture listeners with its execution
+        context)."""
         kind = _kind_cache.get(sql) or statement_kind(sql)
         self.last_kind = kind
         counts = self._kind_counts
@@ -174,17 +184,15 @@ class AuditReport:
             # call site, no transaction tracking. Past a real cap, transactions still count.
             self.last_stack = None if self._max == 0 else ()
             return
-        pending = self.pending_orm
-        if pending is not None and pending[0] == kind:
-            self.pending_orm = None
-            orm: OrmLoad | None = pending[1]
-            stack = pending[2]
-        else:
-            orm = self.flush_load
-            # Frames: capture, record, _capture._record, the do_execute listener, SQLAlchemy's
-            # _exec_single_context (or _exec_insertmany_context), _execute_context: the walk
-            # starts at the last, skipping frames that are never the application's.
-            stack = capture(5)
+        # Frames: capture, record, _capture._record, the do_execute listener, SQLAlchemy's
+        # _exec_single_context (or _exec_insertmany_context), _execute_context: the walk
+        # starts at the last, skipping frames that are never the application's.
+        stack = capture(5)
+        orm = self.flush_load
+        if orm_hook and context is not None:
+            load = orm_hook[0](self, context, kind, stack)
+            if load is not None:
+                orm = load
         self.last_stack = stack
         records.append(
             _new_record(
@@ -301,6 +309,8 @@ class AuditReport:
         self.stale_reads.extend(child.stale_reads)
         self.origins.update(child.origins)
         self.origin_of.update(child.origin_of)
+        self.orm_statements.update(child.orm_statements)
+        self.sessions.update(child.sessions)
         self.checkouts |= child.checkouts
         self.resets += child.resets
         self.internal_errors += child.internal_errors

@@ -12,10 +12,10 @@ import pytest
 from models import Author, Base, prepared, seed
 from sqlalchemy import Engine, create_engine, event, exc, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapper, Session
 
 import sqlaudit
-from sqlaudit import _capture, _orm
+from sqlaudit import _capture, _orm, _scope
 
 
 @contextmanager
@@ -155,9 +155,12 @@ def test_memory_bounded_by_max_records(sqlite_engine: Engine) -> None:
 
 
 def test_orm_context_correlated_with_cursor_execute(db: Engine) -> None:
-    """ORM statements carry their load type; an autoflush between do_orm_execute and the
-    SELECT keeps its own identity: a write of that flush."""
+    """ORM statements carry their load type, read from each cursor execute's own context; an
+    autoflush before the SELECT keeps its own identity: a write of that flush. No
+    ``do_orm_execute`` listener exists (it would make SQLAlchemy prepare every ORM statement of
+    the process twice)."""
     with sqlaudit.audit("orm", on_finding="ignore") as report, Session(db) as session:
+        assert not session.dispatch.do_orm_execute
         session.add(Author(id=99, name="new"))
         author = session.scalars(select(Author).where(Author.id == 1)).one()
         assert author.books
@@ -205,15 +208,16 @@ def test_connection_setup_statements_not_counted(db_kind: str) -> None:
 
 
 def test_orm_false_leaves_the_orm_detail_listeners_off(engine: Engine) -> None:
-    """``instrument(engine, orm=False)``: no class-level do_orm_execute/load listeners, so
-    ORM statements pay nothing outside an audit; statements and transactions are still
-    audited, lazy loads are no longer told apart."""
+    """``instrument(engine, orm=False)``: no ``InstanceEvents.load`` listener and no ORM
+    context read, so loaded objects pay nothing outside an audit; statements and transactions
+    are still audited, lazy loads are no longer told apart."""
     with prepared_plain(engine):
         handle = sqlaudit.instrument(engine, orm=False)
         try:
             assert _orm.listening("session")
             assert not _orm.listening("detail")
-            assert not event.contains(Session, "do_orm_execute", _orm._on_orm_execute)
+            assert not event.contains(Mapper, "load", _orm.on_load)
+            assert not _scope.orm_hook
             with sqlaudit.audit("lean", on_finding="ignore") as report, Session(engine) as s:
                 for author in s.scalars(select(Author)):
                     assert author.books

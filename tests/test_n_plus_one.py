@@ -75,6 +75,39 @@ def test_finding_names_the_parent_query_and_its_rows(db: Engine) -> None:
     assert finding.db_time > 0
 
 
+def test_rows_loaded_after_a_later_query_still_name_their_own_query(db: Engine) -> None:
+    """Objects are matched to the statement object that loaded them, not to the latest query:
+    a result iterated after another query ran, a ``yield_per`` stream and one statement object
+    executed twice all name their own line."""
+    query = select(Author).order_by(Author.id)
+    with sqlaudit.audit("late", on_finding="ignore") as report, Session(db) as session:
+        early = session.scalars(select(Author).where(Author.id <= 4))  # early query
+        session.scalars(select(Book).where(Book.id < 0)).all()  # a query in between
+        for author in early:
+            assert author.books
+    (finding,) = findings(report, "n_plus_one")
+    assert f"from the query at {line('early query')} (4 rows)" in finding.message
+
+    if db.dialect.name != "mysql":  # PyMySQL cannot run a query while a stream is unread
+        with sqlaudit.audit("stream", on_finding="ignore") as report, Session(db) as session:
+            streamed = session.scalars(query.execution_options(yield_per=2))  # streamed query
+            session.get_one(Book, 1)  # runs while the stream is open
+            for author in streamed:
+                assert author.books
+        (finding,) = findings(report, "n_plus_one")
+        assert f"from the query at {line('streamed query')} (5 rows)" in finding.message
+
+    with sqlaudit.audit("twice", on_finding="ignore") as report, Session(db) as session:
+        session.scalars(query).all()  # same statement, first run
+        session.expunge_all()
+        for author in session.scalars(query).all():  # same statement, second run
+            assert author.books
+    (finding,) = findings(report, "n_plus_one")
+    assert f"from the query at {line('same statement, second run')} (5 rows)" in (
+        finding.message
+    )
+
+
 def test_nested_loads_chain_the_fix_to_the_root_query(db: Engine) -> None:
     """Lazy loads two levels deep: the fix chains both options at the root query's line."""
     with sqlaudit.audit("nested", on_finding="ignore") as report, Session(db) as session:
