@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
+from sqlaudit._fingerprint import fingerprint
 from sqlaudit._records import CallSite, QueryRecord
 
 K = TypeVar("K", bound=Hashable)
@@ -29,12 +30,26 @@ def by_shape_and_stack(
     key: Callable[[QueryRecord], tuple[str, CallSite] | None],
     minimum: int,
 ) -> Iterator[tuple[tuple[str, tuple[CallSite, ...]], list[tuple[int, QueryRecord]]]]:
-    """Groups of >= ``minimum`` records by (shape, whole application stack).
+    """Groups of >= ``minimum`` records by (shape, whole application stack); ``key`` gives a
+    record's (SQL text, innermost application frame), or None to skip it.
 
-    Grouped first by (shape, innermost frame), whose hash is cheap, and split by the whole
-    stack only where a group is large enough to matter: most records are in small groups.
+    Grouped first by (text, innermost frame), whose hash is cheap, then by shape: each
+    distinct text is fingerprinted once, not each record. Split by the whole stack only where
+    a group is large enough to matter: most records are in small groups.
     """
-    for (shape, _site), items in group(records, key).items():
+    shapes: dict[tuple[str, CallSite], list[tuple[int, QueryRecord]]] = {}
+    merged = []
+    for (sql, site), items in group(records, key).items():
+        shape_key = (fingerprint(sql), site)
+        existing = shapes.get(shape_key)
+        if existing is None:
+            shapes[shape_key] = items
+        else:
+            existing.extend(items)
+            merged.append(existing)
+    for items in merged:
+        items.sort(key=_index)
+    for (shape, _site), items in shapes.items():
         if len(items) < minimum:
             continue
         stacks: dict[tuple[CallSite, ...], list[tuple[int, QueryRecord]]] = {}
@@ -43,6 +58,10 @@ def by_shape_and_stack(
         for stack, members in stacks.items():
             if len(members) >= minimum:
                 yield (shape, stack), members
+
+
+def _index(item: tuple[int, QueryRecord]) -> int:
+    return item[0]
 
 
 def total_time(items: Sequence[tuple[int, QueryRecord]]) -> float:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from sqlaudit._findings import Finding, Severity
-from sqlaudit._fingerprint import fingerprint, short
+from sqlaudit._fingerprint import short
 from sqlaudit._params import walk
 from sqlaudit._records import StatementKind
 from sqlaudit.detectors._common import by_shape_and_stack, indexes, total_time
@@ -32,7 +32,7 @@ def _key(record: QueryRecord) -> tuple[str, CallSite] | None:
         return None
     if record.orm is not None and record.orm.load in _OTHER_DETECTORS:
         return None
-    return (fingerprint(record.sql), record.stack[0])
+    return (record.sql, record.stack[0])
 
 
 class RepeatedQuery:

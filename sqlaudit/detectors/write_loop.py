@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from sqlaudit._findings import Finding, Severity
-from sqlaudit._fingerprint import fingerprint, short
+from sqlaudit._fingerprint import short
 from sqlaudit._records import StatementKind
 from sqlaudit.detectors._common import by_shape_and_stack, indexes, total_time
 
@@ -40,7 +40,7 @@ _DIALECT_HINTS = {
 def _key(record: QueryRecord) -> tuple[str, CallSite] | None:
     if record.kind not in StatementKind.WRITES or record.batch > 1 or not record.stack:
         return None
-    return (fingerprint(record.sql), record.stack[0])
+    return (record.sql, record.stack[0])
 
 
 def _flush_id(record: QueryRecord) -> int | None:
