@@ -241,13 +241,13 @@ def instrument(engine: Any, *, orm: bool = True) -> Instrumentation:
     held weakly. With no ``sqlaudit.audit(...)`` block open, Core statements run as before at
     a cost of about one microsecond each.
 
-    ``orm=True`` (default) also attaches the class-level ORM listeners that see lazy loads,
-    eager batches, column loads and which query loaded each object (``n_plus_one``,
-    ``column_reload``, ``stale_identity_map``, the exact fixes). They cost every ORM statement
-    of the process a few microseconds while attached, audit open or not (SQLAlchemy prepares an
-    ORM statement twice when any ``do_orm_execute`` listener exists). ``orm=False`` leaves
-    them off: statements, transactions, budgets, repeated queries and write loops are still
-    audited. The listeners stay on while any instrumentation asked for them.
+    ``orm=True`` (default) also reads, inside audits, which statements are lazy loads, eager
+    batches and column loads, and attaches a ``Mapper``-wide ``InstanceEvents.load`` listener
+    that sees which query loaded each object (``n_plus_one``, ``column_reload``,
+    ``stale_identity_map``, the exact fixes); that listener costs each ORM object loaded in the
+    process a fraction of a microsecond, audit open or not. ``orm=False`` leaves both off:
+    statements, transactions, budgets, repeated queries and write loops are still audited. The
+    ORM detail stays on while any instrumentation asked for it.
     """
     if not isinstance(orm, bool):
         raise ConfigError(f"orm must be True or False, got {orm!r}")
