@@ -180,7 +180,7 @@ _LISTENERS: tuple[tuple[str, Any], ...] = (
 class Instrumentation:
     """The handle ``instrument(engine)`` returns; ``remove()`` takes its listeners off again."""
 
-    __slots__ = ("__weakref__", "_engine", "_removed", "_token", "orm")
+    __slots__ = ("__weakref__", "_engine", "_finalizer", "_removed", "_token", "orm")
 
     def __init__(self, engine: Engine, orm: bool = True) -> None:
         self._engine = weakref.ref(engine)
@@ -190,6 +190,7 @@ class Instrumentation:
         # Shared with the engine's finalizer: the ORM listeners are released exactly once,
         # by remove() or when the engine is garbage-collected, whichever comes first.
         self._token = _orm.Token(orm)
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     @property
     def engine(self) -> Engine | None:
@@ -226,6 +227,11 @@ class Instrumentation:
                         event.remove(engine, name, fn)
                 if _registry.get(engine) is self:
                     del _registry[engine]
+            if self._finalizer is not None:
+                # Otherwise each instrument()/remove() cycle on a long-lived engine would leave
+                # a finalizer registered until the engine is collected.
+                self._finalizer.detach()
+                self._finalizer = None
             self._token.release()
 
     def __repr__(self) -> str:
@@ -269,5 +275,5 @@ def instrument(engine: Any, *, orm: bool = True) -> Instrumentation:
         handle = Instrumentation(target, orm)
         handle._attach(target)
         _registry[target] = handle
-        weakref.finalize(target, handle._token.release)
+        handle._finalizer = weakref.finalize(target, handle._token.release)
         return handle

@@ -120,9 +120,11 @@ class WSGIAuditMiddleware:
         token = CURRENT.set(unit.report)
         try:
             result = self.app(environ, start_response)
-        except BaseException:
+        except BaseException as exc:
             CURRENT.reset(token)
             _read_route(unit, environ)
+            if unit.route is None:
+                _route_from_traceback(unit, exc)
             auditor.finish(unit, failing=True)
             raise
         CURRENT.reset(token)
@@ -240,6 +242,27 @@ def _read_route(unit: Unit, environ: WSGIEnvironment) -> None:
             unit.route = rule
     except Exception as exc:
         contain("middleware: reading the route", exc, True)
+
+
+def _route_from_traceback(unit: Unit, exc: BaseException) -> None:
+    """Flask's matched rule for a request whose exception propagates (``PROPAGATE_EXCEPTIONS``):
+    Flask has already ended its request context, which clears ``environ["werkzeug.request"]``,
+    but its ``wsgi_app`` frame in the traceback still holds the context (``ctx``)."""
+    try:
+        tb = exc.__traceback__
+        for _ in range(8):  # wsgi_app is within the first frames below this middleware
+            if tb is None:
+                return
+            frame = tb.tb_frame
+            if frame.f_code.co_name == "wsgi_app":
+                request = getattr(frame.f_locals.get("ctx"), "request", None)
+                rule = getattr(getattr(request, "url_rule", None), "rule", None)
+                if isinstance(rule, str) and rule:
+                    unit.route = rule
+                return
+            tb = tb.tb_next
+    except Exception as error:
+        contain("middleware: reading the route", error, True)
 
 
 def _serve(page: DevPage, method: str, start_response: StartResponse) -> list[bytes]:

@@ -103,9 +103,7 @@ def test_rows_loaded_after_a_later_query_still_name_their_own_query(db: Engine) 
         for author in session.scalars(query).all():  # same statement, second run
             assert author.books
     (finding,) = findings(report, "n_plus_one")
-    assert f"from the query at {line('same statement, second run')} (5 rows)" in (
-        finding.message
-    )
+    assert f"from the query at {line('same statement, second run')} (5 rows)" in (finding.message)
 
 
 def test_nested_loads_chain_the_fix_to_the_root_query(db: Engine) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask, Response, stream_with_context
+from flask import Flask, Response, request, stream_with_context
 from sqlalchemy import Engine, text
 from werkzeug.test import Client
 
@@ -56,6 +56,8 @@ def flask_app(engine: Engine) -> Flask:
     @app.get("/users/<int:user_id>")
     def user(user_id: int) -> str:
         select_n(engine, user_id)
+        if request.args.get("fail"):
+            raise KeyError("failing on request")
         return "ok"
 
     @app.get("/stream/<int:n>")
@@ -99,6 +101,21 @@ def test_flask_request_named_after_its_rule_and_counted(engine: Engine) -> None:
     report = collect.named("GET /users/<int:user_id>")
     assert report.query_count == 3
     assert CURRENT.get() is None
+
+
+def test_propagated_flask_exception_keeps_the_rule_name(engine: Engine) -> None:
+    """With ``PROPAGATE_EXCEPTIONS`` Flask ends its request context (and clears
+    ``environ["werkzeug.request"]``) before the exception reaches the middleware; the unit is
+    still named after the matched rule, so per-route budgets and dashboards see one route."""
+    app = flask_app(engine)
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+    collect = wrap(app)
+    with pytest.raises(KeyError, match="app's own error"):
+        app.test_client().get("/boom")
+    with pytest.raises(KeyError):
+        app.test_client().get("/users/7", query_string={"fail": "1"})
+    assert [r.name for r in collect.reports] == ["GET /boom", "GET /users/<int:user_id>"]
+    assert [r.query_count for r in collect.reports] == [2, 7]
 
 
 def test_flask_404_named_after_the_path_with_ids_collapsed(engine: Engine) -> None:
