@@ -173,7 +173,7 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             except Exception as exc:
                 report.internal_errors += 1
                 internal_error("merge_child", exc)
-        # Drop the references to statements and sessions (merged into the parent, if any).
+        # Drop the references to sessions and statement ids (merged into the parent, if any).
         report.orm_statements.clear()
         report.sessions.clear()
         for reporter in self.reporters:
