@@ -50,6 +50,10 @@ __all__ = ["RECENT", "Origin", "OriginRecord", "on_load", "on_select"]
 
 #: ORM statements a scope remembers (at least) for mapping loaded objects to their query.
 RECENT = 256
+#: Loaded objects whose origin a scope remembers (memory bound: origins themselves are
+#: bounded by ``max_records``, one per recorded ORM SELECT; lazy loads of objects past this
+#: many are not linked to their parent's query).
+MAX_OBJECTS = 200_000
 # Origin ids are unique in the process, so nested scopes can merge theirs into the parent's.
 _ids = itertools.count(1)
 
@@ -187,7 +191,9 @@ def on_load(state: InstanceState[Any], context: QueryContext) -> None:
         if origin.mapper is not None and state.class_.__name__ != origin.mapper:
             return  # a joined eager child: loaded by the query, but not what it selects
         origin.rows += 1
-        scope.origin_of[id(state)] = origin.oid
+        origin_of = scope.origin_of
+        if len(origin_of) < MAX_OBJECTS:
+            origin_of[id(state)] = origin.oid
     except Exception as exc:
         scope.internal_errors += 1
         internal_error("origins.load", exc)
