@@ -46,7 +46,15 @@ if TYPE_CHECKING:
     from sqlaudit._records import CallSite
     from sqlaudit._scope import AuditReport
 
-__all__ = ["RECENT", "Origin", "OriginRecord", "on_load", "on_select"]
+__all__ = [
+    "RECENT",
+    "Origin",
+    "OriginRecord",
+    "freeze",
+    "on_load",
+    "on_select",
+    "relationship_info",
+]
 
 #: ORM statements a scope remembers (at least) for mapping loaded objects to their query.
 RECENT = 256
@@ -81,60 +89,23 @@ class OriginRecord(NamedTuple):
     stack: tuple[CallSite, ...]
 
 
-class Origin:
-    """Mutable origin while the scope is open (internal)."""
+#: An origin while the scope is open (internal): ``(load, mapper, relationship, many_to_one,
+#: strategy, parent, stack)``, the fields of ``OriginRecord`` but ``oid`` (its key) and
+#: ``rows`` (counted in ``scope.origin_rows``). A plain tuple: cheap to build, and the garbage
+#: collector stops tracking it.
+Origin = tuple[str, "str | None", "str | None", bool, "str | None", int, "tuple[CallSite, ...]"]
 
-    __slots__ = (
-        "load",
-        "many_to_one",
-        "mapper",
-        "oid",
-        "parent",
-        "relationship",
-        "rows",
-        "stack",
-        "strategy",
-    )
 
-    def __init__(
-        self,
-        oid: int,
-        load: str,
-        mapper: str | None,
-        relationship: str | None,
-        many_to_one: bool,
-        strategy: str | None,
-        parent: int,
-        stack: tuple[CallSite, ...],
-    ) -> None:
-        self.oid = oid
-        self.load = load
-        self.mapper = mapper
-        self.relationship = relationship
-        self.many_to_one = many_to_one
-        self.strategy = strategy
-        self.parent = parent
-        self.rows = 0
-        self.stack = stack
-
-    def freeze(self) -> OriginRecord:
-        return OriginRecord(
-            self.oid,
-            self.load,
-            self.mapper,
-            self.relationship,
-            self.many_to_one,
-            self.strategy,
-            self.parent,
-            self.rows,
-            self.stack,
-        )
+def freeze(oid: int, origin: Origin, rows: int) -> OriginRecord:
+    """The plain-data record of an open origin."""
+    load, mapper, relationship, many_to_one, strategy, parent, stack = origin
+    return OriginRecord(oid, load, mapper, relationship, many_to_one, strategy, parent, rows, stack)
 
 
 _relationships: dict[Any, tuple[str, bool, str]] = {}
 
 
-def _relationship_info(prop: Any) -> tuple[str, bool, str]:
+def relationship_info(prop: Any) -> tuple[str, bool, str]:
     """``(name, many_to_one, lazy strategy)`` of a relationship property (cached)."""
     info = _relationships.get(prop)
     if info is None:
@@ -158,11 +129,10 @@ def on_select(
     parent = 0 if parent_state is None else scope.origin_of.get(id(parent_state), 0)
     oid = next(_ids)
     if prop is None:
-        origin = Origin(oid, load, mapper_name, None, False, None, parent, stack)
+        scope.origins[oid] = (load, mapper_name, None, False, None, parent, stack)
     else:
-        name, many_to_one, strategy = _relationship_info(prop)
-        origin = Origin(oid, load, mapper_name, name, many_to_one, strategy, parent, stack)
-    scope.origins[oid] = origin
+        name, many_to_one, strategy = relationship_info(prop)
+        scope.origins[oid] = (load, mapper_name, name, many_to_one, strategy, parent, stack)
     recent = scope.orm_statements
     key = id(statement)
     recent.pop(key, None)  # re-executed: move it to the end
@@ -188,12 +158,14 @@ def on_load(state: InstanceState[Any], context: QueryContext) -> None:
         origin = scope.origins.get(oid)
         if origin is None:
             return
-        if origin.mapper is not None and state.class_.__name__ != origin.mapper:
+        mapper = origin[1]
+        if mapper is not None and state.class_.__name__ != mapper:
             return  # a joined eager child: loaded by the query, but not what it selects
-        origin.rows += 1
+        rows = scope.origin_rows
+        rows[oid] = rows.get(oid, 0) + 1
         origin_of = scope.origin_of
         if len(origin_of) < MAX_OBJECTS:
-            origin_of[id(state)] = origin.oid
+            origin_of[id(state)] = oid
     except Exception as exc:
         scope.internal_errors += 1
         internal_error("origins.load", exc)

@@ -47,7 +47,7 @@ from sqlalchemy.sql import visitors
 
 from sqlaudit._identity import on_select, on_session_begin
 from sqlaudit._internal import internal_error
-from sqlaudit._origins import on_load
+from sqlaudit._origins import on_load, relationship_info
 from sqlaudit._origins import on_select as on_origin
 from sqlaudit._records import OrmLoad, StatementKind
 from sqlaudit._scope import current, orm_hook
@@ -67,6 +67,9 @@ _lock = threading.Lock()
 
 def _relationship(path: Any) -> Any:
     """The RelationshipProperty a lazy or eager load's path ends in (None if not found)."""
+    prop = getattr(path, "prop", None)  # a path ending in a property (PropRegistry)
+    if prop is not None and getattr(prop, "direction", None) is not None:
+        return prop
     if path is None or len(path) < 2:
         return None
     prop = path[-1]
@@ -119,7 +122,7 @@ def _collection_query(statement: Any, mapper: Any) -> tuple[str, str] | None:
 
 
 def _name(prop: Any) -> str | None:
-    return None if prop is None else f"{prop.parent.class_.__name__}.{prop.key}"
+    return None if prop is None else relationship_info(prop)[0]
 
 
 _new_load = tuple.__new__

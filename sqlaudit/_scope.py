@@ -84,6 +84,7 @@ class AuditReport:
         "last_stack",
         "name",
         "origin_of",
+        "origin_rows",
         "origins",
         "orm_statements",
         "overflow",
@@ -143,6 +144,7 @@ class AuditReport:
         # Parent-origin linkage: the queries that loaded ORM objects, and object -> origin.
         self.origins: dict[int, Origin] = {}
         self.origin_of: dict[int, int] = {}
+        self.origin_rows: dict[int, int] = {}
         self._frozen_origins: dict[int, OriginRecord] = {}
         self.flush_seq = 0
         #: Sessions that committed in this scope (their objects may be expired since).
@@ -224,7 +226,9 @@ class AuditReport:
             origin = self.origins.get(oid)
             if origin is None:
                 return None
-            frozen = self._frozen_origins[oid] = origin.freeze()
+            from sqlaudit._origins import freeze
+
+            frozen = self._frozen_origins[oid] = freeze(oid, origin, self.origin_rows.get(oid, 0))
         return frozen
 
     @property
@@ -309,6 +313,7 @@ class AuditReport:
         self.stale_reads.extend(child.stale_reads)
         self.origins.update(child.origins)
         self.origin_of.update(child.origin_of)
+        self.origin_rows.update(child.origin_rows)
         self.orm_statements.update(child.orm_statements)
         self.sessions.update(child.sessions)
         self.checkouts |= child.checkouts
