@@ -16,10 +16,10 @@ from sqlaudit._config import AuditConfig
 from sqlaudit._findings import Finding, check_kinds
 from sqlaudit._internal import internal_error
 from sqlaudit._scope import CURRENT, FALLBACK, SUPPRESSED, AuditReport, current
-from sqlaudit.detectors import DEFAULT_DETECTORS, Detector
+from sqlaudit.detectors import DEFAULT_DETECTORS, Detector, check_detectors
 from sqlaudit.detectors.loop_view import combine_loops
 from sqlaudit.errors import AuditFailed, ConfigError
-from sqlaudit.reporters import LogReporter, Reporter
+from sqlaudit.reporters import LogReporter, Reporter, check_reporters
 
 __all__ = ["audit", "current_report", "ignore", "run_detectors"]
 
@@ -37,6 +37,8 @@ def run_detectors(
     """All findings for ``report``'s recorded statements, worst first, capped by config."""
     config = report.config
     records = report.statements
+    if not records and not report.query_count and not report.transaction_records:
+        return []  # nothing issued (a request that did not touch the database)
     suppressed_any = any(r.suppressed for r in records)
     findings: list[Finding] = []
     for detector in detectors:
@@ -55,7 +57,8 @@ def run_detectors(
             report.internal_errors += 1
             internal_error(f"detector {detector.kind}", exc)
             continue
-        findings.extend(found)
+        if found:
+            findings.extend(found)
     try:
         findings = combine_loops(findings)
     except Exception as exc:
@@ -102,11 +105,8 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         self.config = config
         if reporters is None:
             reporters = (LogReporter(),) if config.on_finding == "log" else ()
-        self.reporters: tuple[Reporter, ...] = tuple(reporters)
-        for reporter in self.reporters:
-            if not callable(getattr(reporter, "report", None)):
-                raise ConfigError(f"reporter {reporter!r} has no report(report) method")
-        self.detectors = DEFAULT_DETECTORS if detectors is None else tuple(detectors)
+        self.reporters: tuple[Reporter, ...] = check_reporters(reporters)
+        self.detectors = DEFAULT_DETECTORS if detectors is None else check_detectors(detectors)
         if not isinstance(all_threads, bool):
             raise ConfigError(f"all_threads must be True or False, got {all_threads!r}")
         self.all_threads = all_threads

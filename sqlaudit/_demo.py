@@ -184,7 +184,8 @@ def _on_sys_path(path: Path) -> Iterator[None]:
 
 def _otel_exporter(path: str | None) -> tuple[Any, Any] | Literal[False] | None:
     """(tracer provider, OTelReporter) writing OTLP/JSON lines to ``path``; None without a
-    path; False (after an error message) when OpenTelemetry's SDK is missing."""
+    path; False (after an error message) when OpenTelemetry's SDK is missing or ``path``
+    cannot be written."""
     if path is None:
         return None
     try:
@@ -195,9 +196,14 @@ def _otel_exporter(path: str | None) -> tuple[Any, Any] | Literal[False] | None:
             "opentelemetry-exporter-otlp-proto-common"
         )
         return False
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # the provider appends; each demo run writes a fresh file
-    provider = jsonl_tracer_provider(path)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # the provider appends; each demo run writes a fresh file
+        provider = jsonl_tracer_provider(path)
+    except (OSError, sqlaudit.ConfigError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        _error(f"cannot write --otel-jsonl {path!r}: {reason}")
+        return False
     return provider, OTelReporter(tracer_provider=provider, metrics=False)
 
 

@@ -96,6 +96,38 @@ def _route(attrs: dict[str, Any], name: str) -> str:
     return str(attrs.get("sqlaudit.unit") or name)
 
 
+def _collect(
+    data: dict[str, Any],
+    units: dict[tuple[str, str], _Unit],
+    logged: list[tuple[tuple[str, str], _Finding]],
+) -> None:
+    """Add one OTLP/JSON export's sqlaudit units and logged findings."""
+    for resource in data.get("resourceSpans", ()):
+        for scope in resource.get("scopeSpans", ()):
+            for span in scope.get("spans", ()):
+                attrs = _attributes(span.get("attributes", ()))
+                if "sqlaudit.query_count" not in attrs:
+                    continue
+                unit = _Unit(
+                    route=_route(attrs, str(span.get("name", ""))),
+                    trace_id=str(span.get("traceId", "")),
+                    span_id=str(span.get("spanId", "")),
+                    start=int(span.get("startTimeUnixNano", 0)),
+                    queries=int(attrs["sqlaudit.query_count"]),
+                    db_ms=float(attrs.get("sqlaudit.db_time_ms", 0.0)),
+                )
+                for event in span.get("events", ()):
+                    if event.get("name") == _FINDING:
+                        unit.findings.append(_finding(_attributes(event.get("attributes", ()))))
+                units[(unit.trace_id, unit.span_id)] = unit
+    for resource in data.get("resourceLogs", ()):
+        for scope in resource.get("scopeLogs", ()):
+            for record in scope.get("logRecords", ()):
+                if record.get("eventName") == _FINDING:
+                    key = (str(record.get("traceId", "")), str(record.get("spanId", "")))
+                    logged.append((key, _finding(_attributes(record.get("attributes", ())))))
+
+
 def _parse(lines: Iterable[str]) -> list[_Unit]:
     units: dict[tuple[str, str], _Unit] = {}
     logged: list[tuple[tuple[str, str], _Finding]] = []
@@ -110,30 +142,14 @@ def _parse(lines: Iterable[str]) -> list[_Unit]:
             ) from None
         if not isinstance(data, dict):
             raise ReportInputError(f"line {number} is not an OTLP/JSON object")
-        for resource in data.get("resourceSpans", ()):
-            for scope in resource.get("scopeSpans", ()):
-                for span in scope.get("spans", ()):
-                    attrs = _attributes(span.get("attributes", ()))
-                    if "sqlaudit.query_count" not in attrs:
-                        continue
-                    unit = _Unit(
-                        route=_route(attrs, str(span.get("name", ""))),
-                        trace_id=str(span.get("traceId", "")),
-                        span_id=str(span.get("spanId", "")),
-                        start=int(span.get("startTimeUnixNano", 0)),
-                        queries=int(attrs["sqlaudit.query_count"]),
-                        db_ms=float(attrs.get("sqlaudit.db_time_ms", 0.0)),
-                    )
-                    for event in span.get("events", ()):
-                        if event.get("name") == _FINDING:
-                            unit.findings.append(_finding(_attributes(event.get("attributes", ()))))
-                    units[(unit.trace_id, unit.span_id)] = unit
-        for resource in data.get("resourceLogs", ()):
-            for scope in resource.get("scopeLogs", ()):
-                for record in scope.get("logRecords", ()):
-                    if record.get("eventName") == _FINDING:
-                        key = (str(record.get("traceId", "")), str(record.get("spanId", "")))
-                        logged.append((key, _finding(_attributes(record.get("attributes", ())))))
+        # A JSON line of another shape (a list where OTLP has objects, a count that is not a
+        # number) is a bad input, reported with its line number, not a traceback.
+        try:
+            _collect(data, units, logged)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise ReportInputError(
+                f"line {number} is not OTLP/JSON spans or logs ({type(exc).__name__}: {exc})"
+            ) from None
     for key, found in logged:
         owner = units.get(key)
         if owner is not None and found not in owner.findings:

@@ -25,17 +25,19 @@ from typing import TYPE_CHECKING
 
 from sqlaudit._audit import audit, run_detectors
 from sqlaudit._config import AuditConfig
-from sqlaudit._devpage import DevPage
+from sqlaudit._devpage import DevPage, check_page_size
 from sqlaudit._internal import internal_error
 from sqlaudit._scope import AuditReport, current
+from sqlaudit.detectors import check_detectors
 from sqlaudit.errors import AuditFailed, ConfigError
+from sqlaudit.reporters import check_reporters
 
 if TYPE_CHECKING:
     from sqlaudit._config import OnFinding
     from sqlaudit.detectors import Detector
     from sqlaudit.reporters import Reporter
 
-__all__ = ["DEFAULT_HEADER", "RequestAuditor", "Unit", "collapse_ids", "contain"]
+__all__ = ["DEFAULT_HEADER", "RequestAuditor", "Unit", "check_app", "collapse_ids", "contain"]
 
 #: Header name used when ``header=True``.
 DEFAULT_HEADER = "X-SQL-Queries"
@@ -44,14 +46,20 @@ _MAX_PATH = 200
 _HAS_DIGIT = re.compile(r"\d").search
 # A path segment that identifies a record rather than naming a resource: an integer, a
 # dotted/dashed number (dates, versions of records), a UUID, a long hex string (object ids,
-# hashes) or a long token mixing letters and digits (ULIDs, URL-safe base64 ids).
+# hashes) or a token of 12+ characters mixing letters and digits (ULIDs, URL-safe base64
+# ids, reset and invitation tokens: a secret in a path must not reach names and dashboards).
 _ID_SEGMENT = re.compile(
     r"\d+(?:[-_.:]\d+)*"
     r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|[0-9a-fA-F]{16,}"
-    r"|(?=[A-Za-z_-]*\d)[A-Za-z0-9_-]{20,}"
+    r"|(?=[A-Za-z_-]*\d)(?=[0-9_-]*[A-Za-z])[A-Za-z0-9_-]{12,}"
 ).fullmatch
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+").fullmatch
+# What budget keys and exclude patterns are matched against: a request path (always starting
+# with "/"), or "METHOD /path" with one space. A pattern of another shape never matches, so it
+# is refused when the middleware is built rather than ignored at every request.
+_PATH_PATTERN = re.compile(r"[/*?\[].*").fullmatch
+_METHOD_PATTERN = re.compile(r"[^\s/]+ [/*?\[].*").fullmatch
 
 
 def collapse_ids(path: str) -> str:
@@ -112,10 +120,15 @@ class RequestAuditor:
         self._exact_budgets, self._pattern_budgets = _check_budgets(budgets)
         self._budget_configs: dict[int, AuditConfig] = {}
         self.exclude = _check_patterns(exclude)
+        if reporters is not None:
+            reporters = check_reporters(reporters)
+        if detectors is not None:
+            detectors = check_detectors(detectors)
         self.header = _check_header(header)
         if not isinstance(server_timing, bool):
             raise ConfigError(f"server_timing must be True or False, got {server_timing!r}")
         self.server_timing = server_timing
+        check_page_size(dev_page_size)
         self.dev_page = None if dev_page is None else DevPage(dev_page, dev_page_size)
         # One closer for every sampled request: audit.close() reads only its reporters,
         # detectors and policy (on_finding, fail_on), never per-request state.
@@ -261,6 +274,12 @@ def contain(where: str, exc: Exception, failing: bool) -> None:
             raise
 
 
+def check_app(app: object, what: str) -> None:
+    """The wrapped application must be callable; else ConfigError now, not at the first request."""
+    if not callable(app):
+        raise ConfigError(f"app must be {what} (a callable), got {app!r}")
+
+
 def _check_rate(rate: object) -> float:
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
         raise ConfigError(f"sample_rate must be a number from 0 to 1, got {rate!r}")
@@ -280,7 +299,7 @@ def _check_budgets(
     patterns: list[tuple[str, int]] = []
     items: Iterable[tuple[object, object]] = budgets.items()
     for key, value in items:
-        if not isinstance(key, str) or " " not in key.strip():
+        if not isinstance(key, str) or not _METHOD_PATTERN(key):
             raise ConfigError(
                 f'budgets keys must be "METHOD /route" or a glob like "* /api/*", got {key!r}'
             )
@@ -294,14 +313,17 @@ def _check_budgets(
 
 
 def _check_patterns(exclude: Iterable[str]) -> tuple[str, ...]:
+    allowed = 'paths or globs like "/health" or "GET /static/*"'
     if isinstance(exclude, str):
         exclude = (exclude,)
+    elif not isinstance(exclude, Iterable):
+        raise ConfigError(f"exclude must be an iterable of {allowed}, got {exclude!r}")
     patterns: tuple[object, ...] = tuple(exclude)
     for pattern in patterns:
-        if not isinstance(pattern, str) or not pattern:
-            raise ConfigError(
-                f'exclude must be paths or globs like "/health" or "GET /static/*", got {pattern!r}'
-            )
+        if not isinstance(pattern, str) or not (
+            _METHOD_PATTERN(pattern) if " " in pattern else _PATH_PATTERN(pattern)
+        ):
+            raise ConfigError(f"exclude must be {allowed}, got {pattern!r}")
     return tuple(str(p) for p in patterns)
 
 

@@ -28,6 +28,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
+from sqlaudit.errors import ConfigError
+
 __all__ = ["JsonLinesSpanExporter", "jsonl_tracer_provider", "otlp_json"]
 
 _ID_KEYS = ("traceId", "spanId", "parentSpanId")
@@ -105,7 +107,14 @@ def jsonl_tracer_provider(
 
     Each span is written when it ends (a simple span processor): call ``provider.shutdown()``
     at the end to close the file. Read the file with ``sqlaudit report PATH > report.html``.
+    ``path`` is a str or ``os.PathLike`` (an int would be taken by ``open()`` as a file
+    descriptor); ``service_name`` is a non-empty str. A bad one is a ConfigError; a file that
+    cannot be opened is the ``OSError`` of ``open()``.
     """
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):  # type: ignore[redundant-expr]  # runtime check
+        raise ConfigError(f"path must be a file path (a str or os.PathLike), got {path!r}")
+    if not isinstance(service_name, str) or not service_name:  # type: ignore[redundant-expr]  # runtime check
+        raise ConfigError(f"service_name must be a non-empty str, got {service_name!r}")
     exporter: SpanExporter
     try:
         from opentelemetry.exporter.otlp.json.file import (  # type: ignore[import-not-found, unused-ignore]  # optional

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from sqlaudit._records import QueryRecord
     from sqlaudit._scope import AuditReport
 
-__all__ = ["OTelReporter", "check_flag"]
+__all__ = ["OTelReporter", "check_flag", "check_provider"]
 
 FindingsAs = Literal["events", "logs", "both"]
 _FINDINGS_AS = ("events", "logs", "both")
@@ -46,6 +46,15 @@ def check_flag(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be True or False, got {value!r}")
     return value
+
+
+def check_provider(name: str, value: object, method: str) -> None:
+    """``value`` is None or an OpenTelemetry provider (has ``method``), else ConfigError."""
+    if value is not None and not callable(getattr(value, method, None)):
+        raise ConfigError(
+            f"{name} must be an OpenTelemetry provider (with a {method}() method) or None, "
+            f"got {value!r}"
+        )
 
 
 class OTelReporter:
@@ -77,6 +86,9 @@ class OTelReporter:
         max_events: int = 32,
         max_links: int = 32,
     ) -> None:
+        check_provider("tracer_provider", tracer_provider, "get_tracer")
+        check_provider("meter_provider", meter_provider, "get_meter")
+        check_provider("logger_provider", logger_provider, "get_logger")
         if findings_as not in _FINDINGS_AS:
             allowed = ", ".join(map(repr, _FINDINGS_AS))
             raise ConfigError(f"findings_as must be one of {allowed}, got {findings_as!r}")

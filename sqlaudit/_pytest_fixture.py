@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -132,6 +132,8 @@ class SqlauditFixture:
 
     def _django(self, num: int, info: str | None, exact: bool) -> _Block:
         check_count("num", num, optional=False)
+        if info is not None and not isinstance(info, str):
+            raise ConfigError(f"info must be a str or None, got {info!r}")
 
         def check(report: AuditReport) -> list[str]:
             done = report.query_count
@@ -161,6 +163,10 @@ class SqlauditFixture:
         Returns the statement count of one run.
         """
         __tracebackhide__ = True
+        # All checked before ``populate`` first runs: a bad argument must not leave data behind.
+        for name, fn in (("populate", populate), ("action", action)):
+            if not callable(fn):
+                raise ConfigError(f"{name} must be a callable, got {fn!r}")
         scales = _check_scales(scales)
         runs: list[AuditReport] = []
         for i, scale in enumerate(scales):
@@ -183,7 +189,8 @@ class SqlauditFixture:
 
 
 def _check_scales(scales: Sequence[int]) -> tuple[int, ...]:
-    values: tuple[Any, ...] = tuple(scales)
+    given: object = scales  # typed as declared, checked at run time
+    values: tuple[Any, ...] = tuple(given) if isinstance(given, Iterable) else ()
     if (
         len(values) < 2
         or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in values)

@@ -161,7 +161,9 @@ def parse_budget(args: tuple[Any, ...], kwargs: Mapping[str, Any], *, what: str)
         or not math.isfinite(db_time)
         or db_time < 0
     ):
-        raise ConfigError(f"db_time_ms must be a number of milliseconds >= 0, got {db_time!r}")
+        raise ConfigError(
+            f"db_time_ms must be a finite number of milliseconds >= 0 or None, got {db_time!r}"
+        )
     reason = kwargs.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise ConfigError(f"reason must be a str, got {reason!r}")

@@ -94,10 +94,21 @@ def resolve(
     """Settings from ``get(name)`` (option, else ini value) and ``path(name)`` (resolved path
     and how to type it); ConfigError names a bad value."""
     fail_on = get("sqlaudit_fail_on")
+    fail_kinds = DEFAULT_FAIL_KINDS
+    if fail_on:
+        fail_kinds = parse_kinds(fail_on, setting="sqlaudit_fail_on")
+        if not fail_kinds:  # "," or " ": the user asked for kinds and named none
+            raise ConfigError(
+                f"sqlaudit_fail_on must be comma-separated finding kinds or 'all', got {fail_on!r}"
+            )
     scope = get("sqlaudit_scope") or "call"
     if scope not in SCOPES:
         raise ConfigError(f"sqlaudit_scope must be one of {', '.join(SCOPES)}, got {scope!r}")
-    json_path, _ = path("sqlaudit_json")
+    json_path, json_arg = path("sqlaudit_json")
+    if json_path is not None and json_path.is_dir():
+        raise ConfigError(
+            f"sqlaudit_json must be the path of a file to write, got {json_arg!r} (a directory)"
+        )
     baseline, baseline_arg = path("sqlaudit_baseline")
     if update and baseline is None:
         raise ConfigError("--sqlaudit-update-baseline needs --sqlaudit-baseline=PATH")
@@ -106,9 +117,7 @@ def resolve(
         audit_all=fail_all or bool(get("sqlaudit_report") or json_path),
         fail_all=fail_all,
         severity=Severity.parse(get("sqlaudit_severity") or "warning", setting="sqlaudit_severity"),
-        fail_kinds=parse_kinds(fail_on, setting="sqlaudit_fail_on")
-        if fail_on
-        else DEFAULT_FAIL_KINDS,
+        fail_kinds=fail_kinds,
         scope=scope,
         report=bool(get("sqlaudit_report")),
         json_path=json_path,

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from typing import TYPE_CHECKING, Any
 
 from sqlaudit._devpage import HEADERS
-from sqlaudit._middleware import RequestAuditor, Unit, collapse_ids, contain
+from sqlaudit._middleware import RequestAuditor, Unit, check_app, collapse_ids, contain
 from sqlaudit._scope import CURRENT
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ class ASGIAuditMiddleware:
         dev_page: str | None = None,
         dev_page_size: int = 50,
     ) -> None:
+        check_app(app, "an ASGI application")
         self.app = app
         #: The validated options and the per-request logic shared with the WSGI middleware.
         self.auditor = RequestAuditor(

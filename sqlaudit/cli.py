@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
             f"Python {platform.python_version()})"
         ),
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Required: ``sqlaudit`` alone is a usage error (one line, exit 2), like any other.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo = commands.add_parser(
         "demo",
         help="audit the example BFF: each endpoint with its SQL problem planted and fixed",
@@ -124,10 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             only=args.only,
             otel_jsonl=args.otel_jsonl,
         )
-    if args.command == "report":
-        return report(args.file)
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE
+    return report(args.file)  # the only other command: argparse refused anything else
 
 
 def report(path: str) -> int:

@@ -35,12 +35,14 @@ per statement.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlaudit
 from sqlaudit._otel_reporter import OTelReporter, check_flag
+from sqlaudit.errors import ConfigError
 from sqlaudit.reporters import LogReporter, Reporter
 
 if TYPE_CHECKING:
@@ -81,10 +83,19 @@ def setup(
     ``config`` defaults to :meth:`AuditConfig.for_production`; ``reporter_options`` go to
     :class:`OTelReporter` (providers default to the global ones the application configured).
     With ``log_findings`` and ``on_finding="log"``, findings are logged on logger ``sqlaudit``
-    too.
+    too. A bad option is a ConfigError, raised before any engine is instrumented.
     """
     if config is None:
         config = sqlaudit.AuditConfig.for_production()
+    elif not isinstance(config, sqlaudit.AuditConfig):
+        raise ConfigError(f"config must be an AuditConfig, got {type(config).__name__}")
+    known = set(inspect.signature(OTelReporter).parameters)
+    unknown = sorted(set(reporter_options) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown OTelReporter option(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
     reporter = OTelReporter(**reporter_options)
     reporters: tuple[Reporter, ...] = (reporter,)
     if check_flag("log_findings", log_findings) and config.on_finding == "log":

@@ -115,7 +115,17 @@ def _path(config: pytest.Config, option: str) -> tuple[Path | None, str]:
 def _settings(config: pytest.Config) -> Settings:
     def get(name: str) -> Any:
         value = config.getoption(name)
-        return value if value not in (None, "") else config.getini(name)
+        if value not in (None, ""):
+            return value
+        try:
+            return config.getini(name)
+        except pytest.UsageError as exc:
+            # Config.getini: "If the value read from the configuration file does not match the
+            # registered type, a UsageError is raised" (only the "bool" keys can mismatch);
+            # its text, "invalid truth value 'x'", names neither the key nor what is allowed.
+            text, prefix = str(exc), "invalid truth value "
+            got = f"got {text[len(prefix) :]}" if text.startswith(prefix) else text
+            raise ConfigError(f"{name} must be true or false, {got}") from None
 
     update = config.getoption("sqlaudit_update_baseline")
     return resolve(get, lambda name: _path(config, name), update, config.rootpath)

@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sqlaudit._devpage import HEADERS
-from sqlaudit._middleware import RequestAuditor, Unit, contain
+from sqlaudit._middleware import RequestAuditor, Unit, check_app, contain
 from sqlaudit._scope import CURRENT
 
 if TYPE_CHECKING:
@@ -89,6 +89,7 @@ class WSGIAuditMiddleware:
         dev_page: str | None = None,
         dev_page_size: int = 50,
     ) -> None:
+        check_app(app, "a WSGI application")
         self.app = app
         #: The validated options and the per-request logic shared with the ASGI middleware.
         self.auditor = RequestAuditor(

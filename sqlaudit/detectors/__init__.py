@@ -7,7 +7,7 @@ only recorded data, so every rule is testable without a database.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from sqlaudit.detectors.autocommit_writes import AutocommitWrites
 from sqlaudit.detectors.column_reload import ColumnReload
@@ -22,13 +22,14 @@ from sqlaudit.detectors.slow_query import SlowQuery
 from sqlaudit.detectors.stale_identity_map import StaleIdentityMap
 from sqlaudit.detectors.transaction_overhead import TransactionOverhead
 from sqlaudit.detectors.write_loop import WriteLoop
+from sqlaudit.errors import ConfigError
 
 if TYPE_CHECKING:
     from sqlaudit._findings import Finding
     from sqlaudit._records import QueryRecord
     from sqlaudit._scope import AuditReport
 
-__all__ = ["DEFAULT_DETECTORS", "Detector"]
+__all__ = ["DEFAULT_DETECTORS", "Detector", "check_detectors"]
 
 
 class Detector(Protocol):
@@ -58,3 +59,22 @@ DEFAULT_DETECTORS: tuple[Detector, ...] = (
     StaleIdentityMap(),
     TransactionOverhead(),
 )
+
+
+def check_detectors(detectors: object, *, setting: str = "detectors") -> tuple[Detector, ...]:
+    """``detectors`` as a tuple, each with a str ``kind`` and a ``detect`` method; else
+    ConfigError (checked when configured, not when the first unit closes)."""
+    if isinstance(detectors, (str, bytes)) or not isinstance(detectors, Iterable):
+        raise ConfigError(
+            f"{setting} must be an iterable of detectors (objects with a str kind and a "
+            f"detect(report, records) method), got {detectors!r}"
+        )
+    items: tuple[object, ...] = tuple(detectors)
+    for i, item in enumerate(items):
+        kind = getattr(item, "kind", None)
+        if not (isinstance(kind, str) and kind and callable(getattr(item, "detect", None))):
+            raise ConfigError(
+                f"{setting}[{i}] must be a detector (an object with a str kind and a "
+                f"detect(report, records) method), got {item!r}"
+            )
+    return cast("tuple[Detector, ...]", items)

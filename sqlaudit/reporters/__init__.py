@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol, cast
 
+from sqlaudit.errors import ConfigError
 from sqlaudit.reporters.log import LogReporter
 
 if TYPE_CHECKING:
     from sqlaudit._scope import AuditReport
 
-__all__ = ["LogReporter", "Reporter"]
+__all__ = ["LogReporter", "Reporter", "check_reporters"]
 
 
 class Reporter(Protocol):
@@ -18,3 +20,27 @@ class Reporter(Protocol):
     def report(self, report: AuditReport) -> None:  # pragma: no cover - protocol
         """Handle ``report`` after its findings are computed."""
         ...
+
+
+def check_reporters(reporters: object, *, setting: str = "reporters") -> tuple[Reporter, ...]:
+    """``reporters`` as a tuple, each with a ``report(report)`` method; else ConfigError.
+
+    A single reporter, a str or a non-iterable is refused as a whole: iterating a str would
+    blame its first character, and a lone reporter is almost always a forgotten list.
+    """
+    allowed = "an iterable of reporters (objects with a report(report) method)"
+    if callable(getattr(reporters, "report", None)):
+        raise ConfigError(
+            f"{setting} must be {allowed}, got the single reporter {reporters!r}; "
+            f"pass it in a list: {setting}=[reporter]"
+        )
+    if isinstance(reporters, (str, bytes)) or not isinstance(reporters, Iterable):
+        raise ConfigError(f"{setting} must be {allowed}, got {reporters!r}")
+    items: tuple[object, ...] = tuple(reporters)
+    for i, item in enumerate(items):
+        if not callable(getattr(item, "report", None)):
+            raise ConfigError(
+                f"{setting}[{i}] must be a reporter (an object with a report(report) method), "
+                f"got {item!r}"
+            )
+    return cast("tuple[Reporter, ...]", items)

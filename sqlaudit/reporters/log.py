@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from sqlaudit._findings import Severity
+from sqlaudit.errors import ConfigError
 
 if TYPE_CHECKING:
     from sqlaudit._scope import AuditReport
@@ -22,10 +23,23 @@ class LogReporter:
 
     Records carry ``extra`` fields ``sqlaudit_unit``, ``sqlaudit_kind`` and
     ``sqlaudit_fingerprint`` for structured log pipelines; never SQL values.
+
+    ``logger`` is a logger name or a :class:`logging.Logger` (or anything with its ``log`` and
+    ``info`` methods, e.g. a ``LoggerAdapter``); ``summary`` is True or False.
     """
 
     def __init__(self, logger: logging.Logger | str = "sqlaudit", summary: bool = False):
-        self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
+        if isinstance(logger, str):
+            logger = logging.getLogger(logger)
+        elif not (
+            callable(getattr(logger, "log", None)) and callable(getattr(logger, "info", None))
+        ):
+            raise ConfigError(
+                f"logger must be a logging.Logger or a logger name (str), got {logger!r}"
+            )
+        if not isinstance(summary, bool):
+            raise ConfigError(f"summary must be True or False, got {summary!r}")
+        self.logger = logger
         #: Also log one INFO line per unit with its statement count and DB time.
         self.summary = summary
 
