@@ -644,8 +644,9 @@ CLI_BAD: list[Any] = [
                  "sqlaudit report: line 1 is not OTLP/JSON spans or logs (ValueError: invalid "
                  "literal for int() with base 10: 'many')", id="report-bad-count"),
     pytest.param(lambda tmp: ["demo", "--url", "bogus"],
+                 # SQLAlchemy's own wording after this differs between 2.0 and 2.1
                  "sqlaudit: error: cannot use database URL 'bogus': Could not parse SQLAlchemy URL "
-                 "from given URL string", id="demo-url"),
+                 "...", id="demo-url"),
     pytest.param(lambda tmp: ["demo", "--otel-jsonl", ""],
                  "sqlaudit: error: cannot write --otel-jsonl '': path must be a file path (a str "
                  "or os.PathLike), got ''", id="demo-otel-empty"),
@@ -672,7 +673,11 @@ def test_cli_bad_arguments_exit_2_with_one_line(
     assert code == 2
     assert out == ""
     assert "Traceback" not in err
-    assert err.splitlines()[-1] == message.replace("{tmp}", str(tmp_path))
+    expected = message.replace("{tmp}", str(tmp_path))
+    if expected.endswith(" ..."):  # a prefix: the rest is another library's wording
+        assert err.splitlines()[-1].startswith(expected[:-3])
+    else:
+        assert err.splitlines()[-1] == expected
 
 
 def test_cli_unknown_command_names_the_choices(capsys: pytest.CaptureFixture[str]) -> None:

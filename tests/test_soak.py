@@ -42,7 +42,7 @@ from models import Author, Base, seed
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
 
 import sqlaudit
 from sqlaudit import AuditReport, _capture
@@ -133,7 +133,7 @@ def sync_unit(unit: int, engines: list[Engine], soak: Soak) -> None:
 
 def sync_worker(first: int, engines: list[Engine], soak: Soak, start: threading.Barrier) -> None:
     try:
-        start.wait()
+        start.wait(timeout=TIMEOUT_S)
         for unit in range(first, first + UNITS_PER_THREAD):
             sync_unit(unit, engines, soak)
     except BaseException as exc:
@@ -185,7 +185,10 @@ def async_worker(
     url: str, first: int, sync_engine: Engine, soak: Soak, start: threading.Barrier
 ) -> None:
     async def main() -> None:
-        engine = create_async_engine(url, pool_size=ASYNC_CONCURRENCY)
+        # The pool class explicitly: SQLAlchemy 2.0 defaults file-based aiosqlite to NullPool.
+        engine = create_async_engine(
+            url, poolclass=AsyncAdaptedQueuePool, pool_size=ASYNC_CONCURRENCY
+        )
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
         async with AsyncSession(engine) as session:
@@ -199,7 +202,7 @@ def async_worker(
                 if sqlaudit.instrument(engine) is not handle:
                     soak.leaks.append("a second handle for the busy async engine")
 
-        start.wait()
+        start.wait(timeout=TIMEOUT_S)
         try:
             await asyncio.gather(*(one(unit) for unit in range(first, first + ASYNC_UNITS)))
         finally:
@@ -212,6 +215,7 @@ def async_worker(
         asyncio.run(main())
     except BaseException as exc:
         soak.errors.append(exc)
+        start.abort()  # release the sync workers at once instead of after the timeout
 
 
 def churn(busy: dict[Engine, _capture.Instrumentation], stop: threading.Event, soak: Soak) -> None:
