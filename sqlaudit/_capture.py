@@ -69,7 +69,11 @@ def _do_execute(
     except BaseException as exc:
         _record(scope, statement, start, -1, 1, type(exc).__name__, context, parameters)
         raise
-    _record(scope, statement, start, _rowcount(cursor), 1, None, context, parameters)
+    try:
+        rowcount = cursor.rowcount
+    except Exception:
+        rowcount = -1
+    _record(scope, statement, start, rowcount, 1, None, context, parameters)
     return True
 
 
@@ -122,13 +126,15 @@ def _record(
     scope: AuditReport,
     statement: str,
     start: float,
-    rowcount: int,
+    rowcount: Any,
     batch: int,
     error: str | None,
     context: ExecutionContext,
     parameters: Any = None,
 ) -> None:
     duration = perf_counter() - start
+    if type(rowcount) is not int:
+        rowcount = -1  # a driver reporting something else (None, a str...)
     try:
         if scope.connecting and _dbapi_id(context) == scope.connecting:
             return  # connection setup (dialect initialize, on-connect hooks): not the app's

@@ -37,7 +37,7 @@ import itertools
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlaudit._internal import internal_error
-from sqlaudit._scope import current
+from sqlaudit._scope import CURRENT, FALLBACK
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import InstanceState
@@ -148,9 +148,11 @@ def on_select(
 
 def on_load(state: InstanceState[Any], context: QueryContext) -> None:
     """``InstanceEvents.load`` (raw): remember which origin loaded this object."""
-    scope = current()
+    scope = CURRENT.get()  # inlined current(): this runs for every object the ORM loads
     if scope is None:
-        return
+        if not FALLBACK:
+            return
+        scope = FALLBACK[-1]
     try:
         oid = scope.orm_statements.get(id(context.query))
         if oid is None:

@@ -191,10 +191,13 @@ class AuditReport:
         # starts at the last, skipping frames that are never the application's.
         stack = capture(5)
         orm = self.flush_load
-        if orm_hook and context is not None:
-            load = orm_hook[0](self, context, kind, stack)
-            if load is not None:
-                orm = load
+        if orm_hook:
+            # Only ORM-enabled statements carry propagate attributes; Core ones skip the call.
+            statement = getattr(context, "invoked_statement", None)
+            if statement is not None and statement._propagate_attrs:
+                load = orm_hook[0](self, context, kind, stack)
+                if load is not None:
+                    orm = load
         self.last_stack = stack
         records.append(
             _new_record(
