@@ -34,8 +34,9 @@ Everything runs in ONE process on SQLite in memory:
    realistic mix (repeated shapes from several call sites, ORM gets, lazy loads, writes).
 3. Memory of one scope running 1,000,000 Core statements with the default ``max_records``,
    by tracemalloc (over windows, see ``measure_memory``) and allocated-block counts.
-4. The out-of-scope cost of the class-level ``do_orm_execute`` listener: ORM statements on a
-   never-instrumented engine in phase A vs phase B.
+4. The out-of-scope cost of sqlaudit's class-level listeners (``Session`` transaction events,
+   the ``Mapper``-wide ``InstanceEvents.load``): ORM statements on a never-instrumented engine
+   in phase A vs phase B.
 
 The script measures; it never exits non-zero on a missed target.
 """
@@ -748,7 +749,7 @@ def print_results(
         b = by[(w.name, B_LABEL)]["median_us"]
         ns = by[(w.name, "no scope")]["median_us"]
         print(
-            f"  {w.label:<16} class-level Session listeners (do_orm_execute) {b - a:+6.2f}"
+            f"  {w.label:<16} class-level Session/Mapper listeners {b - a:+6.2f}"
             f" | engine's dialect listeners {ns - b:+6.2f} | total {ns - a:+6.2f}"
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import TypeVar
 
 from sqlaudit._fingerprint import fingerprint
@@ -18,10 +19,15 @@ def group(
 ) -> dict[K, list[tuple[int, QueryRecord]]]:
     """Group ``(index, record)`` pairs by ``key``; records whose key is None are skipped."""
     groups: dict[K, list[tuple[int, QueryRecord]]] = {}
+    get = groups.get
     for item in records:
         k = key(item[1])
         if k is not None:
-            groups.setdefault(k, []).append(item)
+            members = get(k)
+            if members is None:
+                groups[k] = [item]
+            else:
+                members.append(item)
     return groups
 
 
@@ -38,7 +44,7 @@ def by_shape_and_stack(
     a group is large enough to matter: most records are in small groups.
     """
     shapes: dict[tuple[str, CallSite], list[tuple[int, QueryRecord]]] = {}
-    merged = []
+    merged: set[tuple[str, CallSite]] = set()
     for (sql, site), items in group(records, key).items():
         shape_key = (fingerprint(sql), site)
         existing = shapes.get(shape_key)
@@ -46,22 +52,26 @@ def by_shape_and_stack(
             shapes[shape_key] = items
         else:
             existing.extend(items)
-            merged.append(existing)
-    for items in merged:
-        items.sort(key=_index)
+            merged.add(shape_key)
+    for shape_key in merged:  # several texts of one shape: back into statement order
+        shapes[shape_key].sort(key=_index)
     for (shape, _site), items in shapes.items():
         if len(items) < minimum:
             continue
         stacks: dict[tuple[CallSite, ...], list[tuple[int, QueryRecord]]] = {}
         for item in items:
-            stacks.setdefault(item[1].stack, []).append(item)
+            stack = item[1].stack
+            members = stacks.get(stack)
+            if members is None:
+                stacks[stack] = [item]
+            else:
+                members.append(item)
         for stack, members in stacks.items():
             if len(members) >= minimum:
                 yield (shape, stack), members
 
 
-def _index(item: tuple[int, QueryRecord]) -> int:
-    return item[0]
+_index = itemgetter(0)
 
 
 def total_time(items: Sequence[tuple[int, QueryRecord]]) -> float:
