@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
+from collect import Collect
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -28,22 +28,6 @@ from sqlaudit.asgi import ASGIAuditMiddleware
 
 T = TypeVar("T")
 Message = dict[str, Any]
-
-
-class Collect:
-    """A reporter keeping every closed report (thread-safe)."""
-
-    def __init__(self) -> None:
-        self.reports: list[AuditReport] = []
-        self._lock = threading.Lock()
-
-    def report(self, report: AuditReport) -> None:
-        with self._lock:
-            self.reports.append(report)
-
-    def named(self, name: str) -> AuditReport:
-        [report] = [r for r in self.reports if r.name == name]
-        return report
 
 
 def run(main: Callable[[AsyncEngine], Awaitable[T]]) -> T:

@@ -8,7 +8,6 @@ import asyncio
 import importlib
 import importlib.util
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from collect import Collect
 from databases import Kind, resolve_url
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -34,19 +34,6 @@ def example(name: str) -> ModuleType:
         return importlib.import_module(f"{name}.app")
     finally:
         sys.path.remove(str(EXAMPLES))
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.reports: list[AuditReport] = []
-        self._lock = threading.Lock()
-
-    def report(self, report: AuditReport) -> None:
-        with self._lock:
-            self.reports.append(report)
-
-    def last(self, name: str) -> AuditReport:
-        return [r for r in self.reports if r.name == name][-1]
 
 
 def problems(report: AuditReport) -> set[str]:

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from collect import Collect
 from databases import Kind
 from flask import Flask
 from models import Author, Base
@@ -278,18 +279,6 @@ class ReporterFaultError(Exception):
 
 class AppError(Exception):
     pass
-
-
-class Collect:
-    """A reporter keeping every closed report (thread-safe)."""
-
-    def __init__(self) -> None:
-        self.reports: list[AuditReport] = []
-        self._lock = threading.Lock()
-
-    def report(self, report: AuditReport) -> None:
-        with self._lock:
-            self.reports.append(report)
 
 
 class FailingSpanProcessor(SpanProcessor):

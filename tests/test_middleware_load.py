@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from collect import Collect
 from flask import Flask, Response, stream_with_context
 from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -39,16 +40,6 @@ ASGI_CONCURRENCY = 100
 def statements_for(request_id: int) -> int:
     """1 to 23 statements, varying from one request to the next."""
     return 1 + (request_id * 7) % 23
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.reports: list[AuditReport] = []
-        self._lock = threading.Lock()
-
-    def report(self, report: AuditReport) -> None:
-        with self._lock:
-            self.reports.append(report)
 
 
 def check(

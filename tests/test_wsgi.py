@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from collect import Collect
 from flask import Flask, Response, request, stream_with_context
 from sqlalchemy import Engine, text
 from werkzeug.test import Client
@@ -19,22 +19,6 @@ from sqlaudit._scope import CURRENT
 from sqlaudit.wsgi import WSGIAuditMiddleware
 
 StartResponse = Callable[..., Any]
-
-
-class Collect:
-    """A reporter keeping every closed report (thread-safe)."""
-
-    def __init__(self) -> None:
-        self.reports: list[AuditReport] = []
-        self._lock = threading.Lock()
-
-    def report(self, report: AuditReport) -> None:
-        with self._lock:
-            self.reports.append(report)
-
-    def named(self, name: str) -> AuditReport:
-        [report] = [r for r in self.reports if r.name == name]
-        return report
 
 
 @pytest.fixture
