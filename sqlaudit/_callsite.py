@@ -89,6 +89,7 @@ def configure(
     _cache.clear()
     _sites.clear()
     _recent.clear()
+    _frames.clear()
 
 
 def is_app_file(filename: str) -> bool:
@@ -129,15 +130,9 @@ def capture(depth: int = 2) -> tuple[CallSite, ...]:
     frames): accepted when the frame there is application code and the one below it is
     SQLAlchemy's.
     """
-    for offset in _recent:
-        try:
-            below = sys._getframe(depth + offset).f_code.co_filename
-            probe = sys._getframe(depth + offset + 1)
-        except ValueError:
-            continue
-        filename = probe.f_code.co_filename
-        if _is_sqlalchemy(below) and _cache.get(filename, False):
-            return _collect(probe, 1)
+    known = _probe(depth + 1)
+    if known is not None:
+        return known
     frame: FrameType | None = sys._getframe(depth)
     found: list[CallSite] = []
     limit = MAX_WALK
@@ -177,6 +172,53 @@ def capture(depth: int = 2) -> tuple[CallSite, ...]:
         offset += 1
         limit -= 1
     return tuple(found)
+
+
+def _probe(depth: int) -> tuple[CallSite, ...] | None:
+    """The stack found at a remembered offset (see ``capture``), or None."""
+    for offset in _recent:
+        try:
+            probe = sys._getframe(depth + offset + 1)
+        except ValueError:
+            continue
+        # A loop issuing statements from one line runs in one frame object: its stack is
+        # remembered by the frame's id and checked against its code, instruction and caller.
+        entry = _frames.get(id(probe))
+        if entry is not None and entry[0] is probe.f_code and entry[1] == probe.f_lasti:
+            back = probe.f_back
+            if back is None:
+                if entry[2] is None:
+                    return entry[4]
+            elif entry[2] is back.f_code and entry[3] == back.f_lasti and entry[5] == id(back):
+                return entry[4]
+        try:
+            below = sys._getframe(depth + offset).f_code.co_filename
+        except ValueError:
+            continue
+        filename = probe.f_code.co_filename
+        if _is_sqlalchemy(below) and _cache.get(filename, False):
+            found = _collect(probe, 1)
+            _remember_frame(probe, found)
+            return found
+    return None
+
+
+#: First application frames seen lately, by id: (code, instruction offset, the calling
+#: frame's code and instruction offset, the stack found, the calling frame's id). Ids only:
+#: holding frames would keep the application's locals alive; a reused id is caught by the
+#: code/instruction checks of the frame and of its caller.
+_frames: dict[int, tuple[object, int, object, int, tuple[CallSite, ...], int]] = {}
+
+
+def _remember_frame(frame: FrameType, found: tuple[CallSite, ...]) -> None:
+    if len(_frames) >= 1024:
+        _frames.clear()
+    back = frame.f_back
+    if back is None:
+        _frames[id(frame)] = (frame.f_code, frame.f_lasti, None, -1, found, 0)
+    else:
+        entry = (frame.f_code, frame.f_lasti, back.f_code, back.f_lasti, found, id(back))
+        _frames[id(frame)] = entry
 
 
 #: Offsets (from capture's start frame to the frame just below the first application frame)

@@ -138,7 +138,7 @@ def _record(
     try:
         if scope.connecting and _dbapi_id(context) == scope.connecting:
             return  # connection setup (dialect initialize, on-connect hooks): not the app's
-        scope.record(
+        recorded = scope.record(
             statement,
             start,
             duration,
@@ -150,8 +150,8 @@ def _record(
             parameters,
             context,
         )
-        if scope.last_stack is not None:
-            on_statement(scope, context, scope.last_kind, start, duration, scope.last_stack, batch)
+        if recorded is not None:
+            on_statement(scope, context, recorded[0], start, duration, recorded[1], batch)
     except Exception as exc:
         scope.internal_errors += 1
         internal_error("capture", exc)

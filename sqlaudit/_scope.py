@@ -7,6 +7,7 @@ stops growing at ``max_records``: past that only counters move.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -66,8 +67,10 @@ class AuditReport:
         "_control_count",
         "_frozen_origins",
         "_kind_counts",
+        "_lock",
         "_max",
         "_records",
+        "_reserved",
         "_sorted",
         "checkouts",
         "committed",
@@ -80,8 +83,6 @@ class AuditReport:
         "flush_seq",
         "identity",
         "internal_errors",
-        "last_kind",
-        "last_stack",
         "name",
         "origin_of",
         "origin_rows",
@@ -106,6 +107,8 @@ class AuditReport:
         self.config = config
         self.parent = parent
         self._records: list[QueryRecord] = []
+        self._reserved = 0
+        self._lock = threading.Lock()
         self._max = config.max_records
         self._kind_counts: dict[str, int] = {}
         self._control_count = 0
@@ -127,8 +130,6 @@ class AuditReport:
         # Capture state (internal): the last statement's kind and stack for the transaction
         # tracker, open transactions by Connection / DBAPI connection / Session key, every
         # transaction seen, DBAPI connections checked out inside this scope, the open flush.
-        self.last_kind = ""
-        self.last_stack: tuple[CallSite, ...] | None = ()
         self.tx_by_conn: dict[int, TxState] = {}
         self.tx_by_dbapi: dict[int, TxState] = {}
         self.tx_by_session: dict[int, list[TxState]] = {}
@@ -168,24 +169,32 @@ class AuditReport:
         dialect: str,
         parameters: Any = None,
         context: Any = None,
-    ) -> None:
+    ) -> tuple[str, tuple[CallSite, ...]] | None:
         """Account for one statement (called by the capture listeners with its execution
-        context)."""
+        context). Returns its kind and call stack for the transaction tracker, or None when
+        the scope only counts (``max_records=0``).
+
+        Thread-safe: threads sharing one scope (``asyncio.to_thread`` copies the context,
+        ``all_threads=True``) update the counters under the scope's lock; a record slot is
+        reserved under it, so ``max_records`` holds exactly.
+        """
         kind = _kind_cache.get(sql) or statement_kind(sql)
-        self.last_kind = kind
-        counts = self._kind_counts
-        counts[kind] = counts.get(kind, 0) + 1
-        if kind == _TRANSACTION:
-            self._control_count += 1
-        else:
-            self.db_time += duration
-        records = self._records
-        if len(records) >= self._max:
-            self.overflow += 1
+        with self._lock:
+            counts = self._kind_counts
+            counts[kind] = counts.get(kind, 0) + 1
+            if kind == _TRANSACTION:
+                self._control_count += 1
+            else:
+                self.db_time += duration
+            full = self._reserved >= self._max
+            if full:
+                self.overflow += 1
+            else:
+                self._reserved += 1
+        if full:
             # Counting-only scopes (max_records=0, e.g. unsampled requests) stop here: no
             # call site, no transaction tracking. Past a real cap, transactions still count.
-            self.last_stack = None if self._max == 0 else ()
-            return
+            return None if self._max == 0 else (kind, ())
         # Frames: capture, record, _capture._record, the do_execute listener, SQLAlchemy's
         # _exec_single_context (or _exec_insertmany_context), _execute_context: the walk
         # starts at the last, skipping frames that are never the application's.
@@ -198,8 +207,7 @@ class AuditReport:
                 load = orm_hook[0](self, context, kind, stack)
                 if load is not None:
                     orm = load
-        self.last_stack = stack
-        records.append(
+        self._records.append(
             _new_record(
                 QueryRecord,
                 (
@@ -221,6 +229,7 @@ class AuditReport:
                 ),
             )
         )
+        return kind, stack
 
     def origin_record(self, oid: int) -> OriginRecord | None:
         """The query ``oid`` (from ``OrmLoad.query``) as plain data, or None."""
@@ -304,13 +313,19 @@ class AuditReport:
         return self.transaction_records if self.ended is not None else self.tx_all
 
     def merge_child(self, child: AuditReport) -> None:
-        """Roll a closed nested scope's statements up into this one."""
+        """Roll a closed nested scope's statements up into this one (under this scope's lock:
+        other threads may be recording into it)."""
+        with self._lock:
+            self._merge_child(child)
+
+    def _merge_child(self, child: AuditReport) -> None:
         for kind, n in child._kind_counts.items():
             self._kind_counts[kind] = self._kind_counts.get(kind, 0) + n
         self._control_count += child._control_count
         self.db_time += child.db_time
-        room = max(0, self._max - len(self._records))
+        room = max(0, self._max - self._reserved)
         self._records.extend(child._records[:room])
+        self._reserved += min(room, len(child._records))
         self.overflow += child.overflow + max(0, len(child._records) - room)
         self.tx_all.extend(child.tx_all)
         self.stale_reads.extend(child.stale_reads)

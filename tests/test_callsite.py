@@ -316,3 +316,42 @@ def test_remembered_offsets_never_misattribute_across_entry_points() -> None:
             assert record.callsite.line == line_of("reduce-line")
         else:
             assert record.callsite.line == expected[record.sql], record.sql
+
+
+def run_select(connection: Any) -> None:
+    connection.execute(text("SELECT 1"))  # helper-executes
+
+
+def first_caller(connection: Any, times: int) -> None:
+    for _ in range(times):
+        run_select(connection)  # first-caller
+
+
+def second_caller(connection: Any, times: int) -> None:
+    for _ in range(times):
+        run_select(connection)  # second-caller
+
+
+def test_remembered_frames_keep_each_callers_stack(sqlite_engine: Engine) -> None:
+    """Statements from one frame in a loop reuse the stack found for it (a cache by frame
+    id); a helper whose frames come and go at the same address for different callers, and
+    different lines of one loop, still get their own stacks."""
+    handle = sqlaudit.instrument(sqlite_engine)
+    try:
+        with (
+            sqlaudit.audit("frames", on_finding="ignore") as report,
+            sqlite_engine.connect() as connection,
+        ):
+            for _ in range(3):
+                first_caller(connection, 3)
+                second_caller(connection, 2)
+                connection.execute(text("SELECT 2"))  # loop-line-a
+                connection.execute(text("SELECT 3"))  # loop-line-b
+    finally:
+        handle.remove()
+    lines = [tuple(site.line for site in r.stack) for r in report.statements]
+    helper = line_of("helper-executes")
+    first, second = line_of("first-caller"), line_of("second-caller")
+    loop = [(line_of("loop-line-a"),), (line_of("loop-line-b"),)]
+    expected = ([(helper, first)] * 3 + [(helper, second)] * 2 + loop) * 3
+    assert [stack[:2] if stack[0] == helper else stack[:1] for stack in lines] == expected

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import sys
 import threading
 from pathlib import Path
 
@@ -105,3 +107,41 @@ def test_all_threads_audit_takes_statements_from_other_threads(tmp_path: Path) -
         engine.dispose()
     assert report.query_count == 3
     assert narrow.query_count == 0
+
+
+def test_threads_sharing_one_audit_count_exactly() -> None:
+    """Threads recording into one audit at once (``contextvars.copy_context().run``, as
+    ``asyncio.to_thread`` does) lose no statement, with thread switches forced very often;
+    ``max_records`` holds exactly."""
+    engine = create_engine(
+        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
+    handle = sqlaudit.instrument(engine)
+    threads, per_thread, cap = 8, 400, 1000
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with sqlaudit.audit("shared", on_finding="ignore", max_records=cap) as report:
+            start = threading.Barrier(threads)
+
+            def work() -> None:
+                start.wait()
+                with engine.connect() as conn:
+                    for _ in range(per_thread):
+                        conn.execute(text("SELECT 1"))
+
+            workers = [
+                threading.Thread(target=contextvars.copy_context().run, args=(work,))
+                for _ in range(threads)
+            ]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+    finally:
+        sys.setswitchinterval(interval)
+        handle.remove()
+        engine.dispose()
+    assert report.query_count == threads * per_thread
+    assert report.recorded_count == cap
+    assert report.overflow == threads * per_thread - cap
