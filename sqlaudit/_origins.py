@@ -34,7 +34,7 @@ On error inside sqlaudit: logged once, counted on the report, never raised into 
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from sqlaudit._internal import internal_error
 from sqlaudit._scope import CURRENT, FALLBACK
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from sqlaudit._scope import AuditReport
 
 __all__ = [
+    "PARENT",
     "RECENT",
     "Origin",
     "OriginRecord",
@@ -94,6 +95,8 @@ class OriginRecord(NamedTuple):
 #: ``rows`` (counted in ``scope.origin_rows``). A plain tuple: cheap to build, and the garbage
 #: collector stops tracking it.
 Origin = tuple[str, "str | None", "str | None", bool, "str | None", int, "tuple[CallSite, ...]"]
+#: Index of the parent origin id in an ``Origin``.
+PARENT: Final = 5
 
 
 def freeze(oid: int, origin: Origin, rows: int) -> OriginRecord:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from sqlaudit._findings import Finding, Severity
 from sqlaudit._fingerprint import fingerprint
+from sqlaudit._origins import PARENT
 from sqlaudit.detectors._common import group, indexes, total_time
 
 if TYPE_CHECKING:
@@ -62,6 +63,11 @@ class _Origins:
 
     def get(self, oid: int) -> OriginRecord | None:
         return self.report.origin_record(oid) if oid else None
+
+    def parent_of(self, oid: int) -> int | None:
+        """The parent origin id of origin ``oid`` (None if ``oid`` is unknown)."""
+        origin = self.report.origins.get(oid) if oid else None
+        return None if origin is None else origin[PARENT]
 
     def limited_or_large(self, origin: OriginRecord) -> bool:
         if self._sql is None:  # built only when a finding needs it
@@ -107,10 +113,14 @@ class NPlusOne:
             db_time = total_time(items)
             if len(parents) < config.n_plus_one_min or db_time * 1000 < config.min_group_ms:
                 continue
-            loads = [origins.get(r.orm.query) for _, r in items if r.orm is not None]
-            parent_origins = {
-                load.parent: origins.get(load.parent) for load in loads if load is not None
+            # Parents' origins via the open origins' parent field: freezing every lazy load's
+            # own origin would cost a record per statement.
+            parent_oids = {
+                poid
+                for _, r in items
+                if r.orm is not None and (poid := origins.parent_of(r.orm.query)) is not None
             }
+            parent_origins = {oid: origins.get(oid) for oid in parent_oids}
             known = [o for o in parent_origins.values() if o is not None]
             if known and len(known) == len(parent_origins):
                 multi_row = any(o.rows >= 2 for o in known)
@@ -119,7 +129,7 @@ class NPlusOne:
                 if not (multi_row or looped):
                     continue  # 1+1: separate single-row queries on different lines
             sample = items[0][1]
-            this = loads[0] if loads else None
+            this = origins.get(sample.orm.query) if sample.orm is not None else None
             parent = known[0] if known else None
             yield self._finding(
                 relationship, site, items, len(parents), db_time, sample, this, parent, origins
