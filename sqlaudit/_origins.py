@@ -122,15 +122,17 @@ def on_select(
     scope: AuditReport,
     statement: Any,
     load: str,
-    mapper_name: str | None,
+    mapper: Any,
     prop: Any,
     stack: tuple[CallSite, ...],
     parent_state: Any = None,
 ) -> int:
-    """Create the origin of an ORM SELECT about to load rows through ``statement``; returns
-    its id."""
+    """Create the origin of an ORM SELECT of ``mapper`` (a Mapper or None) about to load rows
+    through ``statement``; returns its id."""
     parent = 0 if parent_state is None else scope.origin_of.get(id(parent_state), 0)
     oid = next(_ids)
+    cls = None if mapper is None else mapper.class_
+    mapper_name = None if cls is None else cls.__name__
     if prop is None:
         scope.origins[oid] = (load, mapper_name, None, False, None, parent, stack)
     else:
@@ -139,7 +141,7 @@ def on_select(
     recent = scope.orm_statements
     key = id(statement)
     recent.pop(key, None)  # re-executed: move it to the end
-    recent[key] = oid
+    recent[key] = (oid, cls)
     if len(recent) > 2 * RECENT:
         # Keep the RECENT latest (in bulk: evicting one at a time from the front of a dict
         # costs a scan over its deleted slots).
@@ -157,14 +159,12 @@ def on_load(state: InstanceState[Any], context: QueryContext) -> None:
             return
         scope = FALLBACK[-1]
     try:
-        oid = scope.orm_statements.get(id(context.query))
-        if oid is None:
+        entry = scope.orm_statements.get(id(context.query))
+        if entry is None:
             return
-        origin = scope.origins.get(oid)
-        if origin is None:
-            return
-        mapper = origin[1]
-        if mapper is not None and state.class_.__name__ != mapper:
+        oid, cls = entry
+        loaded = state.class_
+        if cls is not None and loaded is not cls and not issubclass(loaded, cls):
             return  # a joined eager child: loaded by the query, but not what it selects
         rows = scope.origin_rows
         rows[oid] = rows.get(oid, 0) + 1

@@ -153,16 +153,16 @@ def statement_load(
         path = getattr(compile_options, "_current_path", None)
         if parent is not None:
             prop = _relationship(path)
-            oid = on_origin(scope, statement, "lazy", mapper_name, prop, stack, parent)
+            oid = on_origin(scope, statement, "lazy", mapper, prop, stack, parent)
             return _new_load(OrmLoad, ("lazy", mapper_name, _name(prop), id(parent), (), oid, ""))
         if path is not None and not path.is_root:
             prop = _relationship(path)
-            oid = on_origin(scope, statement, "eager", mapper_name, prop, stack)
+            oid = on_origin(scope, statement, "eager", mapper, prop, stack)
             return _new_load(OrmLoad, ("eager", mapper_name, _name(prop), None, (), oid, ""))
         session = _session(scope, context)
         if getattr(compile_options, "_for_refresh_state", False):
             return _column_load(scope, statement, session, mapper, mapper_name)
-        oid = on_origin(scope, statement, "query", mapper_name, None, stack)
+        oid = on_origin(scope, statement, "query", mapper, None, stack)
         if mapper is None:
             return _new_load(OrmLoad, ("query", mapper_name, None, None, (), oid, ""))
         if session is not None and session.identity_map:

@@ -117,10 +117,10 @@ class AuditReport:
         self.db_time = 0.0
         #: Statements beyond ``max_records``: counted, not recorded.
         self.overflow = 0
-        # ORM linkage (internal): the ORM statements executed lately, id -> origin id, so
-        # InstanceEvents.load can tell which query loaded an object; and the sessions with
-        # an open transaction, by id of their Connection.
-        self.orm_statements: dict[int, int] = {}
+        # ORM linkage (internal): the ORM statements executed lately, id -> (origin id, the
+        # class it selects), so InstanceEvents.load can tell which query loaded an object;
+        # and the sessions with an open transaction, by id of their Connection.
+        self.orm_statements: dict[int, tuple[int, type | None]] = {}
         self.sessions: dict[int, tuple[Any, Any]] = {}
         #: Internal sqlaudit errors swallowed while auditing this unit.
         self.internal_errors = 0
