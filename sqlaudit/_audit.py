@@ -15,8 +15,10 @@ from typing import Any, TypeVar, cast
 from sqlaudit._config import AuditConfig
 from sqlaudit._findings import Finding, check_kinds
 from sqlaudit._internal import internal_error
+from sqlaudit._records import QueryRecord
 from sqlaudit._scope import CURRENT, FALLBACK, SUPPRESSED, AuditReport, current
 from sqlaudit.detectors import DEFAULT_DETECTORS, Detector, check_detectors
+from sqlaudit.detectors._common import sharing
 from sqlaudit.detectors.loop_view import combine_loops
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.reporters import LogReporter, Reporter, check_reporters
@@ -41,6 +43,27 @@ def run_detectors(
         return []  # nothing issued (a request that did not touch the database)
     suppressed_any = any(r.suppressed for r in records)
     findings: list[Finding] = []
+    with sharing():
+        _detect_all(report, detectors, records, suppressed_any, findings)
+    try:
+        findings = combine_loops(findings)
+    except Exception as exc:
+        report.internal_errors += 1
+        internal_error("loop view", exc)
+    findings.sort(key=lambda f: (-f.severity, -f.db_time, -f.count))
+    if config.max_findings is not None:
+        findings = findings[: config.max_findings]
+    return findings
+
+
+def _detect_all(
+    report: AuditReport,
+    detectors: Sequence[Detector],
+    records: Sequence[QueryRecord],
+    suppressed_any: bool,
+    findings: list[Finding],
+) -> None:
+    config = report.config
     for detector in detectors:
         if detector.kind in config.ignore:
             continue
@@ -59,15 +82,6 @@ def run_detectors(
             continue
         if found:
             findings.extend(found)
-    try:
-        findings = combine_loops(findings)
-    except Exception as exc:
-        report.internal_errors += 1
-        internal_error("loop view", exc)
-    findings.sort(key=lambda f: (-f.severity, -f.db_time, -f.count))
-    if config.max_findings is not None:
-        findings = findings[: config.max_findings]
-    return findings
 
 
 class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /users"):``

@@ -3,15 +3,73 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from operator import itemgetter
 from typing import TypeVar
 
 from sqlaudit._fingerprint import fingerprint
-from sqlaudit._records import CallSite, QueryRecord
+from sqlaudit._records import CallSite, QueryRecord, StatementKind
 
 K = TypeVar("K", bound=Hashable)
 
-__all__ = ["by_shape_and_stack", "group", "indexes", "total_time"]
+__all__ = ["by_shape_and_stack", "group", "indexes", "partition", "sharing", "total_time"]
+
+
+Part = list[tuple[int, QueryRecord]]
+_READS = frozenset({StatementKind.SELECT, StatementKind.OTHER})
+_WRITES = frozenset(StatementKind.WRITES)
+_ORM_LOADS = frozenset({"lazy", "eager", "column"})
+#: Partitions computed while ``run_detectors`` runs, by id of the records sequence.
+_SHARED: ContextVar[dict[int, tuple[Sequence[QueryRecord], dict[str, Part]]] | None] = ContextVar(
+    "sqlaudit_partitions", default=None
+)
+
+
+@contextmanager
+def sharing() -> Iterator[None]:
+    """While open, ``partition`` computes each records sequence's parts once for all
+    detectors (``run_detectors`` opens it around the detectors of one unit)."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def partition(records: Sequence[QueryRecord]) -> dict[str, Part]:
+    """``(index, record)`` pairs by what detectors look at: ``"lazy"`` and ``"column"`` ORM
+    loads, ``"read"`` (SELECT/other statements that are not ORM relationship or column loads)
+    and ``"write"`` (INSERT/UPDATE/DELETE); eager-loader batches and transaction control are
+    in none. One pass over the records, shared by the detectors of a unit (``sharing``)."""
+    shared = _SHARED.get()
+    if shared is not None:
+        cached = shared.get(id(records))
+        if cached is not None and cached[0] is records:
+            return cached[1]
+    lazy: Part = []
+    column: Part = []
+    read: Part = []
+    write: Part = []
+    for item in enumerate(records):
+        record = item[1]
+        orm = record.orm
+        load = None if orm is None else orm.load
+        if load in _ORM_LOADS:
+            if load == "lazy":
+                lazy.append(item)
+            elif load == "column":
+                column.append(item)
+            continue
+        kind = record.kind
+        if kind in _READS:
+            read.append(item)
+        elif kind in _WRITES:
+            write.append(item)
+    parts = {"lazy": lazy, "column": column, "read": read, "write": write}
+    if shared is not None:
+        shared[id(records)] = (records, parts)
+    return parts
 
 
 def group(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlaudit._findings import Finding, Severity
 from sqlaudit._fingerprint import fingerprint
-from sqlaudit.detectors._common import group, indexes, total_time
+from sqlaudit.detectors._common import group, indexes, partition, total_time
 
 if TYPE_CHECKING:
     from sqlaudit._records import CallSite, QueryRecord
@@ -30,7 +30,9 @@ class ColumnReload:
 
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = report.config
-        for (mapper, attributes, reason, site), items in group(enumerate(records), _key).items():
+        for (mapper, attributes, reason, site), items in group(
+            partition(records)["column"], _key
+        ).items():
             expired = reason == "expired"
             minimum = config.expired_reload_min if expired else config.deferred_reload_min
             db_time = total_time(items)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from sqlaudit._findings import Finding, Severity
 from sqlaudit._fingerprint import fingerprint
 from sqlaudit._origins import PARENT
-from sqlaudit.detectors._common import group, indexes, total_time
+from sqlaudit.detectors._common import group, indexes, partition, total_time
 
 if TYPE_CHECKING:
     from sqlaudit._origins import OriginRecord
@@ -108,7 +108,7 @@ class NPlusOne:
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = report.config
         origins = _Origins(report, records)
-        for (relationship, site), items in group(enumerate(records), _key).items():
+        for (relationship, site), items in group(partition(records)["lazy"], _key).items():
             parents = {r.orm.parent for _, r in items if r.orm is not None}
             db_time = total_time(items)
             if len(parents) < config.n_plus_one_min or db_time * 1000 < config.min_group_ms:

@@ -15,7 +15,7 @@ from sqlaudit._findings import Finding, Severity
 from sqlaudit._fingerprint import short
 from sqlaudit._params import walk
 from sqlaudit._records import StatementKind
-from sqlaudit.detectors._common import by_shape_and_stack, indexes, total_time
+from sqlaudit.detectors._common import by_shape_and_stack, indexes, partition, total_time
 
 if TYPE_CHECKING:
     from sqlaudit._records import CallSite, QueryRecord
@@ -42,7 +42,7 @@ class RepeatedQuery:
 
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = report.config
-        grouped = by_shape_and_stack(enumerate(records), _key, config.repeated_query_min)
+        grouped = by_shape_and_stack(partition(records)["read"], _key, config.repeated_query_min)
         for (shape, stack), items in grouped:
             n = len(items)
             db_time = total_time(items)

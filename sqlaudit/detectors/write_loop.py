@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from sqlaudit._findings import Finding, Severity
 from sqlaudit._fingerprint import short
 from sqlaudit._records import StatementKind
-from sqlaudit.detectors._common import by_shape_and_stack, indexes, total_time
+from sqlaudit.detectors._common import by_shape_and_stack, indexes, partition, total_time
 
 if TYPE_CHECKING:
     from sqlaudit._records import CallSite, QueryRecord
@@ -57,7 +57,7 @@ class WriteLoop:
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = report.config
         # Grouped statements first; the flush rule below then counts flushes, not statements.
-        for (shape, stack), items in by_shape_and_stack(enumerate(records), _key, 2):
+        for (shape, stack), items in by_shape_and_stack(partition(records)["write"], _key, 2):
             flushes = {_flush_id(r) for _, r in items} - {None}
             plain = sum(1 for _, r in items if _flush_id(r) is None)
             occurrences = plain + len(flushes)
