@@ -130,6 +130,36 @@ _DML = frozenset({StatementKind.INSERT, StatementKind.UPDATE, StatementKind.DELE
 _SELECT = StatementKind.SELECT
 
 
+#: What a compiled ORM statement is, by compiled object (the compiled cache hands the same
+#: object to every execution of one statement shape; the loader path, the column-load flag
+#: and the entity are part of its cache key): (mapper, mapper name, relationship property of
+#: a lazy or eager load, its name, is an eager batch, is a column load, dynamic collection).
+_Shape = tuple[Any, "str | None", Any, "str | None", bool, bool, "tuple[str, str] | None"]
+_shapes: dict[Any, _Shape] = {}
+_SHAPES = 512
+
+
+def _shape(compiled: Any, statement: Any, attrs: Any) -> _Shape:
+    shape = _shapes.get(compiled)
+    if shape is None:
+        mapper = getattr(attrs.get("plugin_subject"), "mapper", None)
+        mapper_name = None if mapper is None else mapper.class_.__name__
+        compile_options = getattr(statement, "_compile_options", None)
+        path = getattr(compile_options, "_current_path", None)
+        prop = _relationship(path) if path is not None and not path.is_root else None
+        eager = path is not None and not path.is_root
+        column = bool(getattr(compile_options, "_for_refresh_state", False))
+        collection = None
+        if mapper is not None and not eager and not column:
+            collection = _collection_query(statement, mapper)
+        shape = (mapper, mapper_name, prop, _name(prop), eager, column, collection)
+        if compiled is not None:
+            if len(_shapes) >= _SHAPES:
+                _shapes.clear()
+            _shapes[compiled] = shape
+    return shape
+
+
 def statement_load(
     scope: AuditReport, context: Any, kind: str, stack: tuple[CallSite, ...]
 ) -> OrmLoad | None:
@@ -141,26 +171,25 @@ def statement_load(
     if not attrs or attrs.get("compile_state_plugin") != "orm":
         return None
     try:
-        mapper = getattr(attrs.get("plugin_subject"), "mapper", None)
-        mapper_name = None if mapper is None else mapper.class_.__name__
         if kind != _SELECT:
             if kind in _DML:
-                return _new_load(OrmLoad, ("query", mapper_name, None, None, (), 0, ""))
+                mapper = getattr(attrs.get("plugin_subject"), "mapper", None)
+                name = None if mapper is None else mapper.class_.__name__
+                return _new_load(OrmLoad, ("query", name, None, None, (), 0, ""))
             return None
+        mapper, mapper_name, prop, relationship, eager, column, collection = _shape(
+            context.compiled, statement, attrs
+        )
         options = context.execution_options.get("_sa_orm_load_options")
         parent = getattr(options, "_lazy_loaded_from", None)
-        compile_options = getattr(statement, "_compile_options", None)
-        path = getattr(compile_options, "_current_path", None)
         if parent is not None:
-            prop = _relationship(path)
             oid = on_origin(scope, statement, "lazy", mapper, prop, stack, parent)
-            return _new_load(OrmLoad, ("lazy", mapper_name, _name(prop), id(parent), (), oid, ""))
-        if path is not None and not path.is_root:
-            prop = _relationship(path)
+            return _new_load(OrmLoad, ("lazy", mapper_name, relationship, id(parent), (), oid, ""))
+        if eager:
             oid = on_origin(scope, statement, "eager", mapper, prop, stack)
-            return _new_load(OrmLoad, ("eager", mapper_name, _name(prop), None, (), oid, ""))
+            return _new_load(OrmLoad, ("eager", mapper_name, relationship, None, (), oid, ""))
         session = _session(scope, context)
-        if getattr(compile_options, "_for_refresh_state", False):
+        if column:
             return _column_load(scope, statement, session, mapper, mapper_name)
         oid = on_origin(scope, statement, "query", mapper, None, stack)
         if mapper is None:
@@ -168,7 +197,6 @@ def statement_load(
         if session is not None and session.identity_map:
             populate = bool(getattr(options, "_populate_existing", False))
             on_select(scope, session, populate, mapper, stack)
-        collection = _collection_query(statement, mapper)
         if collection is None:
             return _new_load(OrmLoad, ("query", mapper_name, None, None, (), oid, ""))
         return _new_load(
