@@ -7,8 +7,17 @@ from collections.abc import Iterator
 
 import pytest
 from models import Author, Book, prepared
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, defer, immediateload, selectinload
+from sqlalchemy import Engine, ForeignKey, String, select
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    defer,
+    immediateload,
+    mapped_column,
+    relationship,
+    selectinload,
+)
 
 import sqlaudit
 from sqlaudit import AuditConfig, AuditReport, Finding, Severity
@@ -263,3 +272,52 @@ def test_production_floors_hide_small_groups_and_cap_findings(db: Engine) -> Non
         for author in session.scalars(select(Author).order_by(Author.id).limit(4)):
             assert author.books
     assert problems(strict) == ["n_plus_one"]
+
+
+class _InheritanceBase(DeclarativeBase):
+    pass
+
+
+class _Employee(_InheritanceBase):
+    __tablename__ = "sqlaudit_t_employee"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    badges: Mapped[list[_Badge]] = relationship(back_populates="employee")
+    __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "employee"}
+
+
+class _Manager(_Employee):
+    __mapper_args__ = {"polymorphic_identity": "manager"}
+
+
+class _Badge(_InheritanceBase):
+    __tablename__ = "sqlaudit_t_badge"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    employee_id: Mapped[int] = mapped_column(ForeignKey("sqlaudit_t_employee.id"))
+    employee: Mapped[_Employee] = relationship(back_populates="badges")
+
+
+def test_subclass_rows_are_linked_to_the_base_class_query(sqlite_engine: Engine) -> None:
+    """A query of a base class loading subclass instances (polymorphic loading): the lazy
+    loads of those instances are traced back to that query, rows counted."""
+    _InheritanceBase.metadata.create_all(sqlite_engine)
+    with Session(sqlite_engine) as session:
+        session.add_all([_Manager(id=i, kind="manager") for i in range(1, 5)])
+        session.add_all([_Badge(id=i, employee_id=i) for i in range(1, 5)])
+        session.commit()
+    handle = sqlaudit.instrument(sqlite_engine)
+    try:
+        with sqlaudit.audit("staff", on_finding="ignore") as report, Session(sqlite_engine) as s:
+            staff = s.scalars(select(_Employee).order_by(_Employee.id)).all()  # staff query
+            assert {type(e) for e in staff} == {_Manager}
+            for employee in staff:
+                assert employee.badges
+    finally:
+        handle.remove()
+    (finding,) = findings(report, "n_plus_one")
+    assert f"the _Employee rows came from the query at {line('staff query')} (4 rows)" in (
+        finding.message
+    )
+    assert finding.fix == (
+        f"add .options(selectinload(_Employee.badges)) to the query at {line('staff query')}"
+    )
