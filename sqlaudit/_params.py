@@ -94,10 +94,18 @@ def _role(before: str) -> str:
 
 
 def _hash(value: Any) -> int:
+    """A salted hash of a bind value; never raises (unhashable values, e.g. lists or a
+    writable ``memoryview``, hash by their bytes or repr; anything else that fails is 0)."""
     try:
         return hash((_SALT, value))
-    except TypeError:
+    except Exception:
+        pass
+    try:
+        if isinstance(value, (memoryview, bytearray)):
+            return hash((_SALT, bytes(value)))
         return hash((_SALT, repr(value)[:256]))
+    except Exception:
+        return 0
 
 
 def signature(sql: str, parameters: Any) -> tuple[int, ...] | None:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, text
 
+import sqlaudit
 from sqlaudit._params import roles, signature, walk
 
 
@@ -87,3 +91,53 @@ def test_signature_never_holds_values() -> None:
     assert sig is not None
     assert 5 not in sig
     assert 7 not in sig
+
+
+BIND_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(st.characters(codec=None)),
+    st.binary(),
+    st.binary().map(bytearray),
+    st.binary().map(lambda b: memoryview(bytearray(b))),
+    st.binary().map(memoryview),
+    st.lists(st.integers(), max_size=5),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+)
+
+
+@given(st.lists(BIND_VALUES, min_size=3, max_size=3))
+@settings(max_examples=300)
+def test_signature_never_raises_for_any_bind_value(values: list[object]) -> None:
+    """Any bind value (bytes-like, writable memoryview, unhashable, surrogate text) gets a
+    signature of one int per placeholder, equal for equal values, in every parameter style."""
+    sql_named = "SELECT a FROM t WHERE b IN (:p0, :p1) LIMIT :p2"
+    sql_qmark = "SELECT a FROM t WHERE b IN (?, ?) LIMIT ?"
+    named = signature(sql_named, {f"p{i}": v for i, v in enumerate(values)})
+    positional = signature(sql_qmark, tuple(values))
+    assert named is not None and positional is not None
+    assert len(named) == len(positional) == 3
+    assert all(isinstance(h, int) for h in named + positional)
+    assert named == positional
+    assert signature(sql_qmark, tuple(values)) == positional  # stable
+
+
+def test_bytes_like_bind_values_are_recorded(sqlite_engine: Engine) -> None:
+    """Blobs as bytes, bytearray and writable memoryview in a statement with an IN list (so a
+    signature is taken) are recorded like any other value: no internal error."""
+    handle = sqlaudit.instrument(sqlite_engine)
+    blobs = [b"\x00\xff", bytearray(b"\x01"), memoryview(bytearray(b"\x02"))]
+    try:
+        with sqlaudit.audit("blobs", on_finding="ignore") as report:
+            with sqlite_engine.connect() as conn:
+                for blob in blobs:
+                    row = conn.execute(
+                        text("SELECT :v IN (:a, :b) LIMIT 1"), {"v": blob, "a": blob, "b": b""}
+                    ).one()
+                    assert row[0] == 1
+    finally:
+        handle.remove()
+    assert report.internal_errors == 0
+    assert [r.params is not None for r in report.statements] == [True, True, True]
