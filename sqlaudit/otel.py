@@ -98,10 +98,34 @@ def setup(
         )
     reporter = OTelReporter(**reporter_options)
     reporters: tuple[Reporter, ...] = (reporter,)
+    existing = {h for engine in engines if (h := _instrumented(engine)) is not None}
     if check_flag("log_findings", log_findings) and config.on_finding == "log":
         reporters += (LogReporter(),)
-    handles = tuple(sqlaudit.instrument(engine) for engine in engines)
-    return OTelSetup(config, reporter, reporters, handles)
+    handles: list[sqlaudit.Instrumentation] = []
+    try:
+        for engine in engines:
+            handles.append(sqlaudit.instrument(engine))
+    except BaseException:
+        # A bad engine further down the list: leave none of the earlier ones instrumented
+        # by this call (handles that already existed are returned by instrument() again and
+        # stay as they were).
+        for handle in handles:
+            if handle not in existing:
+                handle.remove()
+        raise
+    return OTelSetup(config, reporter, reporters, tuple(handles))
+
+
+def _instrumented(engine: Any) -> sqlaudit.Instrumentation | None:
+    """The active instrumentation of ``engine`` if it has one (None for anything else)."""
+    from sqlaudit._capture import _registry
+
+    target = getattr(engine, "sync_engine", engine)
+    try:
+        handle = _registry.get(target)
+    except TypeError:  # not weakly referenceable: not an engine
+        return None
+    return handle if handle is not None and handle.active else None
 
 
 def jsonl_tracer_provider(

@@ -22,10 +22,11 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session
 
 import sqlaudit
+from sqlaudit import _capture
 from sqlaudit.otel import OTelReporter, setup
 
 
@@ -458,6 +459,23 @@ def test_setup_instruments_engines_and_reports(otel: OTel, sqlite_engine: Engine
         Base.metadata.drop_all(sqlite_engine)
     (span,) = otel.finished("job")
     assert (span.attributes or {})["sqlaudit.query_count"] == 1
+
+
+def test_setup_with_a_bad_engine_instruments_none(otel: OTel) -> None:
+    """``setup(good, bad)`` raises for the bad engine and leaves the good one as it was: not
+    instrumented when it was not, still instrumented (same handle) when it already was."""
+    fresh = create_engine("sqlite://")
+    kept = create_engine("sqlite://")
+    already = sqlaudit.instrument(kept)
+    try:
+        with pytest.raises(sqlaudit.ConfigError, match="Engine or AsyncEngine"):
+            setup(fresh, kept, "sqlite://", tracer_provider=otel.tracer_provider)  # type: ignore[arg-type]
+        assert sqlaudit.instrument(kept) is already and already.active
+        assert not any(event.contains(fresh, name, fn) for name, fn in _capture._LISTENERS)
+    finally:
+        already.remove()
+        fresh.dispose()
+        kept.dispose()
 
 
 def test_import_sqlaudit_imports_no_opentelemetry() -> None:
