@@ -133,45 +133,28 @@ def capture(depth: int = 2) -> tuple[CallSite, ...]:
     known = _probe(depth + 1)
     if known is not None:
         return known
+    # Walk to the first application frame (into the parent greenlet when the greenlet's own
+    # stack ends first); _collect takes the stack from there.
     frame: FrameType | None = sys._getframe(depth)
-    found: list[CallSite] = []
-    limit = MAX_WALK
-    offset = 0
-    crossed = False
     cache = _cache
-    sites = _sites
+    crossed = False
     glet: object = None
-    while limit:
+    for offset in range(MAX_WALK):
         if frame is None:
-            if found:
-                break
             glet, frame = _parent_greenlet(glet)
             crossed = True
             if frame is None:
-                break
-        code = frame.f_code
-        filename = code.co_filename
+                return ()
+        filename = frame.f_code.co_filename
         app = cache.get(filename)
         if app is None:
             app = _is_app(filename)
         if app:
-            # f_lineno decodes the line table on every access (O(position) in the code
-            # object): call sites repeat, so resolve each instruction of a function once.
-            key = (filename, code.co_firstlineno, code.co_name, frame.f_lasti)
-            site = sites.get(key)
-            if site is None:
-                site = _site(key, frame)
-            found.append(site)
-            if len(found) == 1 and not crossed and offset:
+            if not crossed and offset:
                 _remember(offset - 1)
-            if len(found) >= DEPTH:
-                break
-            if len(found) == 1:
-                limit = NEAR + 1
+            return _collect(frame)
         frame = frame.f_back
-        offset += 1
-        limit -= 1
-    return tuple(found)
+    return ()
 
 
 def _probe(depth: int) -> tuple[CallSite, ...] | None:
@@ -197,7 +180,7 @@ def _probe(depth: int) -> tuple[CallSite, ...] | None:
             continue
         filename = probe.f_code.co_filename
         if _is_sqlalchemy(below) and _cache.get(filename, False):
-            found = _collect(probe, 1)
+            found = _collect(probe)
             _remember_frame(probe, found)
             return found
     return None
@@ -245,8 +228,9 @@ def _remember(offset: int) -> None:
     del recent[4:]
 
 
-def _collect(frame: FrameType, found_count: int) -> tuple[CallSite, ...]:
-    """The application frames from ``frame`` (an application frame) up, as ``capture``."""
+def _collect(frame: FrameType) -> tuple[CallSite, ...]:
+    """The first ``DEPTH`` application frames from ``frame`` (an application frame) up,
+    looking ``NEAR`` frames past it at most."""
     found: list[CallSite] = []
     limit = NEAR + 1
     current: FrameType | None = frame
@@ -257,6 +241,8 @@ def _collect(frame: FrameType, found_count: int) -> tuple[CallSite, ...]:
         if app is None:
             app = _is_app(filename)
         if app:
+            # f_lineno decodes the line table on every access (O(position) in the code
+            # object): call sites repeat, so resolve each instruction of a function once.
             key = (filename, code.co_firstlineno, code.co_name, current.f_lasti)
             site = _sites.get(key)
             if site is None:

@@ -69,7 +69,7 @@ def _do_execute(
     except BaseException as exc:
         _record(scope, statement, start, -1, 1, type(exc).__name__, context, parameters)
         raise
-    try:
+    try:  # _rowcount(cursor), inlined: this is the per-statement path
         rowcount = cursor.rowcount
     except Exception:
         rowcount = -1
@@ -77,13 +77,12 @@ def _do_execute(
     return True
 
 
-def _rowcount(cursor: DBAPICursor) -> int:
-    """``cursor.rowcount`` when the driver reports an int, else -1 (never raises)."""
+def _rowcount(cursor: DBAPICursor) -> Any:
+    """``cursor.rowcount``, or -1 when reading it fails (``_record`` keeps ints only)."""
     try:
-        count = cursor.rowcount
+        return cursor.rowcount
     except Exception:
         return -1
-    return count if type(count) is int else -1
 
 
 def _do_executemany(

@@ -126,7 +126,6 @@ def _name(prop: Any) -> str | None:
 
 
 _new_load = tuple.__new__
-_DML = frozenset({StatementKind.INSERT, StatementKind.UPDATE, StatementKind.DELETE})
 _SELECT = StatementKind.SELECT
 
 
@@ -161,18 +160,16 @@ def _shape(compiled: Any, statement: Any, attrs: Any) -> _Shape:
 
 
 def statement_load(
-    scope: AuditReport, context: Any, kind: str, stack: tuple[CallSite, ...]
+    scope: AuditReport, context: Any, statement: Any, kind: str, stack: tuple[CallSite, ...]
 ) -> OrmLoad | None:
-    """The ORM context of the statement being recorded (None for Core statements)."""
-    statement = getattr(context, "invoked_statement", None)
-    if statement is None:
-        return None
+    """The ORM context of ``statement`` (the ``invoked_statement`` of ``context``, which
+    ``AuditReport.record`` has found to carry propagate attributes), or None for Core."""
     attrs = statement._propagate_attrs
-    if not attrs or attrs.get("compile_state_plugin") != "orm":
+    if attrs.get("compile_state_plugin") != "orm":
         return None
     try:
         if kind != _SELECT:
-            if kind in _DML:
+            if kind in StatementKind.WRITES:
                 mapper = getattr(attrs.get("plugin_subject"), "mapper", None)
                 name = None if mapper is None else mapper.class_.__name__
                 return _new_load(OrmLoad, ("query", name, None, None, (), 0, ""))

@@ -43,8 +43,9 @@ _TRANSACTION = StatementKind.TRANSACTION
 _new_record = tuple.__new__
 
 #: Reads the ORM context of a statement from its execution context (set by ``_orm`` while
-#: the ORM detail listeners are attached): ``(scope, context, kind, stack) -> OrmLoad | None``.
-OrmHook = Callable[["AuditReport", Any, str, tuple[CallSite, ...]], "OrmLoad | None"]
+#: the ORM detail listeners are attached):
+#: ``(scope, context, invoked statement, kind, stack) -> OrmLoad | None``.
+OrmHook = Callable[["AuditReport", Any, Any, str, tuple[CallSite, ...]], "OrmLoad | None"]
 orm_hook: list[OrmHook] = []
 
 
@@ -204,7 +205,7 @@ class AuditReport:
             # Only ORM-enabled statements carry propagate attributes; Core ones skip the call.
             statement = getattr(context, "invoked_statement", None)
             if statement is not None and statement._propagate_attrs:
-                load = orm_hook[0](self, context, kind, stack)
+                load = orm_hook[0](self, context, statement, kind, stack)
                 if load is not None:
                     orm = load
         self._records.append(
