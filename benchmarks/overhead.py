@@ -209,21 +209,55 @@ TIMERS: dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": perf
 timer = time.process_time
 
 
+#: Engines per (workload, variant): each round runs the workload once on each and records the
+#: mean. One engine alone can sit 1 to 1.5 µs per statement above or below another identical
+#: one for the whole process (allocation layout; measured with two never-instrumented engines),
+#: which is as large as the no-scope budget; several engines per variant average that out, and
+#: the spread between them is printed as the noise floor of each figure.
+ENGINES = 3
+
+
 @dataclass
 class Cell:
-    """One (workload, variant) pair: its own engine and its samples per phase."""
+    """One (workload, variant) pair: its own engines and its samples per phase."""
 
     workload: Workload
     variant: str
-    engine: Engine
-    #: Per phase: µs per statement of each round, by the chosen timer and by the wall clock.
+    engines: list[Engine]
+    #: Per phase: µs per statement of each round (mean over the engines), by the chosen timer
+    #: and by the wall clock.
     samples: dict[str, list[float]] = field(default_factory=lambda: {"A": [], "B": []})
     wall: dict[str, list[float]] = field(default_factory=lambda: {"A": [], "B": []})
+    #: Per phase and engine: µs per statement of each round on that engine alone.
+    per_engine: dict[str, list[list[float]]] = field(default_factory=dict)
     epoch1_a: list[float] = field(default_factory=list)
 
     def run_round(self, phase: str, record: bool = True, epoch: int = 0) -> None:
+        cpu: list[float] = []
+        walls: list[float] = []
+        for engine in self.engines:
+            elapsed, wall = self._run_once(engine)
+            cpu.append(elapsed)
+            walls.append(wall)
+        if record:
+            w = self.workload
+            runs = self.per_engine.setdefault(phase, [[] for _ in self.engines])
+            for i, elapsed in enumerate(cpu):
+                runs[i].append(elapsed / w.statements * 1e6)
+            us = statistics.fmean(cpu) / w.statements * 1e6
+            self.samples[phase].append(us)
+            self.wall[phase].append(statistics.fmean(walls) / w.statements * 1e6)
+            if phase == "A" and epoch == 0:
+                self.epoch1_a.append(us)
+
+    def spread(self, phase: str) -> float:
+        """Largest minus smallest per-engine median (µs per statement) in ``phase``."""
+        medians = [median(runs) for runs in self.per_engine.get(phase, []) if runs]
+        return max(medians) - min(medians) if medians else float("nan")
+
+    def _run_once(self, engine: Engine) -> tuple[float, float]:
         w = self.workload
-        ctx = w.open(self.engine)
+        ctx = w.open(engine)
         try:
             gc.collect()
             if self.variant == FULL:
@@ -240,12 +274,7 @@ class Cell:
                 elapsed, wall = timer() - t0, perf_counter() - w0
         finally:
             ctx.close()
-        if record:
-            us = elapsed / w.statements * 1e6
-            self.samples[phase].append(us)
-            self.wall[phase].append(wall / w.statements * 1e6)
-            if phase == "A" and epoch == 0:
-                self.epoch1_a.append(us)
+        return elapsed, wall
 
 
 def check_report(w: Workload, report: Any) -> None:
@@ -274,7 +303,9 @@ def measure_overhead(
 ) -> list[Cell]:
     if listening():
         raise SystemExit("something is already instrumented: the baseline would be wrong")
-    cells = [Cell(w, v, make_engine()) for w in workloads for v in VARIANTS]
+    cells = [
+        Cell(w, v, [make_engine() for _ in range(ENGINES)]) for w in workloads for v in VARIANTS
+    ]
     plain = [c for c in cells if c.variant == PLAIN]
     rng = random.Random(seed)
 
@@ -292,7 +323,7 @@ def measure_overhead(
             raise SystemExit("Session listeners still attached at the start of phase A")
         log(f"  epoch {epoch + 1}/{epochs}: phase A (nothing instrumented)")
         do_rounds("A", plain, epoch)
-        handles = [sqlaudit.instrument(c.engine) for c in cells if c.variant != PLAIN]
+        handles = [sqlaudit.instrument(e) for c in cells if c.variant != PLAIN for e in c.engines]
         if not listening():
             raise SystemExit("instrument() did not attach the Session listeners")
         log(f"  epoch {epoch + 1}/{epochs}: phase B (no scope + full audit engines instrumented)")
@@ -622,6 +653,8 @@ def summarise(cells: list[Cell]) -> list[dict[str, Any]]:
                 "median_us": m,
                 "min_us": min(samples, default=float("nan")),
                 "max_us": max(samples, default=float("nan")),
+                "engines": len(cell.engines),
+                "engine_spread_us": cell.spread(phase),
                 "baseline_us": base,
                 "added_us": m - base,
                 "ratio": m / base,
@@ -658,9 +691,13 @@ def targets(rows: list[dict[str, Any]], workloads: list[Workload]) -> list[dict[
 def print_table(rows: list[dict[str, Any]], timer_name: str) -> None:
     head = (
         f"{'workload':<18} {'variant':<32} {'µs/stmt':>8} {'+µs/stmt':>9} {'ratio':>6}"
-        f"   {'wall µs':>8} {'+wall':>7}"
+        f"   {'wall µs':>8} {'+wall':>7} {'spread':>7}"
     )
-    print(f"({timer_name} time per statement; 'wall' columns: the same rounds by the wall clock)")
+    print(
+        f"({timer_name} time per statement, mean over {ENGINES} engines per round; 'wall' columns:"
+        " the same rounds by the wall clock;\n 'spread': largest minus smallest per-engine median,"
+        " the engine-to-engine noise floor of that row)"
+    )
     print(head)
     print("-" * len(head))
     last = None
@@ -672,7 +709,7 @@ def print_table(rows: list[dict[str, Any]], timer_name: str) -> None:
         wadded = "" if base else f"{r['wall_added_us']:+.2f}"
         print(
             f"{name:<18} {r['label']:<32} {r['median_us']:>8.2f} {added:>9} {r['ratio']:>6.2f}"
-            f"   {r['wall_median_us']:>8.2f} {wadded:>7}"
+            f"   {r['wall_median_us']:>8.2f} {wadded:>7} {r['engine_spread_us']:>7.2f}"
         )
 
 
@@ -856,8 +893,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="short run (smoke test)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
-    parser.add_argument("--epochs", type=int, help="phase A/B alternations (default 5, quick 1)")
-    parser.add_argument("--rounds", type=int, help="rounds per phase (default 8, quick 3)")
+    parser.add_argument("--epochs", type=int, help="phase A/B alternations (default 4, quick 1)")
+    parser.add_argument("--rounds", type=int, help="rounds per phase (default 5, quick 3)")
     parser.add_argument(
         "--memory-statements",
         type=int,
@@ -880,8 +917,8 @@ def main(argv: list[str] | None = None) -> int:
 
     quick = args.quick
     timer = TIMERS[args.timer]
-    epochs = args.epochs or (1 if quick else 5)
-    rounds = args.rounds or (3 if quick else 8)
+    epochs = args.epochs or (1 if quick else 4)
+    rounds = args.rounds or (3 if quick else 5)
     memory_statements = args.memory_statements or (100_000 if quick else 1_000_000)
     detector_reps = 2 if quick else 7
 

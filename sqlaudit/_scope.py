@@ -65,19 +65,18 @@ class AuditReport:
 
     __slots__ = (
         "__weakref__",
-        "_control_count",
+        "_derived",
         "_frozen_origins",
-        "_kind_counts",
         "_lock",
         "_max",
+        "_over_counts",
+        "_over_db_time",
         "_records",
-        "_reserved",
         "_sorted",
         "checkouts",
         "committed",
         "config",
         "connecting",
-        "db_time",
         "ended",
         "findings",
         "flush_load",
@@ -89,7 +88,6 @@ class AuditReport:
         "origin_rows",
         "origins",
         "orm_statements",
-        "overflow",
         "parent",
         "resets",
         "sessions",
@@ -107,17 +105,21 @@ class AuditReport:
         self.name = name
         self.config = config
         self.parent = parent
+        # Recorded statements are appended without a lock (list.append is atomic); their
+        # counts are derived from them when read. Statements past max_records are counted
+        # under the lock, by kind, in _over_counts / _over_db_time.
         self._records: list[QueryRecord] = []
-        self._reserved = 0
         self._lock = threading.Lock()
         self._max = config.max_records
-        self._kind_counts: dict[str, int] = {}
-        self._control_count = 0
-        self._sorted = True
-        #: Seconds spent executing counted statements.
-        self.db_time = 0.0
-        #: Statements beyond ``max_records``: counted, not recorded.
-        self.overflow = 0
+        self._over_counts: dict[str, int] = {}
+        self._over_db_time = 0.0
+        # The figures derived from the records so far: (records counted, counts by kind, db
+        # time). _records only grows at its end (appends, merges; _settle trims past the
+        # cap, never below what was counted), so each read counts only the new records.
+        self._derived: tuple[int, dict[str, int], float] = (0, {}, 0.0)
+        # (number of records, the records in start order) once a merge may have put them out
+        # of order, else None.
+        self._sorted: tuple[int, tuple[QueryRecord, ...]] | None = None
         # ORM linkage (internal): the ORM statements executed lately, id -> (origin id, the
         # class it selects), so InstanceEvents.load can tell which query loaded an object;
         # and the sessions with an open transaction, by id of their Connection.
@@ -176,26 +178,23 @@ class AuditReport:
         the scope only counts (``max_records=0``).
 
         Thread-safe: threads sharing one scope (``asyncio.to_thread`` copies the context,
-        ``all_threads=True``) update the counters under the scope's lock; a record slot is
-        reserved under it, so ``max_records`` holds exactly.
+        ``all_threads=True``) append records (atomic) and count statements past the cap under
+        the scope's lock; a record that a race put past ``max_records`` is counted as
+        overflow when read (``_settle``), so ``max_records`` holds exactly.
         """
         kind = _kind_cache.get(sql) or statement_kind(sql)
-        with self._lock:
-            counts = self._kind_counts
-            counts[kind] = counts.get(kind, 0) + 1
-            if kind == _TRANSACTION:
-                self._control_count += 1
-            else:
-                self.db_time += duration
-            full = self._reserved >= self._max
-            if full:
-                self.overflow += 1
-            else:
-                self._reserved += 1
-        if full:
+        records = self._records
+        if len(records) >= self._max:
+            with self._lock:
+                counts = self._over_counts
+                counts[kind] = counts.get(kind, 0) + 1
+                if kind != _TRANSACTION:
+                    self._over_db_time += duration
             # Counting-only scopes (max_records=0, e.g. unsampled requests) stop here: no
             # call site, no transaction tracking. Past a real cap, transactions still count.
             return None if self._max == 0 else (kind, ())
+        # Two threads sharing the scope may both pass the check above with one slot left:
+        # _settle() moves any record past the cap to the overflow counts when read.
         # Frames: capture, record, _capture._record, the do_execute listener, SQLAlchemy's
         # _exec_single_context (or _exec_insertmany_context), _execute_context: the walk
         # starts at the last, skipping frames that are never the application's.
@@ -208,7 +207,7 @@ class AuditReport:
                 load = orm_hook[0](self, context, statement, kind, stack)
                 if load is not None:
                     orm = load
-        self._records.append(
+        records.append(
             _new_record(
                 QueryRecord,
                 (
@@ -260,15 +259,65 @@ class AuditReport:
 
     # -- public view ---------------------------------------------------------------------
 
+    def _settle(self) -> tuple[dict[str, int], float]:
+        """Counts by kind and db time of every statement so far (callers hold the lock)."""
+        records = self._records
+        end = len(records)
+        if end > self._max:
+            # Two threads raced for the last slot: the records past the cap become overflow.
+            # (They are never among those already counted: counting happens only here, after
+            # this trim, so the counted prefix is never longer than max_records.)
+            counts = self._over_counts
+            for r in records[self._max : end]:
+                counts[r.kind] = counts.get(r.kind, 0) + 1
+                if r.kind != _TRANSACTION:
+                    self._over_db_time += r.duration
+            del records[self._max : end]
+            end = self._max
+        done, counts, db_time = self._derived
+        if done < end:
+            counts = dict(counts)
+            for r in records[done:end]:
+                kind = r.kind
+                counts[kind] = counts.get(kind, 0) + 1
+                if kind != _TRANSACTION:
+                    db_time += r.duration
+            self._derived = (end, counts, db_time)
+        return counts, db_time
+
+    @property
+    def _kind_counts(self) -> dict[str, int]:
+        with self._lock:
+            counts, _ = self._settle()
+            total = dict(counts)
+            for kind, n in self._over_counts.items():
+                total[kind] = total.get(kind, 0) + n
+        return total
+
     @property
     def query_count(self) -> int:
         """Statements issued, transaction control (BEGIN/COMMIT/SAVEPOINT...) excluded."""
-        return sum(self._kind_counts.values()) - self._control_count
+        counts = self._kind_counts
+        return sum(counts.values()) - counts.get(_TRANSACTION, 0)
+
+    @property
+    def overflow(self) -> int:
+        """Statements beyond ``max_records``: counted, not recorded."""
+        with self._lock:
+            self._settle()
+            return sum(self._over_counts.values())
+
+    @property
+    def db_time(self) -> float:
+        """Seconds spent executing counted statements (transaction control excluded)."""
+        with self._lock:
+            _, db_time = self._settle()
+            return db_time + self._over_db_time
 
     @property
     def recorded_count(self) -> int:
         """Statements recorded in detail (at most ``max_records``)."""
-        return len(self._records)
+        return min(len(self._records), self._max)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -278,10 +327,15 @@ class AuditReport:
     @property
     def statements(self) -> Sequence[QueryRecord]:
         """Recorded statements in the order they started (at most ``max_records``)."""
-        if not self._sorted:
-            self._records.sort(key=_start)
-            self._sorted = True
-        return tuple(self._records)
+        with self._lock:
+            self._settle()
+            records = tuple(self._records)
+            cached = self._sorted
+            if cached is None:
+                return records
+            if cached[0] != len(records):
+                cached = self._sorted = (len(records), tuple(sorted(records, key=_start)))
+            return cached[1]
 
     @property
     def db_time_ms(self) -> float:
@@ -320,14 +374,19 @@ class AuditReport:
             self._merge_child(child)
 
     def _merge_child(self, child: AuditReport) -> None:
-        for kind, n in child._kind_counts.items():
-            self._kind_counts[kind] = self._kind_counts.get(kind, 0) + n
-        self._control_count += child._control_count
-        self.db_time += child.db_time
-        room = max(0, self._max - self._reserved)
-        self._records.extend(child._records[:room])
-        self._reserved += min(room, len(child._records))
-        self.overflow += child.overflow + max(0, len(child._records) - room)
+        with child._lock:
+            child._settle()
+        records = self._records
+        room = max(0, self._max - len(records))
+        records.extend(child._records[:room])
+        counts = self._over_counts
+        for r in child._records[room:]:
+            counts[r.kind] = counts.get(r.kind, 0) + 1
+            if r.kind != _TRANSACTION:
+                self._over_db_time += r.duration
+        for kind, n in child._over_counts.items():
+            counts[kind] = counts.get(kind, 0) + n
+        self._over_db_time += child._over_db_time
         self.tx_all.extend(child.tx_all)
         self.stale_reads.extend(child.stale_reads)
         self.origins.update(child.origins)
@@ -338,7 +397,8 @@ class AuditReport:
         self.checkouts |= child.checkouts
         self.resets += child.resets
         self.internal_errors += child.internal_errors
-        self._sorted = False
+        if self._sorted is None:
+            self._sorted = (-1, ())
 
     def render(self, *, statements: bool = True) -> str:
         """The human report: diagnosis first, then the statements with repeats collapsed."""

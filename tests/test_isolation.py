@@ -7,6 +7,7 @@ import contextvars
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -145,3 +146,79 @@ def test_threads_sharing_one_audit_count_exactly() -> None:
     assert report.query_count == threads * per_thread
     assert report.recorded_count == cap
     assert report.overflow == threads * per_thread - cap
+
+
+def test_a_race_for_the_last_record_slot_ends_as_overflow(monkeypatch: Any) -> None:
+    """Records are appended without a lock: two threads can both find one free slot. The
+    interleaving is forced here (the second statement runs while the first one's call site
+    is being captured), and the report still holds ``max_records`` exactly, counting the
+    other statement as overflow, with every count and the db time exact."""
+    from sqlaudit import _scope
+
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+    handle = sqlaudit.instrument(engine)
+    real_capture = _scope.capture
+    conn = engine.connect()
+    reentered: list[bool] = []
+
+    def capture_with_a_race(depth: int = 2) -> Any:
+        if not reentered:
+            reentered.append(True)
+            conn.execute(text("SELECT 2"))  # the "other thread", inside the free slot
+        return real_capture(depth)
+
+    try:
+        with sqlaudit.audit("race", on_finding="ignore", max_records=1) as report:
+            monkeypatch.setattr(_scope, "capture", capture_with_a_race)
+            conn.execute(text("SELECT 1"))
+            monkeypatch.setattr(_scope, "capture", real_capture)
+            assert len(report._records) == 2  # both passed the check: the race happened
+            assert report.recorded_count == 1
+            assert report.overflow == 1
+            assert report.query_count == 2
+            assert len(report.statements) == 1
+            conn.execute(text("SELECT 3"))
+        durations = [r.duration for r in report.statements]
+    finally:
+        conn.close()
+        handle.remove()
+        engine.dispose()
+    assert reentered == [True]
+    assert report.query_count == 3
+    assert report.recorded_count == 1
+    assert report.overflow == 2
+    assert report.counts == {"select": 3}
+    assert len(report.statements) == 1
+    assert report.db_time >= sum(durations) > 0
+
+
+def test_counts_read_after_every_statement_stay_exact() -> None:
+    """``query_count``, ``counts`` and ``db_time`` are derived from the records when read,
+    counting only what is new since the last read: reading them after every statement (and
+    across a nested audit merging into the parent) gives exact figures each time."""
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+    handle = sqlaudit.instrument(engine)
+    seen: list[tuple[int, int, float]] = []
+    try:
+        with sqlaudit.audit("outer", on_finding="ignore", max_records=5) as report:
+            with engine.connect() as conn:
+                for i in range(4):
+                    conn.execute(text("SELECT :i"), {"i": i})
+                    seen.append((report.query_count, report.overflow, report.db_time))
+                with sqlaudit.audit("inner", on_finding="ignore") as inner:
+                    for i in range(3):
+                        conn.execute(text("SELECT :i"), {"i": i})
+                assert inner.query_count == 3
+                seen.append((report.query_count, report.overflow, report.db_time))
+                conn.execute(text("CREATE TABLE t (x INTEGER)"))
+                seen.append((report.query_count, report.overflow, report.db_time))
+    finally:
+        handle.remove()
+        engine.dispose()
+    assert [(q, o) for q, o, _ in seen] == [(1, 0), (2, 0), (3, 0), (4, 0), (7, 2), (8, 3)]
+    times = [t for _, _, t in seen]
+    assert times == sorted(times) and times[0] > 0
+    assert report.counts == {"ddl": 1, "select": 7}
+    assert report.recorded_count == 5
+    starts = [r.start for r in report.statements]
+    assert starts == sorted(starts)
