@@ -37,18 +37,18 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from sqlaudit import _orm
-from sqlaudit._internal import internal_error
 from sqlaudit._pool import POOL_LISTENERS
-from sqlaudit._scope import CURRENT, FALLBACK, current
+from sqlaudit._scope import CURRENT, FALLBACK, current, tx_hook
 from sqlaudit._transactions import on_statement
 from sqlaudit.errors import ConfigError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPICursor, ExecutionContext
 
-    from sqlaudit._scope import AuditReport
 
 __all__ = ["Instrumentation", "instrument"]
+
+tx_hook[:] = [on_statement]
 
 _lock = threading.RLock()
 _registry: weakref.WeakKeyDictionary[Engine, Instrumentation] = weakref.WeakKeyDictionary()
@@ -67,18 +67,18 @@ def _do_execute(
     try:
         dialect.do_execute(cursor, statement, parameters, context)
     except BaseException as exc:
-        _record(scope, statement, start, -1, 1, type(exc).__name__, context, parameters)
+        scope.record(statement, start, -1, 1, type(exc).__name__, context, parameters)
         raise
     try:  # _rowcount(cursor), inlined: this is the per-statement path
         rowcount = cursor.rowcount
     except Exception:
         rowcount = -1
-    _record(scope, statement, start, rowcount, 1, None, context, parameters)
+    scope.record(statement, start, rowcount, 1, None, context, parameters)
     return True
 
 
 def _rowcount(cursor: DBAPICursor) -> Any:
-    """``cursor.rowcount``, or -1 when reading it fails (``_record`` keeps ints only)."""
+    """``cursor.rowcount``, or -1 when reading it fails (``record`` keeps ints only)."""
     try:
         return cursor.rowcount
     except Exception:
@@ -98,9 +98,9 @@ def _do_executemany(
     try:
         dialect.do_executemany(cursor, statement, parameters, context)
     except BaseException as exc:
-        _record(scope, statement, start, -1, len(parameters), type(exc).__name__, context)
+        scope.record(statement, start, -1, len(parameters), type(exc).__name__, context)
         raise
-    _record(scope, statement, start, _rowcount(cursor), len(parameters), None, context)
+    scope.record(statement, start, _rowcount(cursor), len(parameters), None, context)
     return True
 
 
@@ -115,49 +115,10 @@ def _do_execute_no_params(cursor: DBAPICursor, statement: str, context: Executio
     try:
         dialect.do_execute_no_params(cursor, statement, context)
     except BaseException as exc:
-        _record(scope, statement, start, -1, 1, type(exc).__name__, context)
+        scope.record(statement, start, -1, 1, type(exc).__name__, context)
         raise
-    _record(scope, statement, start, _rowcount(cursor), 1, None, context)
+    scope.record(statement, start, _rowcount(cursor), 1, None, context)
     return True
-
-
-def _record(
-    scope: AuditReport,
-    statement: str,
-    start: float,
-    rowcount: Any,
-    batch: int,
-    error: str | None,
-    context: ExecutionContext,
-    parameters: Any = None,
-) -> None:
-    duration = perf_counter() - start
-    if type(rowcount) is not int:
-        rowcount = -1  # a driver reporting something else (None, a str...)
-    try:
-        if scope.connecting and _dbapi_id(context) == scope.connecting:
-            return  # connection setup (dialect initialize, on-connect hooks): not the app's
-        recorded = scope.record(
-            statement,
-            start,
-            duration,
-            rowcount,
-            batch,
-            error,
-            id(context.root_connection),
-            context.dialect.name,
-            parameters,
-            context,
-        )
-        if recorded is not None:
-            on_statement(scope, context, recorded[0], start, duration, recorded[1], batch)
-    except Exception as exc:
-        scope.internal_errors += 1
-        internal_error("capture", exc)
-
-
-def _dbapi_id(context: ExecutionContext) -> int:
-    return id(context.root_connection.connection.dbapi_connection)
 
 
 def _connect_begins(dbapi_connection: Any, record: Any) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlaudit._callsite import capture
 from sqlaudit._config import AuditConfig
 from sqlaudit._fingerprint import _kind_cache, statement_kind
+from sqlaudit._internal import internal_error
 from sqlaudit._params import _cache as _roles_cache
 from sqlaudit._params import signature
 from sqlaudit._records import CallSite, OrmLoad, QueryRecord, StatementKind
@@ -47,6 +48,12 @@ _new_record = tuple.__new__
 #: ``(scope, context, invoked statement, kind, stack) -> OrmLoad | None``.
 OrmHook = Callable[["AuditReport", Any, Any, str, tuple[CallSite, ...]], "OrmLoad | None"]
 orm_hook: list[OrmHook] = []
+
+#: Accounts a recorded statement to its transaction (``_transactions.on_statement``, set by
+#: ``_capture`` at import; a hook because ``_transactions`` imports this module):
+#: ``(scope, context, kind, start, duration, stack, batch) -> None``.
+TxHook = Callable[["AuditReport", Any, str, float, float, tuple[CallSite, ...], int], None]
+tx_hook: list[TxHook] = []
 
 
 def current() -> AuditReport | None:
@@ -164,72 +171,81 @@ class AuditReport:
         self,
         sql: str,
         start: float,
-        duration: float,
-        rowcount: int,
+        rowcount: Any,
         batch: int,
         error: str | None,
-        connection: int,
-        dialect: str,
+        context: Any,
         parameters: Any = None,
-        context: Any = None,
-    ) -> tuple[str, tuple[CallSite, ...]] | None:
-        """Account for one statement (called by the capture listeners with its execution
-        context). Returns its kind and call stack for the transaction tracker, or None when
-        the scope only counts (``max_records=0``).
+    ) -> None:
+        """Account for one statement that started at ``start`` and has just ended (called by
+        the capture listeners with its execution context).
 
         Thread-safe: threads sharing one scope (``asyncio.to_thread`` copies the context,
         ``all_threads=True``) append records (atomic) and count statements past the cap under
         the scope's lock; a record that a race put past ``max_records`` is counted as
         overflow when read (``_settle``), so ``max_records`` holds exactly.
+
+        On error inside sqlaudit: logged once, counted on the report, never raised.
         """
-        kind = _kind_cache.get(sql) or statement_kind(sql)
-        records = self._records
-        if len(records) >= self._max:
-            with self._lock:
-                counts = self._over_counts
-                counts[kind] = counts.get(kind, 0) + 1
-                if kind != _TRANSACTION:
-                    self._over_db_time += duration
-            # Counting-only scopes (max_records=0, e.g. unsampled requests) stop here: no
-            # call site, no transaction tracking. Past a real cap, transactions still count.
-            return None if self._max == 0 else (kind, ())
-        # Two threads sharing the scope may both pass the check above with one slot left:
-        # _settle() moves any record past the cap to the overflow counts when read.
-        # Frames: capture, record, _capture._record, the do_execute listener, SQLAlchemy's
-        # _exec_single_context (or _exec_insertmany_context), _execute_context: the walk
-        # starts at the last, skipping frames that are never the application's.
-        stack = capture(5)
-        orm = self.flush_load
-        if orm_hook:
-            # Only ORM-enabled statements carry propagate attributes; Core ones skip the call.
-            statement = getattr(context, "invoked_statement", None)
-            if statement is not None and statement._propagate_attrs:
-                load = orm_hook[0](self, context, statement, kind, stack)
-                if load is not None:
-                    orm = load
-        records.append(
-            _new_record(
-                QueryRecord,
-                (
-                    sql,
-                    kind,
-                    start,
-                    duration,
-                    rowcount,
-                    batch,
-                    error,
-                    stack,
-                    orm,
-                    connection,
-                    dialect,
-                    SUPPRESSED.get(),
-                    None
-                    if parameters is None or _roles_cache.get(sql, False) is None
-                    else signature(sql, parameters),
-                ),
+        duration = time.perf_counter() - start
+        try:
+            if self.connecting and _dbapi_id(context) == self.connecting:
+                return  # connection setup (dialect initialize, on-connect hooks): not the app's
+            if type(rowcount) is not int:
+                rowcount = -1  # a driver reporting something else (None, a str...)
+            kind = _kind_cache.get(sql) or statement_kind(sql)
+            records = self._records
+            if len(records) >= self._max:
+                with self._lock:
+                    counts = self._over_counts
+                    counts[kind] = counts.get(kind, 0) + 1
+                    if kind != _TRANSACTION:
+                        self._over_db_time += duration
+                # Counting-only scopes (max_records=0, e.g. unsampled requests) stop here: no
+                # call site, no transaction tracking. Past a real cap, transactions still count.
+                if self._max:
+                    tx_hook[0](self, context, kind, start, duration, (), batch)
+                return
+            # Two threads sharing the scope may both pass the check above with one slot left:
+            # _settle() moves any record past the cap to the overflow counts when read.
+            # Frames: capture, record, the do_execute listener, SQLAlchemy's
+            # _exec_single_context (or _exec_insertmany_context), _execute_context: the walk
+            # starts at the last, skipping frames that are never the application's.
+            stack = capture(4)
+            orm = self.flush_load
+            if orm_hook:
+                # Only ORM-enabled statements carry propagate attributes; Core ones skip it.
+                statement = getattr(context, "invoked_statement", None)
+                if statement is not None and statement._propagate_attrs:
+                    load = orm_hook[0](self, context, statement, kind, stack)
+                    if load is not None:
+                        orm = load
+            records.append(
+                _new_record(
+                    QueryRecord,
+                    (
+                        sql,
+                        kind,
+                        start,
+                        duration,
+                        rowcount,
+                        batch,
+                        error,
+                        stack,
+                        orm,
+                        id(context.root_connection),
+                        context.dialect.name,
+                        SUPPRESSED.get(),
+                        None
+                        if parameters is None or _roles_cache.get(sql, False) is None
+                        else signature(sql, parameters),
+                    ),
+                )
             )
-        )
-        return kind, stack
+            tx_hook[0](self, context, kind, start, duration, stack, batch)
+        except Exception as exc:
+            self.internal_errors += 1
+            internal_error("capture", exc)
 
     def origin_record(self, oid: int) -> OriginRecord | None:
         """The query ``oid`` (from ``OrmLoad.query``) as plain data, or None."""
@@ -416,6 +432,10 @@ class AuditReport:
         return (
             f"<AuditReport {self.name!r} queries={self.query_count} findings={len(self.findings)}>"
         )
+
+
+def _dbapi_id(context: Any) -> int:
+    return id(context.root_connection.connection.dbapi_connection)
 
 
 def _start(record: QueryRecord) -> float:

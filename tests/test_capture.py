@@ -180,7 +180,9 @@ def test_internal_error_is_swallowed_logged_once_and_counted(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("injected")
 
-    monkeypatch.setattr(sqlaudit.AuditReport, "record", broken)
+    import sqlaudit._scope
+
+    monkeypatch.setattr(sqlaudit._scope, "capture", broken)
     caplog.set_level(logging.ERROR, logger="sqlaudit")
     with sqlaudit.audit("faulty", on_finding="ignore") as report, db.connect() as conn:
         rows = [conn.execute(select(Author.id).where(Author.id == i)).all() for i in (1, 2)]
