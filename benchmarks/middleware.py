@@ -42,8 +42,10 @@ import asyncio
 import json
 import platform
 import random
+import shutil
 import statistics
 import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from time import perf_counter
@@ -77,20 +79,50 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
 TARGETS = {"rate 0": 1.0, "rate 1": 5.0}
 
 
+PAGE = (
+    select(items.c.id, items.c.name)
+    .order_by(items.c.id)
+    .limit(20)
+    .offset(sqlalchemy.bindparam("offset"))
+)
+#: The endpoint the app serves: ``pk`` (the default, the cheapest statements there are) or
+#: ``page`` (``--endpoint page``: each statement reads a page of 20 rows from a SQLite file
+#: and the rows become a JSON body, closer to what a listing endpoint does).
+ENDPOINT = "pk"
+_files: list[Path] = []
+
+
 def make_engine(instrumented: bool) -> Engine:
-    engine = create_engine("sqlite://", poolclass=StaticPool)
+    if ENDPOINT == "page":
+        directory = Path(tempfile.mkdtemp(prefix="sqlaudit-bench-"))
+        _files.append(directory)
+        engine = create_engine(f"sqlite:///{directory / 'bench.db'}")
+        rows = 2000
+    else:
+        engine = create_engine("sqlite://", poolclass=StaticPool)
+        rows = 100
     metadata.create_all(engine)
     with engine.begin() as connection:
-        connection.execute(items.insert(), [{"id": i, "name": f"item {i}"} for i in range(100)])
+        connection.execute(items.insert(), [{"id": i, "name": f"item {i}"} for i in range(rows)])
     if instrumented:
         sqlaudit.instrument(engine)
     return engine
 
 
-def query(engine: Engine) -> None:
+def query(engine: Engine) -> bytes:
     with engine.connect() as connection:
+        if ENDPOINT == "page":
+            pages = [
+                [
+                    {"id": row.id, "name": row.name}
+                    for row in connection.execute(PAGE, {"offset": i * 20})
+                ]
+                for i in range(STATEMENTS)
+            ]
+            return json.dumps(pages).encode()
         for i in range(STATEMENTS):
             connection.execute(BY_ID, {"id": i * 7 % 100}).scalar_one()
+    return b"ok"
 
 
 def audited_wsgi(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
@@ -116,19 +148,21 @@ def audited_asgi(app: Callable[..., Any]) -> Callable[..., Any]:
 
 def wsgi_app(engine: Engine) -> Callable[..., Iterable[bytes]]:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        query(engine)
-        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
-        return [b"ok"]
+        body = query(engine)
+        start_response(
+            "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
 
     return app
 
 
 def asgi_app(engine: Engine) -> Callable[..., Any]:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        query(engine)
-        headers = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
+        body = query(engine)
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"ok"})
+        await send({"type": "http.response.body", "body": body})
 
     return app
 
@@ -263,7 +297,12 @@ def table(protocol: str, medians: dict[str, float]) -> list[str]:
     bare = medians["bare"]
     instrumented = medians["instrumented"]
     lines = [
-        f"{protocol.upper()}: {STATEMENTS} statements per request, SQLite in memory",
+        f"{protocol.upper()}: {STATEMENTS} statements per request, "
+        + (
+            "20-row pages from a SQLite file, JSON body"
+            if ENDPOINT == "page"
+            else "by primary key, SQLite in memory"
+        ),
         f"{'variant':<15} {'µs/request':>10} {'requests/s':>10} {'vs bare':>8} "
         f"{'vs instr.':>9}  target",
     ]
@@ -286,12 +325,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--requests", type=int, default=100, help="requests per round")
     parser.add_argument("--json", type=Path, help="also write the medians here")
+    parser.add_argument(
+        "--endpoint",
+        choices=("pk", "page"),
+        default="pk",
+        help="pk: 10 lookups by primary key in memory (default); page: 10 pages of 20 rows "
+        "from a SQLite file, returned as JSON",
+    )
     args = parser.parse_args(argv)
+    global ENDPOINT
+    ENDPOINT = args.endpoint
     rounds = args.rounds or (3 if args.quick else 80)
     requests = 50 if args.quick else args.requests
     print(
         f"sqlaudit {sqlaudit.__version__}, SQLAlchemy {sqlalchemy.__version__}, "
-        f"Python {platform.python_version()}, {rounds} rounds x {requests} requests per variant"
+        f"Python {platform.python_version()}, {rounds} rounds x {requests} requests per variant, "
+        f"endpoint {ENDPOINT!r}"
     )
     results: dict[str, dict[str, float]] = {}
     for protocol in ("wsgi", "asgi"):
@@ -304,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(table_alone(protocol, results[f"{protocol} alone"])))
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    for directory in _files:
+        shutil.rmtree(directory, ignore_errors=True)
     return 0
 
 

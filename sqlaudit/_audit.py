@@ -18,7 +18,7 @@ from sqlaudit._internal import internal_error
 from sqlaudit._records import QueryRecord
 from sqlaudit._scope import CURRENT, FALLBACK, SUPPRESSED, AuditReport, current
 from sqlaudit.detectors import DEFAULT_DETECTORS, Detector, check_detectors
-from sqlaudit.detectors._common import sharing
+from sqlaudit.detectors._common import partition, sharing
 from sqlaudit.detectors.loop_view import combine_loops
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.reporters import LogReporter, Reporter, check_reporters
@@ -64,9 +64,13 @@ def _detect_all(
     findings: list[Finding],
 ) -> None:
     config = report.config
+    facts = _Facts(report, records)
     for detector in detectors:
         if detector.kind in config.ignore:
             continue
+        needs = getattr(detector, "_needs", None)
+        if needs is not None and not facts.has(needs):
+            continue  # a built-in detector with nothing to look at in this unit
         try:
             if suppressed_any:
                 keep = [i for i, r in enumerate(records) if detector.kind not in r.suppressed]
@@ -82,6 +86,37 @@ def _detect_all(
             continue
         if found:
             findings.extend(found)
+
+
+class _Facts:
+    """What a unit holds, for skipping the built-in detectors that would find nothing (each
+    names what it looks at in ``_needs``): a unit of ten SELECTs runs five detectors, not
+    thirteen. Computed on first use; the record partition is the one detectors share."""
+
+    __slots__ = ("_cache", "_records", "_report")
+
+    def __init__(self, report: AuditReport, records: Sequence[QueryRecord]) -> None:
+        self._report = report
+        self._records = records
+        self._cache: dict[str, bool] = {}
+
+    def has(self, need: str) -> bool:
+        known = self._cache.get(need)
+        if known is None:
+            known = self._cache[need] = self._compute(need)
+        return known
+
+    def _compute(self, need: str) -> bool:
+        report = self._report
+        if need in ("lazy", "column", "read", "write"):
+            return bool(partition(self._records)[need])
+        if need == "transactions":
+            return bool(report.transaction_records)
+        if need == "tx_writes":
+            return any(tx.writes for tx in report.transaction_records)
+        if need == "stale_reads":
+            return bool(report.stale_reads)
+        return True  # unknown: run the detector
 
 
 class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /users"):``

@@ -113,6 +113,19 @@ def signature(sql: str, parameters: Any) -> tuple[int, ...] | None:
     placeholders = roles(sql)
     if not placeholders or parameters is None:
         return None
+    # Fast path (the per-statement path): what drivers get from SQLAlchemy, a dict or a tuple
+    # of hashable values; anything else (unhashable values, a key out of range, other
+    # containers) takes the general path below, which gives the same hashes.
+    salt = _SALT
+    try:
+        kind = type(parameters)
+        if kind is dict:
+            get = parameters.get
+            return tuple([hash((salt, get(key))) for key, _ in placeholders])
+        if kind is tuple or kind is list:
+            return tuple([hash((salt, parameters[key])) for key, _ in placeholders])
+    except Exception:
+        pass
     if isinstance(parameters, Mapping):
         return tuple(_hash(parameters.get(key)) for key, _ in placeholders)
     if isinstance(parameters, Sequence) and not isinstance(parameters, (str, bytes)):

@@ -253,3 +253,54 @@ def test_orm_bulk_insert_and_update_statements_are_recorded(db: Engine) -> None:
     assert report.counts.get("insert", 0) >= 1
     assert report.counts["update"] == 1
     assert report.internal_errors == 0
+
+
+class _Probe:
+    """A detector that only notes that it ran; ``needs`` set as built-in detectors do."""
+
+    def __init__(self, kind: str, needs: str | None) -> None:
+        self.kind = kind
+        self.ran = 0
+        if needs is not None:
+            self._needs = needs
+
+    def detect(self, report: sqlaudit.AuditReport, records: object) -> Iterator[sqlaudit.Finding]:
+        self.ran += 1
+        return iter(())
+
+
+def test_detectors_with_nothing_to_look_at_are_skipped(db: Engine) -> None:
+    """Built-in detectors name what they look at (``_needs``); a unit without it skips them
+    (a unit of SELECTs runs no write, lazy-load or transaction-write detector). A detector
+    without ``_needs`` (any user detector) always runs; the skip changes no finding."""
+    probes = {
+        need: _Probe(f"probe_{need or 'none'}", need)
+        for need in ("lazy", "column", "read", "write", "tx_writes", "transactions")
+    }
+    always = _Probe("probe_always", None)
+    unknown = _Probe("probe_unknown", "something_new")
+    detectors = (*probes.values(), always, unknown, *sqlaudit.detectors.DEFAULT_DETECTORS)
+    with Session(db) as session:
+        with sqlaudit.audit("reads", on_finding="ignore", detectors=detectors) as reads:
+            for i in (1, 2, 3):
+                session.scalars(select(Book).where(Book.id == i)).all()
+        ran = {need: p.ran for need, p in probes.items()}
+        assert ran == {
+            "lazy": 0,
+            "column": 0,
+            "read": 1,
+            "write": 0,
+            "tx_writes": 0,
+            "transactions": 1,
+        }
+        assert (always.ran, unknown.ran) == (1, 1)
+        assert "repeated_query" in kinds(reads)
+        with sqlaudit.audit("lazy", on_finding="ignore", detectors=detectors) as lazy:
+            for author in session.scalars(select(Author)).all():
+                len(author.books)
+        assert probes["lazy"].ran == 1
+        assert "n_plus_one" in kinds(lazy)
+        with sqlaudit.audit("writes", on_finding="ignore", detectors=detectors):
+            session.execute(update(Book).where(Book.id == 1).values(title="renamed"))
+            session.rollback()
+        assert (probes["write"].ran, probes["tx_writes"].ran) == (1, 1)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import UserList
+from types import MappingProxyType
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -122,6 +125,21 @@ def test_signature_never_raises_for_any_bind_value(values: list[object]) -> None
     assert all(isinstance(h, int) for h in named + positional)
     assert named == positional
     assert signature(sql_qmark, tuple(values)) == positional  # stable
+
+
+@given(st.lists(BIND_VALUES, min_size=0, max_size=4))
+@settings(max_examples=300)
+def test_fast_path_hashes_like_the_general_path(values: list[object]) -> None:
+    """dict, tuple and list parameters (what SQLAlchemy hands drivers) take a fast path; any
+    other Mapping or Sequence the general one. Both give the same hashes, also when values
+    are unhashable or a placeholder has no value (0 for a missing position)."""
+    sql_named = "SELECT a FROM t WHERE b IN (:p0, :p1) LIMIT :p2"
+    sql_qmark = "SELECT a FROM t WHERE b IN (?, ?) LIMIT ?"
+    named = {f"p{i}": v for i, v in enumerate(values)}
+    assert signature(sql_named, named) == signature(sql_named, MappingProxyType(named))
+    general = signature(sql_qmark, UserList(values))
+    assert signature(sql_qmark, tuple(values)) == general
+    assert signature(sql_qmark, list(values)) == general
 
 
 def test_bytes_like_bind_values_are_recorded(sqlite_engine: Engine) -> None:

@@ -21,6 +21,8 @@ class AutocommitWrites:
     """
 
     kind = "autocommit_writes"
+    #: ``run_detectors`` skips it for a unit with no transaction with writes.
+    _needs = "tx_writes"
 
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         for tx in own_transactions(report, self.kind):

@@ -27,6 +27,8 @@ class ColumnReload:
     line."""
 
     kind = "column_reload"
+    #: ``run_detectors`` skips it for a unit with no column loads.
+    _needs = "column"
 
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = report.config

@@ -22,6 +22,8 @@ class CommitInLoop:
     """
 
     kind = "commit_in_loop"
+    #: ``run_detectors`` skips it for a unit with no transactions.
+    _needs = "transactions"
 
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         groups: dict[CallSite, list[TransactionRecord]] = {}

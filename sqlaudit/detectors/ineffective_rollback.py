@@ -18,6 +18,8 @@ class IneffectiveRollback:
     but every write was already committed by autocommit: nothing was undone."""
 
     kind = "ineffective_rollback"
+    #: ``run_detectors`` skips it for a unit with no transaction with writes.
+    _needs = "tx_writes"
 
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         for tx in own_transactions(report, self.kind):

@@ -19,6 +19,8 @@ class LongTransaction:
     connections hold no transaction; streaming results are long by design."""
 
     kind = "long_transaction"
+    #: ``run_detectors`` skips it for a unit with no transactions.
+    _needs = "transactions"
 
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = report.config

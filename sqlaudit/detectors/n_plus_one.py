@@ -104,6 +104,8 @@ class NPlusOne:
     loop of queries."""
 
     kind = "n_plus_one"
+    #: ``run_detectors`` skips it for a unit with no lazy loads.
+    _needs = "lazy"
 
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = report.config

@@ -39,6 +39,8 @@ class RepeatedQuery:
     """The same read shape from the same application stack >= ``repeated_query_min`` times."""
 
     kind = "repeated_query"
+    #: ``run_detectors`` skips it for a unit with no reads.
+    _needs = "read"
 
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = report.config

@@ -18,6 +18,8 @@ class StaleIdentityMap:
     database transaction (autocommit, or a session kept across commits / units of work)."""
 
     kind = "stale_identity_map"
+    #: ``run_detectors`` skips it for a unit with no stale-read candidates.
+    _needs = "stale_reads"
 
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         groups: dict[tuple[str, CallSite | None], list[StaleRead]] = {}

@@ -53,6 +53,8 @@ class TransactionOverhead:
     """Info: transaction control takes >= ``transaction_overhead_ratio`` of round trips."""
 
     kind = "transaction_overhead"
+    #: ``run_detectors`` skips it for a unit with no transactions.
+    _needs = "transactions"
 
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         ratio = report.config.transaction_overhead_ratio

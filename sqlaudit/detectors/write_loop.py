@@ -53,6 +53,8 @@ class WriteLoop:
     counting the writes of one flush once."""
 
     kind = "write_loop"
+    #: ``run_detectors`` skips it for a unit with no writes.
+    _needs = "write"
 
     def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = report.config
