@@ -122,22 +122,21 @@ def on_select(
     scope: AuditReport,
     statement: Any,
     load: str,
-    mapper: Any,
-    prop: Any,
+    cls: type | None,
+    mapper_name: str | None,
+    info: tuple[str, bool, str] | None,
     stack: tuple[CallSite, ...],
-    parent_state: Any = None,
+    parent: int = 0,
 ) -> int:
-    """Create the origin of an ORM SELECT of ``mapper`` (a Mapper or None) about to load rows
-    through ``statement``; returns its id."""
-    parent = 0 if parent_state is None else scope.origin_of.get(id(parent_state), 0)
+    """Create the origin of an ORM SELECT of ``cls`` (None if unknown) about to load rows
+    through ``statement``; ``info`` is ``relationship_info()`` of a lazy or eager load's
+    relationship, ``parent`` the origin id of the object a lazy load is for (0: unknown).
+    Returns the new origin's id."""
     oid = next(_ids)
-    cls = None if mapper is None else mapper.class_
-    mapper_name = None if cls is None else cls.__name__
-    if prop is None:
+    if info is None:
         scope.origins[oid] = (load, mapper_name, None, False, None, parent, stack)
     else:
-        name, many_to_one, strategy = relationship_info(prop)
-        scope.origins[oid] = (load, mapper_name, name, many_to_one, strategy, parent, stack)
+        scope.origins[oid] = (load, mapper_name, info[0], info[1], info[2], parent, stack)
     recent = scope.orm_statements
     key = id(statement)
     recent.pop(key, None)  # re-executed: move it to the end

@@ -121,19 +121,24 @@ def _collection_query(statement: Any, mapper: Any) -> tuple[str, str] | None:
     return None
 
 
-def _name(prop: Any) -> str | None:
-    return None if prop is None else relationship_info(prop)[0]
-
-
 _new_load = tuple.__new__
 _SELECT = StatementKind.SELECT
 
 
 #: What a compiled ORM statement is, by compiled object (the compiled cache hands the same
 #: object to every execution of one statement shape; the loader path, the column-load flag
-#: and the entity are part of its cache key): (mapper, mapper name, relationship property of
-#: a lazy or eager load, its name, is an eager batch, is a column load, dynamic collection).
-_Shape = tuple[Any, "str | None", Any, "str | None", bool, bool, "tuple[str, str] | None"]
+#: and the entity are part of its cache key): (mapper, its class, the class name, the
+#: relationship of a lazy or eager load as ``relationship_info()``, is an eager batch, is a
+#: column load, dynamic collection).
+_Shape = tuple[
+    Any,
+    "type | None",
+    "str | None",
+    "tuple[str, bool, str] | None",
+    bool,
+    bool,
+    "tuple[str, str] | None",
+]
 _shapes: dict[Any, _Shape] = {}
 _SHAPES = 512
 
@@ -142,7 +147,8 @@ def _shape(compiled: Any, statement: Any, attrs: Any) -> _Shape:
     shape = _shapes.get(compiled)
     if shape is None:
         mapper = getattr(attrs.get("plugin_subject"), "mapper", None)
-        mapper_name = None if mapper is None else mapper.class_.__name__
+        cls = None if mapper is None else mapper.class_
+        mapper_name = None if cls is None else cls.__name__
         compile_options = getattr(statement, "_compile_options", None)
         path = getattr(compile_options, "_current_path", None)
         prop = _relationship(path) if path is not None and not path.is_root else None
@@ -151,7 +157,8 @@ def _shape(compiled: Any, statement: Any, attrs: Any) -> _Shape:
         collection = None
         if mapper is not None and not eager and not column:
             collection = _collection_query(statement, mapper)
-        shape = (mapper, mapper_name, prop, _name(prop), eager, column, collection)
+        info = None if prop is None else relationship_info(prop)
+        shape = (mapper, cls, mapper_name, info, eager, column, collection)
         if compiled is not None:
             if len(_shapes) >= _SHAPES:
                 _shapes.clear()
@@ -174,21 +181,23 @@ def statement_load(
                 name = None if mapper is None else mapper.class_.__name__
                 return _new_load(OrmLoad, ("query", name, None, None, (), 0, ""))
             return None
-        mapper, mapper_name, prop, relationship, eager, column, collection = _shape(
-            context.compiled, statement, attrs
-        )
+        compiled = context.compiled
+        shape = _shapes.get(compiled) or _shape(compiled, statement, attrs)
+        mapper, cls, mapper_name, info, eager, column, collection = shape
+        relationship = None if info is None else info[0]
         options = context.execution_options.get("_sa_orm_load_options")
         parent = getattr(options, "_lazy_loaded_from", None)
         if parent is not None:
-            oid = on_origin(scope, statement, "lazy", mapper, prop, stack, parent)
+            parent_oid = scope.origin_of.get(id(parent), 0)
+            oid = on_origin(scope, statement, "lazy", cls, mapper_name, info, stack, parent_oid)
             return _new_load(OrmLoad, ("lazy", mapper_name, relationship, id(parent), (), oid, ""))
         if eager:
-            oid = on_origin(scope, statement, "eager", mapper, prop, stack)
+            oid = on_origin(scope, statement, "eager", cls, mapper_name, info, stack)
             return _new_load(OrmLoad, ("eager", mapper_name, relationship, None, (), oid, ""))
         session = _session(scope, context)
         if column:
             return _column_load(scope, statement, session, mapper, mapper_name)
-        oid = on_origin(scope, statement, "query", mapper, None, stack)
+        oid = on_origin(scope, statement, "query", cls, mapper_name, None, stack)
         if mapper is None:
             return _new_load(OrmLoad, ("query", mapper_name, None, None, (), oid, ""))
         if session is not None and session.identity_map:
