@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlaudit._callsite import capture
@@ -41,6 +43,8 @@ SUPPRESSED: ContextVar[frozenset[str]] = ContextVar("sqlaudit_suppressed", defau
 FALLBACK: list[AuditReport] = []
 
 _TRANSACTION = StatementKind.TRANSACTION
+_KIND = itemgetter(1)  # QueryRecord.kind
+_DURATION = itemgetter(3)  # QueryRecord.duration
 _new_record = tuple.__new__
 
 #: Reads the ORM context of a statement from its execution context (set by ``_orm`` while
@@ -292,12 +296,15 @@ class AuditReport:
             end = self._max
         done, counts, db_time = self._derived
         if done < end:
+            # In C where it can be (a scope of 10,000 records is counted once, at close).
+            new = records[done:end]
+            added = Counter(map(_KIND, new))
+            db_time += sum(map(_DURATION, new))
+            if _TRANSACTION in added:
+                db_time -= sum(r.duration for r in new if r.kind == _TRANSACTION)
             counts = dict(counts)
-            for r in records[done:end]:
-                kind = r.kind
-                counts[kind] = counts.get(kind, 0) + 1
-                if kind != _TRANSACTION:
-                    db_time += r.duration
+            for kind, n in added.items():
+                counts[kind] = counts.get(kind, 0) + n
             self._derived = (end, counts, db_time)
         return counts, db_time
 
