@@ -7,12 +7,9 @@ stops growing at ``max_records``: past that only counters move.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlaudit._callsite import capture
@@ -22,6 +19,7 @@ from sqlaudit._internal import internal_error
 from sqlaudit._params import _cache as _roles_cache
 from sqlaudit._params import signature
 from sqlaudit._records import CallSite, OrmLoad, QueryRecord, StatementKind
+from sqlaudit._statement_log import StatementLog
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -43,8 +41,6 @@ SUPPRESSED: ContextVar[frozenset[str]] = ContextVar("sqlaudit_suppressed", defau
 FALLBACK: list[AuditReport] = []
 
 _TRANSACTION = StatementKind.TRANSACTION
-_KIND = itemgetter(1)  # QueryRecord.kind
-_DURATION = itemgetter(3)  # QueryRecord.duration
 _new_record = tuple.__new__
 
 #: Reads the ORM context of a statement from its execution context (set by ``_orm`` while
@@ -76,14 +72,11 @@ class AuditReport:
 
     __slots__ = (
         "__weakref__",
-        "_derived",
         "_frozen_origins",
         "_lock",
+        "_log",
         "_max",
-        "_over_counts",
-        "_over_db_time",
         "_records",
-        "_sorted",
         "checkouts",
         "committed",
         "config",
@@ -116,21 +109,12 @@ class AuditReport:
         self.name = name
         self.config = config
         self.parent = parent
-        # Recorded statements are appended without a lock (list.append is atomic); their
-        # counts are derived from them when read. Statements past max_records are counted
-        # under the lock, by kind, in _over_counts / _over_db_time.
-        self._records: list[QueryRecord] = []
-        self._lock = threading.Lock()
+        # The statement log (see _statement_log); its list, lock and cap are also held here
+        # for the hot path.
+        self._log = StatementLog(config.max_records)
+        self._records = self._log.records
+        self._lock = self._log.lock
         self._max = config.max_records
-        self._over_counts: dict[str, int] = {}
-        self._over_db_time = 0.0
-        # The figures derived from the records so far: (records counted, counts by kind, db
-        # time). _records only grows at its end (appends, merges; _settle trims past the
-        # cap, never below what was counted), so each read counts only the new records.
-        self._derived: tuple[int, dict[str, int], float] = (0, {}, 0.0)
-        # (number of records, the records in start order) once a merge may have put them out
-        # of order, else None.
-        self._sorted: tuple[int, tuple[QueryRecord, ...]] | None = None
         # ORM linkage (internal): the ORM statements executed lately, id -> (origin id, the
         # class it selects), so InstanceEvents.load can tell which query loaded an object;
         # and the sessions with an open transaction, by id of their Connection.
@@ -187,7 +171,7 @@ class AuditReport:
         Thread-safe: threads sharing one scope (``asyncio.to_thread`` copies the context,
         ``all_threads=True``) append records (atomic) and count statements past the cap under
         the scope's lock; a record that a race put past ``max_records`` is counted as
-        overflow when read (``_settle``), so ``max_records`` holds exactly.
+        overflow when read (``StatementLog``), so ``max_records`` holds exactly.
 
         On error inside sqlaudit: logged once, counted on the report, never raised.
         """
@@ -200,11 +184,7 @@ class AuditReport:
             kind = _kind_cache.get(sql) or statement_kind(sql)
             records = self._records
             if len(records) >= self._max:
-                with self._lock:
-                    counts = self._over_counts
-                    counts[kind] = counts.get(kind, 0) + 1
-                    if kind != _TRANSACTION:
-                        self._over_db_time += duration
+                self._log.count_past_cap(kind, duration)
                 # Counting-only scopes (max_records=0, e.g. unsampled requests) stop here: no
                 # call site, no transaction tracking. Past a real cap, transactions still count.
                 if self._max:
@@ -279,43 +259,9 @@ class AuditReport:
 
     # -- public view ---------------------------------------------------------------------
 
-    def _settle(self) -> tuple[dict[str, int], float]:
-        """Counts by kind and db time of every statement so far (callers hold the lock)."""
-        records = self._records
-        end = len(records)
-        if end > self._max:
-            # Two threads raced for the last slot: the records past the cap become overflow.
-            # (They are never among those already counted: counting happens only here, after
-            # this trim, so the counted prefix is never longer than max_records.)
-            counts = self._over_counts
-            for r in records[self._max : end]:
-                counts[r.kind] = counts.get(r.kind, 0) + 1
-                if r.kind != _TRANSACTION:
-                    self._over_db_time += r.duration
-            del records[self._max : end]
-            end = self._max
-        done, counts, db_time = self._derived
-        if done < end:
-            # In C where it can be (a scope of 10,000 records is counted once, at close).
-            new = records[done:end]
-            added = Counter(map(_KIND, new))
-            db_time += sum(map(_DURATION, new))
-            if _TRANSACTION in added:
-                db_time -= sum(r.duration for r in new if r.kind == _TRANSACTION)
-            counts = dict(counts)
-            for kind, n in added.items():
-                counts[kind] = counts.get(kind, 0) + n
-            self._derived = (end, counts, db_time)
-        return counts, db_time
-
     @property
     def _kind_counts(self) -> dict[str, int]:
-        with self._lock:
-            counts, _ = self._settle()
-            total = dict(counts)
-            for kind, n in self._over_counts.items():
-                total[kind] = total.get(kind, 0) + n
-        return total
+        return self._log.kind_counts()
 
     @property
     def query_count(self) -> int:
@@ -326,21 +272,17 @@ class AuditReport:
     @property
     def overflow(self) -> int:
         """Statements beyond ``max_records``: counted, not recorded."""
-        with self._lock:
-            self._settle()
-            return sum(self._over_counts.values())
+        return self._log.overflow()
 
     @property
     def db_time(self) -> float:
         """Seconds spent executing counted statements (transaction control excluded)."""
-        with self._lock:
-            _, db_time = self._settle()
-            return db_time + self._over_db_time
+        return self._log.db_time()
 
     @property
     def recorded_count(self) -> int:
         """Statements recorded in detail (at most ``max_records``)."""
-        return min(len(self._records), self._max)
+        return self._log.recorded_count()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -350,15 +292,7 @@ class AuditReport:
     @property
     def statements(self) -> Sequence[QueryRecord]:
         """Recorded statements in the order they started (at most ``max_records``)."""
-        with self._lock:
-            self._settle()
-            records = tuple(self._records)
-            cached = self._sorted
-            if cached is None:
-                return records
-            if cached[0] != len(records):
-                cached = self._sorted = (len(records), tuple(sorted(records, key=_start)))
-            return cached[1]
+        return self._log.statements()
 
     @property
     def db_time_ms(self) -> float:
@@ -397,19 +331,7 @@ class AuditReport:
             self._merge_child(child)
 
     def _merge_child(self, child: AuditReport) -> None:
-        with child._lock:
-            child._settle()
-        records = self._records
-        room = max(0, self._max - len(records))
-        records.extend(child._records[:room])
-        counts = self._over_counts
-        for r in child._records[room:]:
-            counts[r.kind] = counts.get(r.kind, 0) + 1
-            if r.kind != _TRANSACTION:
-                self._over_db_time += r.duration
-        for kind, n in child._over_counts.items():
-            counts[kind] = counts.get(kind, 0) + n
-        self._over_db_time += child._over_db_time
+        self._log.merge(child._log)
         self.tx_all.extend(child.tx_all)
         self.stale_reads.extend(child.stale_reads)
         self.origins.update(child.origins)
@@ -420,8 +342,6 @@ class AuditReport:
         self.checkouts |= child.checkouts
         self.resets += child.resets
         self.internal_errors += child.internal_errors
-        if self._sorted is None:
-            self._sorted = (-1, ())
 
     def render(self, *, statements: bool = True) -> str:
         """The human report: diagnosis first, then the statements with repeats collapsed."""
@@ -443,7 +363,3 @@ class AuditReport:
 
 def _dbapi_id(context: Any) -> int:
     return id(context.root_connection.connection.dbapi_connection)
-
-
-def _start(record: QueryRecord) -> float:
-    return record.start
