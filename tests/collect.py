@@ -1,11 +1,28 @@
 """``Collect``: a reporter that keeps every closed report, for tests that drive a middleware
-or a service and then look at what was audited."""
+or a service and then look at what was audited; ``every_output``: middleware options that
+turn every output on."""
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
-from sqlaudit import AuditReport
+from sqlaudit import AuditConfig, AuditReport
+from sqlaudit.reporters import Reporter
+
+
+def every_output(budgets: dict[str, int], reporter: Reporter) -> dict[str, Any]:
+    """Keyword arguments for ``WSGIAuditMiddleware`` / ``ASGIAuditMiddleware`` with every
+    output on (budget findings, the statement-count header, Server-Timing, the development
+    page at ``/_sqlaudit``) and ``reporter`` receiving each closed report."""
+    return {
+        "config": AuditConfig(),
+        "budgets": budgets,
+        "header": True,
+        "server_timing": True,
+        "dev_page": "/_sqlaudit",
+        "reporters": [reporter],
+    }
 
 
 class Collect:

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import pytest
+from collect import every_output
 from models import Author, Base, seed
 from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
@@ -138,15 +139,7 @@ def test_wsgi_10000_requests_memory_bounded() -> None:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
-    middleware = WSGIAuditMiddleware(
-        app,
-        AuditConfig(),
-        budgets={"GET /authors/{id}": 1},
-        header=True,
-        server_timing=True,
-        dev_page="/_sqlaudit",
-        reporters=[tally],
-    )
+    middleware = WSGIAuditMiddleware(app, **every_output({"GET /authors/{id}": 1}, tally))
     headers: list[str] = []
 
     def start_response(status: str, response_headers: list[tuple[str, str]], *_: Any) -> Any:
@@ -213,15 +206,7 @@ def test_asgi_3000_requests_memory_bounded() -> None:
             await send(start)
             await send({"type": "http.response.body", "body": b"ok"})
 
-        middleware = ASGIAuditMiddleware(
-            app,
-            AuditConfig(),
-            budgets={"GET /authors/{id}": 1},
-            header=True,
-            server_timing=True,
-            dev_page="/_sqlaudit",
-            reporters=[tally],
-        )
+        middleware = ASGIAuditMiddleware(app, **every_output({"GET /authors/{id}": 1}, tally))
 
         async def receive() -> Message:
             return {"type": "http.request", "body": b"", "more_body": False}

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from collect import every_output
 from flask import Flask, request
 from models import Author, prepared
 from opentelemetry.sdk._logs import LoggerProvider
@@ -31,7 +32,7 @@ from sqlalchemy.orm import Session
 from werkzeug.test import Client
 
 import sqlaudit
-from sqlaudit import AuditConfig, cli
+from sqlaudit import cli
 from sqlaudit.otel import OTelReporter, jsonl_tracer_provider
 from sqlaudit.reporters import LogReporter
 from sqlaudit.wsgi import WSGIAuditMiddleware
@@ -312,15 +313,7 @@ def test_dev_page_holds_no_canary(db: Engine) -> None:
     routes, finding kinds and table shapes, and never the canary."""
     app = leaky_app(db)
     keep = Keep()
-    middleware = WSGIAuditMiddleware(
-        app.wsgi_app,
-        AuditConfig(),
-        budgets={"GET /authors/<name>": 3},
-        header=True,
-        server_timing=True,
-        dev_page="/_sqlaudit",
-        reporters=[keep],
-    )
+    middleware = WSGIAuditMiddleware(app.wsgi_app, **every_output({"GET /authors/<name>": 3}, keep))
     client = Client(middleware)
     headers: list[str] = []
     for method, url, body, status in (
