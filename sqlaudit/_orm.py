@@ -144,25 +144,25 @@ _SHAPES = 512
 
 
 def _shape(compiled: Any, statement: Any, attrs: Any) -> _Shape:
-    shape = _shapes.get(compiled)
-    if shape is None:
-        mapper = getattr(attrs.get("plugin_subject"), "mapper", None)
-        cls = None if mapper is None else mapper.class_
-        mapper_name = None if cls is None else cls.__name__
-        compile_options = getattr(statement, "_compile_options", None)
-        path = getattr(compile_options, "_current_path", None)
-        prop = _relationship(path) if path is not None and not path.is_root else None
-        eager = path is not None and not path.is_root
-        column = bool(getattr(compile_options, "_for_refresh_state", False))
-        collection = None
-        if mapper is not None and not eager and not column:
-            collection = _collection_query(statement, mapper)
-        info = None if prop is None else relationship_info(prop)
-        shape = (mapper, cls, mapper_name, info, eager, column, collection)
-        if compiled is not None:
-            if len(_shapes) >= _SHAPES:
-                _shapes.clear()
-            _shapes[compiled] = shape
+    """What ``statement`` is (see ``_Shape``), cached by its compiled object; called on a
+    ``_shapes`` miss."""
+    mapper = getattr(attrs.get("plugin_subject"), "mapper", None)
+    cls = None if mapper is None else mapper.class_
+    mapper_name = None if cls is None else cls.__name__
+    compile_options = getattr(statement, "_compile_options", None)
+    path = getattr(compile_options, "_current_path", None)
+    eager = path is not None and not path.is_root
+    prop = _relationship(path) if eager else None
+    column = bool(getattr(compile_options, "_for_refresh_state", False))
+    collection = None
+    if mapper is not None and not eager and not column:
+        collection = _collection_query(statement, mapper)
+    info = None if prop is None else relationship_info(prop)
+    shape = (mapper, cls, mapper_name, info, eager, column, collection)
+    if compiled is not None:
+        if len(_shapes) >= _SHAPES:
+            _shapes.clear()
+        _shapes[compiled] = shape
     return shape
 
 
@@ -175,15 +175,13 @@ def statement_load(
     if attrs.get("compile_state_plugin") != "orm":
         return None
     try:
-        if kind != _SELECT:
-            if kind in StatementKind.WRITES:
-                mapper = getattr(attrs.get("plugin_subject"), "mapper", None)
-                name = None if mapper is None else mapper.class_.__name__
-                return _new_load(OrmLoad, ("query", name, None, None, (), 0, ""))
+        if kind != _SELECT and kind not in StatementKind.WRITES:
             return None
         compiled = context.compiled
         shape = _shapes.get(compiled) or _shape(compiled, statement, attrs)
         mapper, cls, mapper_name, info, eager, column, collection = shape
+        if kind != _SELECT:
+            return _new_load(OrmLoad, ("query", mapper_name, None, None, (), 0, ""))
         relationship = None if info is None else info[0]
         options = context.execution_options.get("_sa_orm_load_options")
         parent = getattr(options, "_lazy_loaded_from", None)
