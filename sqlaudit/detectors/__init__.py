@@ -22,7 +22,7 @@ from sqlaudit.detectors.slow_query import SlowQuery
 from sqlaudit.detectors.stale_identity_map import StaleIdentityMap
 from sqlaudit.detectors.transaction_overhead import TransactionOverhead
 from sqlaudit.detectors.write_loop import WriteLoop
-from sqlaudit.errors import ConfigError
+from sqlaudit.errors import check_items
 
 if TYPE_CHECKING:
     from sqlaudit._findings import Finding
@@ -61,20 +61,19 @@ DEFAULT_DETECTORS: tuple[Detector, ...] = (
 )
 
 
+def _is_detector(item: object) -> bool:
+    kind = getattr(item, "kind", None)
+    return isinstance(kind, str) and bool(kind) and callable(getattr(item, "detect", None))
+
+
 def check_detectors(detectors: object, *, setting: str = "detectors") -> tuple[Detector, ...]:
     """``detectors`` as a tuple, each with a str ``kind`` and a ``detect`` method; else
     ConfigError (checked when configured, not when the first unit closes)."""
-    if isinstance(detectors, (str, bytes)) or not isinstance(detectors, Iterable):
-        raise ConfigError(
-            f"{setting} must be an iterable of detectors (objects with a str kind and a "
-            f"detect(report, records) method), got {detectors!r}"
-        )
-    items: tuple[object, ...] = tuple(detectors)
-    for i, item in enumerate(items):
-        kind = getattr(item, "kind", None)
-        if not (isinstance(kind, str) and kind and callable(getattr(item, "detect", None))):
-            raise ConfigError(
-                f"{setting}[{i}] must be a detector (an object with a str kind and a "
-                f"detect(report, records) method), got {item!r}"
-            )
+    items = check_items(
+        detectors,
+        setting,
+        "an iterable of detectors (objects with a str kind and a detect(report, records) method)",
+        _is_detector,
+        "a detector (an object with a str kind and a detect(report, records) method)",
+    )
     return cast("tuple[Detector, ...]", items)

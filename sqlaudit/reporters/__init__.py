@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol, cast
 
-from sqlaudit.errors import ConfigError
+from sqlaudit.errors import ConfigError, check_items
 from sqlaudit.reporters.log import LogReporter
 
 if TYPE_CHECKING:
@@ -34,13 +33,11 @@ def check_reporters(reporters: object, *, setting: str = "reporters") -> tuple[R
             f"{setting} must be {allowed}, got the single reporter {reporters!r}; "
             f"pass it in a list: {setting}=[reporter]"
         )
-    if isinstance(reporters, (str, bytes)) or not isinstance(reporters, Iterable):
-        raise ConfigError(f"{setting} must be {allowed}, got {reporters!r}")
-    items: tuple[object, ...] = tuple(reporters)
-    for i, item in enumerate(items):
-        if not callable(getattr(item, "report", None)):
-            raise ConfigError(
-                f"{setting}[{i}] must be a reporter (an object with a report(report) method), "
-                f"got {item!r}"
-            )
+    items = check_items(
+        reporters,
+        setting,
+        allowed,
+        lambda item: callable(getattr(item, "report", None)),
+        "a reporter (an object with a report(report) method)",
+    )
     return cast("tuple[Reporter, ...]", items)
