@@ -36,7 +36,7 @@ import pytest
 from collect import every_output
 from models import Author, Base, seed
 from sqlalchemy import Engine, create_engine, select
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
@@ -177,6 +177,16 @@ def test_wsgi_10000_requests_memory_bounded() -> None:
     assert growth.bytes < WSGI_GROWTH_LIMIT, f"+{growth.bytes} bytes, by line:\n{growth.top}"
 
 
+async def seeded_async_engine() -> AsyncEngine:
+    """An aiosqlite engine in memory with the test models and ``AUTHORS`` authors."""
+    engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    async with AsyncSession(engine) as session:
+        await session.run_sync(lambda s: seed(s, authors=AUTHORS))
+    return engine
+
+
 def test_asgi_3000_requests_memory_bounded() -> None:
     """3,000 requests through ``ASGIAuditMiddleware`` on an aiosqlite app (one Core and one
     ORM statement each, through SQLAlchemy's greenlet bridge): every report is exact, and
@@ -185,11 +195,7 @@ def test_asgi_3000_requests_memory_bounded() -> None:
     headers: list[bytes] = []
 
     async def main() -> tuple[Growth, float]:
-        engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-        async with AsyncSession(engine) as session:
-            await session.run_sync(lambda s: seed(s, authors=AUTHORS))
+        engine = await seeded_async_engine()
         handle = sqlaudit.instrument(engine)
 
         async def app(
@@ -297,11 +303,7 @@ def test_async_engine_collected_after_audits(remove: bool) -> None:
     registered = len(_capture._registry)
 
     async def main() -> tuple[list[weakref.ref[Any]], AuditReport, _capture.Instrumentation]:
-        engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-        async with AsyncSession(engine) as session:
-            await session.run_sync(lambda s: seed(s, authors=AUTHORS))
+        engine = await seeded_async_engine()
         handle = sqlaudit.instrument(engine)
         assert handle.engine is engine.sync_engine
         assert len(_capture._registry) == registered + 1
