@@ -6,9 +6,9 @@ import contextlib
 import dataclasses
 import functools
 import inspect
-import time
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import Token
+from time import perf_counter
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -206,7 +206,7 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
 
     def close(self, report: AuditReport, failing: bool) -> None:
         """Detect, report and apply the policy. Raises AuditFailed only if not ``failing``."""
-        report.ended = time.perf_counter()
+        report.ended = perf_counter()
         report.flush_load = None
         try:
             for tx in report.tx_all:

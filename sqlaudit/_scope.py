@@ -7,9 +7,9 @@ stops growing at ``max_records``: past that only counters move.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from contextvars import ContextVar
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from sqlaudit._callsite import capture
@@ -150,7 +150,7 @@ class AuditReport:
         self.committed: set[int] = set()
         #: The DBAPI connection being set up (first connect), whose statements are not counted.
         self.connecting = 0
-        self.started = time.perf_counter()
+        self.started = perf_counter()
         self.ended: float | None = None
 
     # -- hot path ------------------------------------------------------------------------
@@ -175,7 +175,7 @@ class AuditReport:
 
         On error inside sqlaudit: logged once, counted on the report, never raised.
         """
-        duration = time.perf_counter() - start
+        duration = perf_counter() - start
         try:
             if self.connecting and _dbapi_id(context) == self.connecting:
                 return  # connection setup (dialect initialize, on-connect hooks): not the app's
@@ -302,7 +302,7 @@ class AuditReport:
     @property
     def duration(self) -> float:
         """Wall-clock seconds the unit has been (or was) open."""
-        end = self.ended if self.ended is not None else time.perf_counter()
+        end = self.ended if self.ended is not None else perf_counter()
         return end - self.started
 
     @property

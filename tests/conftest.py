@@ -23,7 +23,9 @@ import asyncio
 import os
 from collections.abc import Iterator
 
+import databases
 import pytest
+import timing
 from databases import Kind, drop_prefixed_tables, resolve_url, stop_containers
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
@@ -36,6 +38,48 @@ os.environ.setdefault("SQLAUDIT_STRICT", "1")
 
 DB_KINDS: list[Kind] = ["sqlite", "mysql", "postgresql"]
 ASYNC_DB_KINDS: list[Kind] = ["sqlite", "mysql", "postgresql"]
+
+
+#: ``SQLAUDIT_TEST_CLOCK=slow``: sqlaudit's clock moves ten seconds at every read (see timing.py).
+SLOW_CLOCK = os.environ.get("SQLAUDIT_TEST_CLOCK", "") == "slow"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "real_clock: the test measures real elapsed time itself (export waits, timestamps); "
+        "SQLAUDIT_TEST_CLOCK=slow leaves its clock alone",
+    )
+
+
+@pytest.fixture(autouse=SLOW_CLOCK)
+def _slow_clock(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under ``SQLAUDIT_TEST_CLOCK=slow``: every statement slow, every transaction long, unless
+    the test controls time itself (the ``clock`` fixture) or measures real time (``real_clock``
+    marker)."""
+    if "clock" in request.fixturenames or request.node.get_closest_marker("real_clock"):
+        yield
+        return
+    with timing.installed(timing.Clock(step=10.0)):
+        yield
+
+
+@pytest.fixture
+def clock() -> Iterator[timing.Clock]:
+    """sqlaudit's clock, controlled by the test: no time passes unless ``clock.advance(s)``."""
+    with timing.installed(timing.Clock()) as controlled:
+        yield controlled
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
+    """Skips for a missing database server are reported at ``databases.py``, not at each test,
+    so pytest's summary folds them into one line per backend."""
+    report = yield
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and databases.SKIP_PREFIX in longrepr[2]:
+        report.longrepr = (databases.__file__, 1, longrepr[2])
+    return report
 
 
 def pytest_sessionfinish() -> None:

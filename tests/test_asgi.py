@@ -20,9 +20,10 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
+from timing import UNTIMED, untimed
 
 import sqlaudit
-from sqlaudit import AuditConfig, AuditFailed, AuditReport
+from sqlaudit import AuditFailed, AuditReport
 from sqlaudit._scope import CURRENT
 from sqlaudit.asgi import ASGIAuditMiddleware
 
@@ -97,7 +98,7 @@ def starlette_app(engine: AsyncEngine) -> Starlette:
 
 def wrap(app: Any, **options: Any) -> tuple[ASGIAuditMiddleware, Collect]:
     collect = Collect()
-    options.setdefault("config", AuditConfig())
+    options.setdefault("config", untimed())
     options["reporters"] = [collect, *options.get("reporters", ())]
     return ASGIAuditMiddleware(app, **options), collect
 
@@ -152,7 +153,7 @@ def test_fastapi_router_dependency_threadpool_and_base_http_middleware(tmp_path:
     app.include_router(router)
     app.add_middleware(Passthrough)
     collect = Collect()
-    app.add_middleware(ASGIAuditMiddleware, config=AuditConfig(), reporters=[collect], header=True)
+    app.add_middleware(ASGIAuditMiddleware, config=untimed(), reporters=[collect], header=True)
 
     async def main() -> httpx.Response:
         async with client(app) as http:
@@ -417,7 +418,7 @@ def test_request_inside_an_enclosing_audit_rolls_up() -> None:
     async def main(engine: AsyncEngine) -> int:
         middleware, _ = wrap(starlette_app(engine))
         async with client(middleware) as http:
-            async with sqlaudit.audit("test", on_finding="ignore") as outer:
+            async with sqlaudit.audit("test", on_finding="ignore", **UNTIMED) as outer:
                 await http.get("/users/2")
         return outer.query_count
 

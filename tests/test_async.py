@@ -10,6 +10,7 @@ from models import Author, Base, Book, seed
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import selectinload
+from timing import UNTIMED, kinds
 
 import sqlaudit
 
@@ -34,11 +35,11 @@ def test_async_n_plus_one_and_fix(async_engine: AsyncEngine) -> None:
         await _prepare(async_engine)
         handle = sqlaudit.instrument(async_engine)
         try:
-            async with sqlaudit.audit("async list", on_finding="ignore") as planted:
+            async with sqlaudit.audit("async list", on_finding="ignore", **UNTIMED) as planted:
                 async with AsyncSession(async_engine) as session:
                     for author in await session.scalars(select(Author)):
                         await author.awaitable_attrs.books  # marker: async trigger
-            async with sqlaudit.audit("async fixed", on_finding="ignore") as fixed:
+            async with sqlaudit.audit("async fixed", on_finding="ignore", **UNTIMED) as fixed:
                 async with AsyncSession(async_engine) as session:
                     stmt = select(Author).options(selectinload(Author.books))
                     authors = (await session.scalars(stmt)).all()
@@ -55,13 +56,13 @@ def test_async_n_plus_one_and_fix(async_engine: AsyncEngine) -> None:
         return planted, fixed, line
 
     planted, fixed, line = asyncio.run(scenario())
-    assert [f.kind for f in planted.findings if f.severity >= 20] == ["n_plus_one"]
+    assert kinds(planted) == ["n_plus_one"]
     finding = planted.findings[0]
     assert finding.relationship == "Author.books"
     assert finding.count == 5
     assert finding.location is not None
     assert (finding.location.file, finding.location.line) == (__file__, line)
-    assert [f for f in fixed.findings if f.severity >= 20] == []
+    assert kinds(fixed) == []
     assert fixed.query_count == 2
 
 
@@ -72,7 +73,7 @@ def test_async_repeated_query(async_engine: AsyncEngine) -> None:
         await _prepare(async_engine)
         handle = sqlaudit.instrument(async_engine)
         try:
-            async with sqlaudit.audit("async repeat", on_finding="ignore") as report:
+            async with sqlaudit.audit("async repeat", on_finding="ignore", **UNTIMED) as report:
                 async with async_engine.connect() as conn:
                     for book_id in (1, 2, 3, 4):
                         await conn.execute(select(Book.title).where(Book.id == book_id))
@@ -82,7 +83,7 @@ def test_async_repeated_query(async_engine: AsyncEngine) -> None:
         return report
 
     report = asyncio.run(scenario())
-    assert [f.kind for f in report.findings if f.severity >= 20] == ["repeated_query"]
+    assert kinds(report) == ["repeated_query"]
     assert report.findings[0].count == 4
 
 
@@ -94,7 +95,7 @@ def test_async_precision_one_plus_one_chain_and_walks(async_engine: AsyncEngine)
         await _prepare(async_engine)
         handle = sqlaudit.instrument(async_engine)
         try:
-            async with sqlaudit.audit("1+1", on_finding="ignore") as one_plus_one:
+            async with sqlaudit.audit("1+1", on_finding="ignore", **UNTIMED) as one_plus_one:
                 async with AsyncSession(async_engine) as session:
                     first = await session.get_one(Author, 1)
                     second = await session.get_one(Author, 2)
@@ -104,7 +105,7 @@ def test_async_precision_one_plus_one_chain_and_walks(async_engine: AsyncEngine)
                         for start in (1, 5, 9):
                             ids = list(range(start, start + 4))
                             await conn.execute(select(Book.id).where(Book.id.in_(ids)))
-            async with sqlaudit.audit("nested", on_finding="ignore") as nested:
+            async with sqlaudit.audit("nested", on_finding="ignore", **UNTIMED) as nested:
                 async with AsyncSession(async_engine) as session:
                     for author in await session.scalars(select(Author)):  # async root
                         for book in await author.awaitable_attrs.books:
@@ -117,7 +118,7 @@ def test_async_precision_one_plus_one_chain_and_walks(async_engine: AsyncEngine)
         return one_plus_one, nested, root
 
     one_plus_one, nested, root = asyncio.run(scenario())
-    assert [f.kind for f in one_plus_one.findings if f.severity >= 20] == []
+    assert kinds(one_plus_one) == []
     (reviews,) = [f for f in nested.findings if f.relationship == "Book.reviews"]
     assert "selectinload(Author.books).selectinload(Book.reviews)" in reviews.fix
     assert reviews.fix.endswith(f"tests/test_async.py:{root}")
@@ -131,7 +132,7 @@ def test_async_column_reload_write_loop_pages_and_loop_view(async_engine: AsyncE
         await _prepare(async_engine)
         handle = sqlaudit.instrument(async_engine)
         try:
-            async with sqlaudit.audit("async mix", on_finding="ignore") as report:
+            async with sqlaudit.audit("async mix", on_finding="ignore", **UNTIMED) as report:
                 async with AsyncSession(async_engine) as session:
                     authors = (await session.scalars(select(Author))).all()
                     await session.commit()
@@ -153,8 +154,8 @@ def test_async_column_reload_write_loop_pages_and_loop_view(async_engine: AsyncE
         return report
 
     report = asyncio.run(scenario())
-    kinds = sorted({f.kind for f in report.findings if f.severity >= 20} - {"slow_query"})
-    assert kinds == ["column_reload", "n_plus_one", "write_loop"]
+    found = sorted(set(kinds(report)))
+    assert found == ["column_reload", "n_plus_one", "write_loop"]
     (loop,) = [f for f in report.findings if f.kind == "n_plus_one"]
     assert "this loop issues" in loop.message or "Book.reviews" in (loop.relationship or "")
 
@@ -172,7 +173,9 @@ def test_async_precision_rules_and_traps(async_engine: AsyncEngine) -> None:
         reports: dict[str, sqlaudit.AuditReport] = {}
 
         async def audited(name: str, config: sqlaudit.AuditConfig | None = None) -> Any:
-            return sqlaudit.audit(name, config or sqlaudit.AuditConfig(on_finding="ignore"))
+            return sqlaudit.audit(
+                name, config or sqlaudit.AuditConfig(on_finding="ignore", **UNTIMED)
+            )
 
         try:
             async with await audited("m2o") as reports["m2o"]:
@@ -202,7 +205,7 @@ def test_async_precision_rules_and_traps(async_engine: AsyncEngine) -> None:
                 async with async_engine.begin() as conn:
                     rows = [{"id": i, "name": f"a{i}"} for i in range(600, 700)]
                     await conn.execute(insert(Author), rows)
-            production = sqlaudit.AuditConfig.for_production(on_finding="ignore")
+            production = sqlaudit.AuditConfig.for_production(on_finding="ignore", **UNTIMED)
             async with await audited("floors", production) as reports["floors"]:
                 async with AsyncSession(async_engine) as session:
                     # 4 parents: under the production floor of 5 whatever the timing
@@ -218,7 +221,7 @@ def test_async_precision_rules_and_traps(async_engine: AsyncEngine) -> None:
 
     def problems(name: str) -> list[str]:
         found = reports[name].findings
-        return sorted({f.kind for f in found if f.severity >= 20} - {"slow_query"})
+        return sorted(set(kinds(found)))
 
     assert "joinedload(Book.author)" in reports["m2o"].findings[0].fix
     assert problems("immediate") == ["n_plus_one"]
@@ -241,7 +244,9 @@ def test_async_eager_batches_keyset_walk_and_savepoints(async_engine: AsyncEngin
             await session.run_sync(seed, 1200, 1, 0)
         handle = sqlaudit.instrument(async_engine)
         try:
-            async with sqlaudit.audit("traps", on_finding="ignore", max_queries=8) as report:
+            async with sqlaudit.audit(
+                "traps", on_finding="ignore", **UNTIMED, max_queries=8
+            ) as report:
                 async with AsyncSession(async_engine) as session:
                     stmt = select(Author).options(selectinload(Author.books))
                     authors = (await session.scalars(stmt)).all()
@@ -263,4 +268,4 @@ def test_async_eager_batches_keyset_walk_and_savepoints(async_engine: AsyncEngin
     report = asyncio.run(scenario())
     assert report.query_count == 8  # 1 + 3 batches, 3 pages, 1 get; savepoints not counted
     assert report.counts.get("transaction", 0) >= 2
-    assert sorted({f.kind for f in report.findings if f.severity >= 20} - {"slow_query"}) == []
+    assert kinds(report) == []

@@ -39,6 +39,7 @@ from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
+from timing import UNTIMED
 
 import sqlaudit
 from sqlaudit import AuditConfig, AuditReport, _capture, _orm
@@ -258,7 +259,7 @@ def test_asgi_3000_requests_memory_bounded() -> None:
 
 def audited_work(engine: Engine) -> AuditReport:
     """Core and ORM statements (a lazy load included) in one audit; the closed report."""
-    with sqlaudit.audit("work", on_finding="ignore") as report:
+    with sqlaudit.audit("work", on_finding="ignore", **UNTIMED) as report:
         with engine.connect() as conn:
             conn.execute(select(Author.name).where(Author.id == 1)).one()
         with Session(engine) as session:
@@ -307,7 +308,7 @@ def test_async_engine_collected_after_audits(remove: bool) -> None:
         handle = sqlaudit.instrument(engine)
         assert handle.engine is engine.sync_engine
         assert len(_capture._registry) == registered + 1
-        async with sqlaudit.audit("work", on_finding="ignore") as report:
+        async with sqlaudit.audit("work", on_finding="ignore", **UNTIMED) as report:
             async with engine.connect() as conn:
                 (await conn.execute(select(Author.name).where(Author.id == 1))).one()
             async with AsyncSession(engine) as session:
@@ -361,7 +362,10 @@ def test_million_statements_stay_within_max_records() -> None:
     handle = sqlaudit.instrument(engine)
     started = time.perf_counter()
     try:
-        with sqlaudit.audit("million", on_finding="ignore") as report, engine.connect() as conn:
+        with (
+            sqlaudit.audit("million", on_finding="ignore", **UNTIMED) as report,
+            engine.connect() as conn,
+        ):
             for _ in range(MILLION // 10):
                 conn.exec_driver_sql("SELECT 1")
             gc.collect()

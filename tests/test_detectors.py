@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 from models import Author, Book, Review, prepared
-from sqlalchemy import Engine, func, insert, select, text, update
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
+from timing import UNTIMED, Clock, kinds
 
 import sqlaudit
 from sqlaudit import AuditFailed, Severity
@@ -18,17 +19,6 @@ from sqlaudit import AuditFailed, Severity
 def db(engine: Engine) -> Iterator[Engine]:
     with prepared(engine) as eng:
         yield eng
-
-
-def kinds(report: sqlaudit.AuditReport, *, timing: bool = False) -> list[str]:
-    """Kinds of the report's problems (warning and above; info findings such as
-    transaction_overhead are a summary, not a problem). slow_query is left out unless
-    ``timing``: a loaded CI machine can make any statement slow."""
-    return sorted(
-        f.kind
-        for f in report.findings
-        if f.severity >= Severity.WARNING and (timing or f.kind != "slow_query")
-    )
 
 
 def line_of(marker: str) -> int:
@@ -43,7 +33,7 @@ def line_of(marker: str) -> int:
 def test_n_plus_one_lazy_load_per_parent(db: Engine) -> None:
     """A lazy relationship touched once per parent row is one n_plus_one finding naming the
     relationship, the count and the line that triggered the loads."""
-    with sqlaudit.audit("list", on_finding="ignore") as report, Session(db) as session:
+    with sqlaudit.audit("list", on_finding="ignore", **UNTIMED) as report, Session(db) as session:
         for author in session.scalars(select(Author)):
             assert author.books  # marker: n+1 trigger
     assert kinds(report) == ["n_plus_one"]
@@ -59,7 +49,7 @@ def test_n_plus_one_lazy_load_per_parent(db: Engine) -> None:
 
 def test_many_to_one_n_plus_one(db: Engine) -> None:
     """Lazy many-to-one loads of distinct parents are an N+1 too."""
-    with sqlaudit.audit("books", on_finding="ignore") as report, Session(db) as session:
+    with sqlaudit.audit("books", on_finding="ignore", **UNTIMED) as report, Session(db) as session:
         names = [book.author.name for book in session.scalars(select(Book))]
     assert len(names) == 10
     assert kinds(report) == ["n_plus_one"]
@@ -69,7 +59,7 @@ def test_many_to_one_n_plus_one(db: Engine) -> None:
 
 def test_two_unrelated_gets_are_not_a_finding(db: Engine) -> None:
     """Two ``session.get()`` calls on different lines are two queries, not a repeated one."""
-    with sqlaudit.audit("gets", on_finding="ignore") as report, Session(db) as session:
+    with sqlaudit.audit("gets", on_finding="ignore", **UNTIMED) as report, Session(db) as session:
         first = session.get(Author, 1)
         second = session.get(Author, 2)
     assert first is not None and second is not None
@@ -80,7 +70,10 @@ def test_two_unrelated_gets_are_not_a_finding(db: Engine) -> None:
 def test_selectinload_over_1200_parents_is_silent(engine: Engine) -> None:
     """``selectinload`` over 1,200 parents runs several IN batches: the cure, not an N+1."""
     with prepared(engine, authors=1200, books_each=1, reviews_each=0) as db:
-        with sqlaudit.audit("eager", on_finding="ignore") as report, Session(db) as session:
+        with (
+            sqlaudit.audit("eager", on_finding="ignore", **UNTIMED) as report,
+            Session(db) as session,
+        ):
             authors = session.scalars(select(Author).options(selectinload(Author.books))).all()
             assert sum(len(a.books) for a in authors) == 1200
         assert report.query_count == 4  # 1 + ceil(1200 / 500) batches
@@ -91,7 +84,7 @@ def test_selectinload_over_1200_parents_is_silent(engine: Engine) -> None:
 
 def test_joinedload_is_silent(db: Engine) -> None:
     """``joinedload`` is one statement and no finding."""
-    with sqlaudit.audit("joined", on_finding="ignore") as report, Session(db) as session:
+    with sqlaudit.audit("joined", on_finding="ignore", **UNTIMED) as report, Session(db) as session:
         stmt = select(Author).options(joinedload(Author.books))
         authors = session.scalars(stmt).unique().all()
         assert all(a.books for a in authors)
@@ -101,7 +94,7 @@ def test_joinedload_is_silent(db: Engine) -> None:
 
 def test_nested_n_plus_one_is_two_findings(db: Engine) -> None:
     """Lazy loads two levels deep are reported per relationship."""
-    with sqlaudit.audit("nested", on_finding="ignore") as report, Session(db) as session:
+    with sqlaudit.audit("nested", on_finding="ignore", **UNTIMED) as report, Session(db) as session:
         stars = [
             review.stars
             for author in session.scalars(select(Author))
@@ -114,7 +107,7 @@ def test_nested_n_plus_one_is_two_findings(db: Engine) -> None:
 
 def test_repeated_query_from_one_line(db: Engine) -> None:
     """The same SELECT shape from the same line three times is a repeated_query."""
-    with sqlaudit.audit("loop", on_finding="ignore") as report, db.connect() as conn:
+    with sqlaudit.audit("loop", on_finding="ignore", **UNTIMED) as report, db.connect() as conn:
         for author_id in (1, 2, 3):
             conn.execute(select(Author.name).where(Author.id == author_id)).all()
     assert kinds(report) == ["repeated_query"]
@@ -124,7 +117,7 @@ def test_repeated_query_from_one_line(db: Engine) -> None:
 
 def test_repeated_query_threshold_not_reached(db: Engine) -> None:
     """Twice from the same line is below the default threshold of three."""
-    with sqlaudit.audit("twice", on_finding="ignore") as report, db.connect() as conn:
+    with sqlaudit.audit("twice", on_finding="ignore", **UNTIMED) as report, db.connect() as conn:
         for author_id in (1, 2):
             conn.execute(select(Author.name).where(Author.id == author_id)).all()
     assert kinds(report) == []
@@ -132,7 +125,7 @@ def test_repeated_query_threshold_not_reached(db: Engine) -> None:
 
 def test_write_loop_of_single_inserts(db: Engine) -> None:
     """Five single-row INSERTs from one line are a write_loop."""
-    with sqlaudit.audit("writes", on_finding="ignore") as report, db.begin() as conn:
+    with sqlaudit.audit("writes", on_finding="ignore", **UNTIMED) as report, db.begin() as conn:
         for i in range(100, 105):
             conn.execute(insert(Author).values(id=i, name=f"a{i}"))
     assert kinds(report) == ["write_loop"]
@@ -143,7 +136,7 @@ def test_write_loop_of_single_inserts(db: Engine) -> None:
 def test_executemany_is_not_a_write_loop(db: Engine) -> None:
     """One ``execute(stmt, [rows])`` is one batched statement, never a loop finding."""
     rows = [{"id": i, "name": f"a{i}"} for i in range(100, 200)]
-    with sqlaudit.audit("batch", on_finding="ignore") as report, db.begin() as conn:
+    with sqlaudit.audit("batch", on_finding="ignore", **UNTIMED) as report, db.begin() as conn:
         conn.execute(insert(Author), rows)
     assert kinds(report) == []
     assert report.query_count <= 2  # insertmanyvalues may split into batches
@@ -153,7 +146,10 @@ def test_executemany_is_not_a_write_loop(db: Engine) -> None:
 def test_query_budget_exceeded_raises_with_report(db: Engine) -> None:
     """With ``on_finding="raise"`` a blown budget raises AuditFailed carrying the report."""
     with pytest.raises(AuditFailed) as failure:
-        with sqlaudit.audit("budget", max_queries=2, on_finding="raise"), db.connect() as conn:
+        with (
+            sqlaudit.audit("budget", max_queries=2, on_finding="raise", **UNTIMED),
+            db.connect() as conn,
+        ):
             conn.execute(select(func.count()).select_from(Author)).scalar()
             conn.execute(select(func.count()).select_from(Book)).scalar()
             conn.execute(select(func.count()).select_from(Review)).scalar()
@@ -166,7 +162,7 @@ def test_query_budget_exceeded_raises_with_report(db: Engine) -> None:
 
 def test_budget_not_exceeded_and_transaction_control_not_counted(db: Engine) -> None:
     """Savepoints are transaction control: not counted against the budget."""
-    with sqlaudit.audit("ok", max_queries=1, on_finding="raise") as report:
+    with sqlaudit.audit("ok", max_queries=1, on_finding="raise", **UNTIMED) as report:
         with Session(db) as session, session.begin():
             with session.begin_nested():
                 session.get(Author, 1)
@@ -178,36 +174,35 @@ def test_budget_not_exceeded_and_transaction_control_not_counted(db: Engine) -> 
 def test_application_exception_wins_over_budget(db: Engine) -> None:
     """The application's own exception propagates; the audit does not replace it."""
     with pytest.raises(KeyError):
-        with sqlaudit.audit("boom", max_queries=0, on_finding="raise"), db.connect() as conn:
+        with (
+            sqlaudit.audit("boom", max_queries=0, on_finding="raise", **UNTIMED),
+            db.connect() as conn,
+        ):
             conn.execute(select(Author.id)).all()
             raise KeyError("app")
 
 
-def test_slow_query(db: Engine, db_kind: str) -> None:
-    """A statement over ``slow_query_ms`` is a slow_query; fast ones under it are not."""
-    sleep = {
-        "postgresql": "SELECT pg_sleep(0.06)",
-        "mysql": "SELECT SLEEP(0.06)",
-        "sqlite": "SELECT sqlaudit_sleep(0.06)",
-    }[db_kind]
+def test_slow_query(db: Engine, clock: Clock) -> None:
+    """A statement over ``slow_query_ms`` is a slow_query; fast ones under it are not (the
+    clock is the test's: the slow statement takes 60 ms, the others none)."""
     with sqlaudit.audit("slow", slow_query_ms=40, on_finding="ignore") as report:
         with db.connect() as conn:
-            if db_kind == "sqlite":
-                import time
-
-                raw = conn.connection.dbapi_connection
-                assert raw is not None
-                raw.create_function("sqlaudit_sleep", 1, time.sleep)  # type: ignore[attr-defined]
-            conn.execute(text(sleep)).all()
+            clock.step = 0.06  # every clock read moves 60 ms: the statement takes 60 ms
+            conn.execute(select(Author.name).where(Author.id == 1)).all()
+            clock.step = 0.0
             conn.execute(select(Author.id)).all()
     assert kinds(report, timing=True) == ["slow_query"]
     assert report.findings[0].count == 1
-    assert "sleep" in (report.findings[0].fingerprint or "").lower()
+    assert "up to 60 ms" in report.findings[0].message
+    assert "WHERE sqlaudit_t_author.id = ?" in (report.findings[0].fingerprint or "")
 
 
 def test_ignore_suppresses_kind_but_counts_statements(db: Engine) -> None:
     """Inside ``sqlaudit.ignore("n_plus_one")`` lazy loads still count but are not flagged."""
-    with sqlaudit.audit("ignored", on_finding="ignore") as report, Session(db) as session:
+    with (
+        sqlaudit.audit("ignored", on_finding="ignore", **UNTIMED) as report,
+        Session(db) as session,
+    ):
         with sqlaudit.ignore("n_plus_one"):
             for author in session.scalars(select(Author)):
                 assert author.books
@@ -217,7 +212,7 @@ def test_ignore_suppresses_kind_but_counts_statements(db: Engine) -> None:
 
 def test_config_ignore_skips_detector(db: Engine) -> None:
     """``AuditConfig(ignore=...)`` turns a detector off for the whole unit."""
-    config = sqlaudit.AuditConfig(ignore=frozenset({"n_plus_one"}), on_finding="ignore")
+    config = sqlaudit.AuditConfig(ignore=frozenset({"n_plus_one"}), on_finding="ignore", **UNTIMED)
     with sqlaudit.audit("cfg", config) as report, Session(db) as session:
         for author in session.scalars(select(Author)):
             assert author.books
@@ -226,7 +221,7 @@ def test_config_ignore_skips_detector(db: Engine) -> None:
 
 def test_one_flush_writing_row_by_row_is_not_a_write_loop(db: Engine) -> None:
     """``add_all`` + one commit is one flush, even when the dialect sends one INSERT per row."""
-    with sqlaudit.audit("flush", on_finding="ignore") as report, Session(db) as session:
+    with sqlaudit.audit("flush", on_finding="ignore", **UNTIMED) as report, Session(db) as session:
         session.add_all([Author(id=i, name=f"a{i}") for i in range(200, 208)])
         session.commit()
     assert kinds(report) == []
@@ -234,7 +229,10 @@ def test_one_flush_writing_row_by_row_is_not_a_write_loop(db: Engine) -> None:
 
 def test_flush_per_row_loop_is_a_write_loop_with_flush_hint(db: Engine) -> None:
     """``add(); flush()`` per row flushes row by row: a write_loop whose fix says so."""
-    with sqlaudit.audit("flushes", on_finding="ignore") as report, Session(db) as session:
+    with (
+        sqlaudit.audit("flushes", on_finding="ignore", **UNTIMED) as report,
+        Session(db) as session,
+    ):
         for i in range(300, 306):
             session.add(Author(id=i, name=f"a{i}"))
             session.flush()
@@ -246,7 +244,7 @@ def test_flush_per_row_loop_is_a_write_loop_with_flush_hint(db: Engine) -> None:
 
 def test_orm_bulk_insert_and_update_statements_are_recorded(db: Engine) -> None:
     """ORM-enabled INSERT/UPDATE through ``Session.execute`` are captured, not broken."""
-    with sqlaudit.audit("bulk", on_finding="ignore") as report, Session(db) as session:
+    with sqlaudit.audit("bulk", on_finding="ignore", **UNTIMED) as report, Session(db) as session:
         session.execute(insert(Author), [{"id": 400, "name": "x"}, {"id": 401, "name": "y"}])
         session.execute(update(Author).where(Author.id == 400).values(name="z"))
         session.commit()
@@ -281,7 +279,7 @@ def test_detectors_with_nothing_to_look_at_are_skipped(db: Engine) -> None:
     unknown = _Probe("probe_unknown", "something_new")
     detectors = (*probes.values(), always, unknown, *sqlaudit.detectors.DEFAULT_DETECTORS)
     with Session(db) as session:
-        with sqlaudit.audit("reads", on_finding="ignore", detectors=detectors) as reads:
+        with sqlaudit.audit("reads", on_finding="ignore", **UNTIMED, detectors=detectors) as reads:
             for i in (1, 2, 3):
                 session.scalars(select(Book).where(Book.id == i)).all()
         ran = {need: p.ran for need, p in probes.items()}
@@ -295,12 +293,12 @@ def test_detectors_with_nothing_to_look_at_are_skipped(db: Engine) -> None:
         }
         assert (always.ran, unknown.ran) == (1, 1)
         assert "repeated_query" in kinds(reads)
-        with sqlaudit.audit("lazy", on_finding="ignore", detectors=detectors) as lazy:
+        with sqlaudit.audit("lazy", on_finding="ignore", **UNTIMED, detectors=detectors) as lazy:
             for author in session.scalars(select(Author)).all():
                 len(author.books)
         assert probes["lazy"].ran == 1
         assert "n_plus_one" in kinds(lazy)
-        with sqlaudit.audit("writes", on_finding="ignore", detectors=detectors):
+        with sqlaudit.audit("writes", on_finding="ignore", **UNTIMED, detectors=detectors):
             session.execute(update(Book).where(Book.id == 1).values(title="renamed"))
             session.rollback()
         assert (probes["write"].ran, probes["tx_writes"].ran) == (1, 1)

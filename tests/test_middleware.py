@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, text
+from timing import untimed
 
 import sqlaudit
 from sqlaudit import AuditConfig, ConfigError
@@ -161,7 +162,7 @@ def test_header_lists_finding_kinds_once_each_and_budget_applies_by_route(
     engine: Engine,
 ) -> None:
     """The header's kinds come from the detectors, under the route's budget."""
-    auditor = RequestAuditor(AuditConfig(), header=True, budgets={"GET /users/{id}": 2})
+    auditor = RequestAuditor(untimed(), header=True, budgets={"GET /users/{id}": 2})
     unit = auditor.begin("GET", "/users/7")
     assert unit is not None
     assert unit.report.name == "GET /users/{id}"

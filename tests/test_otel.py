@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session
+from timing import UNTIMED
 
 import sqlaudit
 from sqlaudit import _capture
@@ -99,13 +100,8 @@ def line_of(marker: str) -> int:
     raise AssertionError(marker)
 
 
-#: Timing findings off: on a loaded CI machine a slow statement or a long idle gap would add
-#: a finding these exact assertions do not expect (seen once in CI).
-NO_TIMING = {"slow_query_ms": None, "long_transaction_ms": None, "idle_in_transaction_ms": None}
-
-
 def audited(engine: Engine, reporter: OTelReporter, name: str = "GET /authors") -> Any:
-    with sqlaudit.audit(name, reporters=[reporter], on_finding="ignore", **NO_TIMING) as report:
+    with sqlaudit.audit(name, reporters=[reporter], on_finding="ignore", **UNTIMED) as report:
         n_plus_one(engine)
     return report
 
@@ -131,6 +127,7 @@ def test_unit_attributes_land_on_the_recording_request_span(otel: OTel, db: Engi
     }
 
 
+@pytest.mark.real_clock
 def test_finding_event_carries_diagnosis_location_and_fingerprint(otel: OTel, db: Engine) -> None:
     """One ``sqlaudit.finding`` event per finding, with kind, severity, count, message, fix,
     code location, database system and the statement's fingerprint (never values)."""
@@ -191,7 +188,7 @@ def test_sampled_out_request_is_not_replaced_by_a_root_span(otel: OTel, db: Engi
 def test_clean_unit_has_counts_and_no_events(otel: OTel, db: Engine) -> None:
     """A unit without findings still reports its counts, with zero findings and no event."""
     with (
-        sqlaudit.audit("GET /authors/1", reporters=[otel.reporter()], **NO_TIMING),
+        sqlaudit.audit("GET /authors/1", reporters=[otel.reporter()], **UNTIMED),
         Session(db) as s,
     ):
         s.get(Author, 1)
@@ -276,6 +273,7 @@ def test_findings_as_both(otel: OTel, db: Engine) -> None:
     assert len(otel.logs.get_finished_logs()) == 1
 
 
+@pytest.mark.real_clock
 def test_transaction_span_shows_the_transaction_held_across_a_backend_call(
     otel: OTel, db: Engine
 ) -> None:
@@ -349,6 +347,7 @@ def test_optional_spans_are_off_by_default(otel: OTel, db: Engine) -> None:
     assert [s.name for s in otel.finished()] == ["GET /authors"]
 
 
+@pytest.mark.real_clock
 def test_metrics_per_unit_and_per_finding(otel: OTel, db: Engine) -> None:
     """Histograms of statements and DB time per unit and a findings counter, with the unit,
     the request's http.route and the finding kind as attributes."""
@@ -417,7 +416,7 @@ def test_include_sql_adds_the_sample_sql(otel: OTel, db: Engine) -> None:
         reporters=[otel.reporter()],
         on_finding="ignore",
         include_sql=True,
-        **NO_TIMING,
+        **UNTIMED,
     ):
         n_plus_one(db)
     (span,) = otel.finished()
@@ -535,7 +534,7 @@ def test_asgi_middleware_reports_on_the_server_span(otel: OTel, db: Engine) -> N
     tracer = otel.tracer_provider.get_tracer("http.server")
     audited_app = ASGIAuditMiddleware(
         Starlette(routes=[Route("/authors/{group}", authors)]),
-        sqlaudit.AuditConfig(on_finding="ignore", **NO_TIMING),  # type: ignore[arg-type]
+        sqlaudit.AuditConfig(on_finding="ignore", **UNTIMED),  # type: ignore[arg-type]
         reporters=[otel.reporter()],
     )
 

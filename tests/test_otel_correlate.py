@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanContext, SpanKind
 from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
+from timing import UNTIMED
 
 import sqlaudit
 from sqlaudit._otel_correlate import SeenSpan, match
@@ -99,7 +100,9 @@ def db(sqlite_engine: Engine) -> Iterator[Engine]:
 def n_plus_one(engine: Engine, reporter: OTelReporter, tracer: trace.Tracer) -> Any:
     with (
         tracer.start_as_current_span("GET /authors", kind=SpanKind.SERVER),
-        sqlaudit.audit("GET /authors", reporters=[reporter], on_finding="ignore") as report,
+        sqlaudit.audit(
+            "GET /authors", reporters=[reporter], on_finding="ignore", **UNTIMED
+        ) as report,
         Session(engine) as session,
     ):
         for author in session.scalars(select(Author)):
@@ -136,6 +139,7 @@ def check_coexistence(spans: list[ReadableSpan], report: Any) -> None:
     assert [link.context.span_id for link in burst.links] == [s.context.span_id for s in lazy]
 
 
+@pytest.mark.real_clock
 def test_statement_spans_of_a_stand_in_instrumentation(
     provider: tuple[TracerProvider, InMemorySpanExporter], db: Engine
 ) -> None:
@@ -172,6 +176,7 @@ def _instrumentation_conflict() -> str | None:
 
 
 @pytest.mark.parametrize("commenter", [False, True], ids=["plain", "sqlcommenter"])
+@pytest.mark.real_clock
 def test_coexists_with_opentelemetry_instrumentation_sqlalchemy(
     provider: tuple[TracerProvider, InMemorySpanExporter], db: Engine, commenter: bool
 ) -> None:

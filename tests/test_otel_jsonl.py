@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Link, SpanKind
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
+from timing import UNTIMED
 
 import sqlaudit
 from sqlaudit._otel_jsonl import JsonLinesSpanExporter
@@ -85,7 +86,9 @@ def test_jsonl_tracer_provider_for_the_demo(tmp_path: Path, sqlite_engine: Engin
     provider = jsonl_tracer_provider(path, service_name="sqlaudit-demo")
     reporter = OTelReporter(tracer_provider=provider, metrics=False)
     with prepared(sqlite_engine) as db:
-        with sqlaudit.audit("GET /authors (planted)", reporters=[reporter], on_finding="ignore"):
+        with sqlaudit.audit(
+            "GET /authors (planted)", reporters=[reporter], on_finding="ignore", **UNTIMED
+        ):
             with Session(db) as session:
                 for author in session.scalars(select(Author)):
                     assert author.books

@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
+from timing import UNTIMED
 
 import sqlaudit
 from sqlaudit.otel import OTelReporter
@@ -169,7 +170,9 @@ def test_spans_events_metrics_and_logs_over_otlp_http(
             tracer.start_as_current_span(
                 "GET /authors", kind=SpanKind.SERVER, attributes={"http.route": "/authors"}
             ),
-            sqlaudit.audit("GET /authors", reporters=[reporter], on_finding="ignore") as report,
+            sqlaudit.audit(
+                "GET /authors", reporters=[reporter], on_finding="ignore", **UNTIMED
+            ) as report,
         ):
             with Session(db) as session:
                 books = 0

@@ -548,14 +548,14 @@ def test_timing_kinds_fail_only_when_asked(
     project(
         pytester,
         """
-        import time
+        import timing
         from feedlib import Comment, Session
 
         def test_idle_in_transaction(engine):
             with Session(engine) as session, session.begin():
                 session.add(Comment(stream_id=1, body="a"))
                 session.flush()
-                time.sleep(0.3)
+                timing.active().advance(0.3)  # sqlaudit's clock: 300 ms idle, exactly
                 session.add(Comment(stream_id=1, body="b"))
         """,
     )

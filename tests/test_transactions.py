@@ -3,29 +3,22 @@ effect it describes, and silence on its false-positive trap."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 from models import Author, prepared
 from sqlalchemy import Engine, func, insert, select, text, update
 from sqlalchemy.orm import Session
+from timing import UNTIMED, Clock, kinds
 
 import sqlaudit
-from sqlaudit import AuditReport, Severity
+from sqlaudit import Severity
 
 
 @pytest.fixture
 def db(engine: Engine) -> Iterator[Engine]:
     with prepared(engine) as eng:
         yield eng
-
-
-def kinds(report: AuditReport) -> list[str]:
-    """Problems (warning and above), slow_query left out: load can make any statement slow."""
-    return sorted(
-        f.kind for f in report.findings if f.severity >= Severity.WARNING and f.kind != "slow_query"
-    )
 
 
 def authors(engine: Engine) -> int:
@@ -42,7 +35,7 @@ def autocommit(engine: Engine) -> Engine:
 
 def test_autocommit_writes_core(db: Engine) -> None:
     """Two writes in one checkout of an autocommit connection: not atomic."""
-    with sqlaudit.audit("auto", on_finding="ignore") as report:
+    with sqlaudit.audit("auto", on_finding="ignore", **UNTIMED) as report:
         with autocommit(db).connect() as conn:
             conn.execute(insert(Author).values(id=100, name="a"))
             conn.execute(insert(Author).values(id=101, name="b"))
@@ -53,7 +46,7 @@ def test_autocommit_writes_core(db: Engine) -> None:
 
 def test_autocommit_writes_orm_session(db: Engine) -> None:
     """A Session on an autocommit engine flushing two rows is flagged the same way."""
-    with sqlaudit.audit("auto orm", on_finding="ignore") as report:
+    with sqlaudit.audit("auto orm", on_finding="ignore", **UNTIMED) as report:
         with Session(autocommit(db)) as session:
             session.add(Author(id=100, name="a"))
             session.flush()
@@ -65,7 +58,7 @@ def test_autocommit_writes_orm_session(db: Engine) -> None:
 def test_autocommit_read_only_single_write_and_ddl_are_silent(db: Engine) -> None:
     """Reads on an autocommit engine are a recommended pattern; one write is atomic anyway;
     DDL is not counted as a write."""
-    with sqlaudit.audit("reads", on_finding="ignore") as report:
+    with sqlaudit.audit("reads", on_finding="ignore", **UNTIMED) as report:
         with Session(autocommit(db)) as session:
             session.get(Author, 1)
             session.scalars(select(Author)).all()
@@ -83,7 +76,7 @@ def test_autocommit_read_only_single_write_and_ddl_are_silent(db: Engine) -> Non
 def test_ineffective_rollback_rows_persist(db: Engine) -> None:
     """rollback() after writes on an autocommit connection undoes nothing: the rows are
     still there afterwards, and the finding is an error."""
-    with sqlaudit.audit("rollback", on_finding="ignore") as report:
+    with sqlaudit.audit("rollback", on_finding="ignore", **UNTIMED) as report:
         with autocommit(db).connect() as conn:
             conn.execute(insert(Author).values(id=100, name="a"))
             conn.rollback()  # marker: ineffective
@@ -96,7 +89,7 @@ def test_ineffective_rollback_rows_persist(db: Engine) -> None:
 
 def test_ineffective_rollback_on_exception_orm(db: Engine) -> None:
     """An exception leaving ``session.begin()`` on an autocommit engine rolls back nothing."""
-    with sqlaudit.audit("orm rollback", on_finding="ignore") as report:
+    with sqlaudit.audit("orm rollback", on_finding="ignore", **UNTIMED) as report:
         with pytest.raises(RuntimeError), Session(autocommit(db)) as session:
             with session.begin():
                 session.add(Author(id=100, name="a"))
@@ -108,7 +101,7 @@ def test_ineffective_rollback_on_exception_orm(db: Engine) -> None:
 
 def test_real_rollback_is_silent(db: Engine) -> None:
     """The same rollback in a real transaction undoes the write and is not flagged."""
-    with sqlaudit.audit("real", on_finding="ignore") as report:
+    with sqlaudit.audit("real", on_finding="ignore", **UNTIMED) as report:
         with db.connect() as conn:
             conn.execute(insert(Author).values(id=100, name="a"))
             conn.rollback()
@@ -122,7 +115,10 @@ def test_real_rollback_is_silent(db: Engine) -> None:
 def test_commit_in_loop_with_hidden_refreshes(db: Engine) -> None:
     """A commit per row from one line is flagged, with the refresh SELECTs that
     expire_on_commit adds after each commit."""
-    with sqlaudit.audit("commits", on_finding="ignore") as report, Session(db) as session:
+    with (
+        sqlaudit.audit("commits", on_finding="ignore", **UNTIMED) as report,
+        Session(db) as session,
+    ):
         for i in range(100, 105):
             author = Author(id=i, name=f"a{i}")
             session.add(author)
@@ -136,7 +132,7 @@ def test_commit_in_loop_with_hidden_refreshes(db: Engine) -> None:
 
 def test_chunked_batch_commits_are_silent(db: Engine) -> None:
     """Committing every 50 rows is the cure, not the problem."""
-    with sqlaudit.audit("chunks", on_finding="ignore") as report, Session(db) as session:
+    with sqlaudit.audit("chunks", on_finding="ignore", **UNTIMED) as report, Session(db) as session:
         for start in range(100, 400, 50):
             session.add_all([Author(id=i, name=f"a{i}") for i in range(start, start + 50)])
             session.commit()
@@ -149,7 +145,7 @@ def test_chunked_batch_commits_are_silent(db: Engine) -> None:
 
 def test_discarded_writes_core_close_without_commit(db: Engine) -> None:
     """Core: insert, then close without commit: the row is gone, and that is a finding."""
-    with sqlaudit.audit("discard", on_finding="ignore") as report:
+    with sqlaudit.audit("discard", on_finding="ignore", **UNTIMED) as report:
         with db.connect() as conn:
             conn.execute(insert(Author).values(id=100, name="a"))
     assert authors(db) == 5
@@ -158,7 +154,7 @@ def test_discarded_writes_core_close_without_commit(db: Engine) -> None:
 
 def test_discarded_writes_orm_flush_then_close(db: Engine) -> None:
     """ORM: add + flush + close without commit discards the row."""
-    with sqlaudit.audit("discard orm", on_finding="ignore") as report:
+    with sqlaudit.audit("discard orm", on_finding="ignore", **UNTIMED) as report:
         with Session(db) as session:
             session.add(Author(id=100, name="a"))
             session.flush()
@@ -168,7 +164,7 @@ def test_discarded_writes_orm_flush_then_close(db: Engine) -> None:
 
 def test_explicit_rollback_and_exception_are_not_discards(db: Engine) -> None:
     """An explicit rollback and a rollback because an exception propagated are intended."""
-    with sqlaudit.audit("intended", on_finding="ignore") as report:
+    with sqlaudit.audit("intended", on_finding="ignore", **UNTIMED) as report:
         with Session(db) as session:
             session.add(Author(id=100, name="a"))
             session.flush()
@@ -186,7 +182,7 @@ def test_outer_transaction_fixture_pattern_is_silent(db: Engine, db_kind: str) -
     conn = db.connect()
     outer = conn.begin()
     try:
-        with sqlaudit.audit("test body", on_finding="ignore") as report:
+        with sqlaudit.audit("test body", on_finding="ignore", **UNTIMED) as report:
             session = Session(bind=conn, join_transaction_mode="create_savepoint")
             session.add(Author(id=100, name="a"))
             session.commit()
@@ -208,26 +204,26 @@ def test_outer_transaction_fixture_pattern_is_silent(db: Engine, db_kind: str) -
 # -- long_transaction ----------------------------------------------------------------------
 
 
-def test_idle_in_transaction(db: Engine) -> None:
+def test_idle_in_transaction(db: Engine, clock: Clock) -> None:
     """A transaction idle between statements (a backend call inside it) is flagged with how
     long it was open and how much of that was SQL."""
     with sqlaudit.audit("idle", idle_in_transaction_ms=100, on_finding="ignore") as report:
         with db.begin() as conn:
             conn.execute(select(Author.id)).all()
-            time.sleep(0.2)  # the "backend API call"
+            clock.advance(0.2)  # the "backend API call"
             conn.execute(insert(Author).values(id=100, name="a"))
     finding = next(f for f in report.findings if f.kind == "long_transaction")
     assert "idle" in finding.message
     assert "executing SQL" in finding.message
 
 
-def test_slow_work_outside_the_transaction_is_silent(db: Engine) -> None:
+def test_slow_work_outside_the_transaction_is_silent(db: Engine, clock: Clock) -> None:
     """The same work done before the transaction begins holds nothing open."""
     with sqlaudit.audit("tidy", idle_in_transaction_ms=100, on_finding="ignore") as report:
         with db.connect() as conn:
             conn.execute(select(Author.id)).all()
             conn.commit()
-        time.sleep(0.2)
+        clock.advance(0.2)
         with db.begin() as conn:
             conn.execute(insert(Author).values(id=100, name="a"))
     assert kinds(report) == []
@@ -237,23 +233,23 @@ def test_transaction_still_open_when_unit_ends(db: Engine) -> None:
     """A connection left in a transaction when the unit of work ends is flagged."""
     conn = None
     try:
-        with sqlaudit.audit("leak", on_finding="ignore") as report:
+        with sqlaudit.audit("leak", on_finding="ignore", **UNTIMED) as report:
             conn = db.connect()
             conn.execute(select(Author.id)).all()
-        assert kinds(report) == ["long_transaction"]
+        assert kinds(report, timing=True) == ["long_transaction"]
         assert "still open" in report.findings[0].message
     finally:
         if conn is not None:
             conn.close()
 
 
-def test_stream_results_are_exempt(db: Engine) -> None:
+def test_stream_results_are_exempt(db: Engine, clock: Clock) -> None:
     """Streaming results keep a transaction open by design."""
     with sqlaudit.audit("stream", idle_in_transaction_ms=50, on_finding="ignore") as report:
         with db.connect() as conn:
             result = conn.execution_options(stream_results=True).execute(select(Author.id))
             for _row in result:
-                time.sleep(0.02)
+                clock.advance(0.02)
             conn.execute(select(Author.name)).all()
     assert kinds(report) == []
 
@@ -264,7 +260,7 @@ def test_stream_results_are_exempt(db: Engine) -> None:
 def test_transaction_overhead_info_on_servers(db: Engine, db_kind: str) -> None:
     """A read-only request on PyMySQL/psycopg spends >= 50% of its round trips on
     transaction control: an info finding with the dialect's fix (none on embedded SQLite)."""
-    with sqlaudit.audit("read", on_finding="ignore") as report:
+    with sqlaudit.audit("read", on_finding="ignore", **UNTIMED) as report:
         with Session(db) as session:
             session.get(Author, 1)
     overhead = [f for f in report.findings if f.kind == "transaction_overhead"]
@@ -279,7 +275,7 @@ def test_transaction_overhead_info_on_servers(db: Engine, db_kind: str) -> None:
 
 def test_summary_counts_commits_and_rollbacks(db: Engine) -> None:
     """The report counts transactions, commits and rollbacks of the unit."""
-    with sqlaudit.audit("summary", on_finding="ignore") as report:
+    with sqlaudit.audit("summary", on_finding="ignore", **UNTIMED) as report:
         with db.begin() as conn:
             conn.execute(insert(Author).values(id=100, name="a"))
         with db.connect() as conn:
@@ -303,7 +299,7 @@ def _rename_elsewhere(engine: Engine, author_id: int, name: str) -> None:
 def test_stale_identity_map_under_autocommit(db: Engine) -> None:
     """A Session on an autocommit engine keeps its objects across statements: a re-read
     returns the old value although the database has the new one (the Exposed #306 pattern)."""
-    with sqlaudit.audit("stale", on_finding="ignore") as report:
+    with sqlaudit.audit("stale", on_finding="ignore", **UNTIMED) as report:
         with Session(autocommit(db)) as session:
             author = session.get_one(Author, 1)
             assert author.name == "author 1"
@@ -318,7 +314,7 @@ def test_stale_identity_map_under_autocommit(db: Engine) -> None:
 
 def test_stale_identity_map_across_commits(db: Engine) -> None:
     """``expire_on_commit=False`` carries objects into the next transaction unrefreshed."""
-    with sqlaudit.audit("carried", on_finding="ignore") as report:
+    with sqlaudit.audit("carried", on_finding="ignore", **UNTIMED) as report:
         with Session(db, expire_on_commit=False) as session:
             author = session.get_one(Author, 2)
             session.commit()
@@ -332,7 +328,7 @@ def test_stale_identity_map_across_commits(db: Engine) -> None:
 def test_fresh_session_expiry_and_populate_existing_are_silent(db: Engine) -> None:
     """A new session per unit of work, the default expire_on_commit, and populate_existing
     all see the new value, and none is flagged."""
-    with sqlaudit.audit("fresh", on_finding="ignore") as report:
+    with sqlaudit.audit("fresh", on_finding="ignore", **UNTIMED) as report:
         with Session(db) as session:
             session.get_one(Author, 3)
             session.commit()
@@ -351,7 +347,9 @@ def test_open_transactions_switch(db: Engine) -> None:
     a transaction merely for being open at the end; an idle one still is."""
     conn = db.connect()
     try:
-        with sqlaudit.audit("body", open_transactions=False, on_finding="ignore") as report:
+        with sqlaudit.audit(
+            "body", open_transactions=False, on_finding="ignore", **UNTIMED
+        ) as report:
             conn.execute(select(Author.id)).all()
     finally:
         conn.close()

@@ -11,10 +11,11 @@ import pytest
 from collect import Collect
 from flask import Flask, Response, request, stream_with_context
 from sqlalchemy import Engine, text
+from timing import UNTIMED, untimed
 from werkzeug.test import Client
 
 import sqlaudit
-from sqlaudit import AuditConfig, AuditFailed, AuditReport
+from sqlaudit import AuditFailed, AuditReport
 from sqlaudit._scope import CURRENT
 from sqlaudit.wsgi import WSGIAuditMiddleware
 
@@ -69,7 +70,7 @@ def flask_app(engine: Engine) -> Flask:
 
 def wrap(app: Flask, **options: Any) -> Collect:
     collect = Collect()
-    options.setdefault("config", AuditConfig())
+    options.setdefault("config", untimed())
     options["reporters"] = [collect, *options.get("reporters", ())]
     app.wsgi_app = WSGIAuditMiddleware(app.wsgi_app, **options)  # type: ignore[method-assign]
     return collect
@@ -292,7 +293,7 @@ def test_client_disconnect_mid_stream_closes_the_audit(engine: Engine) -> None:
     """The server stops iterating and calls close() (PEP 3333) after 3 of 10 chunks: the
     app's generator is closed, the audit closed and reported with the 3 statements."""
     collect = Collect()
-    middleware = WSGIAuditMiddleware(raw_streaming_app(engine), AuditConfig(), reporters=[collect])
+    middleware = WSGIAuditMiddleware(raw_streaming_app(engine), untimed(), reporters=[collect])
     environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": "/feed/7"}
     body = middleware(environ, lambda status, headers, exc_info=None: None)
     iterator = iter(body)
@@ -309,7 +310,7 @@ def test_client_disconnect_mid_stream_closes_the_audit(engine: Engine) -> None:
 def test_body_neither_read_nor_closed_is_reported_when_collected(engine: Engine) -> None:
     """A test client response that is never read nor closed still ends its audit."""
     collect = Collect()
-    middleware = WSGIAuditMiddleware(raw_streaming_app(engine), AuditConfig(), reporters=[collect])
+    middleware = WSGIAuditMiddleware(raw_streaming_app(engine), untimed(), reporters=[collect])
     environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": "/feed"}
     body = middleware(environ, lambda status, headers, exc_info=None: None)
     next(iter(body))
@@ -321,7 +322,7 @@ def test_werkzeug_client_on_a_plain_wsgi_app(engine: Engine) -> None:
     """Any WSGI app works: named after its path with ids collapsed, streamed body counted."""
     collect = Collect()
     middleware = WSGIAuditMiddleware(
-        raw_streaming_app(engine), AuditConfig(), reporters=[collect], header=True
+        raw_streaming_app(engine), untimed(), reporters=[collect], header=True
     )
     response = Client(middleware).get("/feed/42")
     assert response.get_data() == b"".join(b"%d\n" % i for i in range(10))
@@ -332,7 +333,7 @@ def test_request_inside_an_enclosing_audit_rolls_up(engine: Engine) -> None:
     """A test auditing a whole client call also sees the request's statements."""
     app = flask_app(engine)
     wrap(app)
-    with sqlaudit.audit("test", on_finding="ignore") as outer:
+    with sqlaudit.audit("test", on_finding="ignore", **UNTIMED) as outer:
         app.test_client().get("/users/2")
     assert outer.query_count == 2
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import timing
 
 from sqlaudit import _callsite
 
@@ -69,7 +70,11 @@ def run(pytester: pytest.Pytester, *args: str, subprocess: bool = False) -> pyte
     # their co_filename: the same feedlib.py in an earlier project would name that project's
     # file. Start each in-process run with empty caches (the defaults: no app_paths).
     _callsite.configure()
-    return pytester.runpytest(*ARGS, *args)
+    # The inner run's timings are the test's (timing.py): each read of sqlaudit's clock moves
+    # 10 µs, and more only when an inner test calls ``timing.active().advance(seconds)``, so no
+    # verdict depends on the machine's speed.
+    with timing.installed(timing.Clock(step=0.00001)):
+        return pytester.runpytest(*ARGS, *args)
 
 
 def section(result: pytest.RunResult, test: str) -> str:
