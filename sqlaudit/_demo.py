@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 import sqlaudit
+from sqlaudit._findings import TIMING_KINDS
 
 __all__ = ["EXIT_OK", "EXIT_UNEXPECTED", "EXIT_USAGE", "demo"]
 
@@ -66,7 +67,14 @@ class _Run:
 
     @property
     def kinds(self) -> list[str]:
-        return [f.kind for f in self.report.findings if f.severity >= sqlaudit.Severity.WARNING]
+        """Kinds of the warnings the demo judges: those whose verdict depends on how fast this
+        machine runs (a slow statement on a busy laptop) only when the endpoint plants one."""
+        return [
+            f.kind
+            for f in self.report.findings
+            if f.severity >= sqlaudit.Severity.WARNING
+            and (f.kind not in TIMING_KINDS or f.kind in self.pair.expect)
+        ]
 
     @property
     def problems(self) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlaudit._records import CallSite
 from sqlaudit.errors import ConfigError
 
-__all__ = ["KINDS", "Finding", "Severity"]
+__all__ = ["KINDS", "TIMING_KINDS", "Finding", "Severity"]
 
 #: Every finding kind sqlaudit can report (stable strings, see DESIGN "kinds").
 KINDS: frozenset[str] = frozenset(
@@ -29,6 +29,11 @@ KINDS: frozenset[str] = frozenset(
         "transaction_overhead",
     }
 )
+
+
+#: Kinds whose verdict depends on how fast the machine runs (a loaded machine pauses any
+#: statement or transaction): never a default failure in tests or in the demo.
+TIMING_KINDS: frozenset[str] = frozenset({"slow_query", "long_transaction"})
 
 
 class Severity(enum.IntEnum):

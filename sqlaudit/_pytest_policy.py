@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlaudit import _baseline
 from sqlaudit._config import AuditConfig
-from sqlaudit._findings import KINDS, Finding, check_kinds
+from sqlaudit._findings import KINDS, TIMING_KINDS, Finding, check_kinds
 from sqlaudit._records import StatementKind
 from sqlaudit._scope import AuditReport
 from sqlaudit.errors import AuditFailed, ConfigError
@@ -36,8 +36,6 @@ __all__ = [
     "parse_sqlaudit_marker",
 ]
 
-#: Kinds whose verdict depends on how fast the machine is (a loaded CI runner pauses).
-TIMING_KINDS = frozenset({"slow_query", "long_transaction"})
 #: Kinds that fail a test by default: all but the timing ones (opt in with
 #: ``--sqlaudit-fail-on=all``, or use a ``db_time_ms`` budget).
 DEFAULT_FAIL_KINDS: frozenset[str] = KINDS - TIMING_KINDS
