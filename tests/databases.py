@@ -7,11 +7,14 @@
 * mysql / postgresql, in this order:
 
   1. the URL in ``SQLAUDIT_TEST_MYSQL_URL`` / ``SQLAUDIT_TEST_POSTGRES_URL``;
-  2. a container started through ``testcontainers`` (``mariadb:10.11`` with PyMySQL,
+  2. the local server ``.ci/run`` uses (``LOCAL_URL``: MariaDB as root on 127.0.0.1:3306,
+     PostgreSQL as postgres on 127.0.0.1:5432, database ``test``), when it answers;
+  3. a container started through ``testcontainers`` (``mariadb:10.11`` with PyMySQL,
      ``postgres:16`` with psycopg 3), once per session, when that package imports and a
      Docker engine answers;
-  3. otherwise ``pytest.skip`` with a reason naming how to provide a server, or
-     ``pytest.fail`` when ``SQLAUDIT_REQUIRE_SERVERS=1`` (CI sets it).
+  4. otherwise ``pytest.skip`` with a one-line reason naming how to provide a server (the
+     skips of one backend fold into one line of pytest's summary), or ``pytest.fail`` when
+     ``SQLAUDIT_REQUIRE_SERVERS=1`` (CI sets it).
 
 A server URL is only handed out once a connection to it has answered ``SELECT 1``; the
 outcome (URL or reason) is cached per kind for the session. On that first connection, tables
@@ -48,12 +51,16 @@ _DRIVERNAME: dict[Kind, str] = {
     "mysql": "mysql+pymysql",
     "postgresql": "postgresql+psycopg",
 }
-_EXAMPLE_URL: dict[Kind, str] = {
+#: The servers ``.ci/run`` starts (and ``bash .ci/run --services-only`` starts alone).
+LOCAL_URL: dict[Kind, str] = {
     "sqlite": "sqlite://",
     "mysql": "mysql+pymysql://root@127.0.0.1:3306/test",
     "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
 }
+#: Every skip for a missing server starts with this (conftest folds them per backend).
+SKIP_PREFIX = "sqlaudit test database: "
 _CONNECT_TIMEOUT_S = 10
+_LOCAL_TIMEOUT_S = 2
 _LOCK_TIMEOUT_S = 15
 
 
@@ -157,32 +164,34 @@ def _resolve(kind: Kind) -> _Resolution:
         origin = f"${env_name}"
     elif kind == "sqlite":
         url, origin = "sqlite://", "default"
+    elif _check(LOCAL_URL[kind], _LOCAL_TIMEOUT_S) is None:
+        return _Resolution(LOCAL_URL[kind], None)
     else:
         try:
             url = _container_url(kind)
         except _NoContainerError as exc:
             return _Resolution(
                 None,
-                f"no {kind} server for this test: set {env_name} "
-                f"(e.g. {env_name}={_EXAMPLE_URL[kind]}) or make a Docker engine available "
-                f"to testcontainers ({exc})",
+                f"{SKIP_PREFIX}no {kind} server: set {env_name} (e.g. {LOCAL_URL[kind]}) or "
+                f"start the local one with `bash .ci/run --services-only` ({exc})",
             )
         origin = "testcontainers"
     error = _check(url)
     if error is not None:
         return _Resolution(
-            None, f"{kind} server at {_shown(url)} (from {origin}) did not answer: {error}"
+            None,
+            f"{SKIP_PREFIX}{kind} server at {_shown(url)} (from {origin}) did not answer: {error}",
         )
     return _Resolution(url, None)
 
 
-def _check(url: str) -> str | None:
+def _check(url: str, timeout: int = _CONNECT_TIMEOUT_S) -> str | None:
     """None when ``url`` answers ``SELECT 1`` (and stale test tables were dropped)."""
     try:
         parsed = make_url(url)
         connect_args: dict[str, Any] = {}
         if parsed.get_backend_name() in ("mysql", "mariadb", "postgresql"):
-            connect_args["connect_timeout"] = _CONNECT_TIMEOUT_S
+            connect_args["connect_timeout"] = timeout
         engine = create_engine(parsed, connect_args=connect_args)
         try:
             with engine.connect() as connection:
@@ -237,8 +246,7 @@ def _start_container(kind: Kind) -> Any:
     try:
         docker.from_env(timeout=5).ping()
     except Exception as exc:  # no engine, no socket, no permission...
-        detail = f"{type(exc).__name__}: {exc}"
-        raise _NoContainerError(f"no Docker engine answers: {detail[:160]}") from exc
+        raise _NoContainerError("no Docker engine for testcontainers") from exc
     try:
         if kind == "mysql":
             try:
