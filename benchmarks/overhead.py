@@ -17,7 +17,7 @@ Everything runs in ONE process on SQLite in memory:
 
    The run alternates two phases, several times ("epochs"):
 
-   * phase A: nothing in the process is instrumented (``sqlaudit._orm.listening()`` is
+   * phase A: nothing in the process is instrumented (``sqlaudit.capture.orm.listening()`` is
      False: no class-level Session listener exists); only the ``plain`` engines run. This
      is the ORM baseline, a process that never instrumented anything.
    * phase B: the ``no scope`` and ``full audit`` engines are instrumented; all variants
@@ -77,8 +77,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 from sqlalchemy.pool import StaticPool
 
 import sqlaudit
-from sqlaudit import _orm
 from sqlaudit._audit import run_detectors
+from sqlaudit.capture import orm as _orm
 from sqlaudit.detectors import DEFAULT_DETECTORS
 
 # -- model -------------------------------------------------------------------------------
@@ -430,7 +430,7 @@ def fill_mix(engine: Engine, report: Any, target: int, salt: int) -> None:
 
 
 def clear_fingerprint_caches() -> None:
-    from sqlaudit import _fingerprint
+    from sqlaudit.sql import fingerprint as _fingerprint
 
     for name in ("fingerprint", "short", "readable", "tables"):
         fn = getattr(_fingerprint, name, None)

@@ -9,12 +9,12 @@ Integrations are imported by path: ``sqlaudit.wsgi``, ``sqlaudit.asgi``, ``sqlau
 from __future__ import annotations
 
 from sqlaudit._audit import audit, current_report, ignore
-from sqlaudit._capture import Instrumentation, instrument
-from sqlaudit._config import AuditConfig
-from sqlaudit._findings import KINDS, Finding, Severity
-from sqlaudit._records import CallSite, OrmLoad, QueryRecord, StatementKind
-from sqlaudit._scope import AuditReport
+from sqlaudit.capture.instrumentation import Instrumentation, instrument
+from sqlaudit.capture.scope import AuditReport
 from sqlaudit.errors import AuditFailed, ConfigError
+from sqlaudit.model.config import AuditConfig
+from sqlaudit.model.findings import KINDS, Finding, Severity
+from sqlaudit.model.records import CallSite, OrmLoad, QueryRecord, StatementKind
 
 __version__ = "0.1.0.dev0"
 

@@ -12,15 +12,15 @@ from time import perf_counter
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from sqlaudit._config import AuditConfig
-from sqlaudit._findings import Finding, check_kinds
 from sqlaudit._internal import internal_error
-from sqlaudit._records import QueryRecord
-from sqlaudit._scope import CURRENT, FALLBACK, SUPPRESSED, AuditReport, current
+from sqlaudit.capture.scope import CURRENT, FALLBACK, SUPPRESSED, AuditReport, current
 from sqlaudit.detectors import DEFAULT_DETECTORS, Detector, check_detectors
-from sqlaudit.detectors._common import partition, sharing
+from sqlaudit.detectors._grouping import partition, sharing
 from sqlaudit.detectors.loop_view import combine_loops
 from sqlaudit.errors import AuditFailed, ConfigError
+from sqlaudit.model.config import AuditConfig
+from sqlaudit.model.findings import Finding, check_kinds
+from sqlaudit.model.records import QueryRecord
 from sqlaudit.reporters import LogReporter, Reporter, check_reporters
 
 __all__ = ["audit", "current_report", "ignore", "run_detectors"]

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sqlaudit._scope import AuditReport
+    from sqlaudit.capture.scope import AuditReport
 
 __all__ = ["AuditFailed", "ConfigError"]
 

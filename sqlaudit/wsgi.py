@@ -33,17 +33,17 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sqlaudit._devpage import HEADERS
-from sqlaudit._middleware import RequestAuditor, Unit, check_app, contain
-from sqlaudit._scope import CURRENT
+from sqlaudit.capture.scope import CURRENT
+from sqlaudit.web.auditor import RequestAuditor, Unit, check_app, contain
+from sqlaudit.web.devpage import HEADERS
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from sqlaudit._config import AuditConfig, OnFinding
-    from sqlaudit._devpage import DevPage
     from sqlaudit.detectors import Detector
+    from sqlaudit.model.config import AuditConfig, OnFinding
     from sqlaudit.reporters import Reporter
+    from sqlaudit.web.devpage import DevPage
 
 __all__ = ["WSGIAuditMiddleware"]
 

@@ -29,12 +29,12 @@ from sqlalchemy import Engine, create_engine
 
 import sqlaudit
 from sqlaudit import AuditConfig, ConfigError, cli
-from sqlaudit._findings import KINDS
-from sqlaudit._pytest_fixture import SqlauditFixture
-from sqlaudit._pytest_policy import parse_budget, parse_sqlaudit_marker
 from sqlaudit.asgi import ASGIAuditMiddleware
 from sqlaudit.detectors import DEFAULT_DETECTORS
+from sqlaudit.model.findings import KINDS
 from sqlaudit.otel import OTelReporter, jsonl_tracer_provider, setup
+from sqlaudit.pytest_plugin.fixture import SqlauditFixture
+from sqlaudit.pytest_plugin.policy import parse_budget, parse_sqlaudit_marker
 from sqlaudit.reporters import LogReporter
 from sqlaudit.wsgi import WSGIAuditMiddleware
 

@@ -24,8 +24,8 @@ from timing import UNTIMED, untimed
 
 import sqlaudit
 from sqlaudit import AuditFailed, AuditReport
-from sqlaudit._scope import CURRENT
 from sqlaudit.asgi import ASGIAuditMiddleware
+from sqlaudit.capture.scope import CURRENT
 
 T = TypeVar("T")
 Message = dict[str, Any]

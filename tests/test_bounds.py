@@ -42,9 +42,11 @@ from sqlalchemy.pool import StaticPool
 from timing import UNTIMED
 
 import sqlaudit
-from sqlaudit import AuditConfig, AuditReport, _capture, _orm
-from sqlaudit._scope import CURRENT, FALLBACK
+from sqlaudit import AuditConfig, AuditReport
 from sqlaudit.asgi import ASGIAuditMiddleware
+from sqlaudit.capture import instrumentation as _capture
+from sqlaudit.capture import orm as _orm
+from sqlaudit.capture.scope import CURRENT, FALLBACK
 from sqlaudit.wsgi import WSGIAuditMiddleware
 
 WARM_UP = 500

@@ -1,4 +1,4 @@
-"""Call sites (``sqlaudit._callsite``): the application frames behind a statement.
+"""Call sites (``sqlaudit.capture.callsite``): the application frames behind a statement.
 
 Findings point at the line that issued the statements, so the walk must skip SQLAlchemy,
 sqlaudit, the standard library and installed packages, and honour ``configure(app_paths=...)``.
@@ -19,8 +19,9 @@ import sqlalchemy
 from sqlalchemy import Engine, event, text
 
 import sqlaudit
-from sqlaudit import CallSite, _callsite
-from sqlaudit._callsite import DEPTH, capture, configure, is_app_file
+from sqlaudit import CallSite
+from sqlaudit.capture import callsite as _callsite
+from sqlaudit.capture.callsite import DEPTH, capture, configure, is_app_file
 
 HERE = __file__
 

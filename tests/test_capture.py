@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Mapper, Session
 
 import sqlaudit
-from sqlaudit import _capture, _orm, _scope
+from sqlaudit.capture import instrumentation as _capture
+from sqlaudit.capture import orm as _orm
+from sqlaudit.capture import scope as _scope
 
 
 @contextmanager
@@ -180,9 +182,9 @@ def test_internal_error_is_swallowed_logged_once_and_counted(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("injected")
 
-    import sqlaudit._scope
+    import sqlaudit.capture.scope
 
-    monkeypatch.setattr(sqlaudit._scope, "capture", broken)
+    monkeypatch.setattr(sqlaudit.capture.scope, "capture", broken)
     caplog.set_level(logging.ERROR, logger="sqlaudit")
     with sqlaudit.audit("faulty", on_finding="ignore") as report, db.connect() as conn:
         rows = [conn.execute(select(Author.id).where(Author.id == i)).all() for i in (1, 2)]

@@ -15,7 +15,7 @@ import pytest
 
 import sqlaudit
 from sqlaudit import AuditConfig, AuditFailed, ConfigError, Severity
-from sqlaudit._findings import KINDS
+from sqlaudit.model.findings import KINDS
 
 BAD_VALUES = [
     # (field, bad value, text describing what is allowed)

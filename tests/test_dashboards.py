@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sqlaudit._otel_metrics import INSTRUMENTS
+from sqlaudit.otel.metrics import INSTRUMENTS
 
 DASHBOARDS = Path(__file__).resolve().parent.parent / "examples" / "dashboards"
 

@@ -114,5 +114,9 @@ def test_missing_server_reason_names_the_variable(monkeypatch: pytest.MonkeyPatc
         raise databases._NoContainerError("disabled for this test")
 
     monkeypatch.setattr(databases, "_container_url", no_container)
+    # Nor the local server .ci/run uses: a port where nothing listens.
+    monkeypatch.setitem(
+        databases.LOCAL_URL, "postgresql", "postgresql+psycopg://postgres@127.0.0.1:1/test"
+    )
     with pytest.raises(pytest.skip.Exception, match="SQLAUDIT_TEST_POSTGRES_URL"):
         databases.resolve_url("postgresql")

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from timing import kinds
 
 from sqlaudit import AuditReport
-from sqlaudit._scope import CURRENT
+from sqlaudit.capture.scope import CURRENT
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 KINDS: list[Kind] = ["sqlite", "mysql", "postgresql"]

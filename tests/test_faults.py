@@ -85,7 +85,7 @@ from werkzeug.test import Client
 import sqlaudit
 from sqlaudit import AuditConfig, AuditReport
 from sqlaudit._internal import internal_error
-from sqlaudit._scope import CURRENT
+from sqlaudit.capture.scope import CURRENT
 from sqlaudit.detectors.repeated_query import RepeatedQuery
 from sqlaudit.otel import OTelReporter
 from sqlaudit.reporters import LogReporter

@@ -1,4 +1,4 @@
-"""Fingerprints, statement kinds and table names (``sqlaudit._fingerprint``).
+"""Fingerprints, statement kinds and table names (``sqlaudit.sql.fingerprint``).
 
 A fingerprint is what leaves the process and what findings are grouped by, so these tests pin
 its shape (tables with ids) and its invariants (Hypothesis): idempotent, total, blind to values
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sqlaudit._fingerprint import fingerprint, statement_kind, tables
-from sqlaudit._records import StatementKind
+from sqlaudit.model.records import StatementKind
+from sqlaudit.sql.fingerprint import fingerprint, statement_kind, tables
 
 WHERE_X = "SELECT a FROM t WHERE x = ?"
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 from timing import UNTIMED
 
 import sqlaudit
-from sqlaudit._html_report import ReportInputError, build_report
+from sqlaudit.cli.html_report import ReportInputError, build_report
 from sqlaudit.otel import OTelReporter, jsonl_tracer_provider
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import StaticPool
 
 import sqlaudit
-from sqlaudit._scope import CURRENT
+from sqlaudit.capture.scope import CURRENT
 
 
 def test_200_concurrent_asyncio_tasks_each_exact() -> None:
@@ -153,7 +153,7 @@ def test_a_race_for_the_last_record_slot_ends_as_overflow(monkeypatch: Any) -> N
     interleaving is forced here (the second statement runs while the first one's call site
     is being captured), and the report still holds ``max_records`` exactly, counting the
     other statement as overflow, with every count and the db time exact."""
-    from sqlaudit import _scope
+    from sqlaudit.capture import scope as _scope
 
     engine = create_engine("sqlite://", poolclass=StaticPool)
     handle = sqlaudit.instrument(engine)

@@ -12,9 +12,9 @@ from timing import untimed
 
 import sqlaudit
 from sqlaudit import AuditConfig, ConfigError
-from sqlaudit._devpage import DevPage
-from sqlaudit._middleware import RequestAuditor, collapse_ids
-from sqlaudit._scope import CURRENT, AuditReport
+from sqlaudit.capture.scope import CURRENT, AuditReport
+from sqlaudit.web.auditor import RequestAuditor, collapse_ids
+from sqlaudit.web.devpage import DevPage
 
 
 @pytest.fixture

@@ -28,8 +28,8 @@ from starlette.routing import Route
 
 import sqlaudit
 from sqlaudit import AuditConfig, AuditReport
-from sqlaudit._scope import CURRENT, FALLBACK
 from sqlaudit.asgi import ASGIAuditMiddleware
+from sqlaudit.capture.scope import CURRENT, FALLBACK
 from sqlaudit.wsgi import WSGIAuditMiddleware
 
 REQUESTS = 2000

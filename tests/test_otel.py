@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from timing import UNTIMED
 
 import sqlaudit
-from sqlaudit import _capture
+from sqlaudit.capture import instrumentation as _capture
 from sqlaudit.otel import OTelReporter, setup
 
 

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 from timing import UNTIMED
 
 import sqlaudit
-from sqlaudit._otel_correlate import SeenSpan, match
-from sqlaudit._records import QueryRecord
+from sqlaudit.model.records import QueryRecord
 from sqlaudit.otel import OTelReporter
+from sqlaudit.otel.correlate import SeenSpan, match
 
 MS = 1_000_000
 

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from timing import UNTIMED
 
 import sqlaudit
-from sqlaudit._otel_jsonl import JsonLinesSpanExporter
 from sqlaudit.otel import OTelReporter, jsonl_tracer_provider
+from sqlaudit.otel.jsonl import JsonLinesSpanExporter
 
 
 def make_spans(provider: TracerProvider) -> None:

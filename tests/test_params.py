@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 import sqlaudit
-from sqlaudit._params import roles, signature, walk
+from sqlaudit.sql.params import roles, signature, walk
 
 
 @pytest.mark.parametrize(

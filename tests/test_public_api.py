@@ -136,4 +136,4 @@ def test_facade_imports_no_integration(modules_after_import: set[str], module: s
 def test_facade_import_does_import_sqlaudit(modules_after_import: set[str]) -> None:
     """The subprocess really imported sqlaudit (guards the negative checks above)."""
     assert "sqlaudit" in modules_after_import
-    assert "sqlaudit._fingerprint" in modules_after_import
+    assert "sqlaudit.sql.fingerprint" in modules_after_import

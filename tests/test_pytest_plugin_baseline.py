@@ -7,8 +7,8 @@ import json
 import pytest
 from plugin_cases.support import project, run, section
 
-from sqlaudit import _baseline
-from sqlaudit._baseline import Entry
+from sqlaudit.pytest_plugin import baseline as _baseline
+from sqlaudit.pytest_plugin.baseline import Entry
 
 pytest_plugins = ("pytester",)
 
@@ -324,9 +324,9 @@ def test_update_flag_before_paths_is_refused(pytester: pytest.Pytester) -> None:
 
 
 WRITE_LOG = """
-import sqlaudit._baseline
+import sqlaudit.pytest_plugin.baseline
 
-_write = sqlaudit._baseline.write
+_write = sqlaudit.pytest_plugin.baseline.write
 _role = []
 
 def pytest_configure(config):
@@ -338,9 +338,9 @@ def logged(path, entries):
     _write(path, entries)
 
 def pytest_unconfigure(config):
-    sqlaudit._baseline.write = _write  # in-process runs share the module with the outer run
+    sqlaudit.pytest_plugin.baseline.write = _write  # shared with the outer run
 
-sqlaudit._baseline.write = logged
+sqlaudit.pytest_plugin.baseline.write = logged
 """
 
 

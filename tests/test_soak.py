@@ -45,8 +45,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
 
 import sqlaudit
-from sqlaudit import AuditReport, _capture
-from sqlaudit._scope import CURRENT, FALLBACK
+from sqlaudit import AuditReport
+from sqlaudit.capture import instrumentation as _capture
+from sqlaudit.capture.scope import CURRENT, FALLBACK
 
 SYNC_THREADS = 4
 UNITS_PER_THREAD = 500

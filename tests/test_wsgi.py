@@ -16,7 +16,7 @@ from werkzeug.test import Client
 
 import sqlaudit
 from sqlaudit import AuditFailed, AuditReport
-from sqlaudit._scope import CURRENT
+from sqlaudit.capture.scope import CURRENT
 from sqlaudit.wsgi import WSGIAuditMiddleware
 
 StartResponse = Callable[..., Any]
@@ -262,7 +262,7 @@ def test_middleware_failure_leaves_the_response_alone(
     def explode(*args: Any) -> None:
         raise HeaderBugError
 
-    monkeypatch.setattr("sqlaudit._middleware.run_detectors", explode)
+    monkeypatch.setattr("sqlaudit.web.auditor.run_detectors", explode)
     app = flask_app(engine)
     collect = wrap(app, header=True)
     with caplog.at_level(logging.ERROR, logger="sqlaudit"):

@@ -25,9 +25,9 @@ from sqlaudit.detectors.write_loop import WriteLoop
 from sqlaudit.errors import check_items
 
 if TYPE_CHECKING:
-    from sqlaudit._findings import Finding
-    from sqlaudit._records import QueryRecord
-    from sqlaudit._scope import AuditReport
+    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.model.findings import Finding
+    from sqlaudit.model.records import QueryRecord
 
 __all__ = ["DEFAULT_DETECTORS", "Detector", "check_detectors"]
 

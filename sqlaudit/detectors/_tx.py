@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sqlaudit._records import CallSite
-    from sqlaudit._scope import AuditReport
-    from sqlaudit._transactions import TransactionRecord
+    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.capture.transactions import TransactionRecord
+    from sqlaudit.model.records import CallSite
 
 
 def own_transactions(report: AuditReport, kind: str) -> Iterator[TransactionRecord]:

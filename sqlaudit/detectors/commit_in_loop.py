@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from sqlaudit._findings import Finding, Severity
 from sqlaudit.detectors._tx import first, own_transactions
+from sqlaudit.model.findings import Finding, Severity
 
 if TYPE_CHECKING:
-    from sqlaudit._records import CallSite, QueryRecord
-    from sqlaudit._scope import AuditReport
-    from sqlaudit._transactions import TransactionRecord
+    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.capture.transactions import TransactionRecord
+    from sqlaudit.model.records import CallSite, QueryRecord
 
 
 class CommitInLoop:

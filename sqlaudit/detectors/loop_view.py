@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sqlaudit._findings import Finding
+from sqlaudit.model.findings import Finding
 
 __all__ = ["combine_loops"]
 

@@ -19,15 +19,15 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from sqlaudit._findings import Finding, Severity
-from sqlaudit._fingerprint import fingerprint
-from sqlaudit._origins import PARENT
-from sqlaudit.detectors._common import group, indexes, partition, total_time
+from sqlaudit.capture.origins import PARENT
+from sqlaudit.detectors._grouping import group, indexes, partition, total_time
+from sqlaudit.model.findings import Finding, Severity
+from sqlaudit.sql.fingerprint import fingerprint
 
 if TYPE_CHECKING:
-    from sqlaudit._origins import OriginRecord
-    from sqlaudit._records import CallSite, QueryRecord
-    from sqlaudit._scope import AuditReport
+    from sqlaudit.capture.origins import OriginRecord
+    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.model.records import CallSite, QueryRecord
 
 #: A parent query returning more rows than this gets selectinload even for many-to-one.
 LARGE_RESULT = 100

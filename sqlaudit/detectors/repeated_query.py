@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from sqlaudit._findings import Finding, Severity
-from sqlaudit._fingerprint import short
-from sqlaudit._params import walk
-from sqlaudit._records import StatementKind
-from sqlaudit.detectors._common import by_shape_and_stack, indexes, partition, total_time
+from sqlaudit.detectors._grouping import by_shape_and_stack, indexes, partition, total_time
+from sqlaudit.model.findings import Finding, Severity
+from sqlaudit.model.records import StatementKind
+from sqlaudit.sql.fingerprint import short
+from sqlaudit.sql.params import walk
 
 if TYPE_CHECKING:
-    from sqlaudit._records import CallSite, QueryRecord
-    from sqlaudit._scope import AuditReport
+    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.model.records import CallSite, QueryRecord
 
 _READS = frozenset({StatementKind.SELECT, StatementKind.OTHER})
 #: ORM loads reported by other detectors (lazy: n_plus_one; column: column_reload) or exempt

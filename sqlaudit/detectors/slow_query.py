@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from sqlaudit._findings import Finding, Severity
-from sqlaudit._fingerprint import fingerprint, short
-from sqlaudit.detectors._common import group, indexes, total_time
+from sqlaudit.detectors._grouping import group, indexes, total_time
+from sqlaudit.model.findings import Finding, Severity
+from sqlaudit.sql.fingerprint import fingerprint, short
 
 if TYPE_CHECKING:
-    from sqlaudit._records import CallSite, QueryRecord
-    from sqlaudit._scope import AuditReport
+    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.model.records import CallSite, QueryRecord
 
 
 class SlowQuery:

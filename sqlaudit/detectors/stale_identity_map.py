@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from sqlaudit._findings import Finding, Severity
+from sqlaudit.model.findings import Finding, Severity
 
 if TYPE_CHECKING:
-    from sqlaudit._identity import StaleRead
-    from sqlaudit._records import CallSite, QueryRecord
-    from sqlaudit._scope import AuditReport
+    from sqlaudit.capture.identity import StaleRead
+    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.model.records import CallSite, QueryRecord
 
 
 class StaleIdentityMap:

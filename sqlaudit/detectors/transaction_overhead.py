@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from sqlaudit._findings import Finding, Severity
-from sqlaudit._records import StatementKind
+from sqlaudit.model.findings import Finding, Severity
+from sqlaudit.model.records import StatementKind
 
 if TYPE_CHECKING:
-    from sqlaudit._records import QueryRecord
-    from sqlaudit._scope import AuditReport
+    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.model.records import QueryRecord
 
 _FIXES = {
     "mysql": (

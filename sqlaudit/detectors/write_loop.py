@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from sqlaudit._findings import Finding, Severity
-from sqlaudit._fingerprint import short
-from sqlaudit._records import StatementKind
-from sqlaudit.detectors._common import by_shape_and_stack, indexes, partition, total_time
+from sqlaudit.detectors._grouping import by_shape_and_stack, indexes, partition, total_time
+from sqlaudit.model.findings import Finding, Severity
+from sqlaudit.model.records import StatementKind
+from sqlaudit.sql.fingerprint import short
 
 if TYPE_CHECKING:
-    from sqlaudit._records import CallSite, QueryRecord
-    from sqlaudit._scope import AuditReport
+    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.model.records import CallSite, QueryRecord
 
 _LOOP_FIX = (
     "send the rows in one statement: collect them and call "

@@ -8,7 +8,7 @@ from sqlaudit.errors import ConfigError, check_items
 from sqlaudit.reporters.log import LogReporter
 
 if TYPE_CHECKING:
-    from sqlaudit._scope import AuditReport
+    from sqlaudit.capture.scope import AuditReport
 
 __all__ = ["LogReporter", "Reporter", "check_reporters"]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from sqlaudit._findings import Severity
 from sqlaudit.errors import ConfigError
+from sqlaudit.model.findings import Severity
 
 if TYPE_CHECKING:
-    from sqlaudit._scope import AuditReport
+    from sqlaudit.capture.scope import AuditReport
 
 _LEVELS = {
     Severity.INFO: logging.INFO,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import timing
 
-from sqlaudit import _callsite
+from sqlaudit.capture import callsite as _callsite
 
 CASES = Path(__file__).resolve().parent
 #: Other installed plugins are not wanted in the inner runs (hypothesis alone costs ~2 s per

@@ -1,0 +1,370 @@
+"""ORM capture: the ORM context of each statement, and class-level ``Session`` listeners
+(they cover ``AsyncSession`` too).
+
+==============================  =========================================  ===================
+hook                            what is recorded                           cost
+==============================  =========================================  ===================
+an ORM statement's cursor       its ORM context: lazy load (relationship,  in a scope only:
+execute (``statement_load``,    parent), eager batch, column load, the     ~1 µs per ORM
+called by ``_capture``)         query that loads objects (``_origins``)    statement
+``InstanceEvents.load``         which query loaded each object             per object loaded
+(``Mapper``, raw)               (``_origins``)
+``after_begin``                 a transaction began on a session; its      per transaction
+                                Connection -> session
+``after_commit``                the session committed                      per commit
+``after_rollback``              the session's database transaction rolled  per rollback
+                                back
+==============================  =========================================  ===================
+
+Why not ``SessionEvents.do_orm_execute``: any ``do_orm_execute`` listener makes SQLAlchemy run
+``orm_pre_session_exec`` twice per ORM statement (session.py, "part of #13301"), +5 to +8 µs
+on every ORM statement of the process, audit open or not (measured, benchmarks/overhead.py).
+The same facts are on the statement the ORM hands to the Connection, read only inside a scope
+from the cursor execute's ``ExecutionContext``: ``invoked_statement`` (the ORM statement;
+``_propagate_attrs["plugin_subject"]`` is its mapper, ``_compile_options._current_path`` the
+relationship path of a lazy or eager load, ``_for_refresh_state`` a column load) and the
+``_sa_orm_load_options`` execution option (``_lazy_loaded_from``, ``_populate_existing``),
+exactly what ``ORMExecuteState.lazy_loaded_from``, ``loader_strategy_path``,
+``is_relationship_load`` and ``is_column_load`` return. These names are SQLAlchemy-internal;
+they are read with ``getattr`` defaults, tested on 2.0 and 2.1, and a statement whose ORM
+context cannot be read is recorded as plain SQL.
+
+The session of a statement: ``after_begin`` maps the Connection it hands over to its session
+for the scope (dropped when the session's transaction ends).
+
+On error inside sqlaudit: logged once, counted on the report, never raised into the session.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Column, event
+from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.sql import visitors
+
+from sqlaudit._internal import internal_error
+from sqlaudit.capture.identity import on_select, on_session_begin
+from sqlaudit.capture.origins import on_load, relationship_info
+from sqlaudit.capture.origins import on_select as on_origin
+from sqlaudit.capture.scope import current, orm_hook
+from sqlaudit.capture.transactions import session_begin, session_end
+from sqlaudit.model.records import OrmLoad, StatementKind
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import SessionTransaction
+
+    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.model.records import CallSite
+
+__all__ = ["Token"]
+
+_lock = threading.Lock()
+
+
+def _relationship(path: Any) -> Any:
+    """The RelationshipProperty a lazy or eager load's path ends in (None if not found)."""
+    prop = getattr(path, "prop", None)  # a path ending in a property (PropRegistry)
+    if prop is not None and getattr(prop, "direction", None) is not None:
+        return prop
+    if path is None or len(path) < 2:
+        return None
+    prop = path[-1]
+    if getattr(prop, "parent", None) is None or getattr(prop, "key", None) is None:
+        return None
+    return prop
+
+
+def _column_load(
+    scope: AuditReport, statement: Any, session: Any, mapper: Any, mapper_name: str | None
+) -> OrmLoad:
+    """A deferred or expired column load: which attributes, and why they were not loaded."""
+    primary = {c.key for c in mapper.primary_key} if mapper is not None else set()
+    attributes = tuple(
+        sorted(
+            key
+            for c in getattr(statement, "selected_columns", ())
+            if (key := getattr(c, "key", None)) is not None and key not in primary
+        )
+    )
+    reason = "expired" if session is not None and id(session) in scope.committed else "deferred"
+    return OrmLoad("column", mapper_name, None, None, attributes, 0, reason)
+
+
+_collections: dict[Any, tuple[tuple[str, str, frozenset[Any]], ...]] = {}
+
+
+def _collection_query(statement: Any, mapper: Any) -> tuple[str, str] | None:
+    """For a plain SELECT of ``mapper``'s class filtered on the foreign key of a
+    ``lazy="dynamic"`` or write-only relationship: that relationship and its strategy."""
+    candidates = _collections.get(mapper)
+    if candidates is None:
+        found = []
+        for other in mapper.registry.mappers:
+            for prop in other.relationships:
+                if prop.mapper is mapper and prop.lazy in ("dynamic", "write_only"):
+                    name = f"{other.class_.__name__}.{prop.key}"
+                    found.append((name, str(prop.lazy), frozenset(prop.remote_side)))
+        candidates = _collections[mapper] = tuple(found)
+    if not candidates:
+        return None
+    where = getattr(statement, "whereclause", None)
+    if where is None:
+        return None
+    columns = {e for e in visitors.iterate(where) if isinstance(e, Column)}
+    for name, lazy, remote in candidates:
+        if remote & columns:
+            return name, lazy
+    return None
+
+
+_new_load = tuple.__new__
+_SELECT = StatementKind.SELECT
+
+
+#: What a compiled ORM statement is, by compiled object (the compiled cache hands the same
+#: object to every execution of one statement shape; the loader path, the column-load flag
+#: and the entity are part of its cache key): (mapper, its class, the class name, the
+#: relationship of a lazy or eager load as ``relationship_info()``, is an eager batch, is a
+#: column load, dynamic collection).
+_Shape = tuple[
+    Any,
+    "type | None",
+    "str | None",
+    "tuple[str, bool, str] | None",
+    bool,
+    bool,
+    "tuple[str, str] | None",
+]
+_shapes: dict[Any, _Shape] = {}
+_SHAPES = 512
+
+
+def _shape(compiled: Any, statement: Any, attrs: Any) -> _Shape:
+    """What ``statement`` is (see ``_Shape``), cached by its compiled object; called on a
+    ``_shapes`` miss."""
+    mapper = getattr(attrs.get("plugin_subject"), "mapper", None)
+    cls = None if mapper is None else mapper.class_
+    mapper_name = None if cls is None else cls.__name__
+    compile_options = getattr(statement, "_compile_options", None)
+    path = getattr(compile_options, "_current_path", None)
+    eager = path is not None and not path.is_root
+    prop = _relationship(path) if eager else None
+    column = bool(getattr(compile_options, "_for_refresh_state", False))
+    collection = None
+    if mapper is not None and not eager and not column:
+        collection = _collection_query(statement, mapper)
+    info = None if prop is None else relationship_info(prop)
+    shape = (mapper, cls, mapper_name, info, eager, column, collection)
+    if compiled is not None:
+        if len(_shapes) >= _SHAPES:
+            _shapes.clear()
+        _shapes[compiled] = shape
+    return shape
+
+
+def statement_load(
+    scope: AuditReport, context: Any, statement: Any, kind: str, stack: tuple[CallSite, ...]
+) -> OrmLoad | None:
+    """The ORM context of ``statement`` (the ``invoked_statement`` of ``context``, which
+    ``AuditReport.record`` has found to carry propagate attributes), or None for Core."""
+    attrs = statement._propagate_attrs
+    if attrs.get("compile_state_plugin") != "orm":
+        return None
+    try:
+        if kind != _SELECT and kind not in StatementKind.WRITES:
+            return None
+        compiled = context.compiled
+        shape = _shapes.get(compiled) or _shape(compiled, statement, attrs)
+        mapper, cls, mapper_name, info, eager, column, collection = shape
+        if kind != _SELECT:
+            return _new_load(OrmLoad, ("query", mapper_name, None, None, (), 0, ""))
+        relationship = None if info is None else info[0]
+        options = context.execution_options.get("_sa_orm_load_options")
+        parent = getattr(options, "_lazy_loaded_from", None)
+        if parent is not None:
+            parent_oid = scope.origin_of.get(id(parent), 0)
+            oid = on_origin(scope, statement, "lazy", cls, mapper_name, info, stack, parent_oid)
+            return _new_load(OrmLoad, ("lazy", mapper_name, relationship, id(parent), (), oid, ""))
+        if eager:
+            oid = on_origin(scope, statement, "eager", cls, mapper_name, info, stack)
+            return _new_load(OrmLoad, ("eager", mapper_name, relationship, None, (), oid, ""))
+        session = _session(scope, context)
+        if column:
+            return _column_load(scope, statement, session, mapper, mapper_name)
+        oid = on_origin(scope, statement, "query", cls, mapper_name, None, stack)
+        if mapper is None:
+            return _new_load(OrmLoad, ("query", mapper_name, None, None, (), oid, ""))
+        if session is not None and session.identity_map:
+            populate = bool(getattr(options, "_populate_existing", False))
+            on_select(scope, session, populate, mapper, stack)
+        if collection is None:
+            return _new_load(OrmLoad, ("query", mapper_name, None, None, (), oid, ""))
+        return _new_load(
+            OrmLoad, ("query", mapper_name, collection[0], None, (), oid, collection[1])
+        )
+    except Exception as exc:
+        scope.internal_errors += 1
+        internal_error("orm.statement", exc)
+        return None
+
+
+def _session(scope: AuditReport, context: Any) -> Any:
+    """The session whose transaction runs on the statement's Connection (None if unknown)."""
+    entry = scope.sessions.get(id(context.root_connection))
+    if entry is None or entry[0] is not context.root_connection:
+        return None
+    return entry[1]
+
+
+def _guarded(where: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorator: run a session listener only in a scope; contain its errors."""
+
+    def wrap(fn: Callable[..., None]) -> Callable[..., None]:
+        def listener(session: Session, *args: Any) -> None:
+            scope = current()
+            if scope is None:
+                return
+            try:
+                fn(scope, session, *args)
+            except Exception as exc:
+                scope.internal_errors += 1
+                internal_error(where, exc)
+
+        listener.__name__ = fn.__name__
+        return listener
+
+    return wrap
+
+
+@_guarded("orm.after_begin")
+def _on_after_begin(
+    scope: AuditReport,
+    session: Session,
+    transaction: SessionTransaction,
+    connection: Connection,
+) -> None:
+    if transaction.nested:
+        return
+    scope.sessions[id(connection)] = (connection, session)
+    session_begin(scope, session, transaction, connection)
+    on_session_begin(scope, session, connection)
+
+
+@_guarded("orm.after_commit")
+def _on_after_commit(scope: AuditReport, session: Session) -> None:
+    scope.committed.add(id(session))
+    session_end(scope, session, "commit")
+
+
+@_guarded("orm.after_rollback")
+def _on_after_rollback(scope: AuditReport, session: Session) -> None:
+    scope.flush_load = None
+    session_end(scope, session, "rollback")
+
+
+@_guarded("orm.after_transaction_end")
+def _on_after_transaction_end(
+    scope: AuditReport, session: Session, transaction: SessionTransaction
+) -> None:
+    if transaction.parent is None and not transaction.nested:
+        # Ended with neither commit nor rollback: the session was closed (or its transaction
+        # discarded); a no-op when commit/rollback already ended it.
+        session_end(scope, session, "closed")
+        sessions = scope.sessions
+        for key in [k for k, (_, s) in sessions.items() if s is session]:
+            del sessions[key]
+
+
+@_guarded("orm.before_flush")
+def _on_before_flush(
+    scope: AuditReport, session: Session, flush_context: Any, instances: Any
+) -> None:
+    scope.flush_seq += 1
+    scope.flush_load = OrmLoad("flush", None, None, scope.flush_seq)
+
+
+@_guarded("orm.after_flush_postexec")
+def _on_after_flush_postexec(scope: AuditReport, session: Session, flush_context: Any) -> None:
+    scope.flush_load = None
+
+
+_LISTENERS: tuple[tuple[str, Any], ...] = (
+    ("after_begin", _on_after_begin),
+    ("after_commit", _on_after_commit),
+    ("after_rollback", _on_after_rollback),
+    ("after_transaction_end", _on_after_transaction_end),
+    ("before_flush", _on_before_flush),
+    ("after_flush_postexec", _on_after_flush_postexec),
+)
+
+
+# Two groups, each active while at least one instrumentation wants it: the session
+# transaction events (cheap: per transaction) for every instrumentation, and the ORM detail
+# (statement_load in scopes, InstanceEvents.load: a call per loaded object in the process,
+# scope or not) only for those created with ``orm=True``.
+_users = {"session": 0, "detail": 0}
+
+
+def _attach(group: str) -> None:
+    if group == "detail":
+        event.listen(Mapper, "load", on_load, raw=True)
+        orm_hook.append(statement_load)
+        return
+    for name, fn in _LISTENERS:
+        event.listen(Session, name, fn)
+
+
+def _detach(group: str) -> None:
+    if group == "detail":
+        if event.contains(Mapper, "load", on_load):
+            event.remove(Mapper, "load", on_load)
+        orm_hook.clear()
+        return
+    for name, fn in _LISTENERS:
+        if event.contains(Session, name, fn):
+            event.remove(Session, name, fn)
+
+
+def _acquire(groups: tuple[str, ...]) -> None:
+    with _lock:
+        for group in groups:
+            _users[group] += 1
+            if _users[group] == 1:
+                _attach(group)
+
+
+def _release(groups: tuple[str, ...]) -> None:
+    with _lock:
+        for group in groups:
+            _users[group] -= 1
+            if _users[group] == 0:
+                _detach(group)
+
+
+def listening(group: str = "session") -> bool:
+    """True while the class-level listeners of ``group`` (session or detail) are attached."""
+    return _users[group] > 0
+
+
+class Token:
+    """One instrumentation's claim on the shared class-level listeners; released once."""
+
+    __slots__ = ("_groups", "_state")
+
+    def __init__(self, orm: bool = True) -> None:
+        self._state = 0  # 0 new, 1 acquired, 2 released
+        self._groups = ("session", "detail") if orm else ("session",)
+
+    def acquire(self) -> None:
+        if self._state == 0:
+            self._state = 1
+            _acquire(self._groups)
+
+    def release(self) -> None:
+        if self._state == 1:
+            self._state = 2
+            _release(self._groups)

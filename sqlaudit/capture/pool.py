@@ -1,0 +1,85 @@
+"""Pool listeners (engine level, +0.1 µs per checkout): which connections a scope checked out,
+how they went back, and the ROLLBACKs the pool sent resetting them.
+
+=======================  =====================================================================
+event                    what is recorded
+=======================  =====================================================================
+``checkout``             the DBAPI connection was checked out inside the scope (transactions on
+                         connections checked out earlier are ``external``)
+``reset``                ``PoolResetState.transaction_was_reset``: the Connection closed with its
+                         transaction still open (an implicit rollback); else the pool's own reset
+                         ROLLBACK round trip is counted
+``checkin``              the checkout ended: its open Core transaction is closed
+=======================  =====================================================================
+
+On error inside sqlaudit: logged once, counted on the report, never raised into the pool.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlaudit._internal import internal_error
+from sqlaudit.capture.callsite import capture
+from sqlaudit.capture.scope import current
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
+
+__all__ = ["POOL_LISTENERS"]
+
+
+def on_checkout(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, proxy: Any) -> None:
+    scope = current()
+    if scope is None:
+        return
+    try:
+        scope.checkouts.add(id(dbapi_connection))
+    except Exception as exc:
+        scope.internal_errors += 1
+        internal_error("transactions.checkout", exc)
+
+
+def on_reset(
+    dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, state: PoolResetState
+) -> None:
+    scope = current()
+    if scope is None:
+        return
+    try:
+        if not state.transaction_was_reset:
+            scope.resets += 1  # the pool's reset-on-return ROLLBACK round trip
+        tx = scope.tx_by_dbapi.get(id(dbapi_connection))
+        if tx is None or tx.session:
+            return
+        if state.transaction_was_reset and tx.end in ("open", "rollback"):
+            # Connection.close() rolled back a transaction nobody ended (SQLAlchemy's pool
+            # docs, PoolResetState.transaction_was_reset); our rollback listener, if attached,
+            # saw that rollback first and took it for an explicit one.
+            tx.end = "open"
+            tx.finish("closed", capture(3))
+        else:
+            tx.finish("closed" if tx.writes == 0 else tx.end, capture(3))
+    except Exception as exc:
+        scope.internal_errors += 1
+        internal_error("transactions.reset", exc)
+
+
+def on_checkin(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+    scope = current()
+    if scope is None:
+        return
+    try:
+        tx = scope.tx_by_dbapi.pop(id(dbapi_connection), None)
+        if tx is not None and not tx.session:
+            tx.finish("closed", ())
+            conn = tx.conn_ref() if tx.conn_ref is not None else None
+            if conn is not None and scope.tx_by_conn.get(id(conn)) is tx:
+                del scope.tx_by_conn[id(conn)]
+    except Exception as exc:
+        scope.internal_errors += 1
+        internal_error("transactions.checkin", exc)
+
+
+POOL_LISTENERS = (("checkout", on_checkout), ("reset", on_reset), ("checkin", on_checkin))

@@ -1,0 +1,381 @@
+"""Transaction capture: one state per database transaction, for Core connections and ORM
+sessions alike.
+
+===========================  ==========================================  ===================
+event (target)               what is recorded                            cost
+===========================  ==========================================  ===================
+every statement in a scope   the transaction it belongs to: statements,  one dict lookup
+(from ``_capture``)          writes, time executing, largest idle gap
+first write of a Core        autocommit, read from the DBAPI connection  once per
+transaction                  (``dialect.detect_autocommit_setting``);    transaction with
+                             ``commit``/``rollback`` listeners attached  writes; that
+                             to that one ``Connection``                  connection then
+                                                                         +~5 µs/statement
+``PoolEvents`` (``_pool``)   checkouts in the scope, implicit rollback   +0.1 µs/checkout
+                             at close (``transaction_was_reset``)
+``SessionEvents.after_begin``  an ORM session began a root transaction  per transaction
+``after_commit``, ``after_rollback``, ``after_transaction_end``          per transaction
+===========================  ==========================================  ===================
+
+Why per-connection listeners only after a write: a ``ConnectionEvents`` listener on an Engine
+slows every statement of the engine by ~4 µs, forever (DESIGN "Measured facts"). One on a
+single ``Connection`` slows only that connection, and only transactions with writes need to
+know whether they ended in a commit or a rollback. Read-only transactions end when their
+connection goes back to the pool or the next transaction starts.
+
+How a transaction ended:
+``commit``; ``rollback`` (explicit); ``rollback_exception`` (a rollback while an exception
+propagates: ``sys.exc_info()`` is set, e.g. ``with engine.begin():`` or ``with
+session.begin():`` exiting on error); ``closed`` (rolled back implicitly: a Core connection
+closed with its transaction open, which the pool reports as ``transaction_was_reset``, or an
+ORM session closed without commit or rollback); ``open`` (still open when the scope closed).
+Event orders were verified on SQLite, MariaDB (PyMySQL) and PostgreSQL (psycopg 3).
+
+Autocommit is read from the DBAPI connection, never from a server round trip:
+``dialect.detect_autocommit_setting()`` (SQLAlchemy >= 2.0.43), else the driver's own flag
+(``get_autocommit()``, ``autocommit``, sqlite3's ``isolation_level is None``), else the
+``isolation_level`` execution option.
+
+Savepoints and transactions the code under audit did not begin (a connection checked out
+before the scope opened, a session bound to an outer ``Connection`` as in the "one outer
+transaction per test" fixture pattern) are marked ``external`` and never produce findings.
+
+On error inside sqlaudit: logged once, counted on the report, never raised into the query.
+"""
+
+from __future__ import annotations
+
+import sys
+import weakref
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import InvalidRequestError
+
+from sqlaudit._internal import internal_error
+from sqlaudit.capture.callsite import capture
+from sqlaudit.capture.scope import SUPPRESSED, current
+from sqlaudit.model.records import CallSite, StatementKind
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect, ExecutionContext
+    from sqlalchemy.orm import Session, SessionTransaction
+
+    from sqlaudit.capture.scope import AuditReport
+
+__all__ = ["TransactionRecord", "TxState"]
+
+_WRITES = StatementKind.WRITES
+
+
+class TransactionRecord(NamedTuple):
+    """One database transaction seen in a unit of work (plain data, no SQLAlchemy objects)."""
+
+    #: ``"core"`` or ``"orm"`` (an ORM session's transaction).
+    source: str
+    #: True when the connection was in autocommit mode (None: no write, not checked).
+    autocommit: bool | None
+    #: ``"commit"``, ``"rollback"``, ``"rollback_exception"``, ``"closed"``, ``"open"``, or
+    #: ``"ended"`` (a read-only transaction that ended unobserved: no listener was needed).
+    end: str
+    #: Statements executed in it (transaction control excluded).
+    statements: int
+    #: INSERT/UPDATE/DELETE statements among them.
+    writes: int
+    #: ``perf_counter()`` at its first statement (or at the session's begin).
+    started: float
+    #: ``perf_counter()`` when it ended (or when the scope closed, if still open).
+    ended: float
+    #: Seconds spent executing its statements.
+    exec_time: float
+    #: Longest time between the end of one of its statements and the start of the next.
+    max_gap: float
+    #: Where it began (the first statement's application frames).
+    begin_stack: tuple[CallSite, ...]
+    #: Where it ended (the commit or rollback call's application frames).
+    end_stack: tuple[CallSite, ...]
+    #: Not begun by the audited code (outer fixture transaction, pre-scope checkout).
+    external: bool
+    #: It streamed results (``stream_results`` / ``yield_per``): long by design.
+    streaming: bool
+    #: The dialect name.
+    dialect: str
+    #: An opaque key of the ORM session, or 0 for Core.
+    session: int
+    #: Rows written (sum of parameter sets of its writes).
+    rows_written: int
+    #: Finding kinds suppressed by ``sqlaudit.ignore`` where it began.
+    suppressed: frozenset[str]
+
+
+class TxState:
+    """Mutable state of one open transaction (internal)."""
+
+    __slots__ = (
+        "autocommit",
+        "begin_stack",
+        "conn_ref",
+        "dbapi",
+        "dialect",
+        "end",
+        "end_stack",
+        "ended",
+        "exec_time",
+        "external",
+        "last_end",
+        "listening",
+        "max_gap",
+        "root",
+        "rows_written",
+        "session",
+        "started",
+        "statements",
+        "streaming",
+        "suppressed",
+        "writes",
+    )
+
+    def __init__(
+        self,
+        started: float,
+        stack: tuple[CallSite, ...],
+        dialect: str,
+        dbapi: int,
+        session: int = 0,
+        external: bool = False,
+    ) -> None:
+        self.started = started
+        self.last_end = started
+        self.begin_stack = stack
+        self.dialect = dialect
+        self.dbapi = dbapi
+        self.session = session
+        self.external = external
+        self.autocommit: bool | None = None
+        self.statements = 0
+        self.writes = 0
+        self.exec_time = 0.0
+        self.max_gap = 0.0
+        self.end = "open"
+        self.ended = 0.0
+        self.end_stack: tuple[CallSite, ...] = ()
+        self.listening = False
+        self.streaming = False
+        self.conn_ref: weakref.ref[Connection] | None = None
+        self.root = 0
+        self.rows_written = 0
+        self.suppressed = SUPPRESSED.get()
+
+    def finish(self, end: str, stack: tuple[CallSite, ...] = ()) -> None:
+        if self.end == "open":
+            self.end = end
+            self.ended = perf_counter()
+            self.end_stack = stack
+
+    def settle(self) -> None:
+        """At scope close: an "open" transaction whose connection moved on has "ended"."""
+        if self.end != "open":
+            return
+        conn = self.conn_ref() if self.conn_ref is not None else None
+        if (
+            conn is None
+            or conn.closed
+            or not conn.in_transaction()
+            or (not self.session and id(conn.get_transaction()) != self.root)
+        ):
+            self.finish("ended")
+
+    def freeze(self, now: float) -> TransactionRecord:
+        return TransactionRecord(
+            "orm" if self.session else "core",
+            self.autocommit,
+            self.end,
+            self.statements,
+            self.writes,
+            self.started,
+            self.ended if self.end != "open" else now,
+            self.exec_time,
+            self.max_gap,
+            self.begin_stack,
+            self.end_stack,
+            self.external,
+            self.streaming,
+            self.dialect,
+            self.session,
+            self.rows_written,
+            self.suppressed,
+        )
+
+
+# -- autocommit -----------------------------------------------------------------------------
+
+
+def detect_autocommit(dialect: Dialect, dbapi: Any, options: Mapping[str, Any]) -> bool | None:
+    """Whether the DBAPI connection is in autocommit mode, without a round trip."""
+    if dbapi is not None:
+        # Dialect.detect_autocommit_setting exists from SQLAlchemy 2.0.43 on: feature-detect.
+        detect = getattr(dialect, "detect_autocommit_setting", None)
+        if detect is not None:
+            try:
+                return bool(detect(dbapi))
+            except (NotImplementedError, AttributeError):
+                pass
+        getter = getattr(dbapi, "get_autocommit", None)
+        if callable(getter):
+            return bool(getter())
+        flag = getattr(dbapi, "autocommit", None)
+        if isinstance(flag, bool):
+            return flag
+        if type(dbapi).__module__.startswith("sqlite3"):
+            return getattr(dbapi, "isolation_level", "") is None
+    level = options.get("isolation_level")
+    if level is None:
+        level = getattr(dialect, "_on_connect_isolation_level", None)
+    return None if level is None else level == "AUTOCOMMIT"
+
+
+# -- per statement (called from _capture for every statement in a scope) -------------------
+
+
+def on_statement(
+    scope: AuditReport,
+    context: ExecutionContext,
+    kind: str,
+    start: float,
+    duration: float,
+    stack: tuple[CallSite, ...],
+    batch: int = 1,
+) -> None:
+    """Account a statement to its connection's current transaction."""
+    if kind == StatementKind.TRANSACTION:
+        return
+    conn = context.root_connection
+    key = id(conn)
+    tx = scope.tx_by_conn.get(key)
+    if tx is None or tx.end != "open":
+        tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
+    elif not tx.listening and not tx.session and id(conn.get_transaction()) != tx.root:
+        # A read-only transaction ended unobserved (commit or rollback without a listener).
+        tx.finish("ended")
+        tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
+    tx.statements += 1
+    tx.exec_time += duration
+    gap = start - tx.last_end
+    if gap > tx.max_gap and tx.statements > 1:
+        tx.max_gap = gap
+    tx.last_end = start + duration
+    if kind in _WRITES:
+        tx.writes += 1
+        tx.rows_written += batch
+        if tx.autocommit is None:
+            tx.autocommit = detect_autocommit(
+                context.dialect, _dbapi(conn), context.execution_options
+            )
+        if not tx.listening and not tx.session:
+            _listen_connection(conn)
+            tx.listening = True
+    if not tx.streaming and context.execution_options.get("stream_results"):
+        tx.streaming = True
+
+
+def _dbapi(conn: Connection) -> DBAPIConnection | None:
+    try:
+        return conn.connection.dbapi_connection
+    except Exception:
+        return None
+
+
+def _new_core_tx(
+    scope: AuditReport, conn: Connection, dialect: str, start: float, stack: tuple[CallSite, ...]
+) -> TxState:
+    dbapi = id(_dbapi(conn))
+    tx = TxState(start, stack, dialect, dbapi, external=not scope.checked_out_here(dbapi))
+    tx.conn_ref = weakref.ref(conn)
+    tx.root = id(conn.get_transaction())
+    scope.tx_by_conn[id(conn)] = tx
+    scope.tx_by_dbapi[dbapi] = tx
+    scope.tx_all.append(tx)
+    return tx
+
+
+# -- Connection-level listeners (attached to one Connection after its first write) ---------
+
+
+def _listen_connection(conn: Connection) -> None:
+    try:
+        if not event.contains(conn, "commit", _on_commit):
+            event.listen(conn, "commit", _on_commit)
+            event.listen(conn, "rollback", _on_rollback)
+    except InvalidRequestError:
+        # SQLAlchemy < 2.1 refuses Connection-level events on connections of an engine made
+        # by engine.execution_options(...) ("No such event 'commit'"). Such an OptionEngine
+        # has event listeners of its own (the parent engine keeps its fast path), so listen
+        # there instead: only statements of that option engine pay the slower path.
+        _listen_option_engine(conn.engine)
+
+
+def _listen_option_engine(engine: Any) -> None:
+    try:
+        if not event.contains(engine, "commit", _on_commit):
+            event.listen(engine, "commit", _on_commit)
+            event.listen(engine, "rollback", _on_rollback)
+    except InvalidRequestError:
+        pass  # the end is then seen at pool return only, as for a read-only transaction
+
+
+def _finish_conn(conn: Connection, end: str) -> None:
+    scope = current()
+    if scope is None:
+        return
+    try:
+        tx = scope.tx_by_conn.get(id(conn))
+        if tx is not None and not tx.session:
+            tx.finish(end, capture(3))
+    except Exception as exc:
+        scope.internal_errors += 1
+        internal_error("transactions.connection", exc)
+
+
+def _on_commit(conn: Connection) -> None:
+    _finish_conn(conn, "commit")
+
+
+def _on_rollback(conn: Connection) -> None:
+    _finish_conn(conn, "rollback_exception" if sys.exc_info()[1] is not None else "rollback")
+
+
+# -- ORM session listeners (called from _orm) ----------------------------------------------
+
+
+def session_begin(
+    scope: AuditReport, session: Session, transaction: SessionTransaction, connection: Connection
+) -> None:
+    """A session began a transaction on ``connection``: it owns that connection's state."""
+    dbapi = id(_dbapi(connection))
+    external = (
+        isinstance(session.bind, Connection)
+        or connection.in_nested_transaction()
+        or not scope.checked_out_here(dbapi)
+    )
+    tx = TxState(perf_counter(), capture(3), connection.dialect.name, dbapi, id(session), external)
+    tx.conn_ref = weakref.ref(connection)
+    scope.tx_by_conn[id(connection)] = tx
+    scope.tx_by_dbapi[dbapi] = tx
+    scope.tx_all.append(tx)
+    scope.tx_by_session.setdefault(id(session), []).append(tx)
+
+
+def session_end(scope: AuditReport, session: Session, end: str) -> None:
+    """The session's root transaction ended (``commit``, ``rollback*`` or ``closed``)."""
+    txs = scope.tx_by_session.pop(id(session), None)
+    if not txs:
+        return
+    stack = capture(3)
+    if end == "rollback" and sys.exc_info()[1] is not None:
+        end = "rollback_exception"
+    for tx in txs:
+        tx.finish(end, stack)

@@ -1,0 +1,140 @@
+"""Helpers shared by detectors: grouping statements and describing groups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from operator import itemgetter
+from typing import TypeVar
+
+from sqlaudit.model.records import CallSite, QueryRecord, StatementKind
+from sqlaudit.sql.fingerprint import fingerprint
+
+K = TypeVar("K", bound=Hashable)
+
+__all__ = ["by_shape_and_stack", "group", "indexes", "partition", "sharing", "total_time"]
+
+
+Part = list[tuple[int, QueryRecord]]
+_READS = frozenset({StatementKind.SELECT, StatementKind.OTHER})
+_WRITES = frozenset(StatementKind.WRITES)
+_ORM_LOADS = frozenset({"lazy", "eager", "column"})
+#: Partitions computed while ``run_detectors`` runs, by id of the records sequence.
+_SHARED: ContextVar[dict[int, tuple[Sequence[QueryRecord], dict[str, Part]]] | None] = ContextVar(
+    "sqlaudit_partitions", default=None
+)
+
+
+@contextmanager
+def sharing() -> Iterator[None]:
+    """While open, ``partition`` computes each records sequence's parts once for all
+    detectors (``run_detectors`` opens it around the detectors of one unit)."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def partition(records: Sequence[QueryRecord]) -> dict[str, Part]:
+    """``(index, record)`` pairs by what detectors look at: ``"lazy"`` and ``"column"`` ORM
+    loads, ``"read"`` (SELECT/other statements that are not ORM relationship or column loads)
+    and ``"write"`` (INSERT/UPDATE/DELETE); eager-loader batches and transaction control are
+    in none. One pass over the records, shared by the detectors of a unit (``sharing``)."""
+    shared = _SHARED.get()
+    if shared is not None:
+        cached = shared.get(id(records))
+        if cached is not None and cached[0] is records:
+            return cached[1]
+    lazy: Part = []
+    column: Part = []
+    read: Part = []
+    write: Part = []
+    for item in enumerate(records):
+        record = item[1]
+        orm = record.orm
+        load = None if orm is None else orm.load
+        if load in _ORM_LOADS:
+            if load == "lazy":
+                lazy.append(item)
+            elif load == "column":
+                column.append(item)
+            continue
+        kind = record.kind
+        if kind in _READS:
+            read.append(item)
+        elif kind in _WRITES:
+            write.append(item)
+    parts = {"lazy": lazy, "column": column, "read": read, "write": write}
+    if shared is not None:
+        shared[id(records)] = (records, parts)
+    return parts
+
+
+def group(
+    records: Iterable[tuple[int, QueryRecord]], key: Callable[[QueryRecord], K | None]
+) -> dict[K, list[tuple[int, QueryRecord]]]:
+    """Group ``(index, record)`` pairs by ``key``; records whose key is None are skipped."""
+    groups: dict[K, list[tuple[int, QueryRecord]]] = {}
+    get = groups.get
+    for item in records:
+        k = key(item[1])
+        if k is not None:
+            members = get(k)
+            if members is None:
+                groups[k] = [item]
+            else:
+                members.append(item)
+    return groups
+
+
+def by_shape_and_stack(
+    records: Iterable[tuple[int, QueryRecord]],
+    key: Callable[[QueryRecord], tuple[str, CallSite] | None],
+    minimum: int,
+) -> Iterator[tuple[tuple[str, tuple[CallSite, ...]], list[tuple[int, QueryRecord]]]]:
+    """Groups of >= ``minimum`` records by (shape, whole application stack); ``key`` gives a
+    record's (SQL text, innermost application frame), or None to skip it.
+
+    Grouped first by (text, innermost frame), whose hash is cheap, then by shape: each
+    distinct text is fingerprinted once, not each record. Split by the whole stack only where
+    a group is large enough to matter: most records are in small groups.
+    """
+    shapes: dict[tuple[str, CallSite], list[tuple[int, QueryRecord]]] = {}
+    merged: set[tuple[str, CallSite]] = set()
+    for (sql, site), items in group(records, key).items():
+        shape_key = (fingerprint(sql), site)
+        existing = shapes.get(shape_key)
+        if existing is None:
+            shapes[shape_key] = items
+        else:
+            existing.extend(items)
+            merged.add(shape_key)
+    for shape_key in merged:  # several texts of one shape: back into statement order
+        shapes[shape_key].sort(key=_index)
+    for (shape, _site), items in shapes.items():
+        if len(items) < minimum:
+            continue
+        stacks: dict[tuple[CallSite, ...], list[tuple[int, QueryRecord]]] = {}
+        for item in items:
+            stack = item[1].stack
+            members = stacks.get(stack)
+            if members is None:
+                stacks[stack] = [item]
+            else:
+                members.append(item)
+        for stack, members in stacks.items():
+            if len(members) >= minimum:
+                yield (shape, stack), members
+
+
+_index = itemgetter(0)
+
+
+def total_time(items: Sequence[tuple[int, QueryRecord]]) -> float:
+    return sum(r.duration for _, r in items)
+
+
+def indexes(items: Sequence[tuple[int, QueryRecord]], limit: int = 1000) -> tuple[int, ...]:
+    return tuple(i for i, _ in items[:limit])

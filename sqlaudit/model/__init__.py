@@ -1,0 +1,1 @@
+"""Plain data: records, findings, configuration (stdlib only)."""

@@ -1,0 +1,161 @@
+"""AuditConfig: every threshold and switch, validated when constructed."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlaudit.errors import ConfigError
+from sqlaudit.model.findings import Severity, check_kinds
+
+__all__ = ["AuditConfig"]
+
+OnFinding = Literal["log", "raise", "ignore"]
+_ON_FINDING = ("log", "raise", "ignore")
+
+
+def _check_int(name: str, value: Any, minimum: int, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        none = " or None" if optional else ""
+        raise ConfigError(f"{name} must be an int >= {minimum}{none}, got {value!r}")
+
+
+def _check_ms(name: str, value: Any, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        none = " or None" if optional else ""
+        raise ConfigError(
+            f"{name} must be a finite number of milliseconds >= 0{none}, got {value!r}"
+        )
+
+
+def _check_ratio(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError(f"{name} must be a number in (0, 1] or None, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    """Thresholds and switches for one audit. Strict test defaults; see :meth:`for_production`.
+
+    Every field is validated on construction; a bad value raises :class:`~sqlaudit.ConfigError`
+    naming the field, the value and what is allowed.
+    """
+
+    #: Fail the unit when it issues more statements than this (transaction control excluded).
+    max_queries: int | None = None
+    #: Fail the unit when its statements spend more than this many ms in the database.
+    max_db_time_ms: float | None = None
+    #: A statement slower than this is a ``slow_query`` finding (None: off).
+    slow_query_ms: float | None = 100.0
+    #: ``n_plus_one``: lazy loads of one relationship for at least this many parents.
+    n_plus_one_min: int = 2
+    #: ``column_reload``: deferred columns loaded per instance for at least this many objects.
+    deferred_reload_min: int = 3
+    #: ``column_reload``: expired attributes reloaded (after commit) for this many objects.
+    expired_reload_min: int = 5
+    #: ``repeated_query``: the same shape from the same call site at least this many times.
+    repeated_query_min: int = 3
+    #: ``write_loop``: the same single-row write from one call site at least this many times.
+    write_loop_min: int = 5
+    #: ``long_transaction``: a transaction open longer than this (None: off).
+    long_transaction_ms: float | None = 1000.0
+    #: ``long_transaction``: idle between two of its statements longer than this (None: off).
+    idle_in_transaction_ms: float | None = 250.0
+    #: ``long_transaction``: also report a transaction still open when the unit ends. Off for
+    #: test bodies, whose fixtures open sessions before the body and close them after it.
+    open_transactions: bool = True
+    #: ``commit_in_loop``: at least this many commits from one line with <= 1 row written each.
+    commit_in_loop_min: int = 3
+    #: ``transaction_overhead`` (info): transaction control >= this share of round trips.
+    transaction_overhead_ratio: float | None = 0.5
+    #: Production floor: groups whose statements took less than this in total are not reported.
+    min_group_ms: float = 0.0
+    #: Report at most this many findings per unit (worst first); None: all.
+    max_findings: int | None = None
+    #: Statements recorded in detail per unit; past it only counters grow (memory bound).
+    max_records: int = 10_000
+    #: What to do with findings at or above ``fail_on``: log them, raise AuditFailed, or nothing.
+    on_finding: OnFinding = "log"
+    #: The severity at or above which ``on_finding="raise"`` raises.
+    fail_on: Severity = Severity.WARNING
+    #: Finding kinds never reported.
+    ignore: frozenset[str] = field(default_factory=frozenset)
+    #: Export SQL text (placeholders, no bind values) besides fingerprints. Off by default.
+    include_sql: bool = False
+
+    def __post_init__(self) -> None:
+        _check_int("max_queries", self.max_queries, 0, optional=True)
+        _check_ms("max_db_time_ms", self.max_db_time_ms, optional=True)
+        _check_ms("slow_query_ms", self.slow_query_ms, optional=True)
+        _check_int("n_plus_one_min", self.n_plus_one_min, 2)
+        _check_int("repeated_query_min", self.repeated_query_min, 2)
+        _check_int("deferred_reload_min", self.deferred_reload_min, 2)
+        _check_int("expired_reload_min", self.expired_reload_min, 2)
+        _check_int("write_loop_min", self.write_loop_min, 2)
+        _check_ms("min_group_ms", self.min_group_ms)
+        _check_ms("long_transaction_ms", self.long_transaction_ms, optional=True)
+        _check_ms("idle_in_transaction_ms", self.idle_in_transaction_ms, optional=True)
+        _check_int("commit_in_loop_min", self.commit_in_loop_min, 2)
+        if not isinstance(self.open_transactions, bool):
+            raise ConfigError(
+                f"open_transactions must be True or False, got {self.open_transactions!r}"
+            )
+        _check_ratio("transaction_overhead_ratio", self.transaction_overhead_ratio)
+        _check_int("max_findings", self.max_findings, 0, optional=True)
+        _check_int("max_records", self.max_records, 0)
+        if self.on_finding not in _ON_FINDING:
+            raise ConfigError(
+                f"on_finding must be one of {', '.join(map(repr, _ON_FINDING))}, "
+                f"got {self.on_finding!r}"
+            )
+        object.__setattr__(self, "fail_on", Severity.parse(self.fail_on, setting="fail_on"))
+        object.__setattr__(self, "ignore", check_kinds(self.ignore, setting="ignore"))
+        if not isinstance(self.include_sql, bool):
+            raise ConfigError(f"include_sql must be True or False, got {self.include_sql!r}")
+
+    @classmethod
+    def for_production(cls, **overrides: Any) -> AuditConfig:
+        """Floors for services: only groups of >= 5 statements taking >= 50 ms in total are
+        reported, at most 10 findings per unit, and findings are logged, never raised."""
+        settings: dict[str, Any] = {
+            "n_plus_one_min": 5,
+            "repeated_query_min": 5,
+            "write_loop_min": 5,
+            "min_group_ms": 50.0,
+            "max_findings": 10,
+            "slow_query_ms": 500.0,
+            "on_finding": "log",
+        }
+        settings.update(overrides)
+        return cls.create(**settings)
+
+    @classmethod
+    def create(cls, **settings: Any) -> AuditConfig:
+        """Like the constructor, but an unknown setting is a ConfigError listing the known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown AuditConfig setting(s) {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return cls(**settings)
+
+    def replace(self, **changes: Any) -> AuditConfig:
+        """A copy with ``changes`` applied and validated."""
+        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        settings.update(changes)
+        return type(self).create(**settings)

@@ -1,0 +1,135 @@
+"""Findings: what a detector concluded about a unit of work. Plain, frozen data."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlaudit.errors import ConfigError
+from sqlaudit.model.records import CallSite
+
+__all__ = ["KINDS", "TIMING_KINDS", "Finding", "Severity"]
+
+#: Every finding kind sqlaudit can report (stable strings, see DESIGN "kinds").
+KINDS: frozenset[str] = frozenset(
+    {
+        "n_plus_one",
+        "column_reload",
+        "repeated_query",
+        "write_loop",
+        "query_budget",
+        "slow_query",
+        "autocommit_writes",
+        "ineffective_rollback",
+        "commit_in_loop",
+        "discarded_writes",
+        "long_transaction",
+        "stale_identity_map",
+        "transaction_overhead",
+    }
+)
+
+
+#: Kinds whose verdict depends on how fast the machine runs (a loaded machine pauses any
+#: statement or transaction): never a default failure in tests or in the demo.
+TIMING_KINDS: frozenset[str] = frozenset({"slow_query", "long_transaction"})
+
+
+class Severity(enum.IntEnum):
+    """How bad a finding is; ordered ``INFO < WARNING < ERROR``."""
+
+    INFO = 10
+    WARNING = 20
+    ERROR = 30
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, value: object, *, setting: str = "severity") -> Severity:
+        """``"info"``, ``"warning"`` or ``"error"`` (any case), or a Severity, else ConfigError."""
+        if isinstance(value, Severity):
+            return value
+        if isinstance(value, str) and value.upper() in cls.__members__:
+            return cls[value.upper()]
+        allowed = ", ".join(repr(str(s)) for s in cls)
+        raise ConfigError(f"{setting} must be one of {allowed}, got {value!r}")
+
+
+def check_kinds(kinds: Any, *, setting: str) -> frozenset[str]:
+    """Validate an iterable of finding kinds; ConfigError names the unknown ones."""
+    if isinstance(kinds, str):
+        kinds = (kinds,)
+    try:
+        result = frozenset(kinds)
+    except TypeError:
+        raise ConfigError(
+            f"{setting} must be an iterable of finding kinds, got {kinds!r}"
+        ) from None
+    unknown = sorted(str(k) for k in result - KINDS)
+    if unknown:
+        raise ConfigError(
+            f"{setting} has unknown finding kind(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(sorted(KINDS))}"
+        )
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem in a unit of work: the diagnosis, where it happened and how to fix it."""
+
+    #: One of :data:`KINDS`, e.g. ``"n_plus_one"``.
+    kind: str
+    severity: Severity
+    #: One line diagnosis, e.g. ``"N+1: User.addresses lazy-loaded 20x, once per User"``.
+    message: str
+    #: How many statements (or events) make up the finding.
+    count: int
+    #: The application line that issued the statements (the loop body), when known.
+    location: CallSite | None
+    #: What to change, as precisely as sqlaudit can say it.
+    fix: str
+    #: Normalised SQL shape (literals and placeholders as ``?``), never values.
+    fingerprint: str | None = None
+    #: A sample of the SQL text as sent to the driver (placeholders, no values). Stays in the
+    #: process; exporters send ``fingerprint`` unless the user opts in.
+    sql: str | None = None
+    #: Total seconds the finding's statements spent in the database.
+    db_time: float = 0.0
+    #: For ORM findings, the relationship or attributes concerned, e.g. ``"User.addresses"``.
+    relationship: str | None = None
+    #: Indexes into ``report.statements`` of the statements concerned (may be truncated).
+    statements: tuple[int, ...] = field(default=(), repr=False)
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        """What makes two findings "the same" across runs: kind, subject, file, function."""
+        subject = self.relationship or self.fingerprint or ""
+        file = self.location.file if self.location else ""
+        function = self.location.function if self.location else ""
+        return (self.kind, subject, file, function)
+
+    def to_dict(self, *, include_sql: bool = False) -> dict[str, Any]:
+        """JSON-safe form. ``sql`` is included only when ``include_sql`` is True."""
+        data: dict[str, Any] = {
+            "kind": self.kind,
+            "severity": str(self.severity),
+            "message": self.message,
+            "count": self.count,
+            "location": None
+            if self.location is None
+            else {
+                "file": self.location.file,
+                "line": self.location.line,
+                "function": self.location.function,
+            },
+            "fix": self.fix,
+            "fingerprint": self.fingerprint,
+            "db_time_ms": round(self.db_time * 1000, 3),
+            "relationship": self.relationship,
+        }
+        if include_sql:
+            data["sql"] = self.sql
+        return data

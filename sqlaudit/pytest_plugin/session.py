@@ -1,0 +1,252 @@
+"""Session-wide side of the pytest plugin: per-test summaries, terminal summary, JSON file.
+
+Each audited test's outcome travels as a JSON-safe summary dict (on the pytest report, so it
+crosses from pytest-xdist workers to the controller); the controller collects them here and
+writes the JSON file and the baseline. :class:`Controller` and :class:`XdistController` are
+hook objects the plugin registers on the controller (or the only process); pluggy finds their
+hooks by name, so this module imports no pytest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlaudit.capture.scope import AuditReport
+from sqlaudit.pytest_plugin import baseline as _baseline
+from sqlaudit.pytest_plugin.policy import TestPolicy, Verdict, budget_counts, identity
+from sqlaudit.pytest_plugin.settings import Settings, narrowed
+
+if TYPE_CHECKING:
+    import pytest
+
+__all__ = ["Controller", "SessionData", "XdistController", "baseline_note", "summarize"]
+
+#: Tests listed per table in the terminal summary.
+TOP = 10
+
+
+def summarize(
+    nodeid: str,
+    report: AuditReport,
+    verdict: Verdict,
+    policy: TestPolicy,
+    settings: Settings,
+    *,
+    complete: bool,
+) -> dict[str, Any]:
+    """The JSON-safe summary of one audited test."""
+    root = settings.root
+    counts = budget_counts(report)
+    diff = verdict.diff
+    summary: dict[str, Any] = {
+        "nodeid": nodeid,
+        "statements": sum(counts.values()),
+        "counts": counts,
+        "db_time_ms": round(report.db_time_ms, 3),
+        "findings": [
+            {
+                "kind": f.kind,
+                "severity": str(f.severity),
+                "message": f.message,
+                "identity": list(identity(f, root)),
+                "fails": policy.fails(f),
+            }
+            for f in report.findings
+        ],
+        "failed": verdict.failed,
+        "failing": len(verdict.failing),
+        "complete": complete,
+        "tightenable": bool(diff is not None and diff.known and diff.tightenable),
+    }
+    if settings.json_path is not None:
+        summary["report"] = report.to_dict()
+    return summary
+
+
+@dataclass(slots=True)
+class SessionData:
+    """What the controller (or the only process) learns about the session."""
+
+    settings: Settings
+    baseline: dict[str, _baseline.Entry] | None = None
+    tests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    collected: set[str] = field(default_factory=set)
+    narrowed: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+
+    def stale(self) -> list[str]:
+        if not self.baseline:
+            return []
+        return _baseline.stale(
+            self.baseline,
+            collected=self.collected,
+            files={c.split("::", 1)[0] for c in self.collected},
+            narrowed=self.narrowed,
+            root=self.settings.root,
+        )
+
+    def results(self) -> dict[str, _baseline.Entry]:
+        """This run's baseline entry of every test whose audited part completed."""
+        out = {}
+        for test_id, s in self.tests.items():
+            if s["complete"]:
+                ids = frozenset(_identity(f["identity"]) for f in s["findings"] if f["fails"])
+                out[test_id] = _baseline.Entry(dict(s["counts"]), ids)
+        return out
+
+    def finish(self) -> None:
+        """Write the JSON file and the baseline, as asked; notes go to the terminal summary."""
+        settings = self.settings
+        if self.tests and not any(s["statements"] for s in self.tests.values()):
+            self.notes.append(
+                "sqlaudit: no statement was captured: call sqlaudit.instrument(engine) in a "
+                "conftest.py fixture for every engine the tests use"
+            )
+        if settings.json_path is not None:
+            _write_json(settings.json_path, self.tests)
+            self.notes.append(f"sqlaudit: wrote {settings.json_path} ({len(self.tests)} tests)")
+        path = settings.baseline_path
+        if path is None:
+            return
+        stale = self.stale()
+        old = self.baseline or {}
+        if settings.update is not None:
+            new = _baseline.merge(old, self.results(), settings.update, stale)
+            _baseline.write(path, new)
+            changed = sum(1 for k, v in new.items() if old.get(k) != v)
+            removed = len(set(old) - set(new))
+            self.notes.append(
+                f"sqlaudit: wrote baseline {settings.baseline_arg} ({len(new)} tests; "
+                f"{changed} added or changed, {removed} removed; mode {settings.update})"
+            )
+            return
+        if self.baseline is None:
+            self.notes.append(
+                f"sqlaudit: baseline {settings.baseline_arg} does not exist, so no finding is "
+                f"accepted yet; create it with: {settings.command('all')}"
+            )
+        tight = sorted(k for k, s in self.tests.items() if s["tightenable"])
+        if tight:
+            self.notes.append(
+                f"sqlaudit: {len(tight)} baseline entries can be tightened "
+                f"(fewer statements or fixed findings): {_some(tight)}"
+            )
+            self.notes.append(f"  tighten with: {settings.command('tighten')}")
+        if stale:
+            self.notes.append(
+                f"sqlaudit: {len(stale)} stale baseline entries (their tests no longer "
+                f"exist): {_some(stale)}"
+            )
+            self.notes.append(f"  remove them with: {settings.command('tighten')}")
+
+    def summary_lines(self) -> list[str]:
+        """The ``--sqlaudit-report`` terminal summary."""
+        tests = list(self.tests.values())
+        statements = sum(s["statements"] for s in tests)
+        db_time = sum(s["db_time_ms"] for s in tests)
+        findings = [f for s in tests for f in s["findings"]]
+        failing = sum(s["failing"] for s in tests)
+        with_findings = sum(1 for s in tests if s["findings"])
+        lines = [
+            f"{len(tests)} tests audited: {statements} statements, {db_time:.1f} ms in the "
+            f"database; {len(findings)} findings ({failing} failing) in {with_findings} tests"
+        ]
+        worst = sorted(tests, key=lambda s: (-s["statements"], s["nodeid"]))[:TOP]
+        if worst and statements:
+            lines.append("most statements:")
+            for s in worst:
+                detail = ", ".join(f"{n} {k}" for k, n in sorted(s["counts"].items()))
+                detail = f"  ({detail})" if detail else ""
+                lines.append(f"  {s['statements']:>6}  {s['nodeid']}{detail}")
+            lines.append("most time in the database:")
+            for s in sorted(tests, key=lambda s: (-s["db_time_ms"], s["nodeid"]))[:TOP]:
+                lines.append(f"  {s['db_time_ms']:>8.1f} ms  {s['nodeid']}")
+        if findings:
+            lines.append("findings by kind:")
+            kinds: dict[str, list[str]] = {}
+            for s in tests:
+                for f in s["findings"]:
+                    kinds.setdefault(f["kind"], []).append(s["nodeid"])
+            for kind, ids in sorted(kinds.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+                lines.append(f"  {kind:<22} {len(ids):>4} in {len(set(ids))} tests")
+        return lines
+
+
+class Controller:
+    """The controller's (or the only process's) hooks: collect summaries, write, print."""
+
+    def __init__(self, data: SessionData) -> None:
+        self.data = data
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        summary = getattr(report, "sqlaudit", None)
+        if isinstance(summary, dict):
+            self.data.tests[summary["nodeid"]] = summary
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        config = session.config
+        if config.option.collectonly:
+            return
+        data = self.data
+        data.narrowed = narrowed(config.args, config.invocation_params.dir, config.rootpath)
+        try:
+            data.finish()
+        except OSError as exc:
+            data.notes.append(f"sqlaudit: ERROR: could not write a file: {exc}")
+            session.exitstatus = 3  # pytest.ExitCode.INTERNAL_ERROR
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        data = self.data
+        lines = (data.summary_lines() if data.settings.report else []) + data.notes
+        if lines:
+            terminalreporter.write_sep("=", "sqlaudit")
+            for line in lines:
+                terminalreporter.write_line(line)
+
+
+class XdistController:
+    """pytest-xdist's hook, registered only when xdist is installed."""
+
+    def __init__(self, data: SessionData) -> None:
+        self.data = data
+
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """A worker finished: add the test ids it collected (for stale baseline entries)."""
+        collected = getattr(node, "workeroutput", {}).get("sqlaudit_collected", ())
+        self.data.collected.update(collected)
+
+
+def baseline_note(settings: Settings, nodeid: str, verdict: Verdict) -> list[str]:
+    """The baseline part of a failure: what went up and the command that accepts it."""
+    diff = verdict.diff
+    if diff is None or not diff.regressed:
+        return []
+    where = "entry for this test" if diff.known else "no entry for this test yet"
+    lines = [f"baseline {settings.baseline_arg}, {where}:"]
+    lines += [f"  {line}" for line in _baseline.describe(diff)]
+    lines.append(f"accept these numbers (after review) with: {settings.command('all', nodeid)}")
+    return lines
+
+
+def _some(test_ids: list[str], limit: int = 5) -> str:
+    shown = ", ".join(test_ids[:limit])
+    more = len(test_ids) - limit
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _identity(value: list[str]) -> _baseline.Identity:
+    kind, subject, file, function = value
+    return (kind, subject, file, function)
+
+
+def _write_json(path: Path, tests: Mapping[str, dict[str, Any]]) -> None:
+    data = {"sqlaudit_tests": 1, "tests": [tests[k] for k in sorted(tests)]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,141 @@
+"""The pytest plugin's options and ini keys, resolved into :class:`Settings`. No pytest import.
+
+Every command-line option has an ini key of the same name (``--sqlaudit-fail-on`` and
+``sqlaudit_fail_on``); the option wins. Paths from the command line are relative to where
+pytest was started, paths from the ini file to the ini file's directory.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlaudit.errors import ConfigError
+from sqlaudit.model.config import AuditConfig
+from sqlaudit.model.findings import Severity
+from sqlaudit.pytest_plugin import baseline as _baseline
+from sqlaudit.pytest_plugin.policy import DEFAULT_FAIL_KINDS, parse_kinds
+
+__all__ = ["INI", "OPTIONS", "SCOPES", "Settings", "narrowed", "resolve"]
+
+#: What a test's audit covers: the test function only, fixture setup too, or also teardown.
+SCOPES = ("call", "setup+call", "all")
+
+#: ``(flag, argparse keywords, help)``; each also has the ini key ``flag`` in snake case.
+OPTIONS: tuple[tuple[str, dict[str, Any], str], ...] = (
+    ("--sqlaudit", {"action": "store_true"},
+     "audit every test; fail it on findings at or above --sqlaudit-severity"),
+    ("--sqlaudit-severity", {"choices": [str(s) for s in Severity]},
+     "severity that fails a test (default: warning)"),
+    ("--sqlaudit-fail-on", {"metavar": "KINDS"},
+     "comma-separated finding kinds that fail tests, or 'all' (default: all but the timing "
+     "ones, slow_query and long_transaction); audits every test"),
+    ("--sqlaudit-scope", {"choices": SCOPES},
+     "what a test's audit covers (default: call, the test function only)"),
+    ("--sqlaudit-report", {"action": "store_true"},
+     "terminal summary: worst tests by statements and DB time, findings by kind"),
+    ("--sqlaudit-json", {"metavar": "PATH"}, "write every audited test's report as JSON"),
+    ("--sqlaudit-baseline", {"metavar": "PATH"},
+     "per-test ceilings and accepted findings: more fails, less is reported"),
+)  # fmt: skip
+#: ``(ini key, type, help)``.
+INI = (
+    ("sqlaudit", "bool", "audit every test and fail on findings (like --sqlaudit)"),
+    ("sqlaudit_severity", "string", "severity that fails a test: info, warning, error"),
+    ("sqlaudit_fail_on", "string", "finding kinds that fail tests (like --sqlaudit-fail-on)"),
+    ("sqlaudit_scope", "string", "call, setup+call or all (like --sqlaudit-scope)"),
+    ("sqlaudit_report", "bool", "print the sqlaudit terminal summary"),
+    ("sqlaudit_json", "string", "JSON report path, relative to the ini file"),
+    ("sqlaudit_baseline", "string", "baseline path, relative to the ini file"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The plugin's options and ini values, resolved and validated."""
+
+    #: Audit every test (``--sqlaudit``, ``--sqlaudit-fail-on``, baseline, report or JSON).
+    audit_all: bool = False
+    #: Fail every test on findings (``--sqlaudit``, ``--sqlaudit-fail-on`` or a baseline).
+    fail_all: bool = False
+    severity: Severity = Severity.WARNING
+    fail_kinds: frozenset[str] = DEFAULT_FAIL_KINDS
+    scope: str = "call"
+    report: bool = False
+    json_path: Path | None = None
+    baseline_path: Path | None = None
+    #: The baseline path as the user can type it (relative to where pytest was started).
+    baseline_arg: str = ""
+    update: _baseline.Mode | None = None
+    root: Path = Path()
+
+    @property
+    def base_config(self) -> AuditConfig:
+        # A test body does not own the transactions its fixtures hold: a session fixture opens
+        # one in setup (or at the body's first query) and ends it at teardown.
+        return AuditConfig(on_finding="ignore", fail_on=self.severity, open_transactions=False)
+
+    def command(self, mode: str, *test_ids: str) -> str:
+        """The pytest command that updates the baseline (for failure and summary text)."""
+        args = ["pytest", f"--sqlaudit-baseline={self.baseline_arg}"]
+        args.append(f"--sqlaudit-update-baseline={mode}")
+        return " ".join(shlex.quote(a) for a in [*args, *test_ids])
+
+
+def resolve(
+    get: Callable[[str], Any],
+    path: Callable[[str], tuple[Path | None, str]],
+    update: Any,
+    root: Path,
+) -> Settings:
+    """Settings from ``get(name)`` (option, else ini value) and ``path(name)`` (resolved path
+    and how to type it); ConfigError names a bad value."""
+    fail_on = get("sqlaudit_fail_on")
+    fail_kinds = DEFAULT_FAIL_KINDS
+    if fail_on:
+        fail_kinds = parse_kinds(fail_on, setting="sqlaudit_fail_on")
+        if not fail_kinds:  # "," or " ": the user asked for kinds and named none
+            raise ConfigError(
+                f"sqlaudit_fail_on must be comma-separated finding kinds or 'all', got {fail_on!r}"
+            )
+    scope = get("sqlaudit_scope") or "call"
+    if scope not in SCOPES:
+        raise ConfigError(f"sqlaudit_scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+    json_path, json_arg = path("sqlaudit_json")
+    if json_path is not None and json_path.is_dir():
+        raise ConfigError(
+            f"sqlaudit_json must be the path of a file to write, got {json_arg!r} (a directory)"
+        )
+    baseline, baseline_arg = path("sqlaudit_baseline")
+    if update and baseline is None:
+        raise ConfigError("--sqlaudit-update-baseline needs --sqlaudit-baseline=PATH")
+    fail_all = bool(get("sqlaudit") or fail_on or baseline)
+    return Settings(
+        audit_all=fail_all or bool(get("sqlaudit_report") or json_path),
+        fail_all=fail_all,
+        severity=Severity.parse(get("sqlaudit_severity") or "warning", setting="sqlaudit_severity"),
+        fail_kinds=fail_kinds,
+        scope=scope,
+        report=bool(get("sqlaudit_report")),
+        json_path=json_path,
+        baseline_path=baseline,
+        baseline_arg=baseline_arg,
+        update=update,
+        root=root,
+    )
+
+
+def narrowed(args: Iterable[str], start: Path, root: Path) -> set[str]:
+    """Files named with ``file::test`` arguments (collected only in part), rootdir-relative."""
+    files = set()
+    for arg in args:
+        if "::" in arg:
+            path = (start / arg.split("::", 1)[0]).resolve()
+            try:
+                files.add(path.relative_to(root).as_posix())
+            except ValueError:
+                continue
+    return files

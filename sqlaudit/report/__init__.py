@@ -1,0 +1,1 @@
+"""The public report of a unit of work and its renderings."""

@@ -1,0 +1,4 @@
+"""SQL text: fingerprints, statement kinds, bind-value signatures.
+
+The only place that parses SQL.
+"""

@@ -1,0 +1,1 @@
+"""Framework-free request auditing shared by the WSGI and ASGI middlewares."""

@@ -1,0 +1,340 @@
+"""Framework-free request auditing shared by the WSGI and ASGI middlewares.
+
+One :class:`RequestAuditor` per middleware holds the validated options; one :class:`Unit` per
+audited request holds its report. The middlewares keep what differs between the protocols:
+where the ContextVar is set and reset, how headers are added, where the route is read.
+
+1. ``begin``: excluded paths, and unsampled requests whose count nobody shows, open nothing
+   (their statements cost what an instrumented engine costs with no scope). An unsampled
+   request whose count is shown (header, Server-Timing, development page) gets a counting
+   report (``max_records=0``, no detectors, no reporters). A sampled request gets a full
+   report named ``"{method} {path with ids collapsed}"`` until its route is known.
+2. ``response_headers``: at response start; detectors run on the statements issued so far.
+3. ``finish``: rename to ``"{method} {route}"``, apply the route's budget, then detectors,
+   reporters and policy (``audit.close``). ``AuditFailed`` only when the application did not
+   fail; any other sqlaudit error is logged once and the response is left alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from fnmatch import fnmatchcase
+from random import random
+from typing import TYPE_CHECKING
+
+from sqlaudit._audit import audit, run_detectors
+from sqlaudit._internal import internal_error
+from sqlaudit.capture.scope import AuditReport, current
+from sqlaudit.detectors import check_detectors
+from sqlaudit.errors import AuditFailed, ConfigError
+from sqlaudit.model.config import AuditConfig
+from sqlaudit.reporters import check_reporters
+from sqlaudit.web.devpage import DevPage, check_page_size
+
+if TYPE_CHECKING:
+    from sqlaudit.detectors import Detector
+    from sqlaudit.model.config import OnFinding
+    from sqlaudit.reporters import Reporter
+
+__all__ = ["DEFAULT_HEADER", "RequestAuditor", "Unit", "check_app", "collapse_ids", "contain"]
+
+#: Header name used when ``header=True``.
+DEFAULT_HEADER = "X-SQL-Queries"
+#: Longest path kept in a provisional name: names must stay bounded whatever clients send.
+_MAX_PATH = 200
+_HAS_DIGIT = re.compile(r"\d").search
+# A path segment that identifies a record rather than naming a resource: an integer, a
+# dotted/dashed number (dates, versions of records), a UUID, a long hex string (object ids,
+# hashes) or a token of 12+ characters mixing letters and digits (ULIDs, URL-safe base64
+# ids, reset and invitation tokens: a secret in a path must not reach names and dashboards).
+_ID_SEGMENT = re.compile(
+    r"\d+(?:[-_.:]\d+)*"
+    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[0-9a-fA-F]{16,}"
+    r"|(?=[A-Za-z_-]*\d)(?=[0-9_-]*[A-Za-z])[A-Za-z0-9_-]{12,}"
+).fullmatch
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+").fullmatch
+# What budget keys and exclude patterns are matched against: a request path (always starting
+# with "/"), or "METHOD /path" with one space. A pattern of another shape never matches, so it
+# is refused when the middleware is built rather than ignored at every request.
+_PATH_PATTERN = re.compile(r"[/*?\[].*").fullmatch
+_METHOD_PATTERN = re.compile(r"[^\s/]+ [/*?\[].*").fullmatch
+
+
+def collapse_ids(path: str) -> str:
+    """``/users/42/posts/7f3c...`` -> ``/users/{id}/posts/{id}``; bounded in length."""
+    if len(path) > _MAX_PATH:
+        path = path[:_MAX_PATH] + "..."
+    if _HAS_DIGIT(path) is None:
+        return path
+    return "/".join("{id}" if _ID_SEGMENT(part) else part for part in path.split("/"))
+
+
+class Unit:
+    """One audited request: its report and what the middleware learnt about the response."""
+
+    __slots__ = ("method", "path", "provisional", "report", "route", "sampled", "status")
+
+    def __init__(
+        self, report: AuditReport, method: str, path: str, sampled: bool, provisional: str = ""
+    ) -> None:
+        self.report = report
+        self.method = method
+        self.path = path
+        self.sampled = sampled
+        #: ``"{method} {path with ids collapsed}"`` when computed, else "".
+        self.provisional = provisional
+        #: The route template, once the framework exposed it.
+        self.route: str | None = None
+        #: The response status code, once the response started.
+        self.status: int | None = None
+
+
+class RequestAuditor:
+    """The options of one middleware, validated; opens and closes the audit of each request."""
+
+    def __init__(
+        self,
+        config: AuditConfig | None = None,
+        *,
+        budgets: Mapping[str, int] | None = None,
+        sample_rate: float = 1.0,
+        exclude: Iterable[str] = (),
+        on_finding: OnFinding | None = None,
+        reporters: Iterable[Reporter] | None = None,
+        detectors: Sequence[Detector] | None = None,
+        header: bool | str = False,
+        server_timing: bool = False,
+        dev_page: str | None = None,
+        dev_page_size: int = 50,
+    ) -> None:
+        if config is None:
+            config = AuditConfig.for_production()
+        elif not isinstance(config, AuditConfig):
+            raise ConfigError(f"config must be an AuditConfig, got {type(config).__name__}")
+        if on_finding is not None:
+            config = config.replace(on_finding=on_finding)
+        self.config = config
+        self.sample_rate = _check_rate(sample_rate)
+        self._exact_budgets, self._pattern_budgets = _check_budgets(budgets)
+        self._budget_configs: dict[int, AuditConfig] = {}
+        self.exclude = _check_patterns(exclude)
+        if reporters is not None:
+            reporters = check_reporters(reporters)
+        if detectors is not None:
+            detectors = check_detectors(detectors)
+        self.header = _check_header(header)
+        if not isinstance(server_timing, bool):
+            raise ConfigError(f"server_timing must be True or False, got {server_timing!r}")
+        self.server_timing = server_timing
+        check_page_size(dev_page_size)
+        self.dev_page = None if dev_page is None else DevPage(dev_page, dev_page_size)
+        # One closer for every sampled request: audit.close() reads only its reporters,
+        # detectors and policy (on_finding, fail_on), never per-request state.
+        self._closer = audit("request", config, reporters=reporters, detectors=detectors)
+        self._counting_config = config.replace(max_records=0)
+        self._counter = audit("request", self._counting_config, reporters=(), detectors=())
+        #: Unsampled requests are counted only when something shows the count.
+        self.count_unsampled = self.header is not None or server_timing or dev_page is not None
+        #: The middleware must see the response start (headers, status, Flask's route).
+        self.watch_response = self.count_unsampled
+
+    # -- per request ---------------------------------------------------------------------
+
+    def begin(self, method: str, path: str) -> Unit | None:
+        """The unit to audit this request in, or None to let it through untouched."""
+        try:
+            if self.exclude and self._excluded(method, path):
+                return None
+            rate = self.sample_rate
+            sampled = rate >= 1.0 or (rate > 0.0 and random() < rate)
+            parent = current()
+            if sampled:
+                name = f"{method[:16]} {collapse_ids(path)}"
+                return Unit(AuditReport(name, self.config, parent), method, path, True, name)
+            if not self.count_unsampled:
+                return None
+            # Inside an enclosing audit (a test auditing the whole request) the statements are
+            # kept in detail so that the parent's detectors still see them once merged.
+            config = self._counting_config if parent is None else self.config
+            return Unit(AuditReport(method[:16], config, parent), method, path, False)
+        except Exception as exc:
+            internal_error("middleware: opening the request's audit", exc)
+            return None
+
+    def response_headers(self, unit: Unit) -> list[tuple[str, str]]:
+        """Headers to add when the response starts (never raises outside strict mode)."""
+        headers: list[tuple[str, str]] = []
+        try:
+            report = unit.report
+            count = report.query_count
+            if self.header is not None:
+                value = str(count)
+                if unit.sampled:
+                    self._prepare(unit)
+                    found = run_detectors(report, self._closer.detectors)
+                    kinds = " ".join(dict.fromkeys(f.kind for f in found))
+                    value += f'; findings="{kinds}"'
+                headers.append((self.header, value))
+            if self.server_timing:
+                noun = "statement" if count == 1 else "statements"
+                headers.append(
+                    ("Server-Timing", f'db;dur={report.db_time_ms:.1f};desc="{count} SQL {noun}"')
+                )
+        except Exception as exc:
+            internal_error("middleware: response headers", exc)
+            return []
+        return headers
+
+    def finish(self, unit: Unit, failing: bool) -> None:
+        """Close the unit's audit: detectors, reporters, policy, development page.
+
+        Raises AuditFailed when the policy says so and ``failing`` is False; never anything
+        else outside strict mode, and nothing at all while the application is failing.
+        """
+        report = unit.report
+        closer = self._counter
+        try:
+            if unit.sampled:
+                self._prepare(unit)
+                if not (self.exclude and unit.route and self._excluded_name(report.name)):
+                    closer = self._closer
+            elif self.dev_page is not None:
+                report.name = self._name(unit)
+        except Exception as exc:
+            contain("middleware: naming the request", exc, failing)
+        failed: AuditFailed | None = None
+        try:
+            closer.close(report, failing)
+        except AuditFailed as exc:
+            failed = exc
+        except Exception as exc:
+            contain("middleware: closing the audit", exc, failing)
+        if closer is self._closer or not unit.sampled:
+            self._show(unit)
+        if failed is not None:
+            raise failed
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _show(self, unit: Unit) -> None:
+        if self.dev_page is None:
+            return
+        try:
+            self.dev_page.add(unit.report, unit.status, unit.sampled)
+        except Exception as exc:
+            contain("middleware: development page", exc, True)
+
+    def _name(self, unit: Unit) -> str:
+        if unit.route:
+            return f"{unit.method[:16]} {unit.route[:_MAX_PATH]}"
+        if not unit.provisional:
+            unit.provisional = f"{unit.method[:16]} {collapse_ids(unit.path)}"
+        return unit.provisional
+
+    def _prepare(self, unit: Unit) -> None:
+        """Name the report after its route and give it the route's budget."""
+        report = unit.report
+        report.name = self._name(unit)
+        budget = self.budget_for(report.name)
+        if budget is not None:
+            config = self._budget_configs.get(budget)
+            if config is None:
+                config = self._budget_configs[budget] = self.config.replace(max_queries=budget)
+            report.config = config
+
+    def budget_for(self, name: str) -> int | None:
+        """The ``max_queries`` budget of the unit ``name``: exact key, else first glob."""
+        budget = self._exact_budgets.get(name)
+        if budget is not None:
+            return budget
+        for pattern, value in self._pattern_budgets:
+            if fnmatchcase(name, pattern):
+                return value
+        return None
+
+    def _excluded(self, method: str, path: str) -> bool:
+        return any(
+            fnmatchcase(f"{method} {path}" if " " in pattern else path, pattern)
+            for pattern in self.exclude
+        )
+
+    def _excluded_name(self, name: str) -> bool:
+        method, _, path = name.partition(" ")
+        return self._excluded(method, path)
+
+
+def contain(where: str, exc: Exception, failing: bool) -> None:
+    """Log an internal error once; in strict mode re-raise it unless the app is failing."""
+    try:
+        internal_error(where, exc)
+    except Exception:
+        if not failing:
+            raise
+
+
+def check_app(app: object, what: str) -> None:
+    """The wrapped application must be callable; else ConfigError now, not at the first request."""
+    if not callable(app):
+        raise ConfigError(f"app must be {what} (a callable), got {app!r}")
+
+
+def _check_rate(rate: object) -> float:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"sample_rate must be a number from 0 to 1, got {rate!r}")
+    return float(rate)
+
+
+def _check_budgets(
+    budgets: Mapping[str, int] | None,
+) -> tuple[dict[str, int], tuple[tuple[str, int], ...]]:
+    if budgets is None:
+        return {}, ()
+    if not isinstance(budgets, Mapping):
+        raise ConfigError(
+            f'budgets must be a mapping like {{"GET /streams": 12}}, got {type(budgets).__name__}'
+        )
+    exact: dict[str, int] = {}
+    patterns: list[tuple[str, int]] = []
+    items: Iterable[tuple[object, object]] = budgets.items()
+    for key, value in items:
+        if not isinstance(key, str) or not _METHOD_PATTERN(key):
+            raise ConfigError(
+                f'budgets keys must be "METHOD /route" or a glob like "* /api/*", got {key!r}'
+            )
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"budgets[{key!r}] must be an int >= 0, got {value!r}")
+        if any(c in key for c in "*?["):
+            patterns.append((key, value))
+        else:
+            exact[key] = value
+    return exact, tuple(patterns)
+
+
+def _check_patterns(exclude: Iterable[str]) -> tuple[str, ...]:
+    allowed = 'paths or globs like "/health" or "GET /static/*"'
+    if isinstance(exclude, str):
+        exclude = (exclude,)
+    elif not isinstance(exclude, Iterable):
+        raise ConfigError(f"exclude must be an iterable of {allowed}, got {exclude!r}")
+    patterns: tuple[object, ...] = tuple(exclude)
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not (
+            _METHOD_PATTERN(pattern) if " " in pattern else _PATH_PATTERN(pattern)
+        ):
+            raise ConfigError(f"exclude must be {allowed}, got {pattern!r}")
+    return tuple(str(p) for p in patterns)
+
+
+def _check_header(header: object) -> str | None:
+    if header is True:
+        return DEFAULT_HEADER
+    if header is False:
+        return None
+    if not isinstance(header, str) or not _HEADER_NAME(header):
+        raise ConfigError(
+            f"header must be True, False or an HTTP header name like {DEFAULT_HEADER!r}, "
+            f"got {header!r}"
+        )
+    return header
