@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from sqlaudit._audit import audit, current_report, ignore
 from sqlaudit.capture.instrumentation import Instrumentation, instrument
-from sqlaudit.capture.scope import AuditReport
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.model.config import AuditConfig
 from sqlaudit.model.findings import KINDS, Finding, Severity
 from sqlaudit.model.records import CallSite, OrmLoad, QueryRecord, StatementKind
+from sqlaudit.report import AuditReport
 
 __version__ = "0.1.0.dev0"
 

@@ -3,120 +3,32 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import Token
-from time import perf_counter
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from sqlaudit._internal import internal_error
-from sqlaudit.capture.scope import CURRENT, FALLBACK, SUPPRESSED, AuditReport, current
-from sqlaudit.detectors import DEFAULT_DETECTORS, Detector, check_detectors
-from sqlaudit.detectors._grouping import partition, sharing
-from sqlaudit.detectors.loop_view import combine_loops
+from sqlaudit._validate import check_bool
+from sqlaudit.capture.scope import CURRENT, FALLBACK, SUPPRESSED, Scope, current
+from sqlaudit.detectors import DEFAULT_DETECTORS, Detector, check_detectors, run_detectors
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.model.config import AuditConfig
-from sqlaudit.model.findings import Finding, check_kinds
-from sqlaudit.model.records import QueryRecord
+from sqlaudit.model.findings import check_kinds
+from sqlaudit.report import AuditReport, scope_of
 from sqlaudit.reporters import LogReporter, Reporter, check_reporters
 
-__all__ = ["audit", "current_report", "ignore", "run_detectors"]
+__all__ = ["audit", "current_report", "ignore"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def current_report() -> AuditReport | None:
     """The audit that statements issued here now belong to, or None."""
-    return current()
-
-
-def run_detectors(
-    report: AuditReport, detectors: Sequence[Detector] = DEFAULT_DETECTORS
-) -> list[Finding]:
-    """All findings for ``report``'s recorded statements, worst first, capped by config."""
-    config = report.config
-    records = report.statements
-    if not records and not report.query_count and not report.transaction_records:
-        return []  # nothing issued (a request that did not touch the database)
-    suppressed_any = any(r.suppressed for r in records)
-    findings: list[Finding] = []
-    with sharing():
-        _detect_all(report, detectors, records, suppressed_any, findings)
-    try:
-        findings = combine_loops(findings)
-    except Exception as exc:
-        report.internal_errors += 1
-        internal_error("loop view", exc)
-    findings.sort(key=lambda f: (-f.severity, -f.db_time, -f.count))
-    if config.max_findings is not None:
-        findings = findings[: config.max_findings]
-    return findings
-
-
-def _detect_all(
-    report: AuditReport,
-    detectors: Sequence[Detector],
-    records: Sequence[QueryRecord],
-    suppressed_any: bool,
-    findings: list[Finding],
-) -> None:
-    config = report.config
-    facts = _Facts(report, records)
-    for detector in detectors:
-        if detector.kind in config.ignore:
-            continue
-        needs = getattr(detector, "_needs", None)
-        if needs is not None and not facts.has(needs):
-            continue  # a built-in detector with nothing to look at in this unit
-        try:
-            if suppressed_any:
-                keep = [i for i, r in enumerate(records) if detector.kind not in r.suppressed]
-                found = [
-                    dataclasses.replace(f, statements=tuple(keep[i] for i in f.statements))
-                    for f in detector.detect(report, [records[i] for i in keep])
-                ]
-            else:
-                found = list(detector.detect(report, records))
-        except Exception as exc:
-            report.internal_errors += 1
-            internal_error(f"detector {detector.kind}", exc)
-            continue
-        if found:
-            findings.extend(found)
-
-
-class _Facts:
-    """What a unit holds, for skipping the built-in detectors that would find nothing (each
-    names what it looks at in ``_needs``): a unit of ten SELECTs runs five detectors, not
-    thirteen. Computed on first use; the record partition is the one detectors share."""
-
-    __slots__ = ("_cache", "_records", "_report")
-
-    def __init__(self, report: AuditReport, records: Sequence[QueryRecord]) -> None:
-        self._report = report
-        self._records = records
-        self._cache: dict[str, bool] = {}
-
-    def has(self, need: str) -> bool:
-        known = self._cache.get(need)
-        if known is None:
-            known = self._cache[need] = self._compute(need)
-        return known
-
-    def _compute(self, need: str) -> bool:
-        report = self._report
-        if need in ("lazy", "column", "read", "write"):
-            return bool(partition(self._records)[need])
-        if need == "transactions":
-            return bool(report.transaction_records)
-        if need == "tx_writes":
-            return any(tx.writes for tx in report.transaction_records)
-        if need == "stale_reads":
-            return bool(report.stale_reads)
-        return True  # unknown: run the detector
+    scope = current()
+    return None if scope is None else scope.owner
 
 
 class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /users"):``
@@ -156,21 +68,20 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             reporters = (LogReporter(),) if config.on_finding == "log" else ()
         self.reporters: tuple[Reporter, ...] = check_reporters(reporters)
         self.detectors = DEFAULT_DETECTORS if detectors is None else check_detectors(detectors)
-        if not isinstance(all_threads, bool):
-            raise ConfigError(f"all_threads must be True or False, got {all_threads!r}")
-        self.all_threads = all_threads
+        self.all_threads = check_bool("all_threads", all_threads)
         self.report: AuditReport | None = None
-        self._token: Token[AuditReport | None] | None = None
+        self._token: Token[Scope | None] | None = None
 
     def __enter__(self) -> AuditReport:
         if self._token is not None:
             raise RuntimeError("this audit() block is already open; create one per use")
         parent = current()
-        report = AuditReport(self.name, self.config, parent)
+        report = AuditReport(self.name, self.config, None if parent is None else parent.owner)
         self.report = report
-        self._token = CURRENT.set(report)
+        scope = scope_of(report)
+        self._token = CURRENT.set(scope)
         if self.all_threads:
-            FALLBACK.append(report)
+            FALLBACK.append(scope)
         return report
 
     def __exit__(
@@ -190,7 +101,7 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             CURRENT.reset(token)
         if self.all_threads:
             with contextlib.suppress(ValueError):
-                FALLBACK.remove(report)
+                FALLBACK.remove(scope_of(report))
         self.close(report, exc is not None)
 
     async def __aenter__(self) -> AuditReport:
@@ -206,25 +117,24 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
 
     def close(self, report: AuditReport, failing: bool) -> None:
         """Detect, report and apply the policy. Raises AuditFailed only if not ``failing``."""
-        report.ended = perf_counter()
-        report.flush_load = None
+        scope = scope_of(report)
         try:
-            for tx in report.tx_all:
-                tx.settle()
-            report.transaction_records = tuple(tx.freeze(report.ended) for tx in report.tx_all)
+            unit = scope.close()
         except Exception as exc:
-            report.internal_errors += 1
-            internal_error("transactions.close", exc)
-        report.findings = tuple(run_detectors(report, self.detectors))
-        if report.parent is not None:
+            scope.internal_errors += 1
+            internal_error("close", exc)
+            unit = scope.freeze()
+        report._unit = unit
+        findings, failures = run_detectors(unit, self.detectors)
+        report.findings = tuple(findings)
+        scope.internal_errors += failures
+        if scope.parent is not None:
             try:
-                report.parent.merge_child(report)
+                scope.parent.merge_child(scope)
             except Exception as exc:
-                report.internal_errors += 1
+                scope.internal_errors += 1
                 internal_error("merge_child", exc)
-        # Drop the references to sessions and statement ids (merged into the parent, if any).
-        report.orm_statements.clear()
-        report.sessions.clear()
+        scope.release()
         for reporter in self.reporters:
             try:
                 reporter.report(report)

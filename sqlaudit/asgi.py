@@ -108,7 +108,7 @@ class ASGIAuditMiddleware:
         root_path = scope.get("root_path", "")
         if auditor.watch_response:
             send = _watch(unit, auditor, scope, root_path, send)
-        token = CURRENT.set(unit.report)
+        token = CURRENT.set(unit.scope)
         failing = True
         try:
             await self.app(scope, receive, send)

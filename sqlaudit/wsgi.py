@@ -118,7 +118,7 @@ class WSGIAuditMiddleware:
             return self.app(environ, start_response)
         if unit.sampled or auditor.watch_response:
             start_response = _watch(unit, auditor, environ, start_response)
-        token = CURRENT.set(unit.report)
+        token = CURRENT.set(unit.scope)
         try:
             result = self.app(environ, start_response)
         except BaseException as exc:
@@ -158,7 +158,7 @@ class _AuditedBody:
     def __next__(self) -> bytes:
         if self._done:
             raise StopIteration
-        token = CURRENT.set(self._unit.report)
+        token = CURRENT.set(self._unit.scope)
         try:
             if self._iterator is None:
                 self._iterator = iter(self._iterable)
@@ -199,7 +199,7 @@ class _AuditedBody:
         unit = self._unit
         close = getattr(self._iterable, "close", None)
         if close is not None:
-            token = CURRENT.set(unit.report)
+            token = CURRENT.set(unit.scope)
             try:
                 close()
             except BaseException:

@@ -47,10 +47,8 @@ ALLOWED_KINDS = ", ".join(sorted(KINDS))
 SETTINGS = ", ".join(sorted(f.name for f in dataclasses.fields(AuditConfig)))
 REPORTERS = "an iterable of reporters (objects with a report(report) method)"
 REPORTER = "a reporter (an object with a report(report) method)"
-DETECTORS = (
-    "an iterable of detectors (objects with a str kind and a detect(report, records) method)"
-)
-DETECTOR = "a detector (an object with a str kind and a detect(report, records) method)"
+DETECTORS = "an iterable of detectors (objects with a str kind and a detect(unit, records) method)"
+DETECTOR = "a detector (an object with a str kind and a detect(unit, records) method)"
 EXCLUDE = 'paths or globs like "/health" or "GET /static/*"'
 BUDGET_KEYS = 'budgets keys must be "METHOD /route" or a glob like "* /api/*"'
 HEADER = "header must be True, False or an HTTP header name like 'X-SQL-Queries'"

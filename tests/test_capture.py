@@ -15,9 +15,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Mapper, Session
 
 import sqlaudit
-from sqlaudit.capture import instrumentation as _capture
 from sqlaudit.capture import orm as _orm
-from sqlaudit.capture import scope as _scope
+from sqlaudit.capture import statements as _statements
 
 
 @contextmanager
@@ -48,11 +47,11 @@ def test_instrument_is_idempotent_and_remove_is_exact(sqlite_engine: Engine) -> 
     event.listen(sqlite_engine, "do_execute", user_listener)
     first = sqlaudit.instrument(sqlite_engine)
     assert sqlaudit.instrument(sqlite_engine) is first
-    assert event.contains(sqlite_engine, "do_execute", _capture._do_execute)
+    assert event.contains(sqlite_engine, "do_execute", _statements._do_execute)
     assert _orm.listening()
     first.remove()
     first.remove()
-    assert not event.contains(sqlite_engine, "do_execute", _capture._do_execute)
+    assert not event.contains(sqlite_engine, "do_execute", _statements._do_execute)
     assert event.contains(sqlite_engine, "do_execute", user_listener)
     assert not first.active
     again = sqlaudit.instrument(sqlite_engine)
@@ -182,9 +181,9 @@ def test_internal_error_is_swallowed_logged_once_and_counted(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("injected")
 
-    import sqlaudit.capture.scope
+    import sqlaudit.capture.statements
 
-    monkeypatch.setattr(sqlaudit.capture.scope, "capture", broken)
+    monkeypatch.setattr(sqlaudit.capture.statements, "capture", broken)
     caplog.set_level(logging.ERROR, logger="sqlaudit")
     with sqlaudit.audit("faulty", on_finding="ignore") as report, db.connect() as conn:
         rows = [conn.execute(select(Author.id).where(Author.id == i)).all() for i in (1, 2)]
@@ -221,7 +220,7 @@ def test_orm_false_leaves_the_orm_detail_listeners_off(engine: Engine) -> None:
             assert _orm.listening("session")
             assert not _orm.listening("detail")
             assert not event.contains(Mapper, "load", _orm.on_load)
-            assert not _scope.orm_hook
+            assert not _orm.detail
             with sqlaudit.audit("lean", on_finding="ignore") as report, Session(engine) as s:
                 for author in s.scalars(select(Author)):
                     assert author.books

@@ -260,17 +260,17 @@ class _Probe:
         self.kind = kind
         self.ran = 0
         if needs is not None:
-            self._needs = needs
+            self.needs = needs
 
-    def detect(self, report: sqlaudit.AuditReport, records: object) -> Iterator[sqlaudit.Finding]:
+    def detect(self, unit: object, records: object) -> Iterator[sqlaudit.Finding]:
         self.ran += 1
         return iter(())
 
 
 def test_detectors_with_nothing_to_look_at_are_skipped(db: Engine) -> None:
-    """Built-in detectors name what they look at (``_needs``); a unit without it skips them
+    """Built-in detectors name what they look at (``needs``); a unit without it skips them
     (a unit of SELECTs runs no write, lazy-load or transaction-write detector). A detector
-    without ``_needs`` (any user detector) always runs; the skip changes no finding."""
+    without ``needs`` always runs; the skip changes no finding."""
     probes = {
         need: _Probe(f"probe_{need or 'none'}", need)
         for need in ("lazy", "column", "read", "write", "tx_writes", "transactions")

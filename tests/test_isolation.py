@@ -15,6 +15,7 @@ from sqlalchemy.pool import StaticPool
 
 import sqlaudit
 from sqlaudit.capture.scope import CURRENT
+from sqlaudit.report import scope_of
 
 
 def test_200_concurrent_asyncio_tasks_each_exact() -> None:
@@ -153,11 +154,11 @@ def test_a_race_for_the_last_record_slot_ends_as_overflow(monkeypatch: Any) -> N
     interleaving is forced here (the second statement runs while the first one's call site
     is being captured), and the report still holds ``max_records`` exactly, counting the
     other statement as overflow, with every count and the db time exact."""
-    from sqlaudit.capture import scope as _scope
+    from sqlaudit.capture import statements as _statements
 
     engine = create_engine("sqlite://", poolclass=StaticPool)
     handle = sqlaudit.instrument(engine)
-    real_capture = _scope.capture
+    real_capture = _statements.capture
     conn = engine.connect()
     reentered: list[bool] = []
 
@@ -169,10 +170,10 @@ def test_a_race_for_the_last_record_slot_ends_as_overflow(monkeypatch: Any) -> N
 
     try:
         with sqlaudit.audit("race", on_finding="ignore", max_records=1) as report:
-            monkeypatch.setattr(_scope, "capture", capture_with_a_race)
+            monkeypatch.setattr(_statements, "capture", capture_with_a_race)
             conn.execute(text("SELECT 1"))
-            monkeypatch.setattr(_scope, "capture", real_capture)
-            assert len(report._records) == 2  # both passed the check: the race happened
+            monkeypatch.setattr(_statements, "capture", real_capture)
+            assert len(scope_of(report).records) == 2  # both passed the check: the race happened
             assert report.recorded_count == 1
             assert report.overflow == 1
             assert report.query_count == 2

@@ -12,7 +12,8 @@ from timing import untimed
 
 import sqlaudit
 from sqlaudit import AuditConfig, ConfigError
-from sqlaudit.capture.scope import CURRENT, AuditReport
+from sqlaudit.capture.scope import CURRENT
+from sqlaudit.report import AuditReport, scope_of
 from sqlaudit.web.auditor import RequestAuditor, collapse_ids
 from sqlaudit.web.devpage import DevPage
 
@@ -145,7 +146,7 @@ def test_unsampled_unit_counts_without_recording(engine: Engine) -> None:
     auditor = RequestAuditor(sample_rate=0.0, header=True)
     unit = auditor.begin("GET", "/x")
     assert unit is not None
-    token = CURRENT.set(unit.report)
+    token = CURRENT.set(unit.scope)
     try:
         with engine.connect() as connection:
             for _ in range(5):
@@ -166,7 +167,7 @@ def test_header_lists_finding_kinds_once_each_and_budget_applies_by_route(
     unit = auditor.begin("GET", "/users/7")
     assert unit is not None
     assert unit.report.name == "GET /users/{id}"
-    token = CURRENT.set(unit.report)
+    token = CURRENT.set(unit.scope)
     try:
         with engine.connect() as connection:
             for _ in range(4):
@@ -192,7 +193,7 @@ def test_dev_page_escapes_everything_and_never_shows_values(engine: Engine) -> N
     """Names and SQL are escaped; statements appear as fingerprints, never bind values."""
     page = DevPage("/_sqlaudit", 5)
     report = AuditReport('GET /<script>alert("x")</script>', AuditConfig())
-    token = CURRENT.set(report)
+    token = CURRENT.set(scope_of(report))
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT :secret"), {"secret": "hunter2-value"})

@@ -26,31 +26,19 @@ left open across units of work).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from sqlaudit.capture.transactions import detect_autocommit
+from sqlaudit.model.records import StaleRead
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Mapper, Session
 
-    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.capture.scope import Scope
     from sqlaudit.model.records import CallSite
 
-__all__ = ["StaleRead", "on_select", "on_session_begin"]
-
-
-class StaleRead(NamedTuple):
-    """A SELECT that may return rows the session already holds from an earlier transaction."""
-
-    #: The queried class, e.g. ``"User"``.
-    mapper: str
-    #: Objects of that class the session held unexpired from an earlier transaction.
-    held: int
-    #: True when the session's connection autocommits (each statement its own transaction).
-    autocommit: bool
-    #: Where the SELECT was issued.
-    stack: tuple[CallSite, ...]
+__all__ = ["on_select", "on_session_begin"]
 
 
 def _held(session: Session, cls: type | None = None) -> set[Any]:
@@ -64,7 +52,7 @@ def _held(session: Session, cls: type | None = None) -> set[Any]:
     return keys
 
 
-def on_session_begin(scope: AuditReport, session: Session, connection: Connection) -> None:
+def on_session_begin(scope: Scope, session: Session, connection: Connection) -> None:
     """Snapshot what the session carries into the transaction it just began."""
     try:
         dbapi = connection.connection.dbapi_connection
@@ -77,7 +65,7 @@ def on_session_begin(scope: AuditReport, session: Session, connection: Connectio
 
 
 def on_select(
-    scope: AuditReport,
+    scope: Scope,
     session: Session,
     populate_existing: bool,
     mapper: Mapper[Any],

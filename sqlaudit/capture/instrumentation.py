@@ -1,146 +1,32 @@
-"""Core capture: ``instrument(engine)`` and the dialect-level statement listeners.
+"""``instrument(engine)``: attach sqlaudit's listeners to an engine; ``remove()`` takes them off.
 
-===========================  ==========================================  ====================
-event (target)               what is recorded                            cost per statement
-===========================  ==========================================  ====================
-``do_execute`` (dialect)     text, kind, duration, rowcount, error,      +1 µs with no scope;
-                             call site, connection, ORM context (read    full record in scope
-                             from the execution context, see ``_orm``)
-``do_executemany``           the same, with the number of parameter sets  same
-``do_execute_no_params``     the same, for statements without parameters  same
-===========================  ==========================================  ====================
-
-Why dialect events: any ``ConnectionEvents`` listener on an Engine moves every statement of
-that engine onto SQLAlchemy's slow path (+3.5 to +4.4 µs, measured; DESIGN "Measured facts")
-and ``event.remove`` does not undo it. ``DialectEvents.do_execute`` keeps the fast path.
-
-How: with no audit scope active the listener returns False at once and SQLAlchemy runs the
-statement itself. In a scope the listener runs the dialect's own ``do_execute`` (exactly what
-SQLAlchemy would have run, unchanged), times it and returns True. A ``do_execute`` listener
-that returns True pre-empts listeners registered after it (``DialectEvents`` docs), so
-``instrument()`` should be called after any other tool that hooks ``do_execute``; listeners
-registered before it run first, as usual. A DBAPI exception propagates unchanged: SQLAlchemy
-then wraps it and fires ``handle_error`` exactly as without sqlaudit.
-
-On error inside sqlaudit (never the statement's own error): the failure is logged once on
-logger ``sqlaudit``, counted on the report, and the statement's outcome is untouched.
+Per engine: the statement listeners (``statements.LISTENERS``, dialect events that keep
+SQLAlchemy's fast path), the pool listeners (``pool.POOL_LISTENERS``) and two ``connect``
+listeners that tell connection setup from the application's statements. Shared by every
+instrumentation: the class-level ``Session`` and ``Mapper`` listeners of ``orm``, attached
+while at least one instrumentation wants them. Engines are held weakly.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from sqlaudit._validate import check_bool
 from sqlaudit.capture import orm as _orm
 from sqlaudit.capture.pool import POOL_LISTENERS
-from sqlaudit.capture.scope import CURRENT, FALLBACK, current, tx_hook
-from sqlaudit.capture.transactions import on_statement
+from sqlaudit.capture.statements import LISTENERS, connect_begins, connect_ends
 from sqlaudit.errors import ConfigError
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine.interfaces import DBAPICursor, ExecutionContext
-
 
 __all__ = ["Instrumentation", "instrument"]
 
-tx_hook[:] = [on_statement]
-
 _lock = threading.RLock()
 _registry: weakref.WeakKeyDictionary[Engine, Instrumentation] = weakref.WeakKeyDictionary()
-
-
-def _do_execute(
-    cursor: DBAPICursor, statement: str, parameters: Any, context: ExecutionContext
-) -> bool:
-    scope = CURRENT.get()
-    if scope is None:
-        if not FALLBACK:
-            return False
-        scope = FALLBACK[-1]
-    dialect = context.dialect
-    start = perf_counter()
-    try:
-        dialect.do_execute(cursor, statement, parameters, context)
-    except BaseException as exc:
-        scope.record(statement, start, -1, 1, type(exc).__name__, context, parameters)
-        raise
-    try:  # _rowcount(cursor), inlined: this is the per-statement path
-        rowcount = cursor.rowcount
-    except Exception:
-        rowcount = -1
-    scope.record(statement, start, rowcount, 1, None, context, parameters)
-    return True
-
-
-def _rowcount(cursor: DBAPICursor) -> Any:
-    """``cursor.rowcount``, or -1 when reading it fails (``record`` keeps ints only)."""
-    try:
-        return cursor.rowcount
-    except Exception:
-        return -1
-
-
-def _do_executemany(
-    cursor: DBAPICursor, statement: str, parameters: Any, context: ExecutionContext
-) -> bool:
-    scope = CURRENT.get()
-    if scope is None:
-        if not FALLBACK:
-            return False
-        scope = FALLBACK[-1]
-    dialect = context.dialect
-    start = perf_counter()
-    try:
-        dialect.do_executemany(cursor, statement, parameters, context)
-    except BaseException as exc:
-        scope.record(statement, start, -1, len(parameters), type(exc).__name__, context)
-        raise
-    scope.record(statement, start, _rowcount(cursor), len(parameters), None, context)
-    return True
-
-
-def _do_execute_no_params(cursor: DBAPICursor, statement: str, context: ExecutionContext) -> bool:
-    scope = CURRENT.get()
-    if scope is None:
-        if not FALLBACK:
-            return False
-        scope = FALLBACK[-1]
-    dialect = context.dialect
-    start = perf_counter()
-    try:
-        dialect.do_execute_no_params(cursor, statement, context)
-    except BaseException as exc:
-        scope.record(statement, start, -1, 1, type(exc).__name__, context)
-        raise
-    scope.record(statement, start, _rowcount(cursor), 1, None, context)
-    return True
-
-
-def _connect_begins(dbapi_connection: Any, record: Any) -> None:
-    """First ``connect`` listener (``insert=True``): statements on this new DBAPI connection
-    until ``_connect_ends`` are setup (SQLAlchemy's first-connect ``dialect.initialize()``
-    runs in a ``connect`` listener registered at ``create_engine``), not the application's."""
-    scope = current()
-    if scope is not None:
-        scope.connecting = id(dbapi_connection)
-
-
-def _connect_ends(dbapi_connection: Any, record: Any) -> None:
-    scope = current()
-    if scope is not None and scope.connecting == id(dbapi_connection):
-        scope.connecting = 0
-
-
-_LISTENERS: tuple[tuple[str, Any], ...] = (
-    ("do_execute", _do_execute),
-    ("do_executemany", _do_executemany),
-    ("do_execute_no_params", _do_execute_no_params),
-)
+_LISTENERS = LISTENERS
 
 
 class Instrumentation:
@@ -169,10 +55,10 @@ class Instrumentation:
         return not self._removed and self._engine() is not None
 
     def _attach(self, engine: Engine) -> None:
-        for name, fn in _LISTENERS + POOL_LISTENERS:
+        for name, fn in LISTENERS + POOL_LISTENERS:
             event.listen(engine, name, fn)
-        event.listen(engine, "connect", _connect_begins, insert=True)
-        event.listen(engine, "connect", _connect_ends)
+        event.listen(engine, "connect", connect_begins, insert=True)
+        event.listen(engine, "connect", connect_ends)
         self._token.acquire()
 
     def remove(self) -> None:
@@ -184,10 +70,10 @@ class Instrumentation:
             engine = self._engine()
             if engine is not None:
                 for name, fn in (
-                    *_LISTENERS,
+                    *LISTENERS,
                     *POOL_LISTENERS,
-                    ("connect", _connect_begins),
-                    ("connect", _connect_ends),
+                    ("connect", connect_begins),
+                    ("connect", connect_ends),
                 ):
                     if event.contains(engine, name, fn):
                         event.remove(engine, name, fn)
@@ -221,8 +107,7 @@ def instrument(engine: Any, *, orm: bool = True) -> Instrumentation:
     statements, transactions, budgets, repeated queries and write loops are still audited. The
     ORM detail stays on while any instrumentation asked for it.
     """
-    if not isinstance(orm, bool):
-        raise ConfigError(f"orm must be True or False, got {orm!r}")
+    check_bool("orm", orm)
     target = getattr(engine, "sync_engine", engine)
     if not isinstance(target, Engine):
         raise ConfigError(

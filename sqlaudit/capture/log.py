@@ -1,7 +1,7 @@
 """A scope's statement log: the statements recorded in detail (at most ``max_records``) and
 the counts of every statement, recorded or not.
 
-The capture hot path (``AuditReport.record``) appends to ``records`` without a lock
+The capture hot path (``statements.record``) appends to ``records`` without a lock
 (``list.append`` is atomic) and calls ``count_past_cap`` only once the log is full. Counts
 and db time are derived from the records when read, counting only what is new since the last
 read. Two threads sharing a scope can both find one free slot; the record a race puts past

@@ -34,7 +34,7 @@ On error inside sqlaudit: logged once, counted on the report, never raised into 
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from sqlaudit._internal import internal_error
 from sqlaudit.capture.scope import CURRENT, FALLBACK
@@ -43,15 +43,11 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import InstanceState
     from sqlalchemy.orm.context import QueryContext
 
-    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.capture.scope import Scope
     from sqlaudit.model.records import CallSite
 
 __all__ = [
-    "PARENT",
     "RECENT",
-    "Origin",
-    "OriginRecord",
-    "freeze",
     "on_load",
     "on_select",
     "relationship_info",
@@ -65,44 +61,6 @@ RECENT = 256
 MAX_OBJECTS = 200_000
 # Origin ids are unique in the process, so nested scopes can merge theirs into the parent's.
 _ids = itertools.count(1)
-
-
-class OriginRecord(NamedTuple):
-    """A query that loaded ORM objects (plain data, at scope close)."""
-
-    #: Key of this origin in ``report.origins``.
-    oid: int
-    #: ``"query"``, ``"lazy"`` or ``"eager"``.
-    load: str
-    #: The class the query loads, e.g. ``"User"``.
-    mapper: str | None
-    #: For lazy and eager loads, the relationship, e.g. ``"User.addresses"``.
-    relationship: str | None
-    #: Whether that relationship is many-to-one (``joinedload`` is then the usual cure).
-    many_to_one: bool
-    #: The relationship's ``lazy`` setting (``"select"``, ``"dynamic"``, ``"immediate"``...).
-    strategy: str | None
-    #: For lazy loads, the origin of the object the load was for (0: unknown).
-    parent: int
-    #: Objects of ``mapper`` it loaded.
-    rows: int
-    #: Where it was issued.
-    stack: tuple[CallSite, ...]
-
-
-#: An origin while the scope is open (internal): ``(load, mapper, relationship, many_to_one,
-#: strategy, parent, stack)``, the fields of ``OriginRecord`` but ``oid`` (its key) and
-#: ``rows`` (counted in ``scope.origin_rows``). A plain tuple: cheap to build, and the garbage
-#: collector stops tracking it.
-Origin = tuple[str, "str | None", "str | None", bool, "str | None", int, "tuple[CallSite, ...]"]
-#: Index of the parent origin id in an ``Origin``.
-PARENT: Final = 5
-
-
-def freeze(oid: int, origin: Origin, rows: int) -> OriginRecord:
-    """The plain-data record of an open origin."""
-    load, mapper, relationship, many_to_one, strategy, parent, stack = origin
-    return OriginRecord(oid, load, mapper, relationship, many_to_one, strategy, parent, rows, stack)
 
 
 _relationships: dict[Any, tuple[str, bool, str]] = {}
@@ -119,7 +77,7 @@ def relationship_info(prop: Any) -> tuple[str, bool, str]:
 
 
 def on_select(
-    scope: AuditReport,
+    scope: Scope,
     statement: Any,
     load: str,
     cls: type | None,
@@ -156,7 +114,10 @@ def on_load(state: InstanceState[Any], context: QueryContext) -> None:
     if scope is None:
         if not FALLBACK:
             return
-        scope = FALLBACK[-1]
+        try:  # another thread may close the last all_threads audit after the check above
+            scope = FALLBACK[-1]
+        except IndexError:
+            return
     try:
         entry = scope.orm_statements.get(id(context.query))
         if entry is None:

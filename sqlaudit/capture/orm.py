@@ -49,7 +49,7 @@ from sqlaudit._internal import internal_error
 from sqlaudit.capture.identity import on_select, on_session_begin
 from sqlaudit.capture.origins import on_load, relationship_info
 from sqlaudit.capture.origins import on_select as on_origin
-from sqlaudit.capture.scope import current, orm_hook
+from sqlaudit.capture.scope import current
 from sqlaudit.capture.transactions import session_begin, session_end
 from sqlaudit.model.records import OrmLoad, StatementKind
 
@@ -57,10 +57,10 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.orm import SessionTransaction
 
-    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.capture.scope import Scope
     from sqlaudit.model.records import CallSite
 
-__all__ = ["Token"]
+__all__ = ["Token", "detail", "statement_load"]
 
 _lock = threading.Lock()
 
@@ -79,7 +79,7 @@ def _relationship(path: Any) -> Any:
 
 
 def _column_load(
-    scope: AuditReport, statement: Any, session: Any, mapper: Any, mapper_name: str | None
+    scope: Scope, statement: Any, session: Any, mapper: Any, mapper_name: str | None
 ) -> OrmLoad:
     """A deferred or expired column load: which attributes, and why they were not loaded."""
     primary = {c.key for c in mapper.primary_key} if mapper is not None else set()
@@ -167,10 +167,10 @@ def _shape(compiled: Any, statement: Any, attrs: Any) -> _Shape:
 
 
 def statement_load(
-    scope: AuditReport, context: Any, statement: Any, kind: str, stack: tuple[CallSite, ...]
+    scope: Scope, context: Any, statement: Any, kind: str, stack: tuple[CallSite, ...]
 ) -> OrmLoad | None:
     """The ORM context of ``statement`` (the ``invoked_statement`` of ``context``, which
-    ``AuditReport.record`` has found to carry propagate attributes), or None for Core."""
+    ``statements.record`` has found to carry propagate attributes), or None for Core."""
     attrs = statement._propagate_attrs
     if attrs.get("compile_state_plugin") != "orm":
         return None
@@ -212,7 +212,7 @@ def statement_load(
         return None
 
 
-def _session(scope: AuditReport, context: Any) -> Any:
+def _session(scope: Scope, context: Any) -> Any:
     """The session whose transaction runs on the statement's Connection (None if unknown)."""
     entry = scope.sessions.get(id(context.root_connection))
     if entry is None or entry[0] is not context.root_connection:
@@ -242,7 +242,7 @@ def _guarded(where: str) -> Callable[[Callable[..., None]], Callable[..., None]]
 
 @_guarded("orm.after_begin")
 def _on_after_begin(
-    scope: AuditReport,
+    scope: Scope,
     session: Session,
     transaction: SessionTransaction,
     connection: Connection,
@@ -255,20 +255,20 @@ def _on_after_begin(
 
 
 @_guarded("orm.after_commit")
-def _on_after_commit(scope: AuditReport, session: Session) -> None:
+def _on_after_commit(scope: Scope, session: Session) -> None:
     scope.committed.add(id(session))
     session_end(scope, session, "commit")
 
 
 @_guarded("orm.after_rollback")
-def _on_after_rollback(scope: AuditReport, session: Session) -> None:
+def _on_after_rollback(scope: Scope, session: Session) -> None:
     scope.flush_load = None
     session_end(scope, session, "rollback")
 
 
 @_guarded("orm.after_transaction_end")
 def _on_after_transaction_end(
-    scope: AuditReport, session: Session, transaction: SessionTransaction
+    scope: Scope, session: Session, transaction: SessionTransaction
 ) -> None:
     if transaction.parent is None and not transaction.nested:
         # Ended with neither commit nor rollback: the session was closed (or its transaction
@@ -280,15 +280,13 @@ def _on_after_transaction_end(
 
 
 @_guarded("orm.before_flush")
-def _on_before_flush(
-    scope: AuditReport, session: Session, flush_context: Any, instances: Any
-) -> None:
+def _on_before_flush(scope: Scope, session: Session, flush_context: Any, instances: Any) -> None:
     scope.flush_seq += 1
     scope.flush_load = OrmLoad("flush", None, None, scope.flush_seq)
 
 
 @_guarded("orm.after_flush_postexec")
-def _on_after_flush_postexec(scope: AuditReport, session: Session, flush_context: Any) -> None:
+def _on_after_flush_postexec(scope: Scope, session: Session, flush_context: Any) -> None:
     scope.flush_load = None
 
 
@@ -307,12 +305,16 @@ _LISTENERS: tuple[tuple[str, Any], ...] = (
 # (statement_load in scopes, InstanceEvents.load: a call per loaded object in the process,
 # scope or not) only for those created with ``orm=True``.
 _users = {"session": 0, "detail": 0}
+#: True while the ORM detail listeners are attached: ``statements.record`` then reads each ORM
+#: statement's context with ``statement_load``.
+detail = False
 
 
 def _attach(group: str) -> None:
     if group == "detail":
+        global detail
         event.listen(Mapper, "load", on_load, raw=True)
-        orm_hook.append(statement_load)
+        detail = True
         return
     for name, fn in _LISTENERS:
         event.listen(Session, name, fn)
@@ -320,9 +322,10 @@ def _attach(group: str) -> None:
 
 def _detach(group: str) -> None:
     if group == "detail":
+        global detail
         if event.contains(Mapper, "load", on_load):
             event.remove(Mapper, "load", on_load)
-        orm_hook.clear()
+        detail = False
         return
     for name, fn in _LISTENERS:
         if event.contains(Session, name, fn):

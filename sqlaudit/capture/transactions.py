@@ -48,7 +48,7 @@ from __future__ import annotations
 import sys
 import weakref
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
@@ -57,7 +57,7 @@ from sqlalchemy.exc import InvalidRequestError
 from sqlaudit._internal import internal_error
 from sqlaudit.capture.callsite import capture
 from sqlaudit.capture.scope import SUPPRESSED, current
-from sqlaudit.model.records import CallSite, StatementKind
+from sqlaudit.model.records import CallSite, StatementKind, TransactionRecord
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -65,51 +65,11 @@ if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect, ExecutionContext
     from sqlalchemy.orm import Session, SessionTransaction
 
-    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.capture.scope import Scope
 
-__all__ = ["TransactionRecord", "TxState"]
+__all__ = ["TxState", "detect_autocommit", "on_statement", "session_begin", "session_end"]
 
 _WRITES = StatementKind.WRITES
-
-
-class TransactionRecord(NamedTuple):
-    """One database transaction seen in a unit of work (plain data, no SQLAlchemy objects)."""
-
-    #: ``"core"`` or ``"orm"`` (an ORM session's transaction).
-    source: str
-    #: True when the connection was in autocommit mode (None: no write, not checked).
-    autocommit: bool | None
-    #: ``"commit"``, ``"rollback"``, ``"rollback_exception"``, ``"closed"``, ``"open"``, or
-    #: ``"ended"`` (a read-only transaction that ended unobserved: no listener was needed).
-    end: str
-    #: Statements executed in it (transaction control excluded).
-    statements: int
-    #: INSERT/UPDATE/DELETE statements among them.
-    writes: int
-    #: ``perf_counter()`` at its first statement (or at the session's begin).
-    started: float
-    #: ``perf_counter()`` when it ended (or when the scope closed, if still open).
-    ended: float
-    #: Seconds spent executing its statements.
-    exec_time: float
-    #: Longest time between the end of one of its statements and the start of the next.
-    max_gap: float
-    #: Where it began (the first statement's application frames).
-    begin_stack: tuple[CallSite, ...]
-    #: Where it ended (the commit or rollback call's application frames).
-    end_stack: tuple[CallSite, ...]
-    #: Not begun by the audited code (outer fixture transaction, pre-scope checkout).
-    external: bool
-    #: It streamed results (``stream_results`` / ``yield_per``): long by design.
-    streaming: bool
-    #: The dialect name.
-    dialect: str
-    #: An opaque key of the ORM session, or 0 for Core.
-    session: int
-    #: Rows written (sum of parameter sets of its writes).
-    rows_written: int
-    #: Finding kinds suppressed by ``sqlaudit.ignore`` where it began.
-    suppressed: frozenset[str]
 
 
 class TxState:
@@ -242,7 +202,7 @@ def detect_autocommit(dialect: Dialect, dbapi: Any, options: Mapping[str, Any]) 
 
 
 def on_statement(
-    scope: AuditReport,
+    scope: Scope,
     context: ExecutionContext,
     kind: str,
     start: float,
@@ -290,7 +250,7 @@ def _dbapi(conn: Connection) -> DBAPIConnection | None:
 
 
 def _new_core_tx(
-    scope: AuditReport, conn: Connection, dialect: str, start: float, stack: tuple[CallSite, ...]
+    scope: Scope, conn: Connection, dialect: str, start: float, stack: tuple[CallSite, ...]
 ) -> TxState:
     dbapi = id(_dbapi(conn))
     tx = TxState(start, stack, dialect, dbapi, external=not scope.checked_out_here(dbapi))
@@ -352,7 +312,7 @@ def _on_rollback(conn: Connection) -> None:
 
 
 def session_begin(
-    scope: AuditReport, session: Session, transaction: SessionTransaction, connection: Connection
+    scope: Scope, session: Session, transaction: SessionTransaction, connection: Connection
 ) -> None:
     """A session began a transaction on ``connection``: it owns that connection's state."""
     dbapi = id(_dbapi(connection))
@@ -369,7 +329,7 @@ def session_begin(
     scope.tx_by_session.setdefault(id(session), []).append(tx)
 
 
-def session_end(scope: AuditReport, session: Session, end: str) -> None:
+def session_end(scope: Scope, session: Session, end: str) -> None:
     """The session's root transaction ended (``commit``, ``rollback*`` or ``closed``)."""
     txs = scope.tx_by_session.pop(id(session), None)
     if not txs:

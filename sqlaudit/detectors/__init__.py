@@ -1,20 +1,27 @@
-"""Detectors: pure functions from a unit's recorded statements to findings.
+"""Detectors: pure functions from what a unit of work did (a ``UnitRecord``) to findings.
 
-Each detector module defines one ``Detector`` (a kind and a ``detect`` function). They see
-only recorded data, so every rule is testable without a database.
+Each detector module defines one ``Detector`` (a kind and a ``detect`` function). They read
+only plain data (``sqlaudit.model``) and SQL helpers (``sqlaudit.sql``), so every rule is
+testable with hand-built records, without a database. ``run_detectors`` runs them over one
+unit, merges one loop's per-iteration findings (``loop_view``) and orders them worst first.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol, cast
 
+from sqlaudit._internal import internal_error
+from sqlaudit._validate import check_items
+from sqlaudit.detectors._grouping import partition, sharing
 from sqlaudit.detectors.autocommit_writes import AutocommitWrites
 from sqlaudit.detectors.column_reload import ColumnReload
 from sqlaudit.detectors.commit_in_loop import CommitInLoop
 from sqlaudit.detectors.discarded_writes import DiscardedWrites
 from sqlaudit.detectors.ineffective_rollback import IneffectiveRollback
 from sqlaudit.detectors.long_transaction import LongTransaction
+from sqlaudit.detectors.loop_view import combine_loops
 from sqlaudit.detectors.n_plus_one import NPlusOne
 from sqlaudit.detectors.query_budget import QueryBudget
 from sqlaudit.detectors.repeated_query import RepeatedQuery
@@ -22,23 +29,32 @@ from sqlaudit.detectors.slow_query import SlowQuery
 from sqlaudit.detectors.stale_identity_map import StaleIdentityMap
 from sqlaudit.detectors.transaction_overhead import TransactionOverhead
 from sqlaudit.detectors.write_loop import WriteLoop
-from sqlaudit.errors import check_items
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
     from sqlaudit.model.findings import Finding
-    from sqlaudit.model.records import QueryRecord
+    from sqlaudit.model.records import QueryRecord, UnitRecord
 
-__all__ = ["DEFAULT_DETECTORS", "Detector", "check_detectors"]
+__all__ = ["DEFAULT_DETECTORS", "Detector", "check_detectors", "run_detectors"]
 
 
 class Detector(Protocol):
-    """Extension point: one finding kind, computed from recorded statements."""
+    """Extension point: one finding kind, computed from what a unit of work did.
+
+    ``detect(unit, records)`` gets the unit (a ``UnitRecord``: ``config``, ``name``,
+    ``statements``, ``counts``, ``query_count``, ``db_time``, ``transaction_records``,
+    ``origin_records``...) and ``records``, its statements minus those suppressed for the
+    detector's kind by ``sqlaudit.ignore``; it returns findings whose ``statements`` index into
+    ``records``. It must not raise (errors are contained and counted, never reach the app).
+
+    A detector may also have ``needs``, a str naming what it looks at (``"lazy"``,
+    ``"column"``, ``"read"``, ``"write"``, ``"transactions"``, ``"tx_writes"``,
+    ``"stale_reads"``): ``run_detectors`` then skips it for a unit with none of that.
+    """
 
     kind: str
 
     def detect(
-        self, report: AuditReport, records: Sequence[QueryRecord]
+        self, unit: UnitRecord, records: Sequence[QueryRecord]
     ) -> Iterable[Finding]:  # pragma: no cover - protocol
         """Findings for ``records`` (the unit's statements, minus those suppressed for kind)."""
         ...
@@ -72,8 +88,97 @@ def check_detectors(detectors: object, *, setting: str = "detectors") -> tuple[D
     items = check_items(
         detectors,
         setting,
-        "an iterable of detectors (objects with a str kind and a detect(report, records) method)",
+        "an iterable of detectors (objects with a str kind and a detect(unit, records) method)",
         _is_detector,
-        "a detector (an object with a str kind and a detect(report, records) method)",
+        "a detector (an object with a str kind and a detect(unit, records) method)",
     )
     return cast("tuple[Detector, ...]", items)
+
+
+def run_detectors(
+    unit: UnitRecord, detectors: Sequence[Detector] = DEFAULT_DETECTORS
+) -> tuple[list[Finding], int]:
+    """All findings for ``unit``, worst first, capped by its config; and how many detectors
+    failed (their errors are logged once and counted, never raised outside strict mode)."""
+    config = unit.config
+    records = unit.statements
+    if not records and not unit.query_count and not unit.transaction_records:
+        return [], 0  # nothing issued (a request that did not touch the database)
+    findings: list[Finding] = []
+    failures = 0
+    with sharing():
+        failures += _detect_all(unit, detectors, records, findings)
+    try:
+        findings = combine_loops(findings)
+    except Exception as exc:
+        failures += 1
+        internal_error("loop view", exc)
+    findings.sort(key=lambda f: (-f.severity, -f.db_time, -f.count))
+    if config.max_findings is not None:
+        findings = findings[: config.max_findings]
+    return findings, failures
+
+
+def _detect_all(
+    unit: UnitRecord,
+    detectors: Sequence[Detector],
+    records: Sequence[QueryRecord],
+    findings: list[Finding],
+) -> int:
+    ignored = unit.config.ignore
+    suppressed_any = any(r.suppressed for r in records)
+    facts = _Facts(unit, records)
+    failures = 0
+    for detector in detectors:
+        if detector.kind in ignored:
+            continue
+        needs = getattr(detector, "needs", None)
+        if needs is not None and not facts.has(needs):
+            continue  # nothing to look at in this unit
+        try:
+            if suppressed_any:
+                keep = [i for i, r in enumerate(records) if detector.kind not in r.suppressed]
+                found = [
+                    dataclasses.replace(f, statements=tuple(keep[i] for i in f.statements))
+                    for f in detector.detect(unit, [records[i] for i in keep])
+                ]
+            else:
+                found = list(detector.detect(unit, records))
+        except Exception as exc:
+            failures += 1
+            internal_error(f"detector {detector.kind}", exc)
+            continue
+        if found:
+            findings.extend(found)
+    return failures
+
+
+class _Facts:
+    """What a unit holds, for skipping the detectors that would find nothing (each names what
+    it looks at in ``needs``): a unit of ten SELECTs runs five detectors, not thirteen.
+    Computed on first use; the record partition is the one detectors share."""
+
+    __slots__ = ("_cache", "_records", "_unit")
+
+    def __init__(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> None:
+        self._unit = unit
+        self._records = records
+        self._cache: dict[str, bool] = {}
+
+    def has(self, need: str) -> bool:
+        known = self._cache.get(need)
+        if known is None:
+            known = self._cache[need] = self._compute(need)
+        return known
+
+    def _compute(self, need: str) -> bool:
+        unit = self._unit
+        if need in ("lazy", "column", "read", "write"):
+            return bool(partition(self._records)[need])
+        if need == "transactions":
+            return bool(unit.transaction_records)
+        if need == "tx_writes":
+            return any(tx.writes for tx in unit.transaction_records)
+        if need == "stale_reads":
+            return bool(unit.stale_reads)
+        return True  # unknown: run the detector

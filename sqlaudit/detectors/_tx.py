@@ -6,14 +6,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
-    from sqlaudit.capture.transactions import TransactionRecord
-    from sqlaudit.model.records import CallSite
+    from sqlaudit.model.records import CallSite, TransactionRecord, UnitRecord
 
 
-def own_transactions(report: AuditReport, kind: str) -> Iterator[TransactionRecord]:
+def own_transactions(unit: UnitRecord, kind: str) -> Iterator[TransactionRecord]:
     """Transactions the audited code began itself, not suppressed for ``kind``."""
-    for tx in report.transaction_records:
+    for tx in unit.transaction_records:
         if not tx.external and kind not in tx.suppressed:
             yield tx
 

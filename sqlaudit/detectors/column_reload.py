@@ -10,8 +10,7 @@ from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.sql.fingerprint import fingerprint
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
-    from sqlaudit.model.records import CallSite, QueryRecord
+    from sqlaudit.model.records import CallSite, QueryRecord, UnitRecord
 
 
 def _key(record: QueryRecord) -> tuple[str, tuple[str, ...], str, CallSite | None] | None:
@@ -28,10 +27,10 @@ class ColumnReload:
 
     kind = "column_reload"
     #: ``run_detectors`` skips it for a unit with no column loads.
-    _needs = "column"
+    needs = "column"
 
-    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
-        config = report.config
+    def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+        config = unit.config
         for (mapper, attributes, reason, site), items in group(
             partition(records)["column"], _key
         ).items():

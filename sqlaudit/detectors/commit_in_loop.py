@@ -9,9 +9,7 @@ from sqlaudit.detectors._tx import first, own_transactions
 from sqlaudit.model.findings import Finding, Severity
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
-    from sqlaudit.capture.transactions import TransactionRecord
-    from sqlaudit.model.records import CallSite, QueryRecord
+    from sqlaudit.model.records import CallSite, QueryRecord, TransactionRecord, UnitRecord
 
 
 class CommitInLoop:
@@ -23,16 +21,16 @@ class CommitInLoop:
 
     kind = "commit_in_loop"
     #: ``run_detectors`` skips it for a unit with no transactions.
-    _needs = "transactions"
+    needs = "transactions"
 
-    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+    def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         groups: dict[CallSite, list[TransactionRecord]] = {}
-        for tx in own_transactions(report, self.kind):
+        for tx in own_transactions(unit, self.kind):
             site = first(tx.end_stack)
             if tx.end == "commit" and tx.rows_written <= 1 and site is not None:
                 groups.setdefault(site, []).append(tx)
         for site, txs in groups.items():
-            if len(txs) < report.config.commit_in_loop_min:
+            if len(txs) < unit.config.commit_in_loop_min:
                 continue
             after = min(tx.ended for tx in txs)
             refreshes = sum(

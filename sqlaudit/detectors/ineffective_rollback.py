@@ -9,8 +9,7 @@ from sqlaudit.detectors._tx import first, own_transactions
 from sqlaudit.model.findings import Finding, Severity
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
-    from sqlaudit.model.records import QueryRecord
+    from sqlaudit.model.records import QueryRecord, UnitRecord
 
 
 class IneffectiveRollback:
@@ -19,10 +18,10 @@ class IneffectiveRollback:
 
     kind = "ineffective_rollback"
     #: ``run_detectors`` skips it for a unit with no transaction with writes.
-    _needs = "tx_writes"
+    needs = "tx_writes"
 
-    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
-        for tx in own_transactions(report, self.kind):
+    def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+        for tx in own_transactions(unit, self.kind):
             if not tx.autocommit or not tx.writes:
                 continue
             if tx.end not in ("rollback", "rollback_exception"):

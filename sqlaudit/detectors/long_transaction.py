@@ -9,8 +9,7 @@ from sqlaudit.detectors._tx import first, ms, own_transactions
 from sqlaudit.model.findings import Finding, Severity
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
-    from sqlaudit.model.records import QueryRecord
+    from sqlaudit.model.records import QueryRecord, UnitRecord
 
 
 class LongTransaction:
@@ -20,11 +19,11 @@ class LongTransaction:
 
     kind = "long_transaction"
     #: ``run_detectors`` skips it for a unit with no transactions.
-    _needs = "transactions"
+    needs = "transactions"
 
-    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
-        config = report.config
-        for tx in own_transactions(report, self.kind):
+    def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+        config = unit.config
+        for tx in own_transactions(unit, self.kind):
             if tx.autocommit or tx.streaming or not tx.statements:
                 continue
             open_for = tx.ended - tx.started

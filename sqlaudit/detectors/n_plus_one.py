@@ -19,15 +19,12 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from sqlaudit.capture.origins import PARENT
 from sqlaudit.detectors._grouping import group, indexes, partition, total_time
 from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.sql.fingerprint import fingerprint
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.origins import OriginRecord
-    from sqlaudit.capture.scope import AuditReport
-    from sqlaudit.model.records import CallSite, QueryRecord
+    from sqlaudit.model.records import CallSite, OriginRecord, QueryRecord, UnitRecord
 
 #: A parent query returning more rows than this gets selectinload even for many-to-one.
 LARGE_RESULT = 100
@@ -54,20 +51,20 @@ def _where(site: CallSite | None) -> str:
 
 
 class _Origins:
-    """Lookups over a report's origins and the SQL of the statements they issued."""
+    """Lookups over a unit's origins and the SQL of the statements they issued."""
 
-    def __init__(self, report: AuditReport, records: Sequence[QueryRecord]) -> None:
-        self.report = report
+    def __init__(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> None:
+        self.origins = unit.origin_records
         self.records = records
         self._sql: dict[int, str] | None = None
 
     def get(self, oid: int) -> OriginRecord | None:
-        return self.report.origin_record(oid) if oid else None
+        return self.origins.get(oid) if oid else None
 
     def parent_of(self, oid: int) -> int | None:
         """The parent origin id of origin ``oid`` (None if ``oid`` is unknown)."""
-        origin = self.report.origins.get(oid) if oid else None
-        return None if origin is None else origin[PARENT]
+        origin = self.origins.get(oid) if oid else None
+        return None if origin is None else origin.parent
 
     def limited_or_large(self, origin: OriginRecord) -> bool:
         if self._sql is None:  # built only when a finding needs it
@@ -105,11 +102,11 @@ class NPlusOne:
 
     kind = "n_plus_one"
     #: ``run_detectors`` skips it for a unit with no lazy loads.
-    _needs = "lazy"
+    needs = "lazy"
 
-    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
-        config = report.config
-        origins = _Origins(report, records)
+    def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+        config = unit.config
+        origins = _Origins(unit, records)
         for (relationship, site), items in group(partition(records)["lazy"], _key).items():
             parents = {r.orm.parent for _, r in items if r.orm is not None}
             db_time = total_time(items)

@@ -9,8 +9,7 @@ from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.model.records import StatementKind
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
-    from sqlaudit.model.records import QueryRecord
+    from sqlaudit.model.records import QueryRecord, UnitRecord
 
 
 class QueryBudget:
@@ -18,12 +17,12 @@ class QueryBudget:
 
     kind = "query_budget"
 
-    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
-        config = report.config
+    def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+        config = unit.config
         # Statements suppressed with ignore("query_budget") do not count against the budget;
-        # statements past max_records (report.overflow) always do.
-        suppressed = report.recorded_count - len(records)
-        count = report.query_count - suppressed
+        # statements past max_records (unit.overflow) always do.
+        suppressed = unit.recorded_count - len(records)
+        count = unit.query_count - suppressed
         if config.max_queries is not None and count > config.max_queries:
             yield Finding(
                 kind=self.kind,
@@ -37,8 +36,8 @@ class QueryBudget:
                 ),
             )
         db_time = sum(r.duration for r in records if r.kind != StatementKind.TRANSACTION)
-        if report.overflow:
-            db_time = report.db_time
+        if unit.overflow:
+            db_time = unit.db_time
         ms = db_time * 1000
         if config.max_db_time_ms is not None and ms > config.max_db_time_ms:
             yield Finding(

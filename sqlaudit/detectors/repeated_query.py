@@ -18,8 +18,7 @@ from sqlaudit.sql.fingerprint import short
 from sqlaudit.sql.params import walk
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
-    from sqlaudit.model.records import CallSite, QueryRecord
+    from sqlaudit.model.records import CallSite, QueryRecord, UnitRecord
 
 _READS = frozenset({StatementKind.SELECT, StatementKind.OTHER})
 #: ORM loads reported by other detectors (lazy: n_plus_one; column: column_reload) or exempt
@@ -40,10 +39,10 @@ class RepeatedQuery:
 
     kind = "repeated_query"
     #: ``run_detectors`` skips it for a unit with no reads.
-    _needs = "read"
+    needs = "read"
 
-    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
-        config = report.config
+    def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+        config = unit.config
         grouped = by_shape_and_stack(partition(records)["read"], _key, config.repeated_query_min)
         for (shape, stack), items in grouped:
             n = len(items)

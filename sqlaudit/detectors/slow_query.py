@@ -10,8 +10,7 @@ from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.sql.fingerprint import fingerprint, short
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
-    from sqlaudit.model.records import CallSite, QueryRecord
+    from sqlaudit.model.records import CallSite, QueryRecord, UnitRecord
 
 
 class SlowQuery:
@@ -19,8 +18,8 @@ class SlowQuery:
 
     kind = "slow_query"
 
-    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
-        threshold = report.config.slow_query_ms
+    def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+        threshold = unit.config.slow_query_ms
         if threshold is None:
             return
         limit = threshold / 1000.0

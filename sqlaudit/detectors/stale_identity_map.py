@@ -8,9 +8,7 @@ from typing import TYPE_CHECKING
 from sqlaudit.model.findings import Finding, Severity
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.identity import StaleRead
-    from sqlaudit.capture.scope import AuditReport
-    from sqlaudit.model.records import CallSite, QueryRecord
+    from sqlaudit.model.records import CallSite, QueryRecord, StaleRead, UnitRecord
 
 
 class StaleIdentityMap:
@@ -19,11 +17,11 @@ class StaleIdentityMap:
 
     kind = "stale_identity_map"
     #: ``run_detectors`` skips it for a unit with no stale-read candidates.
-    _needs = "stale_reads"
+    needs = "stale_reads"
 
-    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+    def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         groups: dict[tuple[str, CallSite | None], list[StaleRead]] = {}
-        for read in report.stale_reads:
+        for read in unit.stale_reads:
             site = read.stack[0] if read.stack else None
             groups.setdefault((read.mapper, site), []).append(read)
         for (mapper, site), reads in groups.items():

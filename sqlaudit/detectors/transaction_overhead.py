@@ -6,11 +6,9 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from sqlaudit.model.findings import Finding, Severity
-from sqlaudit.model.records import StatementKind
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
-    from sqlaudit.model.records import QueryRecord
+    from sqlaudit.model.records import QueryRecord, UnitRecord
 
 _FIXES = {
     "mysql": (
@@ -29,41 +27,21 @@ _FIXES = {
 }
 
 
-def control_round_trips(report: AuditReport) -> tuple[int, int]:
-    """(transaction-control round trips, statement round trips) of the unit, estimated per
-    dialect: COMMIT/ROLLBACK per transaction, BEGIN on PostgreSQL, the pool's reset ROLLBACK
-    per connection returned, and SAVEPOINT/RELEASE statements."""
-    counts = report.counts
-    control = counts.get(StatementKind.TRANSACTION, 0)
-    statements = report.query_count
-    dialect = ""
-    for tx in report.transaction_records:
-        dialect = dialect or tx.dialect
-        if not tx.statements or tx.autocommit:
-            continue
-        if tx.end != "open":
-            control += 1  # COMMIT or ROLLBACK (also when a close ended it)
-        if tx.dialect == "postgresql":
-            control += 1  # BEGIN
-    control += report.resets
-    return control, statements
-
-
 class TransactionOverhead:
     """Info: transaction control takes >= ``transaction_overhead_ratio`` of round trips."""
 
     kind = "transaction_overhead"
     #: ``run_detectors`` skips it for a unit with no transactions.
-    _needs = "transactions"
+    needs = "transactions"
 
-    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
-        ratio = report.config.transaction_overhead_ratio
-        if ratio is None or not report.transaction_records:
+    def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+        ratio = unit.config.transaction_overhead_ratio
+        if ratio is None or not unit.transaction_records:
             return
-        dialect = report.transaction_records[0].dialect
+        dialect = unit.transaction_records[0].dialect
         if dialect not in _FIXES:
             return  # embedded SQLite: no round trips to save
-        control, statements = control_round_trips(report)
+        control, statements = unit.round_trips
         total = control + statements
         if total < 2 or control < ratio * total:
             return

@@ -17,8 +17,7 @@ from sqlaudit.model.records import StatementKind
 from sqlaudit.sql.fingerprint import short
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
-    from sqlaudit.model.records import CallSite, QueryRecord
+    from sqlaudit.model.records import CallSite, QueryRecord, UnitRecord
 
 _LOOP_FIX = (
     "send the rows in one statement: collect them and call "
@@ -54,10 +53,10 @@ class WriteLoop:
 
     kind = "write_loop"
     #: ``run_detectors`` skips it for a unit with no writes.
-    _needs = "write"
+    needs = "write"
 
-    def detect(self, report: AuditReport, records: Sequence[QueryRecord]) -> Iterator[Finding]:
-        config = report.config
+    def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
+        config = unit.config
         # Grouped statements first; the flush rule below then counts flushes, not statements.
         for (shape, stack), items in by_shape_and_stack(partition(records)["write"], _key, 2):
             flushes = {_flush_id(r) for _, r in items} - {None}

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sqlaudit._validate import check_bool, check_int, check_ms, check_ratio
 from sqlaudit.errors import ConfigError
 from sqlaudit.model.findings import Severity, check_kinds
 
@@ -14,36 +14,6 @@ __all__ = ["AuditConfig"]
 
 OnFinding = Literal["log", "raise", "ignore"]
 _ON_FINDING = ("log", "raise", "ignore")
-
-
-def _check_int(name: str, value: Any, minimum: int, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        none = " or None" if optional else ""
-        raise ConfigError(f"{name} must be an int >= {minimum}{none}, got {value!r}")
-
-
-def _check_ms(name: str, value: Any, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        none = " or None" if optional else ""
-        raise ConfigError(
-            f"{name} must be a finite number of milliseconds >= 0{none}, got {value!r}"
-        )
-
-
-def _check_ratio(name: str, value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise ConfigError(f"{name} must be a number in (0, 1] or None, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,25 +67,22 @@ class AuditConfig:
     include_sql: bool = False
 
     def __post_init__(self) -> None:
-        _check_int("max_queries", self.max_queries, 0, optional=True)
-        _check_ms("max_db_time_ms", self.max_db_time_ms, optional=True)
-        _check_ms("slow_query_ms", self.slow_query_ms, optional=True)
-        _check_int("n_plus_one_min", self.n_plus_one_min, 2)
-        _check_int("repeated_query_min", self.repeated_query_min, 2)
-        _check_int("deferred_reload_min", self.deferred_reload_min, 2)
-        _check_int("expired_reload_min", self.expired_reload_min, 2)
-        _check_int("write_loop_min", self.write_loop_min, 2)
-        _check_ms("min_group_ms", self.min_group_ms)
-        _check_ms("long_transaction_ms", self.long_transaction_ms, optional=True)
-        _check_ms("idle_in_transaction_ms", self.idle_in_transaction_ms, optional=True)
-        _check_int("commit_in_loop_min", self.commit_in_loop_min, 2)
-        if not isinstance(self.open_transactions, bool):
-            raise ConfigError(
-                f"open_transactions must be True or False, got {self.open_transactions!r}"
-            )
-        _check_ratio("transaction_overhead_ratio", self.transaction_overhead_ratio)
-        _check_int("max_findings", self.max_findings, 0, optional=True)
-        _check_int("max_records", self.max_records, 0)
+        check_int("max_queries", self.max_queries, 0, optional=True)
+        check_ms("max_db_time_ms", self.max_db_time_ms, optional=True)
+        check_ms("slow_query_ms", self.slow_query_ms, optional=True)
+        check_int("n_plus_one_min", self.n_plus_one_min, 2)
+        check_int("repeated_query_min", self.repeated_query_min, 2)
+        check_int("deferred_reload_min", self.deferred_reload_min, 2)
+        check_int("expired_reload_min", self.expired_reload_min, 2)
+        check_int("write_loop_min", self.write_loop_min, 2)
+        check_ms("min_group_ms", self.min_group_ms)
+        check_ms("long_transaction_ms", self.long_transaction_ms, optional=True)
+        check_ms("idle_in_transaction_ms", self.idle_in_transaction_ms, optional=True)
+        check_int("commit_in_loop_min", self.commit_in_loop_min, 2)
+        check_bool("open_transactions", self.open_transactions)
+        check_ratio("transaction_overhead_ratio", self.transaction_overhead_ratio)
+        check_int("max_findings", self.max_findings, 0, optional=True)
+        check_int("max_records", self.max_records, 0)
         if self.on_finding not in _ON_FINDING:
             raise ConfigError(
                 f"on_finding must be one of {', '.join(map(repr, _ON_FINDING))}, "
@@ -123,8 +90,7 @@ class AuditConfig:
             )
         object.__setattr__(self, "fail_on", Severity.parse(self.fail_on, setting="fail_on"))
         object.__setattr__(self, "ignore", check_kinds(self.ignore, setting="ignore"))
-        if not isinstance(self.include_sql, bool):
-            raise ConfigError(f"include_sql must be True or False, got {self.include_sql!r}")
+        check_bool("include_sql", self.include_sql)
 
     @classmethod
     def for_production(cls, **overrides: Any) -> AuditConfig:

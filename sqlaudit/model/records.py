@@ -1,15 +1,33 @@
-"""What sqlaudit records per statement: plain tuples, cheap to create on the hot path.
+"""What a unit of work did, as plain data: statements, transactions, the queries that loaded
+ORM objects, and the unit itself (``UnitRecord``, frozen when the unit closes).
 
-Records never hold SQLAlchemy objects, frames or bind values. ``QueryRecord.sql`` is the SQL
-text SQLAlchemy sent to the driver (placeholders, not values); it stays in the process and is
-exported only as a fingerprint unless the user opts in.
+Per-statement records are plain tuples, cheap to create on the hot path. Records never hold
+SQLAlchemy objects, frames or bind values. ``QueryRecord.sql`` is the SQL text SQLAlchemy sent
+to the driver (placeholders, not values); it stays in the process and is exported only as a
+fingerprint unless the user opts in. Detectors are pure functions of a ``UnitRecord``.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
-__all__ = ["CallSite", "OrmLoad", "QueryRecord", "StatementKind"]
+if TYPE_CHECKING:
+    from sqlaudit.model.config import AuditConfig
+
+__all__ = [
+    "CallSite",
+    "FrozenOrigins",
+    "Origin",
+    "OriginRecord",
+    "OrmLoad",
+    "QueryRecord",
+    "StaleRead",
+    "StatementKind",
+    "TransactionRecord",
+    "UnitRecord",
+]
 
 
 class StatementKind:
@@ -95,3 +113,208 @@ class QueryRecord(NamedTuple):
     def callsite(self) -> CallSite | None:
         """The innermost application frame, or None when none was found."""
         return self.stack[0] if self.stack else None
+
+
+class TransactionRecord(NamedTuple):
+    """One database transaction seen in a unit of work (plain data, no SQLAlchemy objects)."""
+
+    #: ``"core"`` or ``"orm"`` (an ORM session's transaction).
+    source: str
+    #: True when the connection was in autocommit mode (None: no write, not checked).
+    autocommit: bool | None
+    #: ``"commit"``, ``"rollback"``, ``"rollback_exception"``, ``"closed"``, ``"open"``, or
+    #: ``"ended"`` (a read-only transaction that ended unobserved: no listener was needed).
+    end: str
+    #: Statements executed in it (transaction control excluded).
+    statements: int
+    #: INSERT/UPDATE/DELETE statements among them.
+    writes: int
+    #: ``perf_counter()`` at its first statement (or at the session's begin).
+    started: float
+    #: ``perf_counter()`` when it ended (or when the scope closed, if still open).
+    ended: float
+    #: Seconds spent executing its statements.
+    exec_time: float
+    #: Longest time between the end of one of its statements and the start of the next.
+    max_gap: float
+    #: Where it began (the first statement's application frames).
+    begin_stack: tuple[CallSite, ...]
+    #: Where it ended (the commit or rollback call's application frames).
+    end_stack: tuple[CallSite, ...]
+    #: Not begun by the audited code (outer fixture transaction, pre-scope checkout).
+    external: bool
+    #: It streamed results (``stream_results`` / ``yield_per``): long by design.
+    streaming: bool
+    #: The dialect name.
+    dialect: str
+    #: An opaque key of the ORM session, or 0 for Core.
+    session: int
+    #: Rows written (sum of parameter sets of its writes).
+    rows_written: int
+    #: Finding kinds suppressed by ``sqlaudit.ignore`` where it began.
+    suppressed: frozenset[str]
+
+
+class OriginRecord(NamedTuple):
+    """A query that loaded ORM objects (plain data)."""
+
+    #: Key of this origin in ``UnitRecord.origin_records`` (``OrmLoad.query`` points here).
+    oid: int
+    #: ``"query"``, ``"lazy"`` or ``"eager"``.
+    load: str
+    #: The class the query loads, e.g. ``"User"``.
+    mapper: str | None
+    #: For lazy and eager loads, the relationship, e.g. ``"User.addresses"``.
+    relationship: str | None
+    #: Whether that relationship is many-to-one (``joinedload`` is then the usual cure).
+    many_to_one: bool
+    #: The relationship's ``lazy`` setting (``"select"``, ``"dynamic"``, ``"immediate"``...).
+    strategy: str | None
+    #: For lazy loads, the origin of the object the load was for (0: unknown).
+    parent: int
+    #: Objects of ``mapper`` it loaded.
+    rows: int
+    #: Where it was issued.
+    stack: tuple[CallSite, ...]
+
+
+class StaleRead(NamedTuple):
+    """A SELECT that may return rows the session already holds from an earlier transaction."""
+
+    #: The queried class, e.g. ``"User"``.
+    mapper: str
+    #: Objects of that class the session held unexpired from an earlier transaction.
+    held: int
+    #: True when the session's connection autocommits (each statement its own transaction).
+    autocommit: bool
+    #: Where the SELECT was issued.
+    stack: tuple[CallSite, ...]
+
+
+#: An origin while its unit is open (capture's form): ``(load, mapper, relationship, many_to_one,
+#: strategy, parent, stack)``, the fields of ``OriginRecord`` but ``oid`` (its key) and
+#: ``rows`` (counted apart). A plain tuple: cheap to build, and the garbage
+#: collector stops tracking it.
+Origin = tuple[str, "str | None", "str | None", bool, "str | None", int, "tuple[CallSite, ...]"]
+
+
+def freeze(oid: int, origin: Origin, rows: int) -> OriginRecord:
+    """The plain-data record of an open origin."""
+    load, mapper, relationship, many_to_one, strategy, parent, stack = origin
+    return OriginRecord(oid, load, mapper, relationship, many_to_one, strategy, parent, rows, stack)
+
+
+class FrozenOrigins(Mapping[int, OriginRecord]):
+    """A closed unit's origins as ``OriginRecord`` s, each built when first read: a unit that
+    issued thousands of ORM statements pays only for the origins a finding names."""
+
+    __slots__ = ("_done", "_origins", "_rows")
+
+    def __init__(self, origins: dict[int, Origin], rows: dict[int, int]) -> None:
+        self._origins = origins
+        self._rows = rows
+        self._done: dict[int, OriginRecord] = {}
+
+    def __getitem__(self, oid: int) -> OriginRecord:
+        record = self._done.get(oid)
+        if record is None:
+            record = self._done[oid] = freeze(oid, self._origins[oid], self._rows.get(oid, 0))
+        return record
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._origins)
+
+    def __len__(self) -> int:
+        return len(self._origins)
+
+    def __contains__(self, oid: object) -> bool:
+        return oid in self._origins
+
+
+_TRANSACTION = StatementKind.TRANSACTION
+_ROLLED_BACK = ("rollback", "rollback_exception", "closed")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class UnitRecord:
+    """What one unit of work (a request, a job, a test) did, frozen when it closed.
+
+    Detectors are functions of it (``Detector.detect(unit, records)``); ``AuditReport`` is the
+    public view that reads it. Statements past ``config.max_records`` are in ``counts`` and
+    ``db_time`` but not in ``statements``.
+    """
+
+    #: The unit's name, e.g. ``"GET /users/{id}"``.
+    name: str
+    #: The configuration it was audited with.
+    config: AuditConfig
+    #: Recorded statements in the order they started (at most ``max_records``).
+    statements: tuple[QueryRecord, ...]
+    #: Statements per kind, recorded or not (``"transaction"``: BEGIN/COMMIT/SAVEPOINT...).
+    counts: Mapping[str, int]
+    #: Seconds spent executing statements, transaction control excluded.
+    db_time: float
+    #: Statements counted but not recorded (past ``max_records``).
+    overflow: int
+    #: Its database transactions.
+    transaction_records: tuple[TransactionRecord, ...]
+    #: The queries that loaded ORM objects, by id (``OrmLoad.query``).
+    origin_records: Mapping[int, OriginRecord]
+    #: SELECTs that may have re-read rows a session held from an earlier transaction.
+    stale_reads: tuple[StaleRead, ...]
+    #: ROLLBACKs the pool sent resetting connections returned during the unit.
+    resets: int
+    #: ``perf_counter()`` when it opened and when it closed (or was snapshotted).
+    started: float
+    ended: float
+    #: sqlaudit errors swallowed while auditing it.
+    internal_errors: int = 0
+
+    @property
+    def query_count(self) -> int:
+        """Statements issued, transaction control excluded."""
+        return sum(self.counts.values()) - self.counts.get(_TRANSACTION, 0)
+
+    @property
+    def recorded_count(self) -> int:
+        """Statements recorded in detail."""
+        return len(self.statements)
+
+    @property
+    def db_time_ms(self) -> float:
+        return self.db_time * 1000.0
+
+    @property
+    def duration(self) -> float:
+        """Wall-clock seconds the unit was open."""
+        return self.ended - self.started
+
+    @property
+    def transaction_count(self) -> int:
+        """Transactions that ran at least one statement."""
+        return sum(1 for t in self.transaction_records if t.statements)
+
+    @property
+    def commit_count(self) -> int:
+        """Transactions that ended in a commit."""
+        return sum(1 for t in self.transaction_records if t.end == "commit")
+
+    @property
+    def rollback_count(self) -> int:
+        """Transactions with writes that were rolled back (explicitly, on error or at close)."""
+        return sum(1 for t in self.transaction_records if t.end in _ROLLED_BACK and t.writes)
+
+    @property
+    def round_trips(self) -> tuple[int, int]:
+        """(transaction-control round trips, statement round trips), estimated per dialect:
+        COMMIT/ROLLBACK per transaction, BEGIN on PostgreSQL, the pool's reset ROLLBACK per
+        connection returned, and SAVEPOINT/RELEASE statements."""
+        control = self.counts.get(_TRANSACTION, 0)
+        for tx in self.transaction_records:
+            if not tx.statements or tx.autocommit:
+                continue
+            if tx.end != "open":
+                control += 1  # COMMIT or ROLLBACK (also when a close ended it)
+            if tx.dialect == "postgresql":
+                control += 1  # BEGIN
+        return control + self.resets, self.query_count

@@ -37,9 +37,9 @@ from sqlaudit.errors import ConfigError
 from sqlaudit.sql.fingerprint import fingerprint, tables
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
     from sqlaudit.model.findings import Finding
     from sqlaudit.model.records import CallSite, QueryRecord
+    from sqlaudit.report import AuditReport
 
 __all__ = [
     "FINDING_EVENT",

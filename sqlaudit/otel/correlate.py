@@ -29,12 +29,13 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext, SpanKind
 
 from sqlaudit._internal import internal_error
-from sqlaudit.capture.scope import current
+from sqlaudit.capture.scope import Scope, current
+from sqlaudit.report import scope_of
 from sqlaudit.sql.fingerprint import fingerprint
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
     from sqlaudit.model.records import QueryRecord
+    from sqlaudit.report import AuditReport
 
 __all__ = ["SeenSpan", "StatementSpans", "match", "statement_spans_for"]
 
@@ -56,7 +57,7 @@ class StatementSpans(SpanProcessor):
     """Remembers statement spans that end inside an audit, per outermost unit of work."""
 
     def __init__(self) -> None:
-        self._by_unit: weakref.WeakKeyDictionary[AuditReport, list[SeenSpan]] = (
+        self._by_unit: weakref.WeakKeyDictionary[Scope, list[SeenSpan]] = (
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
@@ -97,7 +98,7 @@ class StatementSpans(SpanProcessor):
 
     def spans(self, report: AuditReport) -> list[SeenSpan]:
         """The statement spans remembered for ``report``'s outermost unit."""
-        root = report
+        root = scope_of(report)
         while root.parent is not None:
             root = root.parent
         return list(self._by_unit.get(root, ()))

@@ -23,7 +23,7 @@ from opentelemetry.metrics import Meter
 from sqlaudit.otel.attributes import Attributes
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.report import AuditReport
 
 __all__ = ["INSTRUMENTS", "UnitMetrics"]
 

@@ -25,10 +25,10 @@ from sqlaudit.otel.metrics import UnitMetrics
 from sqlaudit.otel.spans import BURST_KINDS, burst_span, transaction_spans
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
     from sqlaudit.model.findings import Finding
     from sqlaudit.model.records import QueryRecord
     from sqlaudit.otel.correlate import StatementSpans
+    from sqlaudit.report import AuditReport
 
 __all__ = ["OTelReporter", "check_flag", "check_provider"]
 

@@ -26,8 +26,8 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Tracer
 from sqlaudit.otel.attributes import Attributes, Semconv, code_attributes, db_system_attributes
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
     from sqlaudit.model.records import QueryRecord
+    from sqlaudit.report import AuditReport
 
 __all__ = ["BURST_KINDS", "burst_span", "transaction_spans"]
 

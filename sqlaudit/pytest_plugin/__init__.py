@@ -35,7 +35,6 @@ from typing import Any
 import pytest
 
 from sqlaudit._audit import audit
-from sqlaudit.capture.scope import AuditReport
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.pytest_plugin import baseline as _baseline
 from sqlaudit.pytest_plugin.fixture import SqlauditFixture
@@ -57,6 +56,7 @@ from sqlaudit.pytest_plugin.session import (
     summarize,
 )
 from sqlaudit.pytest_plugin.settings import INI, OPTIONS, Settings, resolve
+from sqlaudit.report import AuditReport
 
 __all__ = ["SqlauditFailure", "SqlauditFixture"]
 

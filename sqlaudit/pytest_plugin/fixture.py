@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlaudit._audit import audit, ignore
 from sqlaudit._internal import internal_error
-from sqlaudit.capture.scope import AuditReport
 from sqlaudit.detectors import DEFAULT_DETECTORS
 from sqlaudit.errors import ConfigError
 from sqlaudit.model.config import AuditConfig
@@ -31,6 +30,7 @@ from sqlaudit.pytest_plugin.policy import (
     failure_text,
     parse_budget,
 )
+from sqlaudit.report import AuditReport
 from sqlaudit.report.text import format_site
 from sqlaudit.sql.fingerprint import fingerprint, short
 
@@ -228,7 +228,8 @@ def _diagnose(report: AuditReport) -> list[Finding]:
         if detector.kind in ("query_budget", "slow_query"):
             continue
         try:
-            findings.extend(detector.detect(report, report.statements))
+            unit = report.snapshot()
+            findings.extend(detector.detect(unit, unit.statements))
         except Exception as exc:
             internal_error(f"detector {detector.kind}", exc)
     return findings

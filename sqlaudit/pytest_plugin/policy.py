@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlaudit.capture.scope import AuditReport
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.model.config import AuditConfig
 from sqlaudit.model.findings import KINDS, TIMING_KINDS, Finding, check_kinds
 from sqlaudit.model.records import StatementKind
 from sqlaudit.pytest_plugin import baseline as _baseline
+from sqlaudit.report import AuditReport
 
 __all__ = [
     "DEFAULT_FAIL_KINDS",

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlaudit.capture.scope import AuditReport
 from sqlaudit.pytest_plugin import baseline as _baseline
 from sqlaudit.pytest_plugin.policy import TestPolicy, Verdict, budget_counts, identity
 from sqlaudit.pytest_plugin.settings import Settings, narrowed
+from sqlaudit.report import AuditReport
 
 if TYPE_CHECKING:
     import pytest

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlaudit.detectors.transaction_overhead import control_round_trips
 from sqlaudit.sql.fingerprint import fingerprint
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.report import AuditReport
 
 __all__ = ["report_to_dict"]
 
@@ -48,7 +47,7 @@ def report_to_dict(report: AuditReport) -> dict[str, Any]:
         "commits": report.commit_count,
         "rollbacks": report.rollback_count,
         "round_trips": dict(
-            zip(("transaction_control", "statements"), control_round_trips(report), strict=True)
+            zip(("transaction_control", "statements"), report.round_trips, strict=True)
         ),
         "overflow": report.overflow,
         "internal_errors": report.internal_errors,

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from sqlaudit.detectors.transaction_overhead import control_round_trips
 from sqlaudit.model.records import CallSite, StatementKind
 from sqlaudit.sql.fingerprint import fingerprint, short
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
     from sqlaudit.model.findings import Finding
+    from sqlaudit.report import AuditReport
 
 __all__ = ["format_finding", "format_site", "render"]
 
@@ -77,7 +76,7 @@ def _summary(report: AuditReport) -> str:
         kept = [p for p in parts if not p.startswith("0 ")]
         line += f"\n  {_plural(report.transaction_count, 'transaction')}: {', '.join(kept)}"
         if on_server:
-            control, counted = control_round_trips(report)
+            control, counted = report.round_trips
             line += f"; round trips: {counted} statements + about {control} transaction control"
     return line
 

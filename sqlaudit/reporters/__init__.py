@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, cast
 
-from sqlaudit.errors import ConfigError, check_items
+from sqlaudit._validate import check_items
+from sqlaudit.errors import ConfigError
 from sqlaudit.reporters.log import LogReporter
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.report import AuditReport
 
 __all__ = ["LogReporter", "Reporter", "check_reporters"]
 

@@ -9,7 +9,7 @@ from sqlaudit.errors import ConfigError
 from sqlaudit.model.findings import Severity
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.report import AuditReport
 
 _LEVELS = {
     Severity.INFO: logging.INFO,

@@ -23,12 +23,13 @@ from fnmatch import fnmatchcase
 from random import random
 from typing import TYPE_CHECKING
 
-from sqlaudit._audit import audit, run_detectors
+from sqlaudit._audit import audit
 from sqlaudit._internal import internal_error
-from sqlaudit.capture.scope import AuditReport, current
-from sqlaudit.detectors import check_detectors
+from sqlaudit.capture.scope import current
+from sqlaudit.detectors import check_detectors, run_detectors
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.model.config import AuditConfig
+from sqlaudit.report import AuditReport, scope_of
 from sqlaudit.reporters import check_reporters
 from sqlaudit.web.devpage import DevPage, check_page_size
 
@@ -74,12 +75,14 @@ def collapse_ids(path: str) -> str:
 class Unit:
     """One audited request: its report and what the middleware learnt about the response."""
 
-    __slots__ = ("method", "path", "provisional", "report", "route", "sampled", "status")
+    __slots__ = ("method", "path", "provisional", "report", "route", "sampled", "scope", "status")
 
     def __init__(
         self, report: AuditReport, method: str, path: str, sampled: bool, provisional: str = ""
     ) -> None:
         self.report = report
+        #: The capture state the middleware makes current while the application runs.
+        self.scope = scope_of(report)
         self.method = method
         self.path = path
         self.sampled = sampled
@@ -149,7 +152,8 @@ class RequestAuditor:
                 return None
             rate = self.sample_rate
             sampled = rate >= 1.0 or (rate > 0.0 and random() < rate)
-            parent = current()
+            scope = current()
+            parent = None if scope is None else scope.owner
             if sampled:
                 name = f"{method[:16]} {collapse_ids(path)}"
                 return Unit(AuditReport(name, self.config, parent), method, path, True, name)
@@ -173,7 +177,7 @@ class RequestAuditor:
                 value = str(count)
                 if unit.sampled:
                     self._prepare(unit)
-                    found = run_detectors(report, self._closer.detectors)
+                    found, _ = run_detectors(report.snapshot(), self._closer.detectors)
                     kinds = " ".join(dict.fromkeys(f.kind for f in found))
                     value += f'; findings="{kinds}"'
                 headers.append((self.header, value))

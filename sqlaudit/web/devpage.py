@@ -25,7 +25,7 @@ from sqlaudit.report.text import format_site
 from sqlaudit.sql.fingerprint import fingerprint, short
 
 if TYPE_CHECKING:
-    from sqlaudit.capture.scope import AuditReport
+    from sqlaudit.report import AuditReport
 
 __all__ = ["DevPage", "Entry", "check_page_size"]
 
