@@ -1,7 +1,7 @@
 # Developer and CI entry points. Needs only python3 (3.10+) with its venv module and GNU make.
 #
 #   make demo                        install with the asyncio extra, run `sqlaudit demo`
-#   make test                        ruff, ruff format --check, mypy, pytest
+#   make test                        ruff, ruff format --check, mypy, import-linter, pytest
 #   make test SQLALCHEMY="SQLAlchemy==2.0.30"   ... against another SQLAlchemy
 #   make test PYTEST_ARGS="-k budget -x"        ... passing arguments to pytest
 #   make test VENV=.venv-other                  ... in another virtualenv
@@ -32,6 +32,7 @@ test: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import StaticPool
 
 import sqlaudit
@@ -223,3 +224,48 @@ def test_counts_read_after_every_statement_stay_exact() -> None:
     assert report.recorded_count == 5
     starts = [r.start for r in report.statements]
     assert starts == sorted(starts)
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Thing(_Base):
+    __tablename__ = "sqlaudit_t_thing"
+    id: Mapped[int] = mapped_column(primary_key=True)
+
+
+class _EmptiedAfterCheck(list):  # type: ignore[type-arg]  # a stand-in for FALLBACK
+    """A FALLBACK list that another thread emptied between a reader's ``if FALLBACK`` and its
+    ``FALLBACK[-1]``: it says it is not empty, and holds nothing."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def test_the_last_all_threads_audit_closing_during_a_statement_is_harmless(
+    monkeypatch: Any,
+) -> None:
+    """The race of an ``all_threads`` audit closing in one thread while another thread's
+    statement (or ORM load) reads ``FALLBACK`` is forced: the statement and the ORM load run
+    unaudited, nothing reaches the application."""
+    from sqlaudit.capture import origins, scope, statements
+
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+    _Base.metadata.create_all(engine)
+    handle = sqlaudit.instrument(engine)
+    try:
+        raced = _EmptiedAfterCheck()
+        for module in (scope, statements, origins):
+            monkeypatch.setattr(module, "FALLBACK", raced)
+        assert scope.current() is None
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO sqlaudit_t_thing (id) VALUES (1)"))
+            assert conn.execute(text("SELECT count(*) FROM sqlaudit_t_thing")).scalar() == 1
+            conn.exec_driver_sql("SELECT 1")
+            conn.execute(text("DELETE FROM sqlaudit_t_thing WHERE id = :i"), [{"i": 5}, {"i": 6}])
+        with Session(engine) as session:
+            assert [t.id for t in session.query(_Thing)] == [1]
+    finally:
+        handle.remove()
+        engine.dispose()
