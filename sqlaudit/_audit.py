@@ -10,7 +10,7 @@ from contextvars import Token
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from sqlaudit._internal import internal_error
+from sqlaudit._internal import contain
 from sqlaudit._validate import check_bool
 from sqlaudit.capture.scope import CURRENT, FALLBACK, SUPPRESSED, Scope, current
 from sqlaudit.detectors import DEFAULT_DETECTORS, Detector, check_detectors, run_detectors
@@ -121,8 +121,7 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         try:
             unit = scope.close()
         except Exception as exc:
-            scope.internal_errors += 1
-            internal_error("close", exc)
+            contain("close", exc, scope)
             unit = scope.freeze()
         report._unit = unit
         findings, failures = run_detectors(unit, self.detectors)
@@ -132,15 +131,13 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             try:
                 scope.parent.merge_child(scope)
             except Exception as exc:
-                scope.internal_errors += 1
-                internal_error("merge_child", exc)
+                contain("merge_child", exc, scope)
         scope.release()
         for reporter in self.reporters:
             try:
                 reporter.report(report)
             except Exception as exc:
-                report.internal_errors += 1
-                internal_error(f"reporter {type(reporter).__name__}", exc)
+                contain(f"reporter {type(reporter).__name__}", exc, scope)
         config = self.config
         if (
             not failing

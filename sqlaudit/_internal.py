@@ -1,17 +1,21 @@
-"""Internal errors: logged once per kind, counted on the report, re-raised in strict mode.
+"""Internal errors: logged once per kind, counted on the unit, re-raised in strict mode.
 
 Listeners and middleware must never break the user's application, so every sqlaudit code path
 that runs inside the user's query, request or test catches its own exceptions and hands them
-here. sqlaudit's own test suite sets ``SQLAUDIT_STRICT=1`` so that such errors surface.
+to ``contain``, the one guard: it counts the error on the unit, logs it once, and re-raises it
+only in strict mode (``SQLAUDIT_STRICT=1``, set by sqlaudit's own test suite so that such
+errors surface) and never while the application itself is failing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
+from typing import Any
 
-__all__ = ["internal_error", "is_strict", "logger"]
+__all__ = ["contain", "internal_error", "is_strict", "logger"]
 
 logger = logging.getLogger("sqlaudit")
 _seen: set[str] = set()
@@ -33,3 +37,17 @@ def internal_error(where: str, exc: BaseException) -> None:
         logger.error("sqlaudit internal error in %s (logged once)", where, exc_info=exc)
     if is_strict():
         raise exc
+
+
+def contain(where: str, exc: Exception, unit: Any = None, *, failing: bool = False) -> None:
+    """Contain an internal error at ``where``: count it on ``unit`` (anything with an
+    ``internal_errors`` counter: a scope, a report), log it once; in strict mode re-raise it,
+    unless the application is ``failing`` (its own exception must win)."""
+    if unit is not None:
+        with contextlib.suppress(Exception):  # a unit that cannot count must not hide it
+            unit.internal_errors += 1
+    try:
+        internal_error(where, exc)
+    except Exception:
+        if not failing:
+            raise

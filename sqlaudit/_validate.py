@@ -8,17 +8,26 @@ configured (constructors, ``instrument``, marker parsing), never at the first re
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from sqlaudit.errors import ConfigError
 
 __all__ = [
     "check_bool",
+    "check_budgets",
     "check_callable",
+    "check_choice",
+    "check_header_name",
     "check_int",
     "check_items",
     "check_ms",
+    "check_names",
+    "check_path",
+    "check_patterns",
+    "check_provider",
+    "check_rate",
     "check_ratio",
     "check_str",
 ]
@@ -99,3 +108,121 @@ def check_items(
         if not is_item(element):
             raise ConfigError(f"{setting}[{i}] must be {item}, got {element!r}")
     return items
+
+
+def check_rate(setting: str, value: Any) -> float:
+    """``value`` as a float when it is a number from 0 to 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{setting} must be a number from 0 to 1, got {value!r}")
+    return float(value)
+
+
+def check_choice(setting: str, value: Any, allowed: Iterable[str]) -> Any:
+    """``value`` when it is one of ``allowed``."""
+    choices = tuple(allowed)
+    if value not in choices:
+        raise ConfigError(
+            f"{setting} must be one of {', '.join(map(repr, choices))}, got {value!r}"
+        )
+    return value
+
+
+def check_names(setting: str, value: Any, allowed: frozenset[str], what: str) -> frozenset[str]:
+    """An iterable of names (a single str counts as one) as a frozenset, each in ``allowed``;
+    ``what`` names one of them in messages (e.g. "finding kind")."""
+    if isinstance(value, str):
+        value = (value,)
+    try:
+        names = frozenset(value)
+    except TypeError:
+        raise ConfigError(f"{setting} must be an iterable of {what}s, got {value!r}") from None
+    unknown = sorted(str(n) for n in names - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{setting} has unknown {what}(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+    return names
+
+
+def check_provider(setting: str, value: object, method: str) -> None:
+    """``value`` is None or an OpenTelemetry provider (has ``method``)."""
+    if value is not None and not callable(getattr(value, method, None)):
+        raise ConfigError(
+            f"{setting} must be an OpenTelemetry provider (with a {method}() method) or None, "
+            f"got {value!r}"
+        )
+
+
+def check_path(setting: str, value: object) -> str:
+    """A request path: starts with "/", no query string or fragment."""
+    if not isinstance(value, str) or not value.startswith("/") or any(c in value for c in "?#"):
+        raise ConfigError(
+            f'{setting} must be a path starting with "/", without "?" or "#", got {value!r}'
+        )
+    return value
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+").fullmatch
+
+
+def check_header_name(setting: str, value: object, default: str) -> str | None:
+    """True (``default``), False (None) or an HTTP header name (RFC 9110 token)."""
+    if value is True:
+        return default
+    if value is False:
+        return None
+    if not isinstance(value, str) or not _HEADER_NAME(value):
+        raise ConfigError(
+            f"{setting} must be True, False or an HTTP header name like {default!r}, got {value!r}"
+        )
+    return value
+
+
+# What budget keys and exclude patterns are matched against: a request path (always starting
+# with "/"), or "METHOD /path" with one space. A pattern of another shape never matches, so it
+# is refused when configured rather than ignored at every request.
+_PATH_PATTERN = re.compile(r"[/*?\[].*").fullmatch
+_METHOD_PATTERN = re.compile(r"[^\s/]+ [/*?\[].*").fullmatch
+
+
+def check_patterns(setting: str, value: object) -> tuple[str, ...]:
+    """Paths or globs like ``"/health"`` or ``"GET /static/*"`` (a single str counts as one)."""
+    allowed = 'paths or globs like "/health" or "GET /static/*"'
+    if isinstance(value, str):
+        value = (value,)
+    elif not isinstance(value, Iterable):
+        raise ConfigError(f"{setting} must be an iterable of {allowed}, got {value!r}")
+    patterns: tuple[object, ...] = tuple(value)
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not (
+            _METHOD_PATTERN(pattern) if " " in pattern else _PATH_PATTERN(pattern)
+        ):
+            raise ConfigError(f"{setting} must be {allowed}, got {pattern!r}")
+    return tuple(str(p) for p in patterns)
+
+
+def check_budgets(
+    setting: str, value: object
+) -> tuple[dict[str, int], tuple[tuple[str, int], ...]]:
+    """``{"GET /streams": 12, "* /admin/*": 50}`` as (exact names, globs in order)."""
+    if value is None:
+        return {}, ()
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f'{setting} must be a mapping like {{"GET /streams": 12}}, got {type(value).__name__}'
+        )
+    exact: dict[str, int] = {}
+    patterns: list[tuple[str, int]] = []
+    items: Iterable[tuple[object, object]] = value.items()
+    for key, budget in items:
+        if not isinstance(key, str) or not _METHOD_PATTERN(key):
+            raise ConfigError(
+                f'{setting} keys must be "METHOD /route" or a glob like "* /api/*", got {key!r}'
+            )
+        n: int = check_int(f"{setting}[{key!r}]", budget, 0)
+        if any(c in key for c in "*?["):
+            patterns.append((key, n))
+        else:
+            exact[key] = n
+    return exact, tuple(patterns)

@@ -24,18 +24,21 @@ ids collapsed, as for any other framework.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from sqlaudit._internal import contain
+from sqlaudit._validate import check_callable
 from sqlaudit.capture.scope import CURRENT
-from sqlaudit.web.auditor import RequestAuditor, Unit, check_app, collapse_ids, contain
+from sqlaudit.web.auditor import RequestAuditor, Unit, collapse_ids
 from sqlaudit.web.devpage import HEADERS
 
 if TYPE_CHECKING:
-    from sqlaudit.detectors import Detector
-    from sqlaudit.model.config import AuditConfig, OnFinding
-    from sqlaudit.reporters import Reporter
+    from typing_extensions import Unpack
+
+    from sqlaudit.model.config import AuditConfig
     from sqlaudit.web.devpage import DevPage
+    from sqlaudit.web.options import MiddlewareOptions
 
 __all__ = ["ASGIAuditMiddleware"]
 
@@ -49,9 +52,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class ASGIAuditMiddleware:
     """Audit each HTTP request as one unit of work named ``"{method} {route}"``.
 
-    Takes the same options as :class:`sqlaudit.wsgi.WSGIAuditMiddleware`: ``config``,
-    ``budgets``, ``sample_rate``, ``exclude``, ``on_finding``, ``reporters``, ``detectors``,
-    ``header``, ``server_timing``, ``dev_page``, ``dev_page_size``.
+    Takes the same options as :class:`sqlaudit.wsgi.WSGIAuditMiddleware`: ``config`` and the
+    keywords of :class:`sqlaudit.web.options.MiddlewareOptions`.
 
     With ``on_finding="raise"`` (development), ``AuditFailed`` propagates once the application
     returned normally, after the response was sent: test clients raise it, servers log it.
@@ -61,34 +63,11 @@ class ASGIAuditMiddleware:
         self,
         app: ASGIApp,
         config: AuditConfig | None = None,
-        *,
-        budgets: Mapping[str, int] | None = None,
-        sample_rate: float = 1.0,
-        exclude: Iterable[str] = (),
-        on_finding: OnFinding | None = None,
-        reporters: Iterable[Reporter] | None = None,
-        detectors: Sequence[Detector] | None = None,
-        header: bool | str = False,
-        server_timing: bool = False,
-        dev_page: str | None = None,
-        dev_page_size: int = 50,
+        **options: Unpack[MiddlewareOptions],
     ) -> None:
-        check_app(app, "an ASGI application")
-        self.app = app
-        #: The validated options and the per-request logic shared with the WSGI middleware.
-        self.auditor = RequestAuditor(
-            config,
-            budgets=budgets,
-            sample_rate=sample_rate,
-            exclude=exclude,
-            on_finding=on_finding,
-            reporters=reporters,
-            detectors=detectors,
-            header=header,
-            server_timing=server_timing,
-            dev_page=dev_page,
-            dev_page_size=dev_page_size,
-        )
+        self.app = check_callable("app", app, "an ASGI application (a callable)")
+        #: The validated options and the per-request logic shared with the other middleware.
+        self.auditor = RequestAuditor(config, **options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -144,7 +123,7 @@ def _started(
         headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra)
         return {**message, "headers": headers}
     except Exception as exc:
-        contain("middleware: response start", exc, False)
+        contain("middleware: response start", exc, failing=False)
         return message
 
 
@@ -169,7 +148,7 @@ def _read_route(unit: Unit, scope: Scope, root_path: str) -> None:
         else:
             unit.route = prefix + template
     except Exception as exc:
-        contain("middleware: reading the route", exc, True)
+        contain("middleware: reading the route", exc, failing=True)
 
 
 async def _serve(page: DevPage, method: str, send: Send) -> None:

@@ -29,21 +29,23 @@ ids collapsed (``GET /users/{id}``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from sqlaudit._internal import contain
+from sqlaudit._validate import check_callable
 from sqlaudit.capture.scope import CURRENT
-from sqlaudit.web.auditor import RequestAuditor, Unit, check_app, contain
+from sqlaudit.web.auditor import RequestAuditor, Unit
 from sqlaudit.web.devpage import HEADERS
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from typing_extensions import Unpack
 
-    from sqlaudit.detectors import Detector
-    from sqlaudit.model.config import AuditConfig, OnFinding
-    from sqlaudit.reporters import Reporter
+    from sqlaudit.model.config import AuditConfig
     from sqlaudit.web.devpage import DevPage
+    from sqlaudit.web.options import MiddlewareOptions
 
 __all__ = ["WSGIAuditMiddleware"]
 
@@ -53,21 +55,12 @@ _ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None
 class WSGIAuditMiddleware:
     """Audit each request as one unit of work named ``"{method} {route}"``.
 
-    Options (validated here, :class:`~sqlaudit.ConfigError` on a bad value):
-
-    * ``config``: the :class:`~sqlaudit.AuditConfig` (default ``AuditConfig.for_production()``).
-    * ``budgets``: ``max_queries`` per route, ``{"GET /streams": 12, "* /admin/*": 50}``;
-      exact names first, then globs (``fnmatch``) in order.
-    * ``sample_rate``: fraction of requests audited in full (head sampling, 0 to 1).
-    * ``exclude``: paths or globs never audited (``"/health"``, ``"GET /static/*"``).
-    * ``on_finding``: ``"log"``, ``"raise"`` (development: ``AuditFailed`` once the response is
-      complete, unless the application raised itself) or ``"ignore"``; default: the config's.
-    * ``reporters`` (default: log findings), ``detectors`` (default: all).
-    * ``header``: ``True`` (``X-SQL-Queries``) or a header name: the statement count and, for
-      sampled requests, the finding kinds, e.g. ``12; findings="n_plus_one"``.
-    * ``server_timing``: add ``Server-Timing: db;dur=3.1;desc="12 SQL statements"``.
-    * ``dev_page``: a path (``"/_sqlaudit"``) serving an HTML page of the last
-      ``dev_page_size`` requests. Development only.
+    ``config`` is the :class:`~sqlaudit.AuditConfig` (default
+    ``AuditConfig.for_production()``); the keyword options (``budgets``, ``sample_rate``,
+    ``exclude``, ``on_finding``, ``reporters``, ``detectors``, ``header``, ``server_timing``,
+    ``dev_page``, ``dev_page_size``) are described in
+    :class:`sqlaudit.web.options.MiddlewareOptions`. Each is validated here: a bad value or an
+    unknown keyword raises :class:`~sqlaudit.ConfigError`.
 
     Headers describe the statements issued before the response started; a streamed body's
     later statements are in the report, not in the header.
@@ -77,34 +70,11 @@ class WSGIAuditMiddleware:
         self,
         app: WSGIApplication,
         config: AuditConfig | None = None,
-        *,
-        budgets: Mapping[str, int] | None = None,
-        sample_rate: float = 1.0,
-        exclude: Iterable[str] = (),
-        on_finding: OnFinding | None = None,
-        reporters: Iterable[Reporter] | None = None,
-        detectors: Sequence[Detector] | None = None,
-        header: bool | str = False,
-        server_timing: bool = False,
-        dev_page: str | None = None,
-        dev_page_size: int = 50,
+        **options: Unpack[MiddlewareOptions],
     ) -> None:
-        check_app(app, "a WSGI application")
-        self.app = app
-        #: The validated options and the per-request logic shared with the ASGI middleware.
-        self.auditor = RequestAuditor(
-            config,
-            budgets=budgets,
-            sample_rate=sample_rate,
-            exclude=exclude,
-            on_finding=on_finding,
-            reporters=reporters,
-            detectors=detectors,
-            header=header,
-            server_timing=server_timing,
-            dev_page=dev_page,
-            dev_page_size=dev_page_size,
-        )
+        self.app = check_callable("app", app, "a WSGI application (a callable)")
+        #: The validated options and the per-request logic shared with the other middleware.
+        self.auditor = RequestAuditor(config, **options)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         auditor = self.auditor
@@ -226,7 +196,7 @@ def _watch(
             if extra:
                 headers = [*headers, *extra]
         except Exception as exc:
-            contain("middleware: start_response", exc, False)
+            contain("middleware: start_response", exc, failing=False)
         return start_response(status, headers, exc_info)
 
     return watched
@@ -242,7 +212,7 @@ def _read_route(unit: Unit, environ: WSGIEnvironment) -> None:
         if isinstance(rule, str) and rule:
             unit.route = rule
     except Exception as exc:
-        contain("middleware: reading the route", exc, True)
+        contain("middleware: reading the route", exc, failing=True)
 
 
 def _route_from_traceback(unit: Unit, exc: BaseException) -> None:
@@ -263,7 +233,7 @@ def _route_from_traceback(unit: Unit, exc: BaseException) -> None:
                 return
             tb = tb.tb_next
     except Exception as error:
-        contain("middleware: reading the route", error, True)
+        contain("middleware: reading the route", error, failing=True)
 
 
 def _serve(page: DevPage, method: str, start_response: StartResponse) -> list[bytes]:

@@ -236,6 +236,12 @@ MIDDLEWARES = [
 
 MIDDLEWARE_BAD: list[tuple[dict[str, Any], str]] = [
     ({"config": {"max_queries": 3}}, "config must be an AuditConfig, got dict"),
+    (
+        {"sample": 0.1, "max_queries": 3},
+        "unknown middleware option(s) 'max_queries', 'sample'; known: config, budgets, "
+        "detectors, dev_page, dev_page_size, exclude, header, on_finding, reporters, "
+        "sample_rate, server_timing",
+    ),
     ({"budgets": 5}, 'budgets must be a mapping like {"GET /streams": 12}, got int'),
     ({"budgets": [("GET /x", 1)]}, 'budgets must be a mapping like {"GET /streams": 12}, got list'),
     ({"budgets": {"/streams": 3}}, f"{BUDGET_KEYS}, got '/streams'"),

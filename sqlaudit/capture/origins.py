@@ -36,7 +36,7 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from sqlaudit._internal import internal_error
+from sqlaudit._internal import contain
 from sqlaudit.capture.scope import CURRENT, FALLBACK
 
 if TYPE_CHECKING:
@@ -132,5 +132,4 @@ def on_load(state: InstanceState[Any], context: QueryContext) -> None:
         if len(origin_of) < MAX_OBJECTS:
             origin_of[id(state)] = oid
     except Exception as exc:
-        scope.internal_errors += 1
-        internal_error("origins.load", exc)
+        contain("origins.load", exc, scope)

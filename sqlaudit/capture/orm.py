@@ -38,18 +38,17 @@ On error inside sqlaudit: logged once, counted on the report, never raised into 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, event
 from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.sql import visitors
 
-from sqlaudit._internal import internal_error
+from sqlaudit._internal import contain
 from sqlaudit.capture.identity import on_select, on_session_begin
 from sqlaudit.capture.origins import on_load, relationship_info
 from sqlaudit.capture.origins import on_select as on_origin
-from sqlaudit.capture.scope import current
+from sqlaudit.capture.scope import listener
 from sqlaudit.capture.transactions import session_begin, session_end
 from sqlaudit.model.records import OrmLoad, StatementKind
 
@@ -207,8 +206,7 @@ def statement_load(
             OrmLoad, ("query", mapper_name, collection[0], None, (), oid, collection[1])
         )
     except Exception as exc:
-        scope.internal_errors += 1
-        internal_error("orm.statement", exc)
+        contain("orm.statement", exc, scope)
         return None
 
 
@@ -220,27 +218,7 @@ def _session(scope: Scope, context: Any) -> Any:
     return entry[1]
 
 
-def _guarded(where: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Decorator: run a session listener only in a scope; contain its errors."""
-
-    def wrap(fn: Callable[..., None]) -> Callable[..., None]:
-        def listener(session: Session, *args: Any) -> None:
-            scope = current()
-            if scope is None:
-                return
-            try:
-                fn(scope, session, *args)
-            except Exception as exc:
-                scope.internal_errors += 1
-                internal_error(where, exc)
-
-        listener.__name__ = fn.__name__
-        return listener
-
-    return wrap
-
-
-@_guarded("orm.after_begin")
+@listener("orm.after_begin")
 def _on_after_begin(
     scope: Scope,
     session: Session,
@@ -254,19 +232,19 @@ def _on_after_begin(
     on_session_begin(scope, session, connection)
 
 
-@_guarded("orm.after_commit")
+@listener("orm.after_commit")
 def _on_after_commit(scope: Scope, session: Session) -> None:
     scope.committed.add(id(session))
     session_end(scope, session, "commit")
 
 
-@_guarded("orm.after_rollback")
+@listener("orm.after_rollback")
 def _on_after_rollback(scope: Scope, session: Session) -> None:
     scope.flush_load = None
     session_end(scope, session, "rollback")
 
 
-@_guarded("orm.after_transaction_end")
+@listener("orm.after_transaction_end")
 def _on_after_transaction_end(
     scope: Scope, session: Session, transaction: SessionTransaction
 ) -> None:
@@ -279,13 +257,13 @@ def _on_after_transaction_end(
             del sessions[key]
 
 
-@_guarded("orm.before_flush")
+@listener("orm.before_flush")
 def _on_before_flush(scope: Scope, session: Session, flush_context: Any, instances: Any) -> None:
     scope.flush_seq += 1
     scope.flush_load = OrmLoad("flush", None, None, scope.flush_seq)
 
 
-@_guarded("orm.after_flush_postexec")
+@listener("orm.after_flush_postexec")
 def _on_after_flush_postexec(scope: Scope, session: Session, flush_context: Any) -> None:
     scope.flush_load = None
 

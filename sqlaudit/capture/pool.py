@@ -19,9 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlaudit._internal import internal_error
 from sqlaudit.capture.callsite import capture
-from sqlaudit.capture.scope import current
+from sqlaudit.capture.scope import Scope, listener
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -30,56 +29,45 @@ if TYPE_CHECKING:
 __all__ = ["POOL_LISTENERS"]
 
 
-def on_checkout(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, proxy: Any) -> None:
-    scope = current()
-    if scope is None:
-        return
-    try:
-        scope.checkouts.add(id(dbapi_connection))
-    except Exception as exc:
-        scope.internal_errors += 1
-        internal_error("transactions.checkout", exc)
-
-
-def on_reset(
-    dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, state: PoolResetState
+@listener("transactions.checkout")
+def on_checkout(
+    scope: Scope, dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, proxy: Any
 ) -> None:
-    scope = current()
-    if scope is None:
-        return
-    try:
-        if not state.transaction_was_reset:
-            scope.resets += 1  # the pool's reset-on-return ROLLBACK round trip
-        tx = scope.tx_by_dbapi.get(id(dbapi_connection))
-        if tx is None or tx.session:
-            return
-        if state.transaction_was_reset and tx.end in ("open", "rollback"):
-            # Connection.close() rolled back a transaction nobody ended (SQLAlchemy's pool
-            # docs, PoolResetState.transaction_was_reset); our rollback listener, if attached,
-            # saw that rollback first and took it for an explicit one.
-            tx.end = "open"
-            tx.finish("closed", capture(3))
-        else:
-            tx.finish("closed" if tx.writes == 0 else tx.end, capture(3))
-    except Exception as exc:
-        scope.internal_errors += 1
-        internal_error("transactions.reset", exc)
+    scope.checkouts.add(id(dbapi_connection))
 
 
-def on_checkin(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
-    scope = current()
-    if scope is None:
+@listener("transactions.reset")
+def on_reset(
+    scope: Scope,
+    dbapi_connection: DBAPIConnection,
+    record: ConnectionPoolEntry,
+    state: PoolResetState,
+) -> None:
+    if not state.transaction_was_reset:
+        scope.resets += 1  # the pool's reset-on-return ROLLBACK round trip
+    tx = scope.tx_by_dbapi.get(id(dbapi_connection))
+    if tx is None or tx.session:
         return
-    try:
-        tx = scope.tx_by_dbapi.pop(id(dbapi_connection), None)
-        if tx is not None and not tx.session:
-            tx.finish("closed", ())
-            conn = tx.conn_ref() if tx.conn_ref is not None else None
-            if conn is not None and scope.tx_by_conn.get(id(conn)) is tx:
-                del scope.tx_by_conn[id(conn)]
-    except Exception as exc:
-        scope.internal_errors += 1
-        internal_error("transactions.checkin", exc)
+    if state.transaction_was_reset and tx.end in ("open", "rollback"):
+        # Connection.close() rolled back a transaction nobody ended (SQLAlchemy's pool docs,
+        # PoolResetState.transaction_was_reset); our rollback listener, if attached, saw that
+        # rollback first and took it for an explicit one.
+        tx.end = "open"
+        tx.finish("closed", capture(3))
+    else:
+        tx.finish("closed" if tx.writes == 0 else tx.end, capture(3))
+
+
+@listener("transactions.checkin")
+def on_checkin(
+    scope: Scope, dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry
+) -> None:
+    tx = scope.tx_by_dbapi.pop(id(dbapi_connection), None)
+    if tx is not None and not tx.session:
+        tx.finish("closed", ())
+        conn = tx.conn_ref() if tx.conn_ref is not None else None
+        if conn is not None and scope.tx_by_conn.get(id(conn)) is tx:
+            del scope.tx_by_conn[id(conn)]
 
 
 POOL_LISTENERS = (("checkout", on_checkout), ("reset", on_reset), ("checkin", on_checkin))

@@ -11,10 +11,12 @@ linkage keeps ids and bounded maps, never SQLAlchemy objects past the unit's clo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
+from sqlaudit._internal import contain
 from sqlaudit.capture.log import StatementLog
 from sqlaudit.model.records import FrozenOrigins, StatementKind, UnitRecord
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from sqlaudit.model.config import AuditConfig
     from sqlaudit.model.records import Origin, OrmLoad, StaleRead, TransactionRecord
 
-__all__ = ["CURRENT", "FALLBACK", "SUPPRESSED", "Scope", "current"]
+__all__ = ["CURRENT", "FALLBACK", "SUPPRESSED", "Scope", "current", "listener"]
 
 #: The innermost open scope of this thread / task, or None.
 CURRENT: ContextVar[Scope | None] = ContextVar("sqlaudit_scope", default=None)
@@ -48,6 +50,32 @@ def current() -> Scope | None:
         except IndexError:  # the last fallback closed in another thread since the check
             return None
     return scope
+
+
+P = ParamSpec("P")
+
+
+def listener(where: str) -> Callable[[Callable[Concatenate[Scope, P], None]], Callable[P, None]]:
+    """Decorator for SQLAlchemy event listeners (pool, session, connection events): the
+    listener runs only while a scope is current, receives it first, and its errors are
+    contained (``_internal.contain``), never raised into the application's call."""
+
+    def wrap(fn: Callable[Concatenate[Scope, P], None]) -> Callable[P, None]:
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+            scope = current()
+            if scope is None:
+                return
+            try:
+                fn(scope, *args, **kwargs)
+            except Exception as exc:
+                contain(where, exc, scope)
+
+        guarded.__name__ = fn.__name__
+        guarded.__qualname__ = fn.__qualname__
+        guarded.__doc__ = fn.__doc__
+        return guarded
+
+    return wrap
 
 
 class Scope:

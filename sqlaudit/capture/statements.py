@@ -33,7 +33,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from sqlaudit._internal import internal_error
+from sqlaudit._internal import contain
 from sqlaudit.capture import orm
 from sqlaudit.capture.callsite import capture
 from sqlaudit.capture.scope import CURRENT, FALLBACK, SUPPRESSED, current
@@ -123,8 +123,7 @@ def record(
         )
         on_statement(scope, context, kind, start, duration, stack, batch)
     except Exception as exc:
-        scope.internal_errors += 1
-        internal_error("capture", exc)
+        contain("capture", exc, scope)
 
 
 def _dbapi_id(context: Any) -> int:

@@ -54,9 +54,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import InvalidRequestError
 
-from sqlaudit._internal import internal_error
 from sqlaudit.capture.callsite import capture
-from sqlaudit.capture.scope import SUPPRESSED, current
+from sqlaudit.capture.scope import SUPPRESSED, Scope, listener
 from sqlaudit.model.records import CallSite, StatementKind, TransactionRecord
 
 if TYPE_CHECKING:
@@ -65,7 +64,6 @@ if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect, ExecutionContext
     from sqlalchemy.orm import Session, SessionTransaction
 
-    from sqlaudit.capture.scope import Scope
 
 __all__ = ["TxState", "detect_autocommit", "on_statement", "session_begin", "session_end"]
 
@@ -287,17 +285,11 @@ def _listen_option_engine(engine: Any) -> None:
         pass  # the end is then seen at pool return only, as for a read-only transaction
 
 
-def _finish_conn(conn: Connection, end: str) -> None:
-    scope = current()
-    if scope is None:
-        return
-    try:
-        tx = scope.tx_by_conn.get(id(conn))
-        if tx is not None and not tx.session:
-            tx.finish(end, capture(3))
-    except Exception as exc:
-        scope.internal_errors += 1
-        internal_error("transactions.connection", exc)
+@listener("transactions.connection")
+def _finish_conn(scope: Scope, conn: Connection, end: str) -> None:
+    tx = scope.tx_by_conn.get(id(conn))
+    if tx is not None and not tx.session:
+        tx.finish(end, capture(4))
 
 
 def _on_commit(conn: Connection) -> None:

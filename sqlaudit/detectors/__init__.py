@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol, cast
 
-from sqlaudit._internal import internal_error
+from sqlaudit._internal import contain
 from sqlaudit._validate import check_items
 from sqlaudit.detectors._grouping import partition, sharing
 from sqlaudit.detectors.autocommit_writes import AutocommitWrites
@@ -112,7 +112,7 @@ def run_detectors(
         findings = combine_loops(findings)
     except Exception as exc:
         failures += 1
-        internal_error("loop view", exc)
+        contain("loop view", exc)
     findings.sort(key=lambda f: (-f.severity, -f.db_time, -f.count))
     if config.max_findings is not None:
         findings = findings[: config.max_findings]
@@ -146,7 +146,7 @@ def _detect_all(
                 found = list(detector.detect(unit, records))
         except Exception as exc:
             failures += 1
-            internal_error(f"detector {detector.kind}", exc)
+            contain(f"detector {detector.kind}", exc)
             continue
         if found:
             findings.extend(found)

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlaudit._validate import check_names
 from sqlaudit.errors import ConfigError
 from sqlaudit.model.records import CallSite
 
@@ -59,21 +60,7 @@ class Severity(enum.IntEnum):
 
 def check_kinds(kinds: Any, *, setting: str) -> frozenset[str]:
     """Validate an iterable of finding kinds; ConfigError names the unknown ones."""
-    if isinstance(kinds, str):
-        kinds = (kinds,)
-    try:
-        result = frozenset(kinds)
-    except TypeError:
-        raise ConfigError(
-            f"{setting} must be an iterable of finding kinds, got {kinds!r}"
-        ) from None
-    unknown = sorted(str(k) for k in result - KINDS)
-    if unknown:
-        raise ConfigError(
-            f"{setting} has unknown finding kind(s) {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(sorted(KINDS))}"
-        )
-    return result
+    return check_names(setting, kinds, KINDS, "finding kind")
 
 
 @dataclass(frozen=True, slots=True)

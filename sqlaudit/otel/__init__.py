@@ -41,8 +41,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlaudit
+from sqlaudit._validate import check_bool
 from sqlaudit.errors import ConfigError
-from sqlaudit.otel.reporter import OTelReporter, check_flag
+from sqlaudit.otel.reporter import OTelReporter
 from sqlaudit.reporters import LogReporter, Reporter
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def setup(
     reporter = OTelReporter(**reporter_options)
     reporters: tuple[Reporter, ...] = (reporter,)
     existing = {h for engine in engines if (h := _instrumented(engine)) is not None}
-    if check_flag("log_findings", log_findings) and config.on_finding == "log":
+    if check_bool("log_findings", log_findings) and config.on_finding == "log":
         reporters += (LogReporter(),)
     handles: list[sqlaudit.Instrumentation] = []
     try:

@@ -28,7 +28,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext, SpanKind
 
-from sqlaudit._internal import internal_error
+from sqlaudit._internal import contain
 from sqlaudit.capture.scope import Scope, current
 from sqlaudit.report import scope_of
 from sqlaudit.sql.fingerprint import fingerprint
@@ -93,8 +93,7 @@ class StatementSpans(SpanProcessor):
             if len(seen) < root.config.max_records:
                 seen.append(SeenSpan(span.start_time, span.end_time, statement, context))
         except Exception as exc:
-            scope.internal_errors += 1
-            internal_error("otel.statement_spans", exc)
+            contain("otel.statement_spans", exc, scope)
 
     def spans(self, report: AuditReport) -> list[SeenSpan]:
         """The statement spans remembered for ``report``'s outermost unit."""

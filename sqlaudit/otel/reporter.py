@@ -12,6 +12,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, SpanContext, SpanKind, TracerProvider
 
 import sqlaudit
+from sqlaudit._validate import check_bool, check_choice, check_int, check_provider
 from sqlaudit.errors import ConfigError
 from sqlaudit.model.findings import Severity
 from sqlaudit.otel.attributes import (
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from sqlaudit.otel.correlate import StatementSpans
     from sqlaudit.report import AuditReport
 
-__all__ = ["OTelReporter", "check_flag", "check_provider"]
+__all__ = ["OTelReporter"]
 
 FindingsAs = Literal["events", "logs", "both"]
 _FINDINGS_AS = ("events", "logs", "both")
@@ -39,22 +40,6 @@ _SEVERITY_NUMBERS = {
     Severity.WARNING: SeverityNumber.WARN,
     Severity.ERROR: SeverityNumber.ERROR,
 }
-
-
-def check_flag(name: str, value: object) -> bool:
-    """``value`` if it is a bool, else ConfigError naming the option and the value."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def check_provider(name: str, value: object, method: str) -> None:
-    """``value`` is None or an OpenTelemetry provider (has ``method``), else ConfigError."""
-    if value is not None and not callable(getattr(value, method, None)):
-        raise ConfigError(
-            f"{name} must be an OpenTelemetry provider (with a {method}() method) or None, "
-            f"got {value!r}"
-        )
 
 
 class OTelReporter:
@@ -89,25 +74,18 @@ class OTelReporter:
         check_provider("tracer_provider", tracer_provider, "get_tracer")
         check_provider("meter_provider", meter_provider, "get_meter")
         check_provider("logger_provider", logger_provider, "get_logger")
-        if findings_as not in _FINDINGS_AS:
-            allowed = ", ".join(map(repr, _FINDINGS_AS))
-            raise ConfigError(f"findings_as must be one of {allowed}, got {findings_as!r}")
-        limits: tuple[tuple[str, object], ...] = (
-            ("max_events", max_events),
-            ("max_links", max_links),
-        )
-        for name, value in limits:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{name} must be an int >= 0, got {value!r}")
+        check_choice("findings_as", findings_as, _FINDINGS_AS)
+        check_int("max_events", max_events, 0)
+        check_int("max_links", max_links, 0)
         if findings_as != "events" and "event_name" not in inspect.signature(LogRecord).parameters:
             raise ConfigError(
                 f"findings_as={findings_as!r} needs an opentelemetry-api whose LogRecord takes "
                 "event_name; upgrade opentelemetry-api or use findings_as='events'"
             )
         self.findings_as = findings_as
-        self.transaction_spans = check_flag("transaction_spans", transaction_spans)
-        self.burst_spans = check_flag("burst_spans", burst_spans)
-        self.correlate = check_flag("correlate", correlate)
+        self.transaction_spans = check_bool("transaction_spans", transaction_spans)
+        self.burst_spans = check_bool("burst_spans", burst_spans)
+        self.correlate = check_bool("correlate", correlate)
         self.semconv = Semconv.resolve(semconv)
         self.max_events = max_events
         self.max_links = max_links
@@ -116,7 +94,7 @@ class OTelReporter:
         self._tracer = trace.get_tracer("sqlaudit", version, tracer_provider)
         self._metrics = (
             UnitMetrics(_get_meter(version, meter_provider))
-            if check_flag("metrics", metrics)
+            if check_bool("metrics", metrics)
             else None
         )
         self._logger = (

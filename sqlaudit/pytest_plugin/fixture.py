@@ -16,7 +16,8 @@ from types import TracebackType
 from typing import Any
 
 from sqlaudit._audit import audit, ignore
-from sqlaudit._internal import internal_error
+from sqlaudit._internal import contain
+from sqlaudit._validate import check_int
 from sqlaudit.detectors import DEFAULT_DETECTORS
 from sqlaudit.errors import ConfigError
 from sqlaudit.model.config import AuditConfig
@@ -26,7 +27,6 @@ from sqlaudit.pytest_plugin.policy import (
     Budget,
     SqlauditFailure,
     Verdict,
-    check_count,
     failure_text,
     parse_budget,
 )
@@ -131,7 +131,7 @@ class SqlauditFixture:
         return self._django(num, info, exact=False)
 
     def _django(self, num: int, info: str | None, exact: bool) -> _Block:
-        check_count("num", num, optional=False)
+        check_int("num", num, 0)
         if info is not None and not isinstance(info, str):
             raise ConfigError(f"info must be a str or None, got {info!r}")
 
@@ -231,5 +231,5 @@ def _diagnose(report: AuditReport) -> list[Finding]:
             unit = report.snapshot()
             findings.extend(detector.detect(unit, unit.statements))
         except Exception as exc:
-            internal_error(f"detector {detector.kind}", exc)
+            contain(f"detector {detector.kind}", exc)
     return findings

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlaudit._validate import check_int
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.model.config import AuditConfig
 from sqlaudit.model.findings import KINDS, TIMING_KINDS, Finding, check_kinds
@@ -29,7 +30,6 @@ __all__ = [
     "TestPolicy",
     "Verdict",
     "budget_counts",
-    "check_count",
     "judge",
     "parse_budget",
     "parse_kinds",
@@ -78,15 +78,6 @@ def budget_counts(report: AuditReport) -> dict[str, int]:
         if "query_budget" in record.suppressed and counts.get(record.kind, 0) > 0:
             counts[record.kind] -= 1
     return {kind: n for kind, n in counts.items() if n}
-
-
-def check_count(name: str, value: Any, optional: bool = True) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        none = " or None" if optional else ""
-        raise ConfigError(f"{name} must be an int >= 0{none}, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +157,9 @@ def parse_budget(args: tuple[Any, ...], kwargs: Mapping[str, Any], *, what: str)
     if reason is not None and not isinstance(reason, str):
         raise ConfigError(f"reason must be a str, got {reason!r}")
     return Budget(
-        statements=check_count("n", n, optional=False),
-        select=check_count("select", kwargs.get("select")),
-        writes=check_count("writes", kwargs.get("writes")),
+        statements=check_int("n", n, 0),
+        select=check_int("select", kwargs.get("select"), 0, optional=True),
+        writes=check_int("writes", kwargs.get("writes"), 0, optional=True),
         db_time_ms=None if db_time is None else float(db_time),
         reason=reason,
         declared_as=f"@pytest.mark.{what}({{n}})",

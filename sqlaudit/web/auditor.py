@@ -18,30 +18,24 @@ where the ContextVar is set and reset, how headers are added, where the route is
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from random import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlaudit._audit import audit
-from sqlaudit._internal import internal_error
+from sqlaudit._internal import contain
 from sqlaudit.capture.scope import current
-from sqlaudit.detectors import check_detectors, run_detectors
-from sqlaudit.errors import AuditFailed, ConfigError
-from sqlaudit.model.config import AuditConfig
+from sqlaudit.detectors import run_detectors
+from sqlaudit.errors import AuditFailed
 from sqlaudit.report import AuditReport, scope_of
-from sqlaudit.reporters import check_reporters
-from sqlaudit.web.devpage import DevPage, check_page_size
+from sqlaudit.web.devpage import DevPage
+from sqlaudit.web.options import Options
 
 if TYPE_CHECKING:
-    from sqlaudit.detectors import Detector
-    from sqlaudit.model.config import OnFinding
-    from sqlaudit.reporters import Reporter
+    from sqlaudit.model.config import AuditConfig
 
-__all__ = ["DEFAULT_HEADER", "RequestAuditor", "Unit", "check_app", "collapse_ids", "contain"]
+__all__ = ["RequestAuditor", "Unit", "collapse_ids"]
 
-#: Header name used when ``header=True``.
-DEFAULT_HEADER = "X-SQL-Queries"
 #: Longest path kept in a provisional name: names must stay bounded whatever clients send.
 _MAX_PATH = 200
 _HAS_DIGIT = re.compile(r"\d").search
@@ -55,12 +49,6 @@ _ID_SEGMENT = re.compile(
     r"|[0-9a-fA-F]{16,}"
     r"|(?=[A-Za-z_-]*\d)(?=[0-9_-]*[A-Za-z])[A-Za-z0-9_-]{12,}"
 ).fullmatch
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+").fullmatch
-# What budget keys and exclude patterns are matched against: a request path (always starting
-# with "/"), or "METHOD /path" with one space. A pattern of another shape never matches, so it
-# is refused when the middleware is built rather than ignored at every request.
-_PATH_PATTERN = re.compile(r"[/*?\[].*").fullmatch
-_METHOD_PATTERN = re.compile(r"[^\s/]+ [/*?\[].*").fullmatch
 
 
 def collapse_ids(path: str) -> str:
@@ -97,49 +85,29 @@ class Unit:
 class RequestAuditor:
     """The options of one middleware, validated; opens and closes the audit of each request."""
 
-    def __init__(
-        self,
-        config: AuditConfig | None = None,
-        *,
-        budgets: Mapping[str, int] | None = None,
-        sample_rate: float = 1.0,
-        exclude: Iterable[str] = (),
-        on_finding: OnFinding | None = None,
-        reporters: Iterable[Reporter] | None = None,
-        detectors: Sequence[Detector] | None = None,
-        header: bool | str = False,
-        server_timing: bool = False,
-        dev_page: str | None = None,
-        dev_page_size: int = 50,
-    ) -> None:
-        if config is None:
-            config = AuditConfig.for_production()
-        elif not isinstance(config, AuditConfig):
-            raise ConfigError(f"config must be an AuditConfig, got {type(config).__name__}")
-        if on_finding is not None:
-            config = config.replace(on_finding=on_finding)
-        self.config = config
-        self.sample_rate = _check_rate(sample_rate)
-        self._exact_budgets, self._pattern_budgets = _check_budgets(budgets)
+    def __init__(self, config: AuditConfig | None = None, **options: Any) -> None:
+        opts = Options.create(config, options)
+        self.options = opts
+        self.config = opts.config
+        self.sample_rate = opts.sample_rate
+        self.exclude = opts.exclude
+        self.header = opts.header
+        self.server_timing = opts.server_timing
         self._budget_configs: dict[int, AuditConfig] = {}
-        self.exclude = _check_patterns(exclude)
-        if reporters is not None:
-            reporters = check_reporters(reporters)
-        if detectors is not None:
-            detectors = check_detectors(detectors)
-        self.header = _check_header(header)
-        if not isinstance(server_timing, bool):
-            raise ConfigError(f"server_timing must be True or False, got {server_timing!r}")
-        self.server_timing = server_timing
-        check_page_size(dev_page_size)
-        self.dev_page = None if dev_page is None else DevPage(dev_page, dev_page_size)
+        self.dev_page = (
+            None if opts.dev_page is None else DevPage(opts.dev_page, opts.dev_page_size)
+        )
         # One closer for every sampled request: audit.close() reads only its reporters,
         # detectors and policy (on_finding, fail_on), never per-request state.
-        self._closer = audit("request", config, reporters=reporters, detectors=detectors)
-        self._counting_config = config.replace(max_records=0)
+        self._closer = audit(
+            "request", opts.config, reporters=opts.reporters, detectors=opts.detectors
+        )
+        self._counting_config = opts.config.replace(max_records=0)
         self._counter = audit("request", self._counting_config, reporters=(), detectors=())
         #: Unsampled requests are counted only when something shows the count.
-        self.count_unsampled = self.header is not None or server_timing or dev_page is not None
+        self.count_unsampled = (
+            self.header is not None or self.server_timing or self.dev_page is not None
+        )
         #: The middleware must see the response start (headers, status, Flask's route).
         self.watch_response = self.count_unsampled
 
@@ -164,7 +132,7 @@ class RequestAuditor:
             config = self._counting_config if parent is None else self.config
             return Unit(AuditReport(method[:16], config, parent), method, path, False)
         except Exception as exc:
-            internal_error("middleware: opening the request's audit", exc)
+            contain("middleware: opening the request's audit", exc)
             return None
 
     def response_headers(self, unit: Unit) -> list[tuple[str, str]]:
@@ -187,7 +155,7 @@ class RequestAuditor:
                     ("Server-Timing", f'db;dur={report.db_time_ms:.1f};desc="{count} SQL {noun}"')
                 )
         except Exception as exc:
-            internal_error("middleware: response headers", exc)
+            contain("middleware: response headers", exc)
             return []
         return headers
 
@@ -207,14 +175,14 @@ class RequestAuditor:
             elif self.dev_page is not None:
                 report.name = self._name(unit)
         except Exception as exc:
-            contain("middleware: naming the request", exc, failing)
+            contain("middleware: naming the request", exc, report, failing=failing)
         failed: AuditFailed | None = None
         try:
             closer.close(report, failing)
         except AuditFailed as exc:
             failed = exc
         except Exception as exc:
-            contain("middleware: closing the audit", exc, failing)
+            contain("middleware: closing the audit", exc, report, failing=failing)
         if closer is self._closer or not unit.sampled:
             self._show(unit)
         if failed is not None:
@@ -228,7 +196,7 @@ class RequestAuditor:
         try:
             self.dev_page.add(unit.report, unit.status, unit.sampled)
         except Exception as exc:
-            contain("middleware: development page", exc, True)
+            contain("middleware: development page", exc, unit.report, failing=True)
 
     def _name(self, unit: Unit) -> str:
         if unit.route:
@@ -250,10 +218,10 @@ class RequestAuditor:
 
     def budget_for(self, name: str) -> int | None:
         """The ``max_queries`` budget of the unit ``name``: exact key, else first glob."""
-        budget = self._exact_budgets.get(name)
+        budget = self.options.exact_budgets.get(name)
         if budget is not None:
             return budget
-        for pattern, value in self._pattern_budgets:
+        for pattern, value in self.options.pattern_budgets:
             if fnmatchcase(name, pattern):
                 return value
         return None
@@ -267,78 +235,3 @@ class RequestAuditor:
     def _excluded_name(self, name: str) -> bool:
         method, _, path = name.partition(" ")
         return self._excluded(method, path)
-
-
-def contain(where: str, exc: Exception, failing: bool) -> None:
-    """Log an internal error once; in strict mode re-raise it unless the app is failing."""
-    try:
-        internal_error(where, exc)
-    except Exception:
-        if not failing:
-            raise
-
-
-def check_app(app: object, what: str) -> None:
-    """The wrapped application must be callable; else ConfigError now, not at the first request."""
-    if not callable(app):
-        raise ConfigError(f"app must be {what} (a callable), got {app!r}")
-
-
-def _check_rate(rate: object) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
-        raise ConfigError(f"sample_rate must be a number from 0 to 1, got {rate!r}")
-    return float(rate)
-
-
-def _check_budgets(
-    budgets: Mapping[str, int] | None,
-) -> tuple[dict[str, int], tuple[tuple[str, int], ...]]:
-    if budgets is None:
-        return {}, ()
-    if not isinstance(budgets, Mapping):
-        raise ConfigError(
-            f'budgets must be a mapping like {{"GET /streams": 12}}, got {type(budgets).__name__}'
-        )
-    exact: dict[str, int] = {}
-    patterns: list[tuple[str, int]] = []
-    items: Iterable[tuple[object, object]] = budgets.items()
-    for key, value in items:
-        if not isinstance(key, str) or not _METHOD_PATTERN(key):
-            raise ConfigError(
-                f'budgets keys must be "METHOD /route" or a glob like "* /api/*", got {key!r}'
-            )
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"budgets[{key!r}] must be an int >= 0, got {value!r}")
-        if any(c in key for c in "*?["):
-            patterns.append((key, value))
-        else:
-            exact[key] = value
-    return exact, tuple(patterns)
-
-
-def _check_patterns(exclude: Iterable[str]) -> tuple[str, ...]:
-    allowed = 'paths or globs like "/health" or "GET /static/*"'
-    if isinstance(exclude, str):
-        exclude = (exclude,)
-    elif not isinstance(exclude, Iterable):
-        raise ConfigError(f"exclude must be an iterable of {allowed}, got {exclude!r}")
-    patterns: tuple[object, ...] = tuple(exclude)
-    for pattern in patterns:
-        if not isinstance(pattern, str) or not (
-            _METHOD_PATTERN(pattern) if " " in pattern else _PATH_PATTERN(pattern)
-        ):
-            raise ConfigError(f"exclude must be {allowed}, got {pattern!r}")
-    return tuple(str(p) for p in patterns)
-
-
-def _check_header(header: object) -> str | None:
-    if header is True:
-        return DEFAULT_HEADER
-    if header is False:
-        return None
-    if not isinstance(header, str) or not _HEADER_NAME(header):
-        raise ConfigError(
-            f"header must be True, False or an HTTP header name like {DEFAULT_HEADER!r}, "
-            f"got {header!r}"
-        )
-    return header

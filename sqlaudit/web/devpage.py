@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING
 
-from sqlaudit.errors import ConfigError
+from sqlaudit._validate import check_int, check_path
 from sqlaudit.model.records import CallSite, StatementKind
 from sqlaudit.report.text import format_site
 from sqlaudit.sql.fingerprint import fingerprint, short
@@ -27,7 +27,7 @@ from sqlaudit.sql.fingerprint import fingerprint, short
 if TYPE_CHECKING:
     from sqlaudit.report import AuditReport
 
-__all__ = ["DevPage", "Entry", "check_page_size"]
+__all__ = ["DevPage", "Entry"]
 
 #: Statement shapes listed per request at most.
 MAX_SHAPES = 25
@@ -126,28 +126,14 @@ def entry(report: AuditReport, status: int | None, sampled: bool) -> Entry:
     )
 
 
-def check_page_size(size: object) -> None:
-    """``dev_page_size`` is an int >= 1 (checked even with the page off: a typo is a typo)."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ConfigError(f"dev_page_size must be an int >= 1, got {size!r}")
-
-
 class DevPage:
     """The last ``size`` requests' summaries, newest first, rendered as one HTML page."""
 
     def __init__(self, path: str, size: int = 50) -> None:
         # The page is served when the request path equals ``path``; the query string and the
         # fragment are never part of the path (PEP 3333 PATH_INFO, ASGI scope["path"]).
-        if (
-            not isinstance(path, str)  # type: ignore[redundant-expr]  # runtime check
-            or not path.startswith("/")
-            or any(c in path for c in "?#")
-        ):
-            raise ConfigError(
-                f'dev_page must be a path starting with "/", without "?" or "#", got {path!r}'
-            )
-        check_page_size(size)
-        self.path = path
+        self.path = check_path("dev_page", path)
+        check_int("dev_page_size", size, 1)
         self.size = size
         self._entries: deque[Entry] = deque(maxlen=size)
         self._lock = threading.Lock()
