@@ -13,7 +13,14 @@ from typing import Any, TypeVar, cast
 from sqlaudit._internal import contain
 from sqlaudit._validate import check_bool
 from sqlaudit.capture.scope import CURRENT, FALLBACK, SUPPRESSED, Scope, current
-from sqlaudit.detectors import DEFAULT_DETECTORS, Detector, check_detectors, run_detectors
+from sqlaudit.detectors import (
+    DEFAULT_DETECTORS,
+    Detector,
+    check_detectors,
+    lift,
+    rank,
+    run_detectors,
+)
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.model.config import AuditConfig
 from sqlaudit.model.findings import check_kinds
@@ -125,11 +132,15 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             unit = scope.freeze()
         report._unit = unit
         findings, failures = run_detectors(unit, self.detectors)
+        if scope.child_findings:
+            # A request inside a test: the test reports the request's findings beside its own.
+            nested = lift(scope.child_findings, unit)
+            findings = rank([*nested, *findings], unit.config.max_findings)
         report.findings = tuple(findings)
         scope.internal_errors += failures
         if scope.parent is not None:
             try:
-                scope.parent.merge_child(scope)
+                scope.parent.merge_child(scope, unit, report.findings)
             except Exception as exc:
                 contain("merge_child", exc, scope)
         scope.release()

@@ -323,7 +323,7 @@ def test_raising_detector_is_contained_counted_and_logged_once(
         control_kinds = {f.kind for f in control.findings}
         assert {"repeated_query", "query_budget"} <= control_kinds
 
-        def explode(self: RepeatedQuery, report: AuditReport, records: Any) -> Any:
+        def explode(self: RepeatedQuery, unit: Any, records: Any) -> Any:
             raise DetectorFaultError("injected detector failure")
 
         monkeypatch.setattr(RepeatedQuery, "detect", explode)
@@ -336,6 +336,7 @@ def test_raising_detector_is_contained_counted_and_logged_once(
             with sqlaudit.audit("outer", max_queries=8, on_finding="ignore") as outer:
                 with sqlaudit.audit("inner", max_queries=2, on_finding="ignore") as inner:
                     assert repeated_selects(engine) == expected
+                assert repeated_selects(engine) == expected  # the outer unit's own
     finally:
         handle.remove()
     for report in reports:
@@ -345,7 +346,7 @@ def test_raising_detector_is_contained_counted_and_logged_once(
         assert {f.kind for f in report.findings} == control_kinds - {"repeated_query"}
     assert inner.internal_errors == 1
     assert outer.internal_errors == 2  # the inner unit's, rolled up, and its own
-    assert outer.query_count == inner.query_count == control.query_count
+    assert outer.query_count == 2 * inner.query_count == 2 * control.query_count
     [logged] = internal_error_logs(caplog)
     assert "detector repeated_query" in logged.getMessage()
     assert logged.exc_info is not None
@@ -410,7 +411,7 @@ def test_the_applications_exception_wins_over_failing_detector_and_reporter(
     exception reaches the caller untouched (not AuditFailed, not sqlaudit's), and the report
     still closes with both failures counted and logged once each."""
 
-    def explode(self: RepeatedQuery, report: AuditReport, records: Any) -> Any:
+    def explode(self: RepeatedQuery, unit: Any, records: Any) -> Any:
         raise DetectorFaultError("injected detector failure")
 
     def explode_reporter(self: LogReporter, report: AuditReport) -> None:

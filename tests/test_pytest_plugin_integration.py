@@ -77,10 +77,13 @@ def test_fastapi_testclient(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(app=APP)
     result = run(pytester)
     result.assert_outcomes(passed=2, failed=4)
-    for test_id in ("test_feed_page[/feed-False]", "test_feed_page[/async-feed-True]"):
+    for test_id, request in (
+        ("test_feed_page[/feed-False]", ""),
+        ("test_feed_page[/async-feed-True]", "GET /async-feed: "),  # the middleware's unit
+    ):
         failure = section(result, test_id)
         assert failure.startswith("query budget exceeded: 21 statements (21 select), budget 2;")
-        assert "\nN+1: Stream.comments lazy-loaded 20x" in failure
+        assert f"\n{request}N+1: Stream.comments lazy-loaded 20x" in failure
         assert "  20x SELECT … FROM sqlaudit_t_comment WHERE " in failure
 
 

@@ -90,4 +90,4 @@ def on_select(
     if carried is not None and not autocommit:
         held &= carried
     if held:
-        scope.stale_reads.append(StaleRead(cls.__name__, len(held), autocommit, stack))
+        scope.stale_reads.append(StaleRead(cls.__name__, len(held), autocommit, stack, scope.key))

@@ -11,7 +11,9 @@ linkage keeps ids and bounded maps, never SQLAlchemy objects past the unit's clo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import itertools
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
@@ -23,7 +25,8 @@ from sqlaudit.model.records import FrozenOrigins, StatementKind, UnitRecord
 if TYPE_CHECKING:
     from sqlaudit.capture.transactions import TxState
     from sqlaudit.model.config import AuditConfig
-    from sqlaudit.model.records import Origin, OrmLoad, StaleRead, TransactionRecord
+    from sqlaudit.model.findings import Finding
+    from sqlaudit.model.records import Origin, OrmLoad, QueryRecord, StaleRead, TransactionRecord
 
 __all__ = ["CURRENT", "FALLBACK", "SUPPRESSED", "Scope", "current", "listener"]
 
@@ -39,6 +42,8 @@ SUPPRESSED: ContextVar[frozenset[str]] = ContextVar("sqlaudit_suppressed", defau
 FALLBACK: list[Scope] = []
 
 _TRANSACTION = StatementKind.TRANSACTION
+# Unit keys are unique in the process, so records of nested units keep theirs once merged.
+_keys = itertools.count(1)
 
 
 def current() -> Scope | None:
@@ -85,6 +90,7 @@ class Scope:
         "__weakref__",
         "cap",
         "checkouts",
+        "child_findings",
         "committed",
         "config",
         "connecting",
@@ -93,8 +99,10 @@ class Scope:
         "flush_seq",
         "identity",
         "internal_errors",
+        "key",
         "log",
         "name",
+        "nested",
         "origin_of",
         "origin_rows",
         "origins",
@@ -118,6 +126,13 @@ class Scope:
         self.name = name
         self.config = config
         self.parent = parent
+        #: Tags this unit's records (``QueryRecord.unit``, ``TransactionRecord.unit``...).
+        self.key = next(_keys)
+        #: True once a nested unit closed inside this one (its records merged in).
+        self.nested = False
+        #: Findings of nested units, each with the records it concerns (``audit.close`` lifts
+        #: them into this unit's findings).
+        self.child_findings: list[tuple[Finding, tuple[QueryRecord, ...]]] = []
         #: The public view this scope belongs to (an ``AuditReport``), if any.
         self.owner = owner
         # The statement log; its list and cap are also held here for the hot path.
@@ -197,6 +212,8 @@ class Scope:
             started=self.started,
             ended=ended,
             internal_errors=self.internal_errors,
+            key=self.key,
+            nested=self.nested,
         )
 
     # -- closing --------------------------------------------------------------------------
@@ -209,10 +226,22 @@ class Scope:
             tx.settle()
         return self.freeze(self.ended)
 
-    def merge_child(self, child: Scope) -> None:
-        """Roll a closed nested scope's statements up into this one (under this scope's log
-        lock: other threads may be recording into it)."""
+    def merge_child(self, child: Scope, unit: UnitRecord, findings: Sequence[Finding]) -> None:
+        """Take a closed nested scope: its statements, transactions and ORM state roll up into
+        this one (under this scope's log lock: other threads may be recording into it), and
+        its ``findings`` (judged on its own ``unit``) are kept, named after it, to be reported
+        by this unit too."""
+        statements = unit.statements
+        named = [
+            (
+                f if f.unit is not None else dataclasses.replace(f, unit=child.name),
+                tuple(statements[i] for i in f.statements if i < len(statements)),
+            )
+            for f in findings
+        ]
         with self.log.lock:
+            self.nested = True
+            self.child_findings.extend(named)
             self.log.merge(child.log)
             self.tx_all.extend(child.tx_all)
             self.stale_reads.extend(child.stale_reads)

@@ -118,6 +118,7 @@ def record(
                     None
                     if parameters is None or _roles_cache.get(sql, False) is None
                     else signature(sql, parameters),
+                    scope.key,
                 ),
             )
         )

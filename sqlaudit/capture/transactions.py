@@ -94,6 +94,7 @@ class TxState:
         "statements",
         "streaming",
         "suppressed",
+        "unit",
         "writes",
     )
 
@@ -127,6 +128,7 @@ class TxState:
         self.root = 0
         self.rows_written = 0
         self.suppressed = SUPPRESSED.get()
+        self.unit = 0
 
     def finish(self, end: str, stack: tuple[CallSite, ...] = ()) -> None:
         if self.end == "open":
@@ -166,6 +168,7 @@ class TxState:
             self.session,
             self.rows_written,
             self.suppressed,
+            self.unit,
         )
 
 
@@ -252,6 +255,7 @@ def _new_core_tx(
 ) -> TxState:
     dbapi = id(_dbapi(conn))
     tx = TxState(start, stack, dialect, dbapi, external=not scope.checked_out_here(dbapi))
+    tx.unit = scope.key
     tx.conn_ref = weakref.ref(conn)
     tx.root = id(conn.get_transaction())
     scope.tx_by_conn[id(conn)] = tx
@@ -314,6 +318,7 @@ def session_begin(
         or not scope.checked_out_here(dbapi)
     )
     tx = TxState(perf_counter(), capture(3), connection.dialect.name, dbapi, id(session), external)
+    tx.unit = scope.key
     tx.conn_ref = weakref.ref(connection)
     scope.tx_by_conn[id(connection)] = tx
     scope.tx_by_dbapi[dbapi] = tx

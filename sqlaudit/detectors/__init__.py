@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from sqlaudit.model.findings import Finding
     from sqlaudit.model.records import QueryRecord, UnitRecord
 
-__all__ = ["DEFAULT_DETECTORS", "Detector", "check_detectors", "run_detectors"]
+__all__ = ["DEFAULT_DETECTORS", "Detector", "check_detectors", "lift", "rank", "run_detectors"]
 
 
 class Detector(Protocol):
@@ -98,10 +98,12 @@ def check_detectors(detectors: object, *, setting: str = "detectors") -> tuple[D
 def run_detectors(
     unit: UnitRecord, detectors: Sequence[Detector] = DEFAULT_DETECTORS
 ) -> tuple[list[Finding], int]:
-    """All findings for ``unit``, worst first, capped by its config; and how many detectors
-    failed (their errors are logged once and counted, never raised outside strict mode)."""
-    config = unit.config
-    records = unit.statements
+    """The findings of ``unit``'s own statements (those of units opened inside it were judged
+    when they closed), worst first, capped by its config; and how many detectors failed
+    (their errors are logged once and counted, never raised outside strict mode).
+
+    Each finding's ``statements`` index into ``unit.statements``."""
+    records = unit.own_statements
     if not records and not unit.query_count and not unit.transaction_records:
         return [], 0  # nothing issued (a request that did not touch the database)
     findings: list[Finding] = []
@@ -113,10 +115,33 @@ def run_detectors(
     except Exception as exc:
         failures += 1
         contain("loop view", exc)
-    findings.sort(key=lambda f: (-f.severity, -f.db_time, -f.count))
-    if config.max_findings is not None:
-        findings = findings[: config.max_findings]
-    return findings, failures
+    if unit.nested:  # indexes into the own records -> indexes into all the unit's records
+        key = unit.key
+        own = [i for i, r in enumerate(unit.statements) if r.unit == key]
+        findings = [
+            dataclasses.replace(f, statements=tuple(own[i] for i in f.statements)) for f in findings
+        ]
+    return rank(findings, unit.config.max_findings), failures
+
+
+def rank(findings: Iterable[Finding], limit: int | None = None) -> list[Finding]:
+    """``findings`` worst first (severity, DB time, count), at most ``limit`` of them."""
+    ranked = sorted(findings, key=lambda f: (-f.severity, -f.db_time, -f.count))
+    return ranked if limit is None else ranked[:limit]
+
+
+def lift(
+    nested: Iterable[tuple[Finding, Sequence[QueryRecord]]], unit: UnitRecord
+) -> list[Finding]:
+    """Findings of units opened inside ``unit`` (each with the records it concerns), their
+    ``statements`` re-indexed into ``unit.statements`` (records the enclosing unit did not keep,
+    past its ``max_records``, drop out of the index)."""
+    position = {id(r): i for i, r in enumerate(unit.statements)}  # live records: ids unique
+    lifted = []
+    for finding, records in nested:
+        indexes = tuple(i for r in records if (i := position.get(id(r))) is not None)
+        lifted.append(dataclasses.replace(finding, statements=indexes))
+    return lifted
 
 
 def _detect_all(

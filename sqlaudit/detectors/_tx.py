@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 def own_transactions(unit: UnitRecord, kind: str) -> Iterator[TransactionRecord]:
     """Transactions the audited code began itself, not suppressed for ``kind``."""
-    for tx in unit.transaction_records:
+    for tx in unit.own_transactions:
         if not tx.external and kind not in tx.suppressed:
             yield tx
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.model.records import StatementKind
 
+_TRANSACTION = StatementKind.TRANSACTION
+
 if TYPE_CHECKING:
     from sqlaudit.model.records import QueryRecord, UnitRecord
 
@@ -19,10 +21,13 @@ class QueryBudget:
 
     def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = unit.config
-        # Statements suppressed with ignore("query_budget") do not count against the budget;
-        # statements past max_records (unit.overflow) always do.
-        suppressed = unit.recorded_count - len(records)
-        count = unit.query_count - suppressed
+        # The budget counts every statement of the unit, those of units opened inside it
+        # included, but not those under ignore("query_budget"); statements past max_records
+        # (unit.overflow) always count.
+        exempt = [
+            r for r in unit.statements if self.kind in r.suppressed and r.kind != _TRANSACTION
+        ]
+        count = unit.query_count - len(exempt)
         if config.max_queries is not None and count > config.max_queries:
             yield Finding(
                 kind=self.kind,
@@ -35,9 +40,7 @@ class QueryBudget:
                     "batch writes), or raise the budget if the new statements are intended"
                 ),
             )
-        db_time = sum(r.duration for r in records if r.kind != StatementKind.TRANSACTION)
-        if unit.overflow:
-            db_time = unit.db_time
+        db_time = unit.db_time - sum(r.duration for r in exempt)
         ms = db_time * 1000
         if config.max_db_time_ms is not None and ms > config.max_db_time_ms:
             yield Finding(

@@ -21,7 +21,7 @@ class StaleIdentityMap:
 
     def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         groups: dict[tuple[str, CallSite | None], list[StaleRead]] = {}
-        for read in unit.stale_reads:
+        for read in unit.own_stale_reads:
             site = read.stack[0] if read.stack else None
             groups.setdefault((read.mapper, site), []).append(read)
         for (mapper, site), reads in groups.items():

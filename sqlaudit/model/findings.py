@@ -89,6 +89,15 @@ class Finding:
     relationship: str | None = None
     #: Indexes into ``report.statements`` of the statements concerned (may be truncated).
     statements: tuple[int, ...] = field(default=(), repr=False)
+    #: The name of the nested unit of work it was found in (a request inside a test), or None
+    #: when found in the unit that reports it.
+    unit: str | None = None
+
+    @property
+    def headline(self) -> str:
+        """The diagnosis, prefixed with the nested unit it was found in (``"GET /users/{id}:
+        N+1: ..."``) when a unit reports the finding of a request inside it."""
+        return f"{self.unit}: {self.message}" if self.unit else self.message
 
     @property
     def identity(self) -> tuple[str, str, str, str]:
@@ -116,6 +125,7 @@ class Finding:
             "fingerprint": self.fingerprint,
             "db_time_ms": round(self.db_time * 1000, 3),
             "relationship": self.relationship,
+            "unit": self.unit,
         }
         if include_sql:
             data["sql"] = self.sql

@@ -108,6 +108,9 @@ class QueryRecord(NamedTuple):
     #: For statements with LIMIT/OFFSET or an IN list: salted hashes of the bind values (never
     #: the values), to tell pagination and IN-list chunks from loops. Else None.
     params: tuple[int, ...] | None = None
+    #: The key of the unit of work that issued it (``UnitRecord.key``): a request's statements
+    #: stay told apart from the test's own statements once merged into the test's unit.
+    unit: int = 0
 
     @property
     def callsite(self) -> CallSite | None:
@@ -153,6 +156,8 @@ class TransactionRecord(NamedTuple):
     rows_written: int
     #: Finding kinds suppressed by ``sqlaudit.ignore`` where it began.
     suppressed: frozenset[str]
+    #: The key of the unit of work it began in (``UnitRecord.key``).
+    unit: int = 0
 
 
 class OriginRecord(NamedTuple):
@@ -189,6 +194,8 @@ class StaleRead(NamedTuple):
     autocommit: bool
     #: Where the SELECT was issued.
     stack: tuple[CallSite, ...]
+    #: The key of the unit of work that issued it (``UnitRecord.key``).
+    unit: int = 0
 
 
 #: An origin while its unit is open (capture's form): ``(load, mapper, relationship, many_to_one,
@@ -242,6 +249,12 @@ class UnitRecord:
     Detectors are functions of it (``Detector.detect(unit, records)``); ``AuditReport`` is the
     public view that reads it. Statements past ``config.max_records`` are in ``counts`` and
     ``db_time`` but not in ``statements``.
+
+    A unit opened inside another (a request inside a test) is analysed on its own when it
+    closes; its statements and transactions then also appear in the enclosing unit's record
+    (``statements``, ``counts``, ``transaction_records``: everything, for budgets and
+    reports), tagged with their unit's ``key``, so that the enclosing unit's detectors judge
+    only its own (``own_statements``, ``own_transactions``).
     """
 
     #: The unit's name, e.g. ``"GET /users/{id}"``.
@@ -269,6 +282,33 @@ class UnitRecord:
     ended: float
     #: sqlaudit errors swallowed while auditing it.
     internal_errors: int = 0
+    #: Identifies the unit in its records' ``unit`` fields (unique in the process).
+    key: int = 0
+    #: Whether a unit was opened inside it (then not every record is its own).
+    nested: bool = False
+
+    @property
+    def own_statements(self) -> tuple[QueryRecord, ...]:
+        """The statements this unit issued itself, outside any unit opened inside it."""
+        if not self.nested:
+            return self.statements
+        key = self.key
+        return tuple(r for r in self.statements if r.unit == key)
+
+    @property
+    def own_transactions(self) -> tuple[TransactionRecord, ...]:
+        """The transactions that began in this unit itself."""
+        if not self.nested:
+            return self.transaction_records
+        key = self.key
+        return tuple(t for t in self.transaction_records if t.unit == key)
+
+    @property
+    def own_stale_reads(self) -> tuple[StaleRead, ...]:
+        """The stale-read candidates of this unit itself."""
+        if not self.nested:
+            return self.stale_reads
+        return tuple(r for r in self.stale_reads if r.unit == self.key)
 
     @property
     def query_count(self) -> int:

@@ -183,7 +183,7 @@ def finding_attributes(
         "sqlaudit.finding.kind": finding.kind,
         "sqlaudit.finding.severity": str(finding.severity),
         "sqlaudit.finding.count": finding.count,
-        "sqlaudit.finding.message": finding.message,
+        "sqlaudit.finding.message": finding.headline,
         "sqlaudit.finding.fix": finding.fix,
         "sqlaudit.finding.db_time_ms": round(finding.db_time * 1000, 3),
     }

@@ -183,7 +183,7 @@ class OTelReporter:
                         context=context,
                         severity_number=_SEVERITY_NUMBERS[finding.severity],
                         severity_text=str(finding.severity).upper(),
-                        body=finding.message,
+                        body=finding.headline,
                         attributes=attrs,
                         event_name=FINDING_EVENT,
                     )

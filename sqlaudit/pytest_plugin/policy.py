@@ -264,7 +264,7 @@ def failure_text(report: AuditReport, verdict: Verdict, baseline_note: Iterable[
     """
     out = list(verdict.budget)
     shown = verdict.failing if not verdict.budget else report.findings
-    out += [f"{f.message}; fix: {f.fix}" for f in shown]
+    out += [f"{f.headline}; fix: {f.fix}" for f in shown]
     diff = verdict.diff
     if diff is not None and diff.increases:
         over = ", ".join(f"{kind} {old} -> {new}" for kind, old, new in diff.increases)

@@ -52,7 +52,7 @@ def summarize(
             {
                 "kind": f.kind,
                 "severity": str(f.severity),
-                "message": f.message,
+                "message": f.headline,
                 "identity": list(identity(f, root)),
                 "fails": policy.fails(f),
             }

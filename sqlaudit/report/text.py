@@ -35,7 +35,7 @@ def format_site(site: CallSite | None) -> str:
 def format_finding(finding: Finding, number: int | None = None) -> str:
     """A finding as text: diagnosis, location, the statements concerned, the fix."""
     head = f"{number}. " if number is not None else ""
-    lines = [f"{head}[{finding.severity}] {finding.message}"]
+    lines = [f"{head}[{finding.severity}] {finding.headline}"]
     pad = " " * len(head)
     if finding.location is not None:
         lines.append(f"{pad}at {format_site(finding.location)}")

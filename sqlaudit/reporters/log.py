@@ -59,7 +59,7 @@ class LogReporter:
                 _LEVELS[finding.severity],
                 "%s: %s%s; fix: %s",
                 report.name,
-                finding.message,
+                finding.headline,
                 where,
                 finding.fix,
                 extra={

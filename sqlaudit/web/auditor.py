@@ -93,7 +93,7 @@ class RequestAuditor:
         self.exclude = opts.exclude
         self.header = opts.header
         self.server_timing = opts.server_timing
-        self._budget_configs: dict[int, AuditConfig] = {}
+        self._budget_configs: dict[tuple[AuditConfig, int], AuditConfig] = {}
         self.dev_page = (
             None if opts.dev_page is None else DevPage(opts.dev_page, opts.dev_page_size)
         )
@@ -118,19 +118,22 @@ class RequestAuditor:
         try:
             if self.exclude and self._excluded(method, path):
                 return None
-            rate = self.sample_rate
-            sampled = rate >= 1.0 or (rate > 0.0 and random() < rate)
             scope = current()
             parent = None if scope is None else scope.owner
-            if sampled:
+            if parent is not None:
+                # Inside an enclosing audit (a test auditing the whole request): the request is
+                # judged on its own (its findings roll up into the test's), always in full and
+                # with the enclosing audit's thresholds (a test's, not production floors); the
+                # route budgets, reporters and policy stay the middleware's.
                 name = f"{method[:16]} {collapse_ids(path)}"
-                return Unit(AuditReport(name, self.config, parent), method, path, True, name)
+                return Unit(AuditReport(name, parent.config, parent), method, path, True, name)
+            rate = self.sample_rate
+            if rate >= 1.0 or (rate > 0.0 and random() < rate):
+                name = f"{method[:16]} {collapse_ids(path)}"
+                return Unit(AuditReport(name, self.config, None), method, path, True, name)
             if not self.count_unsampled:
                 return None
-            # Inside an enclosing audit (a test auditing the whole request) the statements are
-            # kept in detail so that the parent's detectors still see them once merged.
-            config = self._counting_config if parent is None else self.config
-            return Unit(AuditReport(method[:16], config, parent), method, path, False)
+            return Unit(AuditReport(method[:16], self._counting_config), method, path, False)
         except Exception as exc:
             contain("middleware: opening the request's audit", exc)
             return None
@@ -211,9 +214,10 @@ class RequestAuditor:
         report.name = self._name(unit)
         budget = self.budget_for(report.name)
         if budget is not None:
-            config = self._budget_configs.get(budget)
+            key = (report.config, budget)
+            config = self._budget_configs.get(key)
             if config is None:
-                config = self._budget_configs[budget] = self.config.replace(max_queries=budget)
+                config = self._budget_configs[key] = report.config.replace(max_queries=budget)
             report.config = config
 
     def budget_for(self, name: str) -> int | None:

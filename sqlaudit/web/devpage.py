@@ -105,7 +105,7 @@ def entry(report: AuditReport, status: int | None, sampled: bool) -> Entry:
         Item(
             f.kind,
             str(f.severity),
-            f.message,
+            f.headline,
             format_site(f.location) if f.location else "",
             f.fix,
         )
