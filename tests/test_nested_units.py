@@ -91,3 +91,35 @@ def test_three_levels_keep_the_innermost_name(db: Engine) -> None:
                 list_authors(db)
     assert [f.unit for f in request.findings] == ["job: reindex"]
     assert [f.unit for f in test.findings] == ["job: reindex"]
+
+
+def per_item_sessions(engine: Engine, book_ids: list[int]) -> list[str]:
+    """A loop that opens a session per item: each book's author is a lazy load."""
+    names = []
+    for book_id in book_ids:
+        with Session(engine) as session:
+            book = session.get_one(Book, book_id)
+            names.append(book.author.name)  # marker: per-item lazy load
+    return names
+
+
+def test_parents_are_rows_not_objects_every_run_the_same(db: Engine) -> None:
+    """Lazy-load parents are told apart by row, never by ``id()``: a per-item-session loop over
+    five distinct books is the same finding (five parents) in 100 runs, and the same row read
+    five times is one parent (no N+1) in 100 runs. With ``id()`` keys a freed object's id was
+    reused by the next one: "4 parents" for 5 rows, or an N+1 for one row, by chance."""
+    outcomes = set()
+    for _ in range(100):
+        with sqlaudit.audit("loop", on_finding="ignore", **UNTIMED) as distinct:
+            per_item_sessions(db, [1, 3, 5, 7, 9])
+        with sqlaudit.audit("same row", on_finding="ignore", **UNTIMED) as same:
+            per_item_sessions(db, [1, 1, 1, 1, 1])
+        (n_plus_one,) = [f for f in distinct.findings if f.kind == "n_plus_one"]
+        outcomes.add(
+            (
+                tuple(kinds(distinct)),
+                "N+1: Book.author lazy-loaded 5x, once per Book (5 parents)" in n_plus_one.message,
+                tuple(f.kind for f in same.findings if f.kind == "n_plus_one"),
+            )
+        )
+    assert outcomes == {(("n_plus_one",), True, ())}

@@ -34,6 +34,9 @@ On error inside sqlaudit: logged once, counted on the report, never raised into 
 from __future__ import annotations
 
 import itertools
+import os
+import weakref
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from sqlaudit._internal import contain
@@ -50,7 +53,9 @@ __all__ = [
     "RECENT",
     "on_load",
     "on_select",
+    "parent_key",
     "relationship_info",
+    "row_of",
 ]
 
 #: ORM statements a scope remembers (at least) for mapping loaded objects to their query.
@@ -61,6 +66,36 @@ RECENT = 256
 MAX_OBJECTS = 200_000
 # Origin ids are unique in the process, so nested scopes can merge theirs into the parent's.
 _ids = itertools.count(1)
+
+
+# Objects without an identity yet (transient, pending): a serial per object, held weakly.
+_serials = itertools.count(1)
+_transient: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_SALT = os.urandom(16)
+
+
+def row_of(state: InstanceState[Any]) -> Hashable:
+    """The row an ORM object stands for: its identity key (mapped class, primary key, identity
+    token), so that the same row loaded twice is one parent and two objects never share a key
+    (``id()`` of a freed object is reused by the next one); for an object without an identity
+    yet, a serial of its own."""
+    key = state.key
+    if key is not None:
+        return key
+    serial = _transient.get(state)
+    if serial is None:
+        serial = _transient[state] = next(_serials)
+    return ("transient", serial)
+
+
+def parent_key(state: InstanceState[Any]) -> int:
+    """``OrmLoad.parent`` of a lazy load for ``state``: a salted hash of the row (the primary
+    key values never leave this function), equal for the same row whatever object holds it."""
+    key = state.key
+    if key is None:
+        return hash((_SALT, row_of(state)))
+    cls = key[0]
+    return hash((_SALT, cls.__module__, cls.__qualname__, *key[1:]))
 
 
 _relationships: dict[Any, tuple[str, bool, str]] = {}
@@ -130,6 +165,7 @@ def on_load(state: InstanceState[Any], context: QueryContext) -> None:
         rows[oid] = rows.get(oid, 0) + 1
         origin_of = scope.origin_of
         if len(origin_of) < MAX_OBJECTS:
-            origin_of[id(state)] = oid
+            key = state.key
+            origin_of[row_of(state) if key is None else key] = oid
     except Exception as exc:
         contain("origins.load", exc, scope)

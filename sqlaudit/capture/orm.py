@@ -46,7 +46,7 @@ from sqlalchemy.sql import visitors
 
 from sqlaudit._internal import contain
 from sqlaudit.capture.identity import on_select, on_session_begin
-from sqlaudit.capture.origins import on_load, relationship_info
+from sqlaudit.capture.origins import on_load, parent_key, relationship_info, row_of
 from sqlaudit.capture.origins import on_select as on_origin
 from sqlaudit.capture.scope import listener
 from sqlaudit.capture.transactions import session_begin, session_end
@@ -185,9 +185,10 @@ def statement_load(
         options = context.execution_options.get("_sa_orm_load_options")
         parent = getattr(options, "_lazy_loaded_from", None)
         if parent is not None:
-            parent_oid = scope.origin_of.get(id(parent), 0)
+            parent_oid = scope.origin_of.get(row_of(parent), 0)
             oid = on_origin(scope, statement, "lazy", cls, mapper_name, info, stack, parent_oid)
-            return _new_load(OrmLoad, ("lazy", mapper_name, relationship, id(parent), (), oid, ""))
+            load = ("lazy", mapper_name, relationship, parent_key(parent), (), oid, "")
+            return _new_load(OrmLoad, load)
         if eager:
             oid = on_origin(scope, statement, "eager", cls, mapper_name, info, stack)
             return _new_load(OrmLoad, ("eager", mapper_name, relationship, None, (), oid, ""))

@@ -163,7 +163,8 @@ class Scope:
         self.stale_reads: list[StaleRead] = []
         # Parent-origin linkage: the queries that loaded ORM objects, and object -> origin.
         self.origins: dict[int, Origin] = {}
-        self.origin_of: dict[int, int] = {}
+        #: The origin of each object loaded, by the row it stands for (``origins.row_of``).
+        self.origin_of: dict[Any, int] = {}
         self.origin_rows: dict[int, int] = {}
         #: Sessions that committed in this scope (their objects may be expired since).
         self.committed: set[int] = set()
@@ -259,3 +260,4 @@ class Scope:
         into the parent, if any): a closed report must not keep sessions alive."""
         self.orm_statements.clear()
         self.sessions.clear()
+        self.origin_of.clear()  # identity keys hold primary-key values and mapped classes

@@ -67,7 +67,8 @@ class OrmLoad(NamedTuple):
     mapper: str | None
     #: For lazy and eager loads: the relationship, e.g. ``"User.addresses"``.
     relationship: str | None
-    #: For lazy and column loads: an opaque in-process key of the parent instance.
+    #: For lazy loads: an opaque key of the parent row (a salted hash of its identity: the same
+    #: row gives the same key whichever object holds it; never the key values).
     parent: int | None
     #: For column loads: the attributes being loaded, sorted.
     attributes: tuple[str, ...] = ()
