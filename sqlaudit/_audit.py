@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import Token
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, TypeVar, cast
 
 from sqlaudit._internal import contain
@@ -80,12 +81,18 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         self._token: Token[Scope | None] | None = None
 
     def __enter__(self) -> AuditReport:
+        return self._open(sys._getframe(1))
+
+    def _open(self, opener: FrameType | None) -> AuditReport:
+        """Open the unit; ``opener`` is the frame running the ``with`` block (its statements'
+        call stacks end there; None: where ``callsite.stop_at`` functions say)."""
         if self._token is not None:
             raise RuntimeError("this audit() block is already open; create one per use")
         parent = current()
         report = AuditReport(self.name, self.config, None if parent is None else parent.owner)
         self.report = report
         scope = scope_of(report)
+        scope.opener = opener
         self._token = CURRENT.set(scope)
         if self.all_threads:
             FALLBACK.append(scope)
@@ -112,7 +119,7 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         self.close(report, exc is not None)
 
     async def __aenter__(self) -> AuditReport:
-        return self.__enter__()
+        return self._open(sys._getframe(1))
 
     async def __aexit__(
         self,

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlaudit._internal import contain
 from sqlaudit._validate import check_callable
+from sqlaudit.capture.callsite import stop_at
 from sqlaudit.capture.scope import CURRENT
 from sqlaudit.web.auditor import RequestAuditor, Unit, collapse_ids
 from sqlaudit.web.devpage import HEADERS
@@ -162,3 +163,7 @@ async def _serve(page: DevPage, method: str, send: Send) -> None:
     headers.append((b"content-length", str(len(body)).encode("latin-1")))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+
+
+# A request's call stacks end where the middleware calls the application.
+stop_at(ASGIAuditMiddleware.__call__)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlaudit._internal import contain
 from sqlaudit._validate import check_callable
+from sqlaudit.capture.callsite import stop_at
 from sqlaudit.capture.scope import CURRENT
 from sqlaudit.web.auditor import RequestAuditor, Unit
 from sqlaudit.web.devpage import HEADERS
@@ -245,3 +246,7 @@ def _serve(page: DevPage, method: str, start_response: StartResponse) -> list[by
     body = page.render()
     start_response("200 OK", [*HEADERS, ("Content-Length", str(len(body)))])
     return [body] if method == "GET" else []
+
+
+# A request's call stacks end where the middleware calls the application (or its body).
+stop_at(WSGIAuditMiddleware.__call__, _AuditedBody.__next__, _AuditedBody._end)

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, event, text
 import sqlaudit
 from sqlaudit import CallSite
 from sqlaudit.capture import callsite as _callsite
-from sqlaudit.capture.callsite import DEPTH, capture, configure, is_app_file
+from sqlaudit.capture.callsite import capture, configure, is_app_file
 
 HERE = __file__
 
@@ -71,13 +71,14 @@ def test_default_depth_skips_the_direct_caller() -> None:
     assert stack[0] == CallSite(HERE, line_of("middle-calls-inner"), "middle")
 
 
-def test_keeps_the_first_depth_application_frames_innermost_first() -> None:
-    """At most ``DEPTH`` frames are kept, innermost first."""
+def test_keeps_every_application_frame_innermost_first() -> None:
+    """Every application frame is kept, innermost first, up to the runner's call of the test
+    (``stop_at``: pytest's frames are the same for every statement)."""
     stack = outer()  # test-calls-outer
-    assert DEPTH == 2
     assert [(s.line, s.function) for s in stack] == [
         (line_of("middle-calls-inner"), "middle"),
         (line_of("outer-calls-middle"), "outer"),
+        (line_of("test-calls-outer"), "test_keeps_every_application_frame_innermost_first"),
     ]
 
 
@@ -265,18 +266,52 @@ def test_walk_is_bounded(library_frames: int, found: bool) -> None:
         assert stack[0] == CallSite(HERE, line_of("calls-deep"), "test_walk_is_bounded")
 
 
-def test_callers_are_looked_for_near_the_first_application_frame() -> None:
-    """Above the first application frame only ``NEAR`` more frames are searched for callers."""
+def test_application_frames_above_library_frames_are_kept() -> None:
+    """Application frames above a library's frames (a serializer, a template engine, a
+    framework calling back into the application) belong to the stack too."""
     namespace: dict[str, Any] = {}
     exec(DEEP, namespace)
 
     def near() -> tuple[CallSite, ...]:
         return capture(1)  # in-near
 
-    far = namespace["deep"](_callsite.NEAR + 5, near)  # calls-far
-    close = namespace["deep"](_callsite.NEAR - 3, near)  # calls-close
-    assert [s.line for s in far] == [line_of("in-near")]
-    assert [s.line for s in close] == [line_of("in-near"), line_of("calls-close")]
+    far = namespace["deep"](20, near)  # calls-far
+    assert [s.line for s in far[:2]] == [line_of("in-near"), line_of("calls-far")]
+
+
+def helper_query() -> tuple[CallSite, ...]:
+    return capture(1)  # helper-line
+
+
+def test_four_calls_of_one_helper_from_four_lines_are_four_stacks() -> None:
+    """The same helper called from four lines of a test: four call stacks (only the innermost
+    frames used to count, which made these one "loop")."""
+    stacks = [
+        helper_query(),  # call-1
+        helper_query(),  # call-2
+        helper_query(),  # call-3
+        helper_query(),  # call-4
+    ]
+    assert len(set(stacks)) == 4
+    assert [s[1].line for s in stacks] == [line_of(f"call-{n}") for n in (1, 2, 3, 4)]
+    assert {s[0].line for s in stacks} == {line_of("helper-line")}
+
+
+def test_stack_ends_at_the_line_that_opened_the_audit(sqlite_engine: Engine) -> None:
+    """Frames above the ``with sqlaudit.audit()`` block are not part of a statement's stack."""
+    handle = sqlaudit.instrument(sqlite_engine)
+
+    def unit_of_work() -> Any:
+        with sqlaudit.audit("job", on_finding="ignore") as report:  # opens-audit
+            run_select(sqlite_engine.connect())  # inside-audit
+        return report
+
+    try:
+        report = unit_of_work()  # calls-unit
+    finally:
+        handle.remove()
+    (record,) = report.statements
+    assert [s.line for s in record.stack] == [line_of("helper-executes"), line_of("inside-audit")]
 
 
 def test_remembered_offsets_never_misattribute_across_entry_points() -> None:
@@ -344,8 +379,8 @@ def test_remembered_frames_keep_each_callers_stack(sqlite_engine: Engine) -> Non
             sqlite_engine.connect() as connection,
         ):
             for _ in range(3):
-                first_caller(connection, 3)
-                second_caller(connection, 2)
+                first_caller(connection, 3)  # test-first-caller
+                second_caller(connection, 2)  # test-second-caller
                 connection.execute(text("SELECT 2"))  # loop-line-a
                 connection.execute(text("SELECT 3"))  # loop-line-b
     finally:
@@ -353,6 +388,7 @@ def test_remembered_frames_keep_each_callers_stack(sqlite_engine: Engine) -> Non
     lines = [tuple(site.line for site in r.stack) for r in report.statements]
     helper = line_of("helper-executes")
     first, second = line_of("first-caller"), line_of("second-caller")
+    test_first, test_second = line_of("test-first-caller"), line_of("test-second-caller")
     loop = [(line_of("loop-line-a"),), (line_of("loop-line-b"),)]
-    expected = ([(helper, first)] * 3 + [(helper, second)] * 2 + loop) * 3
-    assert [stack[:2] if stack[0] == helper else stack[:1] for stack in lines] == expected
+    expected = ([(helper, first, test_first)] * 3 + [(helper, second, test_second)] * 2 + loop) * 3
+    assert lines == expected

@@ -1,13 +1,25 @@
-"""Call sites: the first application frames behind a statement.
+"""Call sites: the application stack behind a statement.
 
 An application frame is one whose file is not part of SQLAlchemy, sqlaudit, the standard
 library or an installed package (site-packages), unless ``configure(app_paths=...)`` names the
 application's directories, in which case only files under them count. Decisions are cached
-per code object, so a walk costs one dict lookup per frame.
+per file name, so a walk costs one dict lookup per frame.
+
+The stack of a statement is every application frame from the innermost up to the frame that
+opened its unit of work (the ``with sqlaudit.audit()`` line, ``Scope.opener``) or a frame of a
+function registered with ``stop_at`` (the test runner's call of the test function, the
+middleware's call of the application), at most ``MAX_APP`` frames: two statements are "the
+same place in a loop" only when every frame matches, so four calls of one helper from four
+lines of a test are four call sites.
 
 Async ORM code runs SQLAlchemy's sync internals in a greenlet whose frames end at
 ``greenlet_spawn``; when a walk runs off the end of the greenlet's stack it continues in the
 parent greenlet, where the application's coroutine is suspended.
+
+Jinja2 templates are application code at their template line: Jinja compiles a template into a
+Python module whose globals hold the template (``__jinja_template__``, what Jinja's own
+traceback rewriting reads, ``jinja2/debug.py``) and whose ``debug_info`` maps compiled lines to
+template lines (``Template.get_corresponding_lineno``).
 """
 
 from __future__ import annotations
@@ -15,18 +27,18 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from sqlaudit.model.records import CallSite
 
-__all__ = ["capture", "configure", "is_app_file"]
+__all__ = ["MAX_APP", "MAX_WALK", "capture", "configure", "is_app_file", "stop_at"]
 
 #: Frames examined per statement at most (deep framework stacks stop here).
-MAX_WALK = 96
+MAX_WALK = 160
 #: Application frames kept per statement.
-DEPTH = 2
-#: Frames examined above the first application frame for its caller.
-NEAR = 4
+MAX_APP = 32
 
 # The sqlaudit package (this module is in its capture/ subpackage).
 _SQLAUDIT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -39,15 +51,10 @@ _ignore_paths: tuple[str, ...] = ()
 # contents on every lookup (measured: 0.1-0.5 µs per frame).
 _cache: dict[str, bool] = {}
 _sites: dict[tuple[str, int, str, int], CallSite] = {}
-
-
-def _site(key: tuple[str, int, str, int], frame: FrameType) -> CallSite:
-    code = frame.f_code
-    site = CallSite(code.co_filename, frame.f_lineno, code.co_name)
-    if len(_sites) > 65536:
-        _sites.clear()
-    _sites[key] = site
-    return site
+# Functions whose frame ends a walk: ids of their code objects, which _stop_codes keeps alive
+# (so an id is never reused while it is in the set).
+_stops: set[int] = set()
+_stop_codes: list[object] = []
 
 
 def _library_prefixes() -> tuple[str, ...]:
@@ -90,7 +97,16 @@ def configure(
     _cache.clear()
     _sites.clear()
     _recent.clear()
-    _frames.clear()
+
+
+def stop_at(*functions: Callable[..., Any]) -> None:
+    """End every walk at a frame of one of ``functions`` (the frames above it are the test
+    runner's or the server's, the same for every statement of a unit)."""
+    for function in functions:
+        code = getattr(function, "__code__", None)
+        if code is not None and id(code) not in _stops:
+            _stop_codes.append(code)
+            _stops.add(id(code))
 
 
 def is_app_file(filename: str) -> bool:
@@ -117,11 +133,9 @@ def _is_app(filename: str) -> bool:
     return result
 
 
-def capture(depth: int = 2) -> tuple[CallSite, ...]:
-    """The first ``DEPTH`` application frames above the caller's ``depth``-th frame.
-
-    Callers of the first application frame are looked for only ``NEAR`` frames further up:
-    a framework's deep stack above the view is not walked for every statement.
+def capture(depth: int = 2, opener: FrameType | None = None) -> tuple[CallSite, ...]:
+    """The application stack above the caller's ``depth``-th frame, innermost first, up to
+    ``opener`` (the frame that opened the unit, included) or a ``stop_at`` function.
 
     Walking ``f_back`` materialises a frame object for every frame visited, which costs each
     SQLAlchemy function a copy of its locals when it returns (~1 µs per frame, measured). The
@@ -129,11 +143,12 @@ def capture(depth: int = 2) -> tuple[CallSite, ...]:
     SQLAlchemy entry point used, so the offsets where the first application frame was found
     are remembered and tried first with two ``sys._getframe`` probes (materialising two
     frames): accepted when the frame there is application code and the one below it is
-    SQLAlchemy's.
+    SQLAlchemy's. Frames above the first application frame are the application's own and stay
+    alive across its statements: walking them costs a pointer chase each.
     """
-    known = _probe(depth + 1)
-    if known is not None:
-        return known
+    first = _probe(depth + 1)
+    if first is not None:
+        return _collect(first, None, opener)
     # Walk to the first application frame (into the parent greenlet when the greenlet's own
     # stack ends first); _collect takes the stack from there.
     frame: FrameType | None = sys._getframe(depth)
@@ -153,56 +168,22 @@ def capture(depth: int = 2) -> tuple[CallSite, ...]:
         if app:
             if not crossed and offset:
                 _remember(offset - 1)
-            return _collect(frame)
+            return _collect(frame, glet, opener)
         frame = frame.f_back
     return ()
 
 
-def _probe(depth: int) -> tuple[CallSite, ...] | None:
-    """The stack found at a remembered offset (see ``capture``), or None."""
+def _probe(depth: int) -> FrameType | None:
+    """The first application frame at a remembered offset (see ``capture``), or None."""
     for offset in _recent:
         try:
             probe = sys._getframe(depth + offset + 1)
-        except ValueError:
-            continue
-        # A loop issuing statements from one line runs in one frame object: its stack is
-        # remembered by the frame's id and checked against its code, instruction and caller.
-        entry = _frames.get(id(probe))
-        if entry is not None and entry[0] is probe.f_code and entry[1] == probe.f_lasti:
-            back = probe.f_back
-            if back is None:
-                if entry[2] is None:
-                    return entry[4]
-            elif entry[2] is back.f_code and entry[3] == back.f_lasti and entry[5] == id(back):
-                return entry[4]
-        try:
             below = sys._getframe(depth + offset).f_code.co_filename
         except ValueError:
             continue
-        filename = probe.f_code.co_filename
-        if _is_sqlalchemy(below) and _cache.get(filename, False):
-            found = _collect(probe)
-            _remember_frame(probe, found)
-            return found
+        if _is_sqlalchemy(below) and _cache.get(probe.f_code.co_filename, False):
+            return probe
     return None
-
-
-#: First application frames seen lately, by id: (code, instruction offset, the calling
-#: frame's code and instruction offset, the stack found, the calling frame's id). Ids only:
-#: holding frames would keep the application's locals alive; a reused id is caught by the
-#: code/instruction checks of the frame and of its caller.
-_frames: dict[int, tuple[object, int, object, int, tuple[CallSite, ...], int]] = {}
-
-
-def _remember_frame(frame: FrameType, found: tuple[CallSite, ...]) -> None:
-    if len(_frames) >= 1024:
-        _frames.clear()
-    back = frame.f_back
-    if back is None:
-        _frames[id(frame)] = (frame.f_code, frame.f_lasti, None, -1, found, 0)
-    else:
-        entry = (frame.f_code, frame.f_lasti, back.f_code, back.f_lasti, found, id(back))
-        _frames[id(frame)] = entry
 
 
 #: Offsets (from capture's start frame to the frame just below the first application frame)
@@ -229,31 +210,75 @@ def _remember(offset: int) -> None:
     del recent[4:]
 
 
-def _collect(frame: FrameType) -> tuple[CallSite, ...]:
-    """The first ``DEPTH`` application frames from ``frame`` (an application frame) up,
-    looking ``NEAR`` frames past it at most."""
+def _collect(frame: FrameType, glet: object, opener: FrameType | None) -> tuple[CallSite, ...]:
+    """The application frames from ``frame`` (an application frame) up to the end of the
+    walk (see ``capture``)."""
     found: list[CallSite] = []
-    limit = NEAR + 1
+    cache = _cache
+    sites = _sites
+    stops = _stops
     current: FrameType | None = frame
-    while current is not None and limit:
+    for _ in range(MAX_WALK):
+        if current is None:
+            # The top of a greenlet's stack continues in its parent (async code); the top of
+            # a thread's stack ends the walk.
+            glet, current = _parent_greenlet(glet)
+            if current is None:
+                break
+            continue
         code = current.f_code
         filename = code.co_filename
-        app = _cache.get(filename)
+        app = cache.get(filename)
         if app is None:
             app = _is_app(filename)
         if app:
             # f_lineno decodes the line table on every access (O(position) in the code
             # object): call sites repeat, so resolve each instruction of a function once.
             key = (filename, code.co_firstlineno, code.co_name, current.f_lasti)
-            site = _sites.get(key)
+            site = sites.get(key)
             if site is None:
                 site = _site(key, current)
             found.append(site)
-            if len(found) >= DEPTH:
+            if len(found) >= MAX_APP:
                 break
+        elif stops and id(code) in stops:
+            break
+        if current is opener:
+            break
         current = current.f_back
-        limit -= 1
     return tuple(found)
+
+
+def _site(key: tuple[str, int, str, int], frame: FrameType) -> CallSite:
+    code = frame.f_code
+    template = frame.f_globals.get("__jinja_template__")
+    if template is not None:
+        site = _template_site(template, code.co_filename, code.co_name, frame.f_lineno)
+    else:
+        site = CallSite(code.co_filename, frame.f_lineno, code.co_name)
+    if len(_sites) > 65536:
+        _sites.clear()
+    _sites[key] = site
+    return site
+
+
+def _template_site(template: Any, filename: str, function: str, line: int) -> CallSite:
+    """A Jinja2 template frame at its template line; the function is the template's part:
+    ``<template>`` (its body), ``block <name>`` or ``macro <name>``."""
+    try:
+        line = int(template.get_corresponding_lineno(line))
+        path = getattr(template, "filename", None) or filename
+    except Exception:  # an object under that name that is not a Jinja template
+        return CallSite(filename, line, function)
+    if function == "root":
+        part = "<template>"
+    elif function.startswith("block_"):
+        part = f"block {function[6:]}"
+    elif function.startswith("macro"):
+        part = "macro"
+    else:
+        part = function
+    return CallSite(path, line, part)
 
 
 def _parent_greenlet(glet: object) -> tuple[object, FrameType | None]:

@@ -53,9 +53,9 @@ def on_reset(
         # PoolResetState.transaction_was_reset); our rollback listener, if attached, saw that
         # rollback first and took it for an explicit one.
         tx.end = "open"
-        tx.finish("closed", capture(3))
+        tx.finish("closed", capture(3, scope.opener))
     else:
-        tx.finish("closed" if tx.writes == 0 else tx.end, capture(3))
+        tx.finish("closed" if tx.writes == 0 else tx.end, capture(3, scope.opener))
 
 
 @listener("transactions.checkin")

@@ -23,6 +23,8 @@ from sqlaudit.capture.log import StatementLog
 from sqlaudit.model.records import FrozenOrigins, StatementKind, UnitRecord
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from sqlaudit.capture.transactions import TxState
     from sqlaudit.model.config import AuditConfig
     from sqlaudit.model.findings import Finding
@@ -103,6 +105,7 @@ class Scope:
         "log",
         "name",
         "nested",
+        "opener",
         "origin_of",
         "origin_rows",
         "origins",
@@ -130,6 +133,9 @@ class Scope:
         self.key = next(_keys)
         #: True once a nested unit closed inside this one (its records merged in).
         self.nested = False
+        #: The frame that opened the unit (the ``with sqlaudit.audit()`` line): call stacks end
+        #: there. Held (compared by identity, never by id) until the unit closes.
+        self.opener: FrameType | None = None
         #: Findings of nested units, each with the records it concerns (``audit.close`` lifts
         #: them into this unit's findings).
         self.child_findings: list[tuple[Finding, tuple[QueryRecord, ...]]] = []
@@ -260,4 +266,5 @@ class Scope:
         into the parent, if any): a closed report must not keep sessions alive."""
         self.orm_statements.clear()
         self.sessions.clear()
+        self.opener = None
         self.origin_of.clear()  # identity keys hold primary-key values and mapped classes

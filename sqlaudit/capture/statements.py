@@ -90,7 +90,7 @@ def record(
         # Frames: capture, record, the do_execute listener, SQLAlchemy's
         # _exec_single_context (or _exec_insertmany_context), _execute_context: the walk
         # starts at the last, skipping frames that are never the application's.
-        stack = capture(4)
+        stack = capture(4, scope.opener)
         load = scope.flush_load
         if orm.detail:
             # Only ORM-enabled statements carry propagate attributes; Core ones skip it.

@@ -293,7 +293,7 @@ def _listen_option_engine(engine: Any) -> None:
 def _finish_conn(scope: Scope, conn: Connection, end: str) -> None:
     tx = scope.tx_by_conn.get(id(conn))
     if tx is not None and not tx.session:
-        tx.finish(end, capture(4))
+        tx.finish(end, capture(4, scope.opener))
 
 
 def _on_commit(conn: Connection) -> None:
@@ -317,7 +317,8 @@ def session_begin(
         or connection.in_nested_transaction()
         or not scope.checked_out_here(dbapi)
     )
-    tx = TxState(perf_counter(), capture(3), connection.dialect.name, dbapi, id(session), external)
+    stack = capture(3, scope.opener)
+    tx = TxState(perf_counter(), stack, connection.dialect.name, dbapi, id(session), external)
     tx.unit = scope.key
     tx.conn_ref = weakref.ref(connection)
     scope.tx_by_conn[id(connection)] = tx
@@ -331,7 +332,7 @@ def session_end(scope: Scope, session: Session, end: str) -> None:
     txs = scope.tx_by_session.pop(id(session), None)
     if not txs:
         return
-    stack = capture(3)
+    stack = capture(3, scope.opener)
     if end == "rollback" and sys.exc_info()[1] is not None:
         end = "rollback_exception"
     for tx in txs:

@@ -13,11 +13,11 @@ if TYPE_CHECKING:
     from sqlaudit.model.records import CallSite, QueryRecord, UnitRecord
 
 
-def _key(record: QueryRecord) -> tuple[str, tuple[str, ...], str, CallSite | None] | None:
+def _key(record: QueryRecord) -> tuple[str, tuple[str, ...], str, tuple[CallSite, ...]] | None:
     orm = record.orm
     if orm is None or orm.load != "column" or orm.mapper is None:
         return None
-    return (orm.mapper, orm.attributes, orm.reason, record.callsite)
+    return (orm.mapper, orm.attributes, orm.reason, record.stack)
 
 
 class ColumnReload:
@@ -31,7 +31,7 @@ class ColumnReload:
 
     def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = unit.config
-        for (mapper, attributes, reason, site), items in group(
+        for (mapper, attributes, reason, stack), items in group(
             partition(records)["column"], _key
         ).items():
             expired = reason == "expired"
@@ -65,11 +65,12 @@ class ColumnReload:
                 severity=Severity.WARNING,
                 message=message,
                 count=n,
-                location=site,
+                location=stack[0] if stack else None,
                 fix=fix,
                 fingerprint=fingerprint(items[0][1].sql),
                 sql=items[0][1].sql,
                 db_time=db_time,
                 relationship=f"{mapper}.{attributes[0]}" if attributes else mapper,
                 statements=indexes(items),
+                stack=stack,
             )

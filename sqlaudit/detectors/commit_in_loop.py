@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from sqlaudit.detectors._tx import first, own_transactions
+from sqlaudit.detectors._tx import own_transactions
 from sqlaudit.model.findings import Finding, Severity
 
 if TYPE_CHECKING:
@@ -24,12 +24,11 @@ class CommitInLoop:
     needs = "transactions"
 
     def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
-        groups: dict[CallSite, list[TransactionRecord]] = {}
+        groups: dict[tuple[CallSite, ...], list[TransactionRecord]] = {}
         for tx in own_transactions(unit, self.kind):
-            site = first(tx.end_stack)
-            if tx.end == "commit" and tx.rows_written <= 1 and site is not None:
-                groups.setdefault(site, []).append(tx)
-        for site, txs in groups.items():
+            if tx.end == "commit" and tx.rows_written <= 1 and tx.end_stack:
+                groups.setdefault(tx.end_stack, []).append(tx)
+        for stack, txs in groups.items():
             if len(txs) < unit.config.commit_in_loop_min:
                 continue
             after = min(tx.ended for tx in txs)
@@ -51,11 +50,12 @@ class CommitInLoop:
                     f"commit in a loop: {len(txs)} commits from one line for {rows} row(s){hidden}"
                 ),
                 count=len(txs),
-                location=site,
+                location=stack[0],
                 fix=(
                     "commit once after the loop (or every few hundred rows); each commit is a "
                     "round trip and, with expire_on_commit=True, makes the next attribute "
                     "access reload the object"
                 ),
                 db_time=sum(tx.exec_time for tx in txs),
+                stack=stack,
             )

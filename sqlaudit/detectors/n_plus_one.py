@@ -31,11 +31,11 @@ LARGE_RESULT = 100
 _LIMIT = re.compile(r"\b(LIMIT|FETCH\s+FIRST|FETCH\s+NEXT|TOP)\b", re.IGNORECASE)
 
 
-def _key(record: QueryRecord) -> tuple[str, CallSite | None] | None:
+def _key(record: QueryRecord) -> tuple[str, tuple[CallSite, ...]] | None:
     orm = record.orm
     if orm is None or orm.load != "lazy" or orm.relationship is None:
         return None
-    return (orm.relationship, record.callsite)
+    return (orm.relationship, record.stack)
 
 
 def _where(site: CallSite | None) -> str:
@@ -107,7 +107,7 @@ class NPlusOne:
     def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = unit.config
         origins = _Origins(unit, records)
-        for (relationship, site), items in group(partition(records)["lazy"], _key).items():
+        for (relationship, stack), items in group(partition(records)["lazy"], _key).items():
             parents = {r.orm.parent for _, r in items if r.orm is not None}
             db_time = total_time(items)
             if len(parents) < config.n_plus_one_min or db_time * 1000 < config.min_group_ms:
@@ -123,21 +123,21 @@ class NPlusOne:
             known = [o for o in parent_origins.values() if o is not None]
             if known and len(known) == len(parent_origins):
                 multi_row = any(o.rows >= 2 for o in known)
-                sites = [o.stack[0] if o.stack else None for o in known]
-                looped = any(sites.count(s) >= 2 for s in sites)
+                stacks = [o.stack for o in known]
+                looped = any(stacks.count(s) >= 2 for s in stacks)
                 if not (multi_row or looped):
                     continue  # 1+1: separate single-row queries on different lines
             sample = items[0][1]
             this = origins.get(sample.orm.query) if sample.orm is not None else None
             parent = known[0] if known else None
             yield self._finding(
-                relationship, site, items, len(parents), db_time, sample, this, parent, origins
+                relationship, stack, items, len(parents), db_time, sample, this, parent, origins
             )
 
     def _finding(
         self,
         relationship: str,
-        site: CallSite | None,
+        stack: tuple[CallSite, ...],
         items: list[tuple[int, QueryRecord]],
         parents: int,
         db_time: float,
@@ -169,11 +169,12 @@ class NPlusOne:
             severity=Severity.WARNING,
             message=message,
             count=n,
-            location=site,
+            location=stack[0] if stack else None,
             fix=fix,
             fingerprint=fingerprint(sample.sql),
             sql=sample.sql,
             db_time=db_time,
             relationship=relationship,
             statements=indexes(items),
+            stack=stack,
         )

@@ -84,4 +84,5 @@ class RepeatedQuery:
                 db_time=db_time,
                 relationship=relationship,
                 statements=indexes(items),
+                stack=stack,
             )

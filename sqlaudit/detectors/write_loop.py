@@ -87,4 +87,5 @@ class WriteLoop:
                 sql=sample.sql,
                 db_time=db_time,
                 statements=indexes(items),
+                stack=stack,
             )

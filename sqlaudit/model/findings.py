@@ -92,6 +92,12 @@ class Finding:
     #: The name of the nested unit of work it was found in (a request inside a test), or None
     #: when found in the unit that reports it.
     unit: str | None = None
+    #: The application stack of the statements concerned, innermost first (``location`` is
+    #: its first frame).
+    stack: tuple[CallSite, ...] = field(default=(), repr=False)
+    #: For a loop's findings: the loop statement (``for``/``while``, a template's ``{% for %}``)
+    #: that repeats the statements, when sqlaudit can tell which frame holds it.
+    loop: CallSite | None = None
 
     @property
     def headline(self) -> str:
@@ -126,6 +132,13 @@ class Finding:
             "db_time_ms": round(self.db_time * 1000, 3),
             "relationship": self.relationship,
             "unit": self.unit,
+            "loop": None
+            if self.loop is None
+            else {
+                "file": self.loop.file,
+                "line": self.loop.line,
+                "function": self.loop.function,
+            },
         }
         if include_sql:
             data["sql"] = self.sql

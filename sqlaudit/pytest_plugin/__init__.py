@@ -32,9 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import _pytest.python
 import pytest
 
 from sqlaudit._audit import audit
+from sqlaudit.capture.callsite import stop_at
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.pytest_plugin import baseline as _baseline
 from sqlaudit.pytest_plugin.fixture import SqlauditFixture
@@ -134,6 +136,9 @@ def _settings(config: pytest.Config) -> Settings:
 def pytest_configure(config: pytest.Config) -> None:
     for line in _MARKERS:
         config.addinivalue_line("markers", line)
+    # Call stacks end where pytest (or unittest, run by pytest) calls the test: the frames
+    # above are the runner's, the same for every statement.
+    stop_at(_pytest.python.pytest_pyfunc_call, *_unittest_callers())
     try:
         settings = _settings(config)
         baseline = _baseline.load(settings.baseline_path) if settings.baseline_path else None
@@ -215,7 +220,9 @@ class _Run:
 
     def open(self, item: pytest.Item) -> None:
         self.auditor = audit(item.nodeid, self.policy.config, reporters=(), all_threads=True)
-        self.report = self.auditor.__enter__()
+        # Opened from a hook wrapper that is not on the stack while the test runs: the test's
+        # call stacks end at the runner's call of the test function (``callsite.stop_at``).
+        self.report = self.auditor._open(None)
 
     def close(self, item: pytest.Item, when: str, exc: BaseException | None) -> None:
         """End the audit; judge the test unless its own code raised ``exc``."""
@@ -318,3 +325,12 @@ def sqlaudit_fixture(request: pytest.FixtureRequest) -> SqlauditFixture:
     run = request.node.stash.get(_RUN, None)
     config = run.policy.config if run else request.config.stash[_SETTINGS].base_config
     return SqlauditFixture(request.node.nodeid, config, lambda: run.report if run else None)
+
+
+def _unittest_callers() -> list[Any]:
+    """unittest's ``TestCase`` methods that call a test's setUp, test method and tearDown
+    (Python 3.8+; getattr keeps older or patched versions harmless)."""
+    import unittest
+
+    names = ("_callSetUp", "_callTestMethod", "_callTearDown", "_callCleanup")
+    return [f for name in names if (f := getattr(unittest.TestCase, name, None)) is not None]
