@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import sys
@@ -13,6 +14,7 @@ from typing import Any, TypeVar, cast
 
 from sqlaudit._internal import contain
 from sqlaudit._validate import check_bool
+from sqlaudit.capture.loops import loop_of
 from sqlaudit.capture.scope import CURRENT, FALLBACK, SUPPRESSED, Scope, current
 from sqlaudit.detectors import (
     DEFAULT_DETECTORS,
@@ -24,7 +26,7 @@ from sqlaudit.detectors import (
 )
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.model.config import AuditConfig
-from sqlaudit.model.findings import check_kinds
+from sqlaudit.model.findings import Finding, check_kinds
 from sqlaudit.report import AuditReport, scope_of
 from sqlaudit.reporters import LogReporter, Reporter, check_reporters
 
@@ -143,7 +145,7 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             # A request inside a test: the test reports the request's findings beside its own.
             nested = lift(scope.child_findings, unit)
             findings = rank([*nested, *findings], unit.config.max_findings)
-        report.findings = tuple(findings)
+        report.findings = tuple(_with_loops(findings))
         scope.internal_errors += failures
         if scope.parent is not None:
             try:
@@ -190,6 +192,30 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             detectors=self.detectors,
             all_threads=self.all_threads,
         )
+
+
+#: Findings of statements repeated by a loop: they name the loop's line (``Finding.loop``).
+_LOOP_KINDS = frozenset(
+    {"n_plus_one", "column_reload", "repeated_query", "write_loop", "commit_in_loop"}
+)
+
+
+def _with_loops(findings: Iterable[Finding]) -> list[Finding]:
+    """``findings`` with each loop finding's ``loop`` set (the source is read once per file,
+    only for findings); errors leave a finding as it is."""
+    out = []
+    for finding in findings:
+        if finding.loop is None and finding.stack and finding.kind in _LOOP_KINDS:
+            try:
+                loop = loop_of(finding.stack)
+            except Exception as exc:
+                contain("loop line", exc)
+                loop = None
+            if loop is not None:
+                out.append(dataclasses.replace(finding, loop=loop))
+                continue
+        out.append(finding)
+    return out
 
 
 class ignore:  # noqa: N801 - used like a function: ``with sqlaudit.ignore("n_plus_one"):``

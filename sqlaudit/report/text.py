@@ -18,8 +18,9 @@ __all__ = ["format_finding", "format_site", "render"]
 MAX_GROUPS = 40
 
 
-def format_site(site: CallSite | None) -> str:
-    """``file:line in function()`` with the file relative to the working directory."""
+def format_site(site: CallSite | None, *, function: bool = True) -> str:
+    """``file:line in function()`` with the file relative to the working directory
+    (``function=False``: ``file:line`` only)."""
     if site is None:
         return "(no application frame)"
     file = site.file
@@ -29,7 +30,12 @@ def format_site(site: CallSite | None) -> str:
             file = rel
     except ValueError:  # another drive on Windows
         pass
-    return f"{file}:{site.line} in {site.function}()"
+    if not function:
+        return f"{file}:{site.line}"
+    name = site.function
+    # A Jinja2 template's parts (callsite._template_site) are not Python functions.
+    call = "" if name in ("<template>", "macro") or name.startswith("block ") else "()"
+    return f"{file}:{site.line} in {name}{call}"
 
 
 def format_finding(finding: Finding, number: int | None = None) -> str:
@@ -38,7 +44,12 @@ def format_finding(finding: Finding, number: int | None = None) -> str:
     lines = [f"{head}[{finding.severity}] {finding.headline}"]
     pad = " " * len(head)
     if finding.location is not None:
-        lines.append(f"{pad}at {format_site(finding.location)}")
+        where = f"{pad}at {format_site(finding.location)}"
+        loop = finding.loop
+        if loop is not None and loop != finding.location:
+            same = loop.function == finding.location.function and loop.file == finding.location.file
+            where += f", in the loop at {format_site(loop, function=not same)}"
+        lines.append(where)
     if finding.fingerprint and finding.count > 1:
         lines.append(f"{pad}{finding.count}x {short(finding.fingerprint, 90)}")
     if finding.db_time:

@@ -1,0 +1,91 @@
+"""Which frame of a finding's stack repeats its statements: the innermost one inside a loop.
+
+A loop finding (an N+1, a repeated query, a write loop...) groups statements whose whole
+application stack is the same; the loop is in one of those frames. The innermost frame whose
+line lies in the body of a ``for``/``while`` loop or in a comprehension is it, and the finding
+names that loop statement's line beside the statement's own. Python files are parsed with
+``ast`` (once per file, when a finding needs it, never per statement); Jinja2 templates are
+scanned for the ``{% for %}`` enclosing the line.
+"""
+
+from __future__ import annotations
+
+import ast
+import linecache
+import re
+from collections.abc import Sequence
+
+from sqlaudit.model.records import CallSite
+
+__all__ = ["loop_of"]
+
+#: Files whose loops are remembered (a finding's stack names a handful).
+_MAX_FILES = 256
+_loops: dict[str, tuple[tuple[int, int, int], ...]] = {}
+_TEMPLATE_TAG = re.compile(r"\{%-?\s*(for|endfor)\b")
+
+
+def loop_of(stack: Sequence[CallSite]) -> CallSite | None:
+    """The loop statement that repeats a statement issued from ``stack`` (innermost frame
+    first), or None when no frame's line is inside a loop (or the source is unavailable)."""
+    for site in stack:
+        header = _loop_line(site.file, site.line)
+        if header is not None:
+            return CallSite(site.file, header, site.function)
+    return None
+
+
+def _loop_line(file: str, line: int) -> int | None:
+    if file.endswith((".py", ".pyw")):
+        spans = _loops.get(file)
+        if spans is None:
+            spans = _python_loops(file)
+            if len(_loops) >= _MAX_FILES:
+                _loops.clear()
+            _loops[file] = spans
+        inside = [(start, header) for header, start, end in spans if start <= line <= end]
+        return max(inside)[1] if inside else None
+    return _template_loop(file, line)
+
+
+def _python_loops(file: str) -> tuple[tuple[int, int, int], ...]:
+    """``(header line, first line, last line)`` of the part of each loop that runs once per
+    iteration: a ``for``/``while`` body, a comprehension's element and conditions."""
+    source = "".join(linecache.getlines(file))
+    if not source:
+        return ()
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return ()
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.For, ast.AsyncFor, ast.While)) and node.body:
+            first, last = node.body[0], node.body[-1]
+            spans.append((node.lineno, first.lineno, last.end_lineno or last.lineno))
+        elif isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
+            spans.append((node.lineno, node.lineno, node.end_lineno or node.lineno))
+    return tuple(spans)
+
+
+def _template_loop(file: str, line: int) -> int | None:
+    """The line of the ``{% for %}`` enclosing ``line`` in a Jinja2 template, if any."""
+    lines = linecache.getlines(file)
+    if not lines or line > len(lines):
+        return None
+    depth = 0
+    for number in range(line, 0, -1):
+        text = lines[number - 1]
+        tags = _TEMPLATE_TAG.findall(text)
+        if number == line:
+            # A ``{% for x in y %}`` on the statement's own line evaluates ``y`` once per
+            # iteration of the loop around it, not of itself: only earlier lines count.
+            tags = []
+        for tag in reversed(tags):
+            if tag == "endfor":
+                depth += 1
+            elif depth:
+                depth -= 1
+            else:
+                return number
+    return None
