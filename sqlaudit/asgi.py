@@ -129,18 +129,27 @@ def _started(
 
 
 def _read_route(unit: Unit, scope: Scope, root_path: str) -> None:
-    """The route template Starlette's router left in the scope, with its mount prefix."""
+    """The route template Starlette's router left in the scope (FastAPI, Starlette >= 1.10),
+    with its mount prefix as a template; else the app's router matched again."""
     if unit.route is not None:
         return
     try:
         route = scope.get("route")
         if route is None:
+            unit.route = _match_route(scope, root_path)
             return
         template = getattr(route, "path_format", None) or getattr(route, "path", None)
         if not isinstance(template, str) or not template:
             return
         prefix = scope.get("root_path", "")
         prefix = prefix[len(root_path) :] if prefix.startswith(root_path) else ""
+        if prefix:
+            # Inside a mount: its template (``/tenants/{tenant}``), not the concrete prefix the
+            # root_path holds (a tenant's name would split the route and reach dashboards).
+            matched = _match_route(scope, root_path)
+            if matched is not None:
+                unit.route = matched
+                return
         prefix = collapse_ids(prefix.rstrip("/"))
         if hasattr(route, "routes"):
             # A Mount that answered itself (static files, a mounted non-Starlette app): its
@@ -150,6 +159,41 @@ def _read_route(unit: Unit, scope: Scope, root_path: str) -> None:
             unit.route = prefix + template
     except Exception as exc:
         contain("middleware: reading the route", exc, failing=True)
+
+
+#: Starlette's ``Match.FULL`` (an enum compared by value: no framework import).
+_FULL = 2
+#: Mounts followed at most (a router nested deeper is named by its prefix).
+_MAX_DEPTH = 8
+
+
+def _match_route(scope: Scope, root_path: str) -> str | None:
+    """The route template of a Starlette app that does not put ``scope["route"]`` (Starlette
+    before 1.10, which only sets ``endpoint`` and ``path_params``): the app's router is matched
+    again against the request, as Starlette's ``Router.app`` does, from the ``root_path`` the
+    middleware saw (mounts extend it). None when there is no router or nothing matches."""
+    router = scope.get("router") or getattr(scope.get("app"), "router", None)
+    routes = getattr(router, "routes", None)
+    if not routes:
+        return None
+    probe = {**scope, "root_path": root_path}
+    prefix = ""
+    for _ in range(_MAX_DEPTH):
+        for route in routes:
+            match, child = route.matches(probe)
+            if getattr(match, "value", match) == _FULL:
+                break
+        else:
+            return None
+        nested = getattr(route, "routes", None)
+        path = getattr(route, "path", "")
+        if not nested:
+            template = getattr(route, "path_format", None) or path
+            return prefix + template if isinstance(template, str) and template else None
+        prefix += path.rstrip("/")
+        routes = nested
+        probe = {**probe, **child}
+    return f"{prefix}/{{path}}"
 
 
 async def _serve(page: DevPage, method: str, send: Send) -> None:
