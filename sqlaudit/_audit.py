@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import inspect
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import Token
 from types import FrameType, TracebackType
 from typing import Any, TypeVar, cast
@@ -30,7 +30,10 @@ from sqlaudit.model.findings import Finding, check_kinds
 from sqlaudit.report import AuditReport, scope_of
 from sqlaudit.reporters import LogReporter, Reporter, check_reporters
 
-__all__ = ["audit", "current_report", "ignore"]
+__all__ = ["audit", "current_report", "ignore", "unaudited"]
+
+#: A scope nobody reads (``unaudited``): counts only, no parent.
+_VOID = AuditConfig(max_records=0, on_finding="ignore")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -216,6 +219,19 @@ def _with_loops(findings: Iterable[Finding]) -> list[Finding]:
                 continue
         out.append(finding)
     return out
+
+
+@contextlib.contextmanager
+def unaudited() -> Iterator[None]:
+    """Statements issued in the block belong to no unit of work (a test's ``setUp`` under
+    the pytest plugin: setup, like a fixture). A fresh scope per block takes them and is
+    dropped with it, so nothing accumulates."""
+    token = CURRENT.set(Scope("unaudited", _VOID))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):  # exited in another context: leave it
+            CURRENT.reset(token)
 
 
 class ignore:  # noqa: N801 - used like a function: ``with sqlaudit.ignore("n_plus_one"):``

@@ -239,3 +239,56 @@ def test_readme_pytest_section_quotes_the_cases() -> None:
         )
     ]
     assert blocks == expected
+
+
+UNITTEST_CASE = """
+import unittest
+
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+import sqlaudit
+from myapp.models import Base, Stream, add_streams
+
+
+class FeedTest(unittest.TestCase):
+    def setUp(self):
+        # An app-factory suite: every test builds its database (DDL, PRAGMAs, seed rows).
+        self.engine = create_engine("sqlite://", poolclass=StaticPool)
+        self.handle = sqlaudit.instrument(self.engine)
+        Base.metadata.create_all(self.engine)
+        add_streams(self.engine, 3)
+
+    def tearDown(self):
+        Base.metadata.drop_all(self.engine)
+        self.handle.remove()
+        self.engine.dispose()
+
+    @pytest.mark.query_budget(1)
+    def test_titles(self):
+        with Session(self.engine) as session:
+            self.assertEqual(len(session.scalars(select(Stream)).all()), 3)
+"""
+
+
+@pytest.mark.parametrize(
+    ("scope", "outcomes"),
+    [
+        ("call", {"passed": 1}),
+        ("setup+call", {"failed": 1}),
+        ("all", {"passed": 1, "errors": 1}),  # judged at teardown, like fixtures
+    ],
+)
+def test_unittest_setup_and_teardown_are_setup(
+    pytester: pytest.Pytester, scope: str, outcomes: dict[str, int]
+) -> None:
+    """A unittest TestCase's setUp and tearDown run inside pytest's call phase, but their
+    statements (DDL, seed rows) are setup, as for fixtures: not counted with the default
+    ``sqlaudit_scope=call``, counted with ``setup+call`` (setUp) and ``all``."""
+    project(pytester, UNITTEST_CASE)
+    result = run(pytester, "--sqlaudit", f"--sqlaudit-scope={scope}")
+    result.assert_outcomes(**outcomes)
+    if scope != "call":
+        result.stdout.fnmatch_lines(["*query budget exceeded: * statements*budget 1*"])

@@ -58,6 +58,7 @@ from sqlaudit.pytest_plugin.session import (
     summarize,
 )
 from sqlaudit.pytest_plugin.settings import INI, OPTIONS, Settings, resolve
+from sqlaudit.pytest_plugin.unittest_fixtures import setup_outside_the_audit
 from sqlaudit.report import AuditReport
 
 __all__ = ["SqlauditFailure", "SqlauditFixture"]
@@ -286,7 +287,10 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, Any, Any]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     scope = item.config.stash[_SETTINGS].scope
-    return (yield from _wrap(item, "call", opens=True, closes=scope != "all"))
+    if item.stash.get(_RUN, None) is None:
+        return (yield)
+    with setup_outside_the_audit(item, scope):
+        return (yield from _wrap(item, "call", opens=True, closes=scope != "all"))
 
 
 @pytest.hookimpl(wrapper=True)
