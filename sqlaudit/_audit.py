@@ -150,9 +150,14 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             findings = rank([*nested, *findings], unit.config.max_findings)
         report.findings = tuple(_with_loops(findings))
         scope.internal_errors += failures
-        if scope.parent is not None:
+        parent = scope.parent
+        # A unit that outlived the one it was opened in (a response body finalised late, the
+        # enclosing request's unit closed first) rolls up into the nearest one still open.
+        while parent is not None and parent.ended is not None:
+            parent = parent.parent
+        if parent is not None:
             try:
-                scope.parent.merge_child(scope, unit, report.findings)
+                parent.merge_child(scope, unit, report.findings)
             except Exception as exc:
                 contain("merge_child", exc, scope)
         scope.release()

@@ -45,7 +45,8 @@ def make_app(engine, middleware=False):
 
 def test_fastapi_testclient(pytester: pytest.Pytester) -> None:
     """Statements the app runs in TestClient's threads (sync endpoints in the threadpool, async
-    ones on the portal's loop, audited by the ASGI middleware or not) count for the test."""
+    ones on the portal's loop, audited by the ASGI middleware or not) count for the test, and
+    each request is judged as a unit named after its route."""
     project(
         pytester,
         """
@@ -78,7 +79,7 @@ def test_fastapi_testclient(pytester: pytest.Pytester) -> None:
     result = run(pytester)
     result.assert_outcomes(passed=2, failed=4)
     for test_id, request in (
-        ("test_feed_page[/feed-False]", ""),
+        ("test_feed_page[/feed-False]", "GET /feed: "),  # a unit per TestClient request
         ("test_feed_page[/async-feed-True]", "GET /async-feed: "),  # the middleware's unit
     ):
         failure = section(result, test_id)

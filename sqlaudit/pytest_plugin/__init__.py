@@ -39,6 +39,7 @@ from sqlaudit._audit import audit
 from sqlaudit.capture.callsite import stop_at
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.pytest_plugin import baseline as _baseline
+from sqlaudit.pytest_plugin import requests as client_hooks
 from sqlaudit.pytest_plugin.fixture import SqlauditFixture
 from sqlaudit.pytest_plugin.policy import (
     Budget,
@@ -221,6 +222,8 @@ class _Run:
 
     def open(self, item: pytest.Item) -> None:
         self.auditor = audit(item.nodeid, self.policy.config, reporters=(), all_threads=True)
+        # Each request through a test client is a unit of its own (``requests``).
+        client_hooks.install()
         # Opened from a hook wrapper that is not on the stack while the test runs: the test's
         # call stacks end at the runner's call of the test function (``callsite.stop_at``).
         self.report = self.auditor._open(None)
