@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import linecache
 import re
+import threading
 from collections.abc import Sequence
 
 from sqlaudit.model.records import CallSite
@@ -22,6 +23,7 @@ __all__ = ["loop_of"]
 #: Files whose loops are remembered (a finding's stack names a handful).
 _MAX_FILES = 256
 _loops: dict[str, tuple[tuple[int, int, int], ...]] = {}
+_parsing = threading.Lock()
 _TEMPLATE_TAG = re.compile(r"\{%-?\s*(for|endfor)\b")
 
 
@@ -55,8 +57,12 @@ def _python_loops(file: str) -> tuple[tuple[int, int, int], ...]:
     if not source:
         return ()
     try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+        # One parse at a time: CPython 3.11's AST constructor keeps its recursion depth in
+        # interpreter-wide state, and threads parsing at once get a SystemError
+        # ("AST constructor recursion depth mismatch", python/cpython#106905).
+        with _parsing:
+            tree = ast.parse(source)
+    except (SyntaxError, ValueError, SystemError, RecursionError):
         return ()
     spans = []
     for node in ast.walk(tree):
