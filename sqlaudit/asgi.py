@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlaudit._internal import contain
 from sqlaudit._validate import check_callable
-from sqlaudit.capture.scope import CURRENT, Scope as CaptureScope
+from sqlaudit.capture.scope import CURRENT
+from sqlaudit.capture.scope import Scope as CaptureScope
 from sqlaudit.web.auditor import RequestAuditor, Unit, collapse_ids
 from sqlaudit.web.devpage import HEADERS
 

@@ -16,8 +16,13 @@ functions in reverse order of registration, ``Flask.do_teardown_request``)::
     sqlaudit.flask.init_app(app, reporters=[OTelReporter()])    # then sqlaudit
 
 The audit opens around ``app.wsgi_app`` (so ``before_request`` hooks that query are counted)
-and closes in that teardown hook, or when the response body is done if the hook never ran;
-a ``stream_with_context`` body is counted, since Flask tears the request down when it ends.
+and closes in that teardown hook, or when the response body is done if the hook never ran.
+A streamed body (a generator response, e.g. ``stream_with_context``) runs after Flask tore the
+request down and FlaskInstrumentor ended its span (Flask 3.1 pushes the request context again
+for the generator, ``flask.helpers.stream_with_context``): noted by an ``after_request`` hook,
+such a request's audit stays open until the body is done, so that its statements count, and
+reports onto a child span of the request's span, in its trace (``sqlaudit.otel`` knows that
+span ended first on purpose and does not warn). Files (``send_file``) are not such bodies.
 It takes the options of :class:`sqlaudit.wsgi.WSGIAuditMiddleware` (sampling, budgets, exclude,
 headers, development page). Imports no framework: it uses only ``app.wsgi_app`` and
 ``app.teardown_request``, and Werkzeug's request in the WSGI environ.
@@ -44,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlaudit._internal import contain
 from sqlaudit.capture.scope import CURRENT
 from sqlaudit.model.config import AuditConfig
+from sqlaudit.report.entry import mark
 from sqlaudit.wsgi import WSGIAuditMiddleware, _read_route
 
 if TYPE_CHECKING:
@@ -67,6 +73,8 @@ class FlaskApp(Protocol):
 
     def teardown_request(self, f: Callable[[BaseException | None], None]) -> Any: ...
 
+    def after_request(self, f: Callable[[Any], Any]) -> Any: ...
+
 
 def init_app(
     app: FlaskApp, config: AuditConfig | None = None, **options: Unpack[MiddlewareOptions]
@@ -80,6 +88,7 @@ def init_app(
     """
     middleware = FlaskAuditMiddleware(app.wsgi_app, config, **options)
     app.wsgi_app = middleware
+    app.after_request(middleware.after_request)
     app.teardown_request(middleware.teardown)
     extensions = getattr(app, "extensions", None)
     if isinstance(extensions, dict):
@@ -87,9 +96,21 @@ def init_app(
     return middleware
 
 
+class _Request:
+    """What the hooks need of one request being served."""
+
+    __slots__ = ("environ", "streamed", "unit")
+
+    def __init__(self, unit: Unit, environ: WSGIEnvironment) -> None:
+        # Weakly: the entry lives as long as the unit's scope, which the unit holds.
+        self.unit = weakref.ref(unit)
+        self.environ = environ
+        self.streamed = False
+
+
 class FlaskAuditMiddleware(WSGIAuditMiddleware):
     """``WSGIAuditMiddleware`` whose audit closes in Flask's ``teardown_request`` (its
-    :meth:`teardown`, registered by :func:`init_app`)."""
+    :meth:`teardown`, registered by :func:`init_app` with :meth:`after_request`)."""
 
     def __init__(
         self,
@@ -102,14 +123,24 @@ class FlaskAuditMiddleware(WSGIAuditMiddleware):
         if isinstance(config, AuditConfig):
             config = config.replace(open_transactions=False)
         super().__init__(app, config, **options)
-        # The requests being served, by their capture scope (the one current in the hook).
+        # The requests being served, by their capture scope (the one current in the hooks).
         # Each entry is removed by the teardown; held weakly in case Flask never ran it.
-        self._open: weakref.WeakKeyDictionary[
-            Scope, tuple[weakref.ref[Unit], WSGIEnvironment]
-        ] = weakref.WeakKeyDictionary()
+        self._open: weakref.WeakKeyDictionary[Scope, _Request] = weakref.WeakKeyDictionary()
 
     def _opened(self, unit: Unit, environ: WSGIEnvironment) -> None:
-        self._open[unit.scope] = (weakref.ref(unit), environ)
+        self._open[unit.scope] = _Request(unit, environ)
+
+    def after_request(self, response: Any) -> Any:
+        """Flask ``after_request`` hook: note a streamed body (see the module's docstring);
+        returns ``response`` unchanged."""
+        scope = CURRENT.get()
+        request = self._open.get(scope) if scope is not None else None
+        if request is not None and (
+            getattr(response, "is_streamed", False) is True
+            and not getattr(response, "direct_passthrough", False)
+        ):
+            request.streamed = True
+        return response
 
     def teardown(self, exc: BaseException | None) -> None:
         """Flask ``teardown_request`` hook: close the request's audit (never raises).
@@ -119,13 +150,17 @@ class FlaskAuditMiddleware(WSGIAuditMiddleware):
         hooks, FlaskInstrumentor's among them.
         """
         scope = CURRENT.get()
-        if scope is None:
-            return
-        entry = self._open.pop(scope, None)
-        unit = entry[0]() if entry is not None else None
-        if entry is None or unit is None:
+        request = self._open.get(scope) if scope is not None else None
+        unit = request.unit() if request is not None else None
+        if scope is None or request is None or unit is None:
             return  # not a request of this middleware (excluded, or inside a nested audit)
-        _read_route(unit, entry[1])
+        if request.streamed:
+            # The body runs after this teardown: the audit closes when it is done.
+            if unit.sampled:
+                mark(unit.report, "streamed")
+            return
+        del self._open[scope]
+        _read_route(unit, request.environ)
         failing = exc is not None
         try:
             self.auditor.complete(unit, failing)

@@ -64,9 +64,7 @@ def options(otel: Traced, route: str) -> dict[str, Any]:
 
 
 def routes_on_metrics(otel: Traced) -> set[Any]:
-    return {
-        dict(p.attributes).get("http.route") for p in otel.points("sqlaudit.unit.statements")
-    }
+    return {dict(p.attributes).get("http.route") for p in otel.points("sqlaudit.unit.statements")}
 
 
 def get(app: Any, path: str) -> httpx.Response:
@@ -96,10 +94,11 @@ def test_asgi_middleware_either_order(db: Engine, otel: Traced, outside: str) ->
     message on, so the SERVER span carries the report whichever middleware is outside."""
     app = starlette_app(db)
     audited = options(otel, "GET /items/{item_id}")
+    tracing = otel.provider
     if outside == "tracing":
-        wrapped: Any = ASGITracing(ASGIAuditMiddleware(app, **audited), tracer_provider=otel.provider)
+        wrapped: Any = ASGITracing(ASGIAuditMiddleware(app, **audited), tracer_provider=tracing)
     else:
-        wrapped = ASGIAuditMiddleware(ASGITracing(app, tracer_provider=otel.provider), **audited)
+        wrapped = ASGIAuditMiddleware(ASGITracing(app, tracer_provider=tracing), **audited)
     assert get(wrapped, "/items/7").json() == {"id": "7"}
     server = reported_on_own_span(otel.spans(), SpanKind.SERVER, 3, KINDS)
     assert sqlaudit_attributes(server)["sqlaudit.unit"] == "GET /items/{item_id}"

@@ -82,8 +82,6 @@ def reported_on_own_span(
         attributes["sqlaudit.finding_kinds"]
     )
     assert entry.context is not None
-    assert {s.context.trace_id for s in spans if s.context is not None} == {
-        entry.context.trace_id
-    }
+    assert {s.context.trace_id for s in spans if s.context is not None} == {entry.context.trace_id}
     assert [s.name for s in spans if s is not entry and sqlaudit_attributes(s)] == []
     return entry

@@ -105,7 +105,8 @@ class JobAuditor:
             if rate < 1.0 and not (rate > 0.0 and random() < rate):
                 return None
             scope = current()
-            report = AuditReport(name, self._config_for(name), None if scope is None else scope.owner)
+            parent = None if scope is None else scope.owner
+            report = AuditReport(name, self._config_for(name), parent)
             mark(report, "job")
             return report
         except Exception as exc:

@@ -36,7 +36,7 @@ import threading
 from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
-from celery import signals  # type: ignore[import-untyped]  # Celery ships no type hints
+from celery import signals
 
 from sqlaudit.capture.scope import CURRENT, Scope
 from sqlaudit.jobs import JobAuditor
@@ -103,9 +103,7 @@ class CeleryAudit:
         with self._lock:
             self._running[str(task_id)] = (report, token)
 
-    def postrun(
-        self, sender: Any = None, task_id: Any = None, state: Any = None, **_: Any
-    ) -> None:
+    def postrun(self, sender: Any = None, task_id: Any = None, state: Any = None, **_: Any) -> None:
         """``task_postrun`` receiver: close the task's unit (``AuditFailed`` propagates to
         Celery's signal dispatch, which logs it)."""
         if task_id is None:

@@ -183,7 +183,7 @@ class OTelReporter:
         if kind is None or self._entry_spans is None:
             return None
         entry = self._entry_spans.ended(report)
-        if entry is not None and kind not in self._warned:
+        if entry is not None and kind in _REWIRE and kind not in self._warned:
             self._warned.add(kind)
             logger.warning(
                 "sqlaudit: the %s span %r ended before the unit of work %r closed, so its "

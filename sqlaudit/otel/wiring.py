@@ -55,9 +55,7 @@ class EntrySpans(SpanProcessor):
     """Remembers the entry spans that end while a unit of work is open, per unit."""
 
     def __init__(self) -> None:
-        self._by_scope: weakref.WeakKeyDictionary[Scope, EndedSpan] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._by_scope: weakref.WeakKeyDictionary[Scope, EndedSpan] = weakref.WeakKeyDictionary()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Nothing to do when a span starts."""

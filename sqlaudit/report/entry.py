@@ -22,8 +22,11 @@ if TYPE_CHECKING:
 
 __all__ = ["EntryKind", "entry_kind", "mark"]
 
-#: ``"request"``: an HTTP request (SERVER span); ``"job"``: a background job (CONSUMER span).
-EntryKind = Literal["request", "job"]
+#: ``"request"``: an HTTP request (SERVER span); ``"job"``: a background job (CONSUMER span);
+#: ``"streamed"``: a request whose streamed body runs after its framework ended the span
+#: (Flask tears a request down before a ``stream_with_context`` body runs), so the span ending
+#: first is expected, not a wiring mistake.
+EntryKind = Literal["request", "job", "streamed"]
 
 _entries: weakref.WeakKeyDictionary[AuditReport, EntryKind] = weakref.WeakKeyDictionary()
 

@@ -190,9 +190,9 @@ class RequestAuditor:
         raised now (unless ``failing``).
         """
         if unit.finished:
-            failed, unit.failed = unit.failed, None
-            if failed is not None and not failing:
-                raise failed
+            kept, unit.failed = unit.failed, None
+            if kept is not None and not failing:
+                raise kept
             return
         unit.finished = True
         report = unit.report
