@@ -1,4 +1,4 @@
-"""A Flask + Flask-SQLAlchemy service audited by ``sqlaudit.flask``, traced by ``FlaskInstrumentor``.
+"""A Flask + Flask-SQLAlchemy service audited by ``sqlaudit.flask``, traced by FlaskInstrumentor.
 
 A small live-streaming API with two planted SQL problems (an N+1 on ``GET /streams`` and a
 row-by-row write loop on ``POST /streams/<id>/comments``), their fixed counterparts, a streamed
