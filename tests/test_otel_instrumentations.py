@@ -277,3 +277,23 @@ def test_a_test_audit_around_a_traced_app_is_not_a_wiring_mistake(
     assert not [r for r in caplog.records if WARNING in r.getMessage()]
     [unit] = [s for s in otel.spans() if sqlaudit_attributes(s)]
     assert unit.name == "test" and unit.parent is None
+
+
+def test_flask_instrumentor_with_the_wsgi_middleware_warns_and_stays_in_the_trace(
+    db: Engine, otel: Traced, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The issue's Flask case: ``WSGIAuditMiddleware`` around ``app.wsgi_app`` with
+    FlaskInstrumentor, whose span opens and ends inside it. sqlaudit warns, pointing to
+    ``sqlaudit.flask.init_app``, and its span is a child of the request's, not a new trace."""
+    app = flask_app(db)
+    FlaskInstrumentor().instrument_app(app, tracer_provider=otel.provider)
+    app.wsgi_app = WSGIAuditMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, **options(otel, "GET /items/<int:item_id>")
+    )
+    with caplog.at_level(logging.WARNING, logger="sqlaudit"):
+        assert app.test_client().get("/items/7").json == {"id": 7}
+    assert any("sqlaudit.flask.init_app(app)" in r.getMessage() for r in caplog.records)
+    spans = otel.spans()
+    [server] = [s for s in spans if s.kind is SpanKind.SERVER]
+    [unit] = [s for s in spans if sqlaudit_attributes(s)]
+    assert unit.parent == server.context
