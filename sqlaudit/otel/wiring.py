@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -36,7 +36,7 @@ from sqlaudit.report import scope_of
 if TYPE_CHECKING:
     from sqlaudit.report import AuditReport
 
-__all__ = ["EndedSpan", "EntrySpans", "entry_spans_for"]
+__all__ = ["EndedSpan", "EntrySpans", "entry_spans_for", "processor_for"]
 
 _ENTRY_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER)
 
@@ -85,12 +85,17 @@ class EntrySpans(SpanProcessor):
         return self._by_scope.get(scope_of(report))
 
 
-_processors: weakref.WeakKeyDictionary[object, EntrySpans] = weakref.WeakKeyDictionary()
+P = TypeVar("P", bound=SpanProcessor)
+# provider -> {processor class: the instance registered on it}
+_processors: weakref.WeakKeyDictionary[object, dict[type[SpanProcessor], SpanProcessor]] = (
+    weakref.WeakKeyDictionary()
+)
 _processors_lock = threading.Lock()
 
 
-def entry_spans_for(provider: object) -> EntrySpans | None:
-    """The :class:`EntrySpans` registered on an SDK ``provider`` (registered on first use).
+def processor_for(provider: object, kind: type[P]) -> P | None:
+    """The ``kind`` processor registered on an SDK ``provider`` (made and registered on first
+    use, once per provider and kind: every reporter on that provider shares it).
 
     None when ``provider`` is not an SDK TracerProvider (the API alone runs no processors).
     """
@@ -98,9 +103,14 @@ def entry_spans_for(provider: object) -> EntrySpans | None:
     if add is None:
         return None
     with _processors_lock:
-        processor = _processors.get(provider)
+        registered = _processors.setdefault(provider, {})
+        processor = registered.get(kind)
         if processor is None:
-            processor = EntrySpans()
+            processor = registered[kind] = kind()
             add(processor)
-            _processors[provider] = processor
-    return processor
+    return cast(P, processor)
+
+
+def entry_spans_for(provider: object) -> EntrySpans | None:
+    """The :class:`EntrySpans` of an SDK ``provider`` (see :func:`processor_for`)."""
+    return processor_for(provider, EntrySpans)
