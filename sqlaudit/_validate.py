@@ -184,28 +184,37 @@ def check_header_name(setting: str, value: object, default: str) -> str | None:
 # is refused when configured rather than ignored at every request.
 _PATH_PATTERN = re.compile(r"[/*?\[].*").fullmatch
 _METHOD_PATTERN = re.compile(r"[^\s/]+ [/*?\[].*").fullmatch
+_PATTERNS = 'paths or globs like "/health" or "GET /static/*"'
+_BUDGET_KEYS = '"METHOD /route" or a glob like "* /api/*"'
+# Job names (Celery task names, RQ function paths) never contain whitespace.
+_JOB_PATTERN = re.compile(r"\S+").fullmatch
 
 
-def check_patterns(setting: str, value: object) -> tuple[str, ...]:
-    """Paths or globs like ``"/health"`` or ``"GET /static/*"`` (a single str counts as one)."""
-    allowed = 'paths or globs like "/health" or "GET /static/*"'
+def _request_pattern(pattern: str) -> object:
+    return _METHOD_PATTERN(pattern) if " " in pattern else _PATH_PATTERN(pattern)
+
+
+def check_patterns(setting: str, value: object, *, jobs: bool = False) -> tuple[str, ...]:
+    """Paths or globs like ``"/health"`` or ``"GET /static/*"`` (a single str counts as one);
+    with ``jobs``, job names or globs like ``"reports.*"``."""
+    allowed = 'job names or globs like "reports.*"' if jobs else _PATTERNS
+    shape = _JOB_PATTERN if jobs else _request_pattern
     if isinstance(value, str):
         value = (value,)
     elif not isinstance(value, Iterable):
         raise ConfigError(f"{setting} must be an iterable of {allowed}, got {value!r}")
     patterns: tuple[object, ...] = tuple(value)
     for pattern in patterns:
-        if not isinstance(pattern, str) or not (
-            _METHOD_PATTERN(pattern) if " " in pattern else _PATH_PATTERN(pattern)
-        ):
+        if not isinstance(pattern, str) or not shape(pattern):
             raise ConfigError(f"{setting} must be {allowed}, got {pattern!r}")
     return tuple(str(p) for p in patterns)
 
 
 def check_budgets(
-    setting: str, value: object
+    setting: str, value: object, *, jobs: bool = False
 ) -> tuple[dict[str, int], tuple[tuple[str, int], ...]]:
-    """``{"GET /streams": 12, "* /admin/*": 50}`` as (exact names, globs in order)."""
+    """``{"GET /streams": 12, "* /admin/*": 50}`` as (exact names, globs in order); with
+    ``jobs``, job names or globs: ``{"reports.nightly": 500, "mail.*": 5}``."""
     if value is None:
         return {}, ()
     if not isinstance(value, Mapping):
@@ -216,10 +225,9 @@ def check_budgets(
     patterns: list[tuple[str, int]] = []
     items: Iterable[tuple[object, object]] = value.items()
     for key, budget in items:
-        if not isinstance(key, str) or not _METHOD_PATTERN(key):
-            raise ConfigError(
-                f'{setting} keys must be "METHOD /route" or a glob like "* /api/*", got {key!r}'
-            )
+        if not isinstance(key, str) or not (_JOB_PATTERN if jobs else _METHOD_PATTERN)(key):
+            allowed = 'a job name or a glob like "mail.*"' if jobs else _BUDGET_KEYS
+            raise ConfigError(f"{setting} keys must be {allowed}, got {key!r}")
         n: int = check_int(f"{setting}[{key!r}]", budget, 0)
         if any(c in key for c in "*?["):
             patterns.append((key, n))

@@ -7,11 +7,20 @@ are instrumented::
     app.add_middleware(ASGIAuditMiddleware, sample_rate=0.1, exclude=["/health"])
     # or: app = ASGIAuditMiddleware(app, ...)
 
-The audit is open for exactly the application call: the ContextVar is set before awaiting
-the application and reset in ``finally``, in the same task, whatever happens (an exception,
-a cancellation, a client that disconnected). Tasks the application starts inherit the audit
-(asyncio copies the context), so a ``StreamingResponse`` body that queries is counted.
-``lifespan`` and ``websocket`` scopes pass through untouched.
+The audit opens when the application is called (the ContextVar is set before awaiting it,
+and reset in ``finally``, in the same task, whatever happens: an exception, a cancellation, a
+client that disconnected) and closes when the response is complete: just *before* the last
+message of the response (the final ``http.response.body``, or the last trailers, or a
+``http.response.pathsend``) is passed on, else when the application returns. That is where
+OpenTelemetry's ASGI middleware (``opentelemetry-instrumentation-asgi``, used by the FastAPI
+and Starlette instrumentations) ends the request's SERVER span: "when the last body chunk is
+sent" (its ``otel_send``), before the application returns. Closing first, the reporters find
+that span still current and recording, whichever of the two middlewares is outside the other.
+Tasks the application starts inherit the audit (asyncio copies the context), so a
+``StreamingResponse`` body that queries is counted. What the application does after its
+response is complete (Starlette's background tasks) is not part of the request's unit: audit
+it as a job (``with sqlaudit.audit("send-welcome-mail"):``). ``lifespan`` and ``websocket``
+scopes pass through untouched.
 
 Route names: Starlette's router stores the matched route in ``scope["route"]`` and, for
 mounts, extends ``scope["root_path"]``, mutating the scope dict it was given (``Router.app``:
@@ -31,6 +40,7 @@ from sqlaudit._internal import contain
 from sqlaudit._validate import check_callable
 from sqlaudit.capture.callsite import stop_at
 from sqlaudit.capture.scope import CURRENT
+from sqlaudit.capture.scope import Scope as CaptureScope
 from sqlaudit.web.auditor import RequestAuditor, Unit, collapse_ids
 from sqlaudit.web.devpage import HEADERS
 
@@ -86,8 +96,8 @@ class ASGIAuditMiddleware:
             await self.app(scope, receive, send)
             return
         root_path = scope.get("root_path", "")
-        if auditor.watch_response:
-            send = _watch(unit, auditor, scope, root_path, send)
+        previous = CURRENT.get()
+        send = _watch(unit, auditor, scope, root_path, send, previous)
         token = CURRENT.set(unit.scope)
         failing = True
         try:
@@ -99,15 +109,47 @@ class ASGIAuditMiddleware:
             auditor.finish(unit, failing)
 
 
-def _watch(unit: Unit, auditor: RequestAuditor, scope: Scope, root_path: str, send: Send) -> Send:
-    """``send`` that notes the status and route and adds sqlaudit's headers."""
+def _watch(
+    unit: Unit,
+    auditor: RequestAuditor,
+    scope: Scope,
+    root_path: str,
+    send: Send,
+    previous: CaptureScope | None,
+) -> Send:
+    """``send`` that notes the status and route, adds sqlaudit's headers, and closes the audit
+    before the response's last message goes on (see the module's docstring)."""
+    trailers = False
 
     async def watched(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message = _started(unit, auditor, scope, root_path, message)
+        nonlocal trailers
+        kind = message["type"]
+        if kind == "http.response.start":
+            trailers = message.get("trailers", False) is True
+            if auditor.watch_response:
+                message = _started(unit, auditor, scope, root_path, message)
+        elif not unit.finished and _last(kind, message, trailers):
+            _read_route(unit, scope, root_path)
+            auditor.complete(unit)
+            # Statements issued after the response (background tasks) belong to whatever
+            # encloses the request, not to its closed unit: where this runs in the
+            # middleware's own context (plain responses), stop attributing them to it now;
+            # its ``finally`` resets the variable to the same value.
+            if CURRENT.get() is unit.scope:
+                CURRENT.set(previous)
         await send(message)
 
     return watched
+
+
+def _last(kind: str, message: Message, trailers: bool) -> bool:
+    """True for the response's last message (ASGI HTTP spec; trailers and pathsend are the
+    ``http.response.trailers`` and ``http.response.pathsend`` extensions)."""
+    if kind in ("http.response.body", "http.response.zerocopysend"):
+        return not trailers and not message.get("more_body", False)
+    if kind == "http.response.trailers":
+        return not message.get("more_trailers", False)
+    return kind == "http.response.pathsend"
 
 
 def _started(

@@ -87,6 +87,7 @@ class WSGIAuditMiddleware:
         unit = auditor.begin(method, path)
         if unit is None:
             return self.app(environ, start_response)
+        self._opened(unit, environ)
         if unit.sampled or auditor.watch_response:
             start_response = _watch(unit, auditor, environ, start_response)
         token = CURRENT.set(unit.scope)
@@ -102,6 +103,9 @@ class WSGIAuditMiddleware:
         CURRENT.reset(token)
         _read_route(unit, environ)
         return _AuditedBody(result, unit, auditor, environ)
+
+    def _opened(self, unit: Unit, environ: WSGIEnvironment) -> None:
+        """Called with each unit opened, before the application runs (``sqlaudit.flask``)."""
 
 
 class _AuditedBody:

@@ -17,8 +17,10 @@ import httpx
 import pytest
 from collect import Collect
 from databases import Kind, resolve_url
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from timing import kinds
 
 from sqlaudit import AuditReport
@@ -45,7 +47,19 @@ def problems(report: AuditReport) -> set[str]:
 
 
 def span(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
-    return [s for s in exporter.get_finished_spans() if s.name == name][-1]
+    """The latest SERVER span ``name`` (made by the framework's OpenTelemetry instrumentation),
+    checked to carry sqlaudit's attributes with no other span of its trace doing so."""
+    server = [s for s in exporter.get_finished_spans() if s.name == name][-1]
+    assert server.kind is SpanKind.SERVER
+    assert server.context is not None
+    trace_spans = [
+        s
+        for s in exporter.get_finished_spans()
+        if s.context is not None and s.context.trace_id == server.context.trace_id
+    ]
+    carrying = [s for s in trace_spans if "sqlaudit.unit" in (s.attributes or {})]
+    assert carrying == [server]
+    return server
 
 
 def url_for(kind: Kind) -> str:
@@ -126,8 +140,17 @@ def test_flask_service_findings_through_its_test_client(
     traced = span(exporter, "GET /streams")
     assert traced.attributes is not None
     assert traced.attributes["sqlaudit.query_count"] == 7
+    assert traced.attributes["http.route"] == "/streams"
     assert {"n_plus_one", "query_budget"} <= set(traced.attributes["sqlaudit.finding_kinds"])
+    assert [e.name for e in traced.events].count("sqlaudit.finding") >= 2
     assert span(exporter, "GET /streams/<int:stream_id>").attributes is not None
+    # Flask ends the request (and FlaskInstrumentor its span) before a streamed body runs: the
+    # export's report is on a child of its SERVER span, in its trace.
+    [server] = [s for s in exporter.get_finished_spans() if s.name == "GET /export.csv"
+                and s.kind is SpanKind.SERVER]  # fmt: skip
+    [child] = [s for s in exporter.get_finished_spans() if s.parent == server.context]
+    assert child.attributes is not None
+    assert child.attributes["sqlaudit.query_count"] == 2
 
     page = client.get("/_sqlaudit")
     assert "GET /streams/&lt;int:stream_id&gt;" in page.text
@@ -175,7 +198,11 @@ def test_fastapi_service_findings_through_httpx(kind: Kind) -> None:
     collect = Collect()
     exporter = InMemorySpanExporter()
     app = module.create_app(url_for(kind), reporters=[collect], span_exporter=exporter)
-    responses = asyncio.run(drive_fastapi(app))
+    try:
+        responses = asyncio.run(drive_fastapi(app))
+    finally:
+        # FastAPIInstrumentor also patches Starlette's BackgroundTask for the whole process.
+        FastAPIInstrumentor.uninstrument_app(app)
 
     planted = responses["/streams"]
     assert len(planted.json()) == 6
@@ -207,7 +234,9 @@ def test_fastapi_service_findings_through_httpx(kind: Kind) -> None:
     traced = span(exporter, "GET /streams")
     assert traced.attributes is not None
     assert traced.attributes["sqlaudit.query_count"] == 7
+    assert traced.attributes["http.route"] == "/streams"
     assert {"n_plus_one", "query_budget"} <= set(traced.attributes["sqlaudit.finding_kinds"])
+    assert span(exporter, "GET /export.csv").attributes["sqlaudit.query_count"] == 2  # type: ignore[index]
     assert "GET /streams/{stream_id}" in responses["/_sqlaudit"].text
 
 

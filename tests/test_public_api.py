@@ -41,11 +41,25 @@ EXTRAS = {
 }
 
 #: Top-level packages ``import sqlaudit`` must not import.
-OPTIONAL = ["opentelemetry", "pytest", "_pytest", "flask", "fastapi", "starlette", "django"]
+OPTIONAL = [
+    "opentelemetry", "pytest", "_pytest", "flask", "werkzeug", "fastapi", "starlette", "django",
+    "celery", "kombu", "rq", "redis",
+]  # fmt: skip
 #: sqlparse is a dependency, but costs ~1 ms per uncached statement: only loaded when needed.
 LAZY = ["sqlparse"]
 #: Integrations are imported by path, never by the façade.
-INTEGRATIONS = ["sqlaudit.wsgi", "sqlaudit.asgi", "sqlaudit.otel", "sqlaudit.pytest_plugin"]
+INTEGRATIONS = [
+    "sqlaudit.wsgi", "sqlaudit.asgi", "sqlaudit.flask", "sqlaudit.jobs", "sqlaudit.otel",
+    "sqlaudit.pytest_plugin",
+]  # fmt: skip
+#: Each integration module and the optional packages that importing it must not pull in: the
+#: Flask integration uses no Flask API, and each job integration imports only its own library.
+INTEGRATION_DEPENDENCIES = {
+    "sqlaudit.flask": ["flask", "werkzeug", "opentelemetry", "celery", "rq"],
+    "sqlaudit.jobs": ["celery", "kombu", "rq", "redis", "opentelemetry"],
+    "sqlaudit.jobs.celery": ["rq", "opentelemetry", "flask"],
+    "sqlaudit.jobs.rq": ["celery", "kombu", "flask"],  # redis-py 8 imports OpenTelemetry itself
+}
 
 
 def ruff_isort_key(name: str) -> tuple[int, str]:
@@ -104,14 +118,19 @@ def test_version_is_a_string() -> None:
     assert sqlaudit.__version__
 
 
-@pytest.fixture(scope="module")
-def modules_after_import() -> set[str]:
-    """``sys.modules`` of a fresh interpreter that ran only ``import sqlaudit``."""
-    code = "import json, sys, sqlaudit; print(json.dumps(sorted(sys.modules)))"
+def modules_after(module: str) -> set[str]:
+    """``sys.modules`` of a fresh interpreter that ran only ``import <module>``."""
+    code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     return set(json.loads(result.stdout))
+
+
+@pytest.fixture(scope="module")
+def modules_after_import() -> set[str]:
+    """``sys.modules`` of a fresh interpreter that ran only ``import sqlaudit``."""
+    return modules_after("sqlaudit")
 
 
 def imported(modules: set[str], package: str) -> list[str]:
@@ -137,3 +156,13 @@ def test_facade_import_does_import_sqlaudit(modules_after_import: set[str]) -> N
     """The subprocess really imported sqlaudit (guards the negative checks above)."""
     assert "sqlaudit" in modules_after_import
     assert "sqlaudit.sql.fingerprint" in modules_after_import
+
+
+@pytest.mark.parametrize("module", sorted(INTEGRATION_DEPENDENCIES))
+def test_integrations_import_only_their_own_dependency(module: str) -> None:
+    """Importing one integration imports none of the other integrations' libraries (and the
+    Flask integration not even Flask): each works without the others installed."""
+    modules = modules_after(module)
+    assert module in modules
+    for package in INTEGRATION_DEPENDENCIES[module]:
+        assert imported(modules, package) == [], (module, package)

@@ -1,11 +1,13 @@
-"""A FastAPI + async SQLAlchemy service audited by ``sqlaudit.asgi.ASGIAuditMiddleware``.
+"""A FastAPI + async SQLAlchemy service audited by ``sqlaudit.asgi.ASGIAuditMiddleware``,
+traced by ``FastAPIInstrumentor``.
 
 The same small live-streaming API as ``examples/flask_service``, written async: an N+1 planted
 on ``GET /streams`` (each card awaits its streamer's lazy load), a row-by-row write loop on
 ``POST /streams/{stream_id}/comments``, their fixed counterparts, a ``StreamingResponse``
 export that queries while the body is sent, and a health check that is never audited. Every
 request is one unit of work named after its route template (``GET /streams/{stream_id}``);
-the findings go to the log and to the request's OpenTelemetry span.
+the findings go to the log and to the request's OpenTelemetry SERVER span, the one
+OpenTelemetry's FastAPI instrumentation makes (``create_app``).
 
 Run it (from the repository root; SQLite in memory unless a URL is given)::
 

@@ -1,4 +1,11 @@
-"""``create_app()``: the FastAPI service, its async engine, the sqlaudit middleware, tracing."""
+"""``create_app()``: the FastAPI service, its async engine, tracing and sqlaudit's middleware.
+
+Tracing is OpenTelemetry's own FastAPI instrumentation (``FastAPIInstrumentor``), which wraps
+the whole middleware stack: a SERVER span per request, named after its route, with
+``http.route``. sqlaudit's ASGI middleware closes each request's audit just before the last
+body message goes out, while that span is open: the ``sqlaudit.*`` attributes and one
+``sqlaudit.finding`` event per finding land on it (``sqlaudit.asgi``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -16,12 +25,12 @@ from sqlalchemy.pool import StaticPool
 import sqlaudit
 from fastapi_service.models import drop_schema, reset_schema, seed
 from fastapi_service.routes import router
-from fastapi_service.telemetry import TracingMiddleware, audit_reporters, tracer_provider
 from sqlaudit import AuditConfig
 from sqlaudit.asgi import ASGIAuditMiddleware
-from sqlaudit.reporters import Reporter
+from sqlaudit.otel import OTelReporter
+from sqlaudit.reporters import LogReporter, Reporter
 
-__all__ = ["BUDGETS", "async_url", "create_app", "middleware_options"]
+__all__ = ["BUDGETS", "async_url", "create_app", "middleware_options", "tracer_provider"]
 
 #: Statement budgets per route: exact route templates first, then globs.
 BUDGETS = {"GET /streams": 5, "GET /streams/*": 3}
@@ -64,6 +73,18 @@ def middleware_options(development: bool) -> dict[str, Any]:
     return {"config": AuditConfig.for_production(), "sample_rate": 0.1}
 
 
+def tracer_provider(exporter: SpanExporter | None = None) -> TracerProvider:
+    """A tracer provider exporting to ``exporter`` (console, in-memory, OTLP...), if any.
+
+    A simple processor exports each span as it ends, which suits the console and the tests; a
+    service exporting over the network uses ``BatchSpanProcessor`` (README, OpenTelemetry).
+    """
+    provider = TracerProvider()
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
 def create_app(
     database_url: str | None = None,
     *,
@@ -99,13 +120,12 @@ def create_app(
     app.state.sessions = sessions
     app.include_router(router)
     provider = tracer_provider(span_exporter)
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
     app.add_middleware(
         ASGIAuditMiddleware,
         budgets=BUDGETS,
         exclude=["/health"],
-        reporters=[*audit_reporters(provider), *reporters],
+        reporters=[LogReporter(), OTelReporter(tracer_provider=provider), *reporters],
         **middleware_options(development),
     )
-    # Added last, so outermost: its span is current when the audit closes and reports.
-    app.add_middleware(TracingMiddleware, tracer=provider.get_tracer("fastapi_service"))
     return app

@@ -1,10 +1,11 @@
-"""A Flask + Flask-SQLAlchemy service audited by ``sqlaudit.wsgi.WSGIAuditMiddleware``.
+"""A Flask + Flask-SQLAlchemy service audited by ``sqlaudit.flask``, traced by FlaskInstrumentor.
 
 A small live-streaming API with two planted SQL problems (an N+1 on ``GET /streams`` and a
 row-by-row write loop on ``POST /streams/<id>/comments``), their fixed counterparts, a streamed
 CSV export that queries while the body is sent, and a health check that is never audited.
 Every request is one unit of work named after its Flask rule (``GET /streams/<int:stream_id>``);
-the findings go to the log and to the request's OpenTelemetry span.
+the findings go to the log and to the request's OpenTelemetry SERVER span, the one
+OpenTelemetry's Flask instrumentation makes (``create_app``).
 
 Run it (from the repository root; SQLite in memory unless a URL is given)::
 

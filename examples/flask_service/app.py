@@ -1,4 +1,11 @@
-"""``create_app()``: the Flask service, its database, the sqlaudit middleware and tracing."""
+"""``create_app()``: the Flask service, its database, tracing and sqlaudit.
+
+Tracing is OpenTelemetry's own Flask instrumentation (``FlaskInstrumentor``): a SERVER span per
+request, named after its rule, with ``http.route``. sqlaudit's Flask integration is installed
+after it, so that its teardown hook, which closes each request's audit, runs while that span is
+still open: the ``sqlaudit.*`` attributes and one ``sqlaudit.finding`` event per finding land on
+it (``sqlaudit.flask``).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +14,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from flask import Flask
-from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.instrumentation.flask import FlaskInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 
 import sqlaudit
+import sqlaudit.flask
 from flask_service.models import db, reset_schema, seed
-from flask_service.telemetry import TracingMiddleware, audit_reporters, tracer_provider
 from flask_service.views import views
 from sqlaudit import AuditConfig
-from sqlaudit.reporters import Reporter
-from sqlaudit.wsgi import WSGIAuditMiddleware
+from sqlaudit.otel import OTelReporter
+from sqlaudit.reporters import LogReporter, Reporter
 
-__all__ = ["BUDGETS", "create_app", "middleware_options"]
+__all__ = ["BUDGETS", "create_app", "middleware_options", "tracer_provider"]
 
 #: Statement budgets per route: exact Flask rules first, then globs.
 BUDGETS = {"GET /streams": 5, "GET /streams/*": 3}
@@ -36,6 +45,18 @@ def middleware_options(development: bool) -> dict[str, Any]:
             "dev_page": "/_sqlaudit",
         }
     return {"config": AuditConfig.for_production(), "sample_rate": 0.1}
+
+
+def tracer_provider(exporter: SpanExporter | None = None) -> TracerProvider:
+    """A tracer provider exporting to ``exporter`` (console, in-memory, OTLP...), if any.
+
+    A simple processor exports each span as it ends, which suits the console and the tests; a
+    service exporting over the network uses ``BatchSpanProcessor`` (README, OpenTelemetry).
+    """
+    provider = TracerProvider()
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
 
 
 def create_app(
@@ -63,14 +84,14 @@ def create_app(
         app.extensions["sqlaudit"] = sqlaudit.instrument(db.engine)
 
     provider = tracer_provider(span_exporter)
-    app.wsgi_app = WSGIAuditMiddleware(  # type: ignore[method-assign]
-        app.wsgi_app,
+    # The standard instrumentation first, then sqlaudit: Flask runs teardown hooks in reverse
+    # order of registration, so sqlaudit reports before FlaskInstrumentor ends its span.
+    FlaskInstrumentor().instrument_app(app, tracer_provider=provider)
+    sqlaudit.flask.init_app(
+        app,
         budgets=BUDGETS,
         exclude=["/health"],
-        reporters=[*audit_reporters(provider), *reporters],
+        reporters=[LogReporter(), OTelReporter(tracer_provider=provider), *reporters],
         **middleware_options(development),
     )
-    # Outermost, so that its span is current when the audit closes and reports.
-    tracer = provider.get_tracer("flask_service")
-    app.wsgi_app = TracingMiddleware(app.wsgi_app, tracer)  # type: ignore[method-assign]
     return app

@@ -14,8 +14,12 @@ or, for a service, one call (instruments the engines, production thresholds, OTe
     with otel.audit("nightly-export"):
         ...
 
-When the unit closes, the reporter puts on the *current* span, if one is recording (the HTTP
-server span of the application's own instrumentation), else on a span it starts for the unit:
+When the unit closes, the reporter puts on the *current* span, if one is recording (the
+request's SERVER span of the standard HTTP instrumentation, the job's CONSUMER span of the
+Celery one: the integrations close their units while that span is open), else on a span it
+starts for the unit. If the request's or job's own span ended while its unit was still open
+(the instrumentation wired inside sqlaudit's), it warns once and makes that span the parent of
+its own, so that the report stays in the request's trace (``_otel_wiring``):
 
 * ``sqlaudit.unit``, ``.query_count``, ``.db_time_ms``, ``.transaction_count``, ``.commit_count``,
   ``.rollback_count``, ``.finding_count``, ``.finding_kinds`` (see ``_otel_attrs``);
@@ -24,8 +28,9 @@ server span of the application's own instrumentation), else on a span it starts 
 * optionally one INTERNAL span per database transaction and one per N+1 burst (``_otel_spans``);
 
 and records the ``sqlaudit.unit.statements`` / ``sqlaudit.unit.db_time`` histograms and the
-``sqlaudit.findings`` counter (``_otel_metrics``). A nested unit always gets its own span (its
-parent's attributes stay the parent's) and records no metrics (its parent counts them).
+``sqlaudit.findings`` counter (``_otel_metrics``), with the span's ``http.route`` if it has one.
+A nested unit always gets its own span (its parent's attributes stay the parent's) and records
+no metrics (its parent counts them).
 
 With ``opentelemetry-instrumentation-sqlalchemy`` and an SDK tracer provider, each finding names
 the statement spans it concerns: ``sqlaudit.finding.span_ids`` on the event (events cannot carry

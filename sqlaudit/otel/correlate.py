@@ -30,6 +30,7 @@ from opentelemetry.trace import SpanContext, SpanKind
 
 from sqlaudit._internal import contain
 from sqlaudit.capture.scope import Scope, current
+from sqlaudit.otel.wiring import processor_for
 from sqlaudit.report import scope_of
 from sqlaudit.sql.fingerprint import fingerprint
 
@@ -103,25 +104,10 @@ class StatementSpans(SpanProcessor):
         return list(self._by_unit.get(root, ()))
 
 
-_processors: weakref.WeakKeyDictionary[object, StatementSpans] = weakref.WeakKeyDictionary()
-_processors_lock = threading.Lock()
-
-
 def statement_spans_for(provider: object) -> StatementSpans | None:
-    """The :class:`StatementSpans` registered on an SDK ``provider`` (registered on first use).
-
-    None when ``provider`` is not an SDK TracerProvider (the API alone runs no processors).
-    """
-    add = getattr(provider, "add_span_processor", None)
-    if add is None:
-        return None
-    with _processors_lock:
-        processor = _processors.get(provider)
-        if processor is None:
-            processor = StatementSpans()
-            add(processor)
-            _processors[provider] = processor
-    return processor
+    """The :class:`StatementSpans` of an SDK ``provider``, registered on first use; None for
+    the API's providers (``sqlaudit.otel.wiring.processor_for``)."""
+    return processor_for(provider, StatementSpans)
 
 
 def match(

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Literal
 from opentelemetry import metrics, trace
 from opentelemetry._logs import LoggerProvider, LogRecord, SeverityNumber, get_logger
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import Span, SpanContext, SpanKind, TracerProvider
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TracerProvider
 
 import sqlaudit
+from sqlaudit._internal import logger
 from sqlaudit._validate import check_bool, check_choice, check_int, check_provider
 from sqlaudit.errors import ConfigError
 from sqlaudit.model.findings import Severity
@@ -24,11 +25,15 @@ from sqlaudit.otel.attributes import (
 )
 from sqlaudit.otel.metrics import UnitMetrics
 from sqlaudit.otel.spans import BURST_KINDS, burst_span, transaction_spans
+from sqlaudit.report.entry import entry_kind
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
     from sqlaudit.model.findings import Finding
     from sqlaudit.model.records import QueryRecord
     from sqlaudit.otel.correlate import StatementSpans
+    from sqlaudit.otel.wiring import EndedSpan, EntrySpans
     from sqlaudit.report import AuditReport
 
 __all__ = ["OTelReporter"]
@@ -39,6 +44,18 @@ _SEVERITY_NUMBERS = {
     Severity.INFO: SeverityNumber.INFO,
     Severity.WARNING: SeverityNumber.WARN,
     Severity.ERROR: SeverityNumber.ERROR,
+}
+#: How to fix the wiring when the request's or job's span ended before its unit closed.
+_REWIRE = {
+    "request": (
+        "wire the HTTP instrumentation outside sqlaudit: "
+        "OpenTelemetryMiddleware(WSGIAuditMiddleware(app)) for WSGI; for Flask, "
+        "sqlaudit.flask.init_app(app) after FlaskInstrumentor().instrument_app(app)"
+    ),
+    "job": (
+        "connect sqlaudit's job integration first: sqlaudit.jobs.celery.connect() before "
+        "CeleryInstrumentor().instrument()"
+    ),
 }
 
 
@@ -101,23 +118,29 @@ class OTelReporter:
             get_logger("sqlaudit", version, logger_provider) if findings_as != "events" else None
         )
         self._statement_spans: StatementSpans | None = None
+        self._entry_spans: EntrySpans | None = None
+        self._warned: set[str] = set()
         self._register()
 
     def _register(self) -> None:
-        """Register the statement-span index on an SDK tracer provider (once per provider)."""
-        if not self.correlate or self._statement_spans is not None:
+        """Register the statement-span index and the entry-span watch (``_otel_wiring``) on an
+        SDK tracer provider (once per provider)."""
+        if self._entry_spans is not None:
             return
         provider = self._tracer_provider
         if provider is None:
             provider = trace.get_tracer_provider()
         if not hasattr(provider, "add_span_processor"):
-            return  # the API's no-op or proxy provider: no spans to correlate (yet)
+            return  # the API's no-op or proxy provider: no spans to watch (yet)
         try:
             from sqlaudit.otel.correlate import statement_spans_for
+            from sqlaudit.otel.wiring import entry_spans_for
         except ImportError:  # opentelemetry-sdk is not installed
             self.correlate = False
             return
-        self._statement_spans = statement_spans_for(provider)
+        if self.correlate:
+            self._statement_spans = statement_spans_for(provider)
+        self._entry_spans = entry_spans_for(provider)
 
     def report(self, report: AuditReport) -> None:
         """Put ``report`` on the current (or its own) span, emit findings, record metrics."""
@@ -125,13 +148,19 @@ class OTelReporter:
         offset = epoch_offset_ns()
         records = report.statements
         current = trace.get_current_span()
-        own = report.parent is not None or not current.is_recording()
+        entry = self._ended_entry(report)
+        own = report.parent is not None or not current.is_recording() or entry is not None
         attrs = unit_attributes(report)
         ended = report.ended if report.ended is not None else report.started + report.duration
+        parent: Context | None = None
+        if entry is not None:
+            # In the request's (job's) own trace, under the span that ended too early.
+            parent = trace.set_span_in_context(NonRecordingSpan(entry.context))
         span: Span
         if own:
             span = self._tracer.start_span(
                 report.name,
+                context=parent,
                 kind=SpanKind.INTERNAL,
                 attributes=attrs,
                 start_time=int(report.started * 1e9) + offset,
@@ -145,7 +174,27 @@ class OTelReporter:
             if own:
                 span.end(end_time=int(ended * 1e9) + offset)
         if self._metrics is not None and report.parent is None:
-            self._metrics.record(report, _route(current))
+            self._metrics.record(report, entry.route if entry is not None else _route(current))
+
+    def _ended_entry(self, report: AuditReport) -> EndedSpan | None:
+        """The span of ``report``'s request or job if it ended before the unit closed (the
+        instrumentation wired inside sqlaudit's), with a warning the first time."""
+        kind = entry_kind(report)
+        if kind is None or self._entry_spans is None:
+            return None
+        entry = self._entry_spans.ended(report)
+        if entry is not None and kind in _REWIRE and kind not in self._warned:
+            self._warned.add(kind)
+            logger.warning(
+                "sqlaudit: the %s span %r ended before the unit of work %r closed, so its "
+                "sqlaudit.* attributes and findings went to a child span of it instead "
+                "(warned once): %s; see the README, OpenTelemetry",
+                entry.kind.name,
+                entry.name,
+                report.name,
+                _REWIRE[kind],
+            )
+        return entry
 
     def _emit(
         self, report: AuditReport, records: Sequence[QueryRecord], span: Span, offset: int

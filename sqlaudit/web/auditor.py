@@ -12,7 +12,10 @@ where the ContextVar is set and reset, how headers are added, where the route is
 2. ``response_headers``: at response start; detectors run on the statements issued so far.
 3. ``finish``: rename to ``"{method} {route}"``, apply the route's budget, then detectors,
    reporters and policy (``audit.close``). ``AuditFailed`` only when the application did not
-   fail; any other sqlaudit error is logged once and the response is left alone.
+   fail; any other sqlaudit error is logged once and the response is left alone. ``complete``
+   finishes a unit early, while the request's span is still open (the ASGI middleware before
+   the last body message, the Flask integration in ``teardown_request``), and keeps its
+   ``AuditFailed`` for the protocol's own ``finish``, which is then a no-op that raises it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from sqlaudit.capture.scope import current
 from sqlaudit.detectors import run_detectors
 from sqlaudit.errors import AuditFailed
 from sqlaudit.report import AuditReport, scope_of
+from sqlaudit.report.entry import mark
 from sqlaudit.web.devpage import DevPage
 from sqlaudit.web.options import Options
 
@@ -63,7 +67,19 @@ def collapse_ids(path: str) -> str:
 class Unit:
     """One audited request: its report and what the middleware learnt about the response."""
 
-    __slots__ = ("method", "path", "provisional", "report", "route", "sampled", "scope", "status")
+    __slots__ = (
+        "__weakref__",
+        "failed",
+        "finished",
+        "method",
+        "path",
+        "provisional",
+        "report",
+        "route",
+        "sampled",
+        "scope",
+        "status",
+    )
 
     def __init__(
         self, report: AuditReport, method: str, path: str, sampled: bool, provisional: str = ""
@@ -80,6 +96,10 @@ class Unit:
         self.route: str | None = None
         #: The response status code, once the response started.
         self.status: int | None = None
+        #: True once the audit closed (``finish`` or ``complete``).
+        self.finished = False
+        #: The ``AuditFailed`` of an early ``complete``, raised by the later ``finish``.
+        self.failed: AuditFailed | None = None
 
 
 class RequestAuditor:
@@ -126,11 +146,15 @@ class RequestAuditor:
                 # with the enclosing audit's thresholds (a test's, not production floors); the
                 # route budgets, reporters and policy stay the middleware's.
                 name = f"{method[:16]} {collapse_ids(path)}"
-                return Unit(AuditReport(name, parent.config, parent), method, path, True, name)
+                report = AuditReport(name, parent.config, parent)
+                mark(report, "request")
+                return Unit(report, method, path, True, name)
             rate = self.sample_rate
             if rate >= 1.0 or (rate > 0.0 and random() < rate):
                 name = f"{method[:16]} {collapse_ids(path)}"
-                return Unit(AuditReport(name, self.config, None), method, path, True, name)
+                report = AuditReport(name, self.config, None)
+                mark(report, "request")
+                return Unit(report, method, path, True, name)
             if not self.count_unsampled:
                 return None
             return Unit(AuditReport(method[:16], self._counting_config), method, path, False)
@@ -166,8 +190,16 @@ class RequestAuditor:
         """Close the unit's audit: detectors, reporters, policy, development page.
 
         Raises AuditFailed when the policy says so and ``failing`` is False; never anything
-        else outside strict mode, and nothing at all while the application is failing.
+        else outside strict mode, and nothing at all while the application is failing. A unit
+        already finished is not finished again: the ``AuditFailed`` its ``complete`` kept is
+        raised now (unless ``failing``).
         """
+        if unit.finished:
+            kept, unit.failed = unit.failed, None
+            if kept is not None and not failing:
+                raise kept
+            return
+        unit.finished = True
         report = unit.report
         closer = self._counter
         try:
@@ -190,6 +222,18 @@ class RequestAuditor:
             self._show(unit)
         if failed is not None:
             raise failed
+
+    def complete(self, unit: Unit, failing: bool = False) -> None:
+        """Finish ``unit`` now, keeping its ``AuditFailed`` for the later ``finish``.
+
+        For a unit whose request's span ends before the protocol is done with the request
+        (OpenTelemetry's ASGI middleware ends it with the last body message, Flask's in
+        ``teardown_request``): reporters then still find that span current and recording.
+        """
+        try:
+            self.finish(unit, failing)
+        except AuditFailed as exc:
+            unit.failed = exc
 
     # -- helpers -------------------------------------------------------------------------
 
