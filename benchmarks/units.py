@@ -2,8 +2,8 @@
 
 Run from the repository root (benchmarks/README.md, "Units", explains every figure)::
 
-    python benchmarks/units.py                   # full run, about 4 minutes
-    python benchmarks/units.py --quick           # smoke test, about 15 s
+    python benchmarks/units.py                   # full run, 4 to 7 minutes
+    python benchmarks/units.py --quick           # smoke test, under 15 s
     python benchmarks/units.py --json out.json   # also write every figure and round as JSON
     python benchmarks/units.py --profile         # then cProfile sqlaudit per unit
 
