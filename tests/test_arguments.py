@@ -95,8 +95,10 @@ CONFIG_FIELDS = [
      "milliseconds >= 0 or None, got inf"),
     ("open_transactions", "no", "open_transactions must be True or False, got 'no'"),
     ("commit_in_loop_min", 1, "commit_in_loop_min must be an int >= 2, got 1"),
+    ("commit_in_loop_max_rows", 0, "commit_in_loop_max_rows must be an int >= 1, got 0"),
     ("transaction_overhead_ratio", 0, "transaction_overhead_ratio must be a number in (0, 1] "
      "or None, got 0"),
+    ("transaction_overhead_min", True, "transaction_overhead_min must be an int >= 1, got True"),
     ("min_group_ms", None, "min_group_ms must be a finite number of milliseconds >= 0, "
      "got None"),
     ("max_findings", -2, "max_findings must be an int >= 0 or None, got -2"),

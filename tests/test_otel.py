@@ -120,6 +120,7 @@ def test_unit_attributes_land_on_the_recording_request_span(otel: OTel, db: Engi
         "sqlaudit.query_count": 6,
         "sqlaudit.db_time_ms": round(report.db_time_ms, 3),
         "sqlaudit.transaction_count": 1,
+        "sqlaudit.transaction_control_count": report.round_trips[0],
         "sqlaudit.commit_count": 0,
         "sqlaudit.rollback_count": 0,
         "sqlaudit.finding_count": 1,

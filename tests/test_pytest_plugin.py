@@ -585,7 +585,7 @@ def test_timing_kinds_fail_only_when_asked(
     result = run(pytester, *args)
     result.assert_outcomes(**outcomes)
     if "failed" in outcomes:
-        result.stdout.fnmatch_lines(["long transaction: idle * between two statements *"])
+        result.stdout.fnmatch_lines(["long transaction: idle 300 ms without a statement *"])
 
 
 def test_terminal_report_and_json(pytester: pytest.Pytester) -> None:

@@ -257,20 +257,67 @@ def test_stream_results_are_exempt(db: Engine, clock: Clock) -> None:
 # -- transaction_overhead and the summary -------------------------------------------------
 
 
-def test_transaction_overhead_info_on_servers(db: Engine, db_kind: str) -> None:
-    """A read-only request on PyMySQL/psycopg spends >= 50% of its round trips on
-    transaction control: an info finding with the dialect's fix (none on embedded SQLite)."""
+def test_one_small_transaction_is_a_statistic_not_a_finding(db: Engine, db_kind: str) -> None:
+    """One SELECT in a Session on PostgreSQL is BEGIN + SELECT + ROLLBACK: 2 of 3 round trips
+    are transaction control, the price of a transaction, reported as a statistic (the report,
+    its JSON, the span) and never as a finding."""
     with sqlaudit.audit("read", on_finding="ignore", **UNTIMED) as report:
         with Session(db) as session:
             session.get(Author, 1)
+    assert [f.kind for f in report.findings if f.kind == "transaction_overhead"] == []
+    control, statements = report.round_trips
+    assert statements == 1
+    assert control == {"sqlite": 2, "mysql": 2, "postgresql": 3}[db_kind]  # + reset ROLLBACK
+    assert report.to_dict()["round_trips"] == {
+        "transaction_control": control,
+        "statements": 1,
+    }
+    assert report.transaction_count == 1
+
+
+def lookups_one_session_each(engine: Engine, n: int) -> None:
+    """A request whose helpers each open a Session of their own."""
+    for author_id in range(1, n + 1):
+        with Session(engine) as session:
+            session.get(Author, (author_id - 1) % 5 + 1)
+
+
+def test_many_transactions_in_one_unit_are_transaction_overhead(
+    db: Engine, db_kind: str
+) -> None:
+    """Twelve transactions in one request on a server: most round trips are BEGIN/COMMIT/
+    ROLLBACK: an info finding that says why (per dialect) and to group the work; this unit
+    only reads, so the fix may name autocommit too. Nothing on embedded SQLite."""
+    with sqlaudit.audit("reads", on_finding="ignore", **UNTIMED) as report:
+        lookups_one_session_each(db, 12)
     overhead = [f for f in report.findings if f.kind == "transaction_overhead"]
     if db_kind == "sqlite":
         assert overhead == []
-    else:
-        assert len(overhead) == 1
-        assert overhead[0].severity is Severity.INFO
-        assert "skip_autocommit_rollback" in overhead[0].fix
-    assert report.transaction_count == 1
+        return
+    (finding,) = overhead
+    assert finding.severity is Severity.INFO
+    assert "12 transactions in one unit of work" in finding.message
+    assert ("BEGIN" in finding.message) is (db_kind == "postgresql")
+    assert "one `with session.begin():`" in finding.fix
+    assert "AUTOCOMMIT" in finding.fix
+
+
+def test_transaction_overhead_never_advises_autocommit_to_a_unit_that_writes(
+    db: Engine, db_kind: str
+) -> None:
+    """A unit that writes in many small transactions: grouping them is the advice; autocommit
+    (which makes writes non-atomic, the problem this library audits) never is."""
+    with sqlaudit.audit("writes", on_finding="ignore", **UNTIMED) as report:
+        lookups_one_session_each(db, 11)
+        with db.begin() as conn:
+            conn.execute(insert(Author).values(id=100, name="a"))
+    overhead = [f for f in report.findings if f.kind == "transaction_overhead"]
+    if db_kind == "sqlite":
+        assert overhead == []
+        return
+    (finding,) = overhead
+    assert "AUTOCOMMIT" not in finding.fix
+    assert "one `with session.begin():`" in finding.fix
 
 
 def test_summary_counts_commits_and_rollbacks(db: Engine) -> None:

@@ -83,7 +83,7 @@ def record(
             # Counting-only scopes (max_records=0, e.g. unsampled requests) stop here: no
             # call site, no transaction tracking. Past a real cap, transactions still count.
             if scope.cap:
-                on_statement(scope, context, kind, start, duration, (), batch)
+                on_statement(scope, context, kind, start, duration, (), batch, rowcount)
             return
         # Two threads sharing the scope may both pass the check above with one slot left:
         # the log moves any record past the cap to the overflow counts when read.
@@ -122,7 +122,7 @@ def record(
                 ),
             )
         )
-        on_statement(scope, context, kind, start, duration, stack, batch)
+        on_statement(scope, context, kind, start, duration, stack, batch, rowcount)
     except Exception as exc:
         contain("capture", exc, scope)
 

@@ -68,6 +68,8 @@ if TYPE_CHECKING:
 __all__ = ["TxState", "detect_autocommit", "on_statement", "session_begin", "session_end"]
 
 _WRITES = StatementKind.WRITES
+#: Ends whose moment was observed (``finish`` ran then), unlike "open" and "ended".
+_OBSERVED_ENDS = frozenset({"commit", "rollback", "rollback_exception", "closed"})
 
 
 class TxState:
@@ -79,6 +81,7 @@ class TxState:
         "conn_ref",
         "dbapi",
         "dialect",
+        "driver",
         "end",
         "end_stack",
         "ended",
@@ -92,6 +95,7 @@ class TxState:
         "session",
         "started",
         "statements",
+        "streamed_last",
         "streaming",
         "suppressed",
         "unit",
@@ -125,7 +129,12 @@ class TxState:
         self.listening = False
         self.streaming = False
         self.conn_ref: weakref.ref[Connection] | None = None
-        self.root = 0
+        # The Connection's root transaction when this one began (weakly: compared by identity,
+        # an id() could be reused by the next transaction object).
+        self.root: weakref.ref[Any] | None = None
+        self.driver = ""
+        #: The last statement streamed its results: the time after it is fetching, not idle.
+        self.streamed_last = False
         self.rows_written = 0
         self.suppressed = SUPPRESSED.get()
         self.unit = 0
@@ -145,9 +154,22 @@ class TxState:
             conn is None
             or conn.closed
             or not conn.in_transaction()
-            or (not self.session and id(conn.get_transaction()) != self.root)
+            or (not self.session and not self.same_root(conn))
         ):
             self.finish("ended")
+
+    def same_root(self, conn: Connection) -> bool:
+        """The Connection still runs the root transaction this state began with."""
+        root = self.root() if self.root is not None else None
+        return root is not None and root is conn.get_transaction()
+
+    def idle(self, ended: float) -> float:
+        """The longest stretch without a statement: between two statements, or from the last
+        one to the observed end (commit, rollback, close), but never a stretch that follows a
+        statement streaming its results, which is fetching rows, not idle."""
+        if self.end in _OBSERVED_ENDS and not self.streamed_last and self.statements:
+            return max(self.max_gap, ended - self.last_end)
+        return self.max_gap
 
     def freeze(self, now: float) -> TransactionRecord:
         return TransactionRecord(
@@ -159,7 +181,7 @@ class TxState:
             self.started,
             self.ended if self.end != "open" else now,
             self.exec_time,
-            self.max_gap,
+            self.idle(self.ended if self.end != "open" else now),
             self.begin_stack,
             self.end_stack,
             self.external,
@@ -169,6 +191,7 @@ class TxState:
             self.rows_written,
             self.suppressed,
             self.unit,
+            self.driver,
         )
 
 
@@ -210,6 +233,7 @@ def on_statement(
     duration: float,
     stack: tuple[CallSite, ...],
     batch: int = 1,
+    rowcount: int = -1,
 ) -> None:
     """Account a statement to its connection's current transaction."""
     if kind == StatementKind.TRANSACTION:
@@ -219,19 +243,23 @@ def on_statement(
     tx = scope.tx_by_conn.get(key)
     if tx is None or tx.end != "open":
         tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
-    elif not tx.listening and not tx.session and id(conn.get_transaction()) != tx.root:
+    elif not tx.listening and not tx.session and not tx.same_root(conn):
         # A read-only transaction ended unobserved (commit or rollback without a listener).
         tx.finish("ended")
         tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
     tx.statements += 1
     tx.exec_time += duration
     gap = start - tx.last_end
-    if gap > tx.max_gap and tx.statements > 1:
+    if gap > tx.max_gap and tx.statements > 1 and not tx.streamed_last:
         tx.max_gap = gap
     tx.last_end = start + duration
+    streamed = bool(context.execution_options.get("stream_results"))
+    tx.streamed_last = streamed
     if kind in _WRITES:
         tx.writes += 1
-        tx.rows_written += batch
+        # Rows, not statements: one INSERT of 100 rows (insertmanyvalues) is 100 rows; the
+        # driver's rowcount when it knows it, else the parameter sets sent.
+        tx.rows_written += rowcount if rowcount >= 0 else batch
         if tx.autocommit is None:
             tx.autocommit = detect_autocommit(
                 context.dialect, _dbapi(conn), context.execution_options
@@ -239,7 +267,7 @@ def on_statement(
         if not tx.listening and not tx.session:
             _listen_connection(conn)
             tx.listening = True
-    if not tx.streaming and context.execution_options.get("stream_results"):
+    if streamed:
         tx.streaming = True
 
 
@@ -257,7 +285,9 @@ def _new_core_tx(
     tx = TxState(start, stack, dialect, dbapi, external=not scope.checked_out_here(dbapi))
     tx.unit = scope.key
     tx.conn_ref = weakref.ref(conn)
-    tx.root = id(conn.get_transaction())
+    root = conn.get_transaction()
+    tx.root = None if root is None else weakref.ref(root)
+    tx.driver = conn.dialect.driver
     scope.tx_by_conn[id(conn)] = tx
     scope.tx_by_dbapi[dbapi] = tx
     scope.tx_all.append(tx)
@@ -320,6 +350,7 @@ def session_begin(
     stack = capture(3, scope.opener)
     tx = TxState(perf_counter(), stack, connection.dialect.name, dbapi, id(session), external)
     tx.unit = scope.key
+    tx.driver = connection.dialect.driver
     tx.conn_ref = weakref.ref(connection)
     scope.tx_by_conn[id(connection)] = tx
     scope.tx_by_dbapi[dbapi] = tx

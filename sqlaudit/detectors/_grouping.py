@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from operator import itemgetter
 from typing import TypeVar
 
-from sqlaudit.model.records import CallSite, QueryRecord, StatementKind
+from sqlaudit.model.records import CallSite, QueryRecord, StatementKind, UnitRecord
 from sqlaudit.sql.fingerprint import fingerprint
 
 K = TypeVar("K", bound=Hashable)
 
-__all__ = ["by_shape_and_stack", "group", "indexes", "partition", "sharing", "total_time"]
+__all__ = [
+    "by_shape_and_stack",
+    "group",
+    "indexes",
+    "partition",
+    "retried",
+    "sharing",
+    "total_time",
+]
 
 
 Part = list[tuple[int, QueryRecord]]
@@ -138,3 +148,24 @@ def total_time(items: Sequence[tuple[int, QueryRecord]]) -> float:
 
 def indexes(items: Sequence[tuple[int, QueryRecord]], limit: int = 1000) -> tuple[int, ...]:
     return tuple(i for i, _ in items[:limit])
+
+
+_ROLLBACKS = frozenset({"rollback", "rollback_exception"})
+
+
+def retried(items: Sequence[tuple[int, QueryRecord]], unit: UnitRecord) -> bool:
+    """True when every two consecutive statements of a group are separated by a rollback of the
+    unit: the same work re-run after a failed attempt (a deadlock or serialization retry,
+    optimistic concurrency), a retry rather than a loop."""
+    ends = sorted(
+        tx.ended for tx in unit.own_transactions if tx.end in _ROLLBACKS and not tx.external
+    )
+    if not ends:
+        return False
+    starts = sorted(r.start for _, r in items)
+    for before, after in itertools.pairwise(starts):
+        # Some rollback ended after the earlier attempt began and before the later one.
+        i = bisect.bisect_right(ends, before)
+        if i == len(ends) or ends[i] > after:
+            return False
+    return True

@@ -13,10 +13,13 @@ if TYPE_CHECKING:
 
 
 class CommitInLoop:
-    """>= ``commit_in_loop_min`` commits from one call site with <= 1 row written each.
+    """>= ``commit_in_loop_min`` commits from one call stack, each writing at most
+    ``commit_in_loop_max_rows`` rows (counted from the driver's rowcount: one statement
+    inserting 100 rows is 100 rows, an item's DELETE and the UPDATE before it are 2).
 
-    Chunked batch commits (many rows per commit) are the cure and are not flagged. The
-    refresh SELECTs that ``expire_on_commit`` causes after each commit are counted with it.
+    Chunked batch commits (many rows per commit) are the cure and are not flagged; nor are
+    commits that wrote nothing (their cost is ``transaction_overhead``'s). The refresh SELECTs
+    that ``expire_on_commit`` causes after each commit are counted with it.
     """
 
     kind = "commit_in_loop"
@@ -25,8 +28,9 @@ class CommitInLoop:
 
     def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         groups: dict[tuple[CallSite, ...], list[TransactionRecord]] = {}
+        most = unit.config.commit_in_loop_max_rows
         for tx in own_transactions(unit, self.kind):
-            if tx.end == "commit" and tx.rows_written <= 1 and tx.end_stack:
+            if tx.end == "commit" and tx.writes and tx.rows_written <= most and tx.end_stack:
                 groups.setdefault(tx.end_stack, []).append(tx)
         for stack, txs in groups.items():
             if len(txs) < unit.config.commit_in_loop_min:
@@ -47,7 +51,8 @@ class CommitInLoop:
                 kind=self.kind,
                 severity=Severity.WARNING,
                 message=(
-                    f"commit in a loop: {len(txs)} commits from one line for {rows} row(s){hidden}"
+                    f"commit in a loop: {len(txs)} commits from one line, "
+                    f"{_per_commit(txs)} each, {rows} row(s) in all{hidden}"
                 ),
                 count=len(txs),
                 location=stack[0],
@@ -59,3 +64,12 @@ class CommitInLoop:
                 db_time=sum(tx.exec_time for tx in txs),
                 stack=stack,
             )
+
+
+def _per_commit(txs: Sequence[TransactionRecord]) -> str:
+    """How many rows each commit wrote: "1 row", "2 rows", "1 to 3 rows"."""
+    low = min(tx.rows_written for tx in txs)
+    high = max(tx.rows_written for tx in txs)
+    if low == high:
+        return f"{low} row" if low == 1 else f"{low} rows"
+    return f"{low} to {high} rows"

@@ -13,9 +13,10 @@ if TYPE_CHECKING:
 
 
 class LongTransaction:
-    """Open longer than ``long_transaction_ms``, idle between statements longer than
-    ``idle_in_transaction_ms``, or still open when the unit of work ended. Autocommit
-    connections hold no transaction; streaming results are long by design."""
+    """Open longer than ``long_transaction_ms`` (not for a transaction streaming results: long
+    by design), idle longer than ``idle_in_transaction_ms`` (between two statements, or
+    between the last one and the commit; the time a streamed result is fetched is not idle),
+    or still open when the unit of work ended. Autocommit connections hold no transaction."""
 
     kind = "long_transaction"
     #: ``run_detectors`` skips it for a unit with no transactions.
@@ -24,7 +25,7 @@ class LongTransaction:
     def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = unit.config
         for tx in own_transactions(unit, self.kind):
-            if tx.autocommit or tx.streaming or not tx.statements:
+            if tx.autocommit or not tx.statements:
                 continue
             open_for = tx.ended - tx.started
             reasons = []
@@ -33,13 +34,14 @@ class LongTransaction:
             if (
                 config.long_transaction_ms is not None
                 and open_for * 1000 > config.long_transaction_ms
+                and not tx.streaming  # streaming many rows is long by design
             ):
                 reasons.append(f"open {ms(open_for)} (threshold {config.long_transaction_ms:g} ms)")
             idle = config.idle_in_transaction_ms
+            # Idle stretches count in a streaming transaction too: the time a streamed result
+            # is being fetched is not in ``max_gap``, the rest of it is.
             if idle is not None and tx.max_gap * 1000 > idle:
-                reasons.append(
-                    f"idle {ms(tx.max_gap)} between two statements (threshold {idle:g} ms)"
-                )
+                reasons.append(f"idle {ms(tx.max_gap)} without a statement (threshold {idle:g} ms)")
             if not reasons:
                 continue
             yield Finding(

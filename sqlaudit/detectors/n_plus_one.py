@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 #: A parent query returning more rows than this gets selectinload even for many-to-one.
 LARGE_RESULT = 100
-_LIMIT = re.compile(r"\b(LIMIT|FETCH\s+FIRST|FETCH\s+NEXT|TOP)\b", re.IGNORECASE)
+# A parent query that pages (LIMIT, OFFSET alone on PostgreSQL and MySQL, FETCH FIRST/NEXT,
+# TOP): selectinload, whose IN batches follow the page, rather than joinedload.
+_LIMIT = re.compile(r"\b(LIMIT|OFFSET|FETCH\s+FIRST|FETCH\s+NEXT|TOP)\b", re.IGNORECASE)
 
 
 def _key(record: QueryRecord) -> tuple[str, tuple[CallSite, ...]] | None:

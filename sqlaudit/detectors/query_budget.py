@@ -36,8 +36,8 @@ class QueryBudget:
                 count=count,
                 location=None,
                 fix=(
-                    "remove the repeated statements reported above (eager-load relationships, "
-                    "batch writes), or raise the budget if the new statements are intended"
+                    "issue fewer statements (eager-load what loops read, batch writes), or "
+                    f"raise max_queries to {count} if the new statements are intended"
                 ),
             )
         db_time = unit.db_time - sum(r.duration for r in exempt)

@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from sqlaudit.detectors._grouping import by_shape_and_stack, indexes, partition, total_time
+from sqlaudit.detectors._grouping import (
+    by_shape_and_stack,
+    indexes,
+    partition,
+    retried,
+    total_time,
+)
 from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.model.records import StatementKind
 from sqlaudit.sql.fingerprint import short
@@ -51,6 +57,8 @@ class RepeatedQuery:
                 continue
             if walk([(r.sql, r.params) for _, r in items]):
                 continue  # walking pages or IN-list chunks is the cure for loading all at once
+            if retried(items, unit):
+                continue  # each attempt after a rollback: a retry, not a loop
             orm = items[0][1].orm
             message = f"repeated query: {n}x {short(items[0][1].sql, 80)}"
             fix = (

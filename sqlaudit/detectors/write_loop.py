@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from sqlaudit.detectors._grouping import by_shape_and_stack, indexes, partition, total_time
+from sqlaudit.detectors._grouping import (
+    by_shape_and_stack,
+    indexes,
+    partition,
+    retried,
+    total_time,
+)
 from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.model.records import StatementKind
 from sqlaudit.sql.fingerprint import short
@@ -19,16 +25,41 @@ from sqlaudit.sql.fingerprint import short
 if TYPE_CHECKING:
     from sqlaudit.model.records import CallSite, QueryRecord, UnitRecord
 
-_LOOP_FIX = (
-    "send the rows in one statement: collect them and call "
-    "execute(stmt, [row, row, ...]) (executemany / insertmanyvalues), "
-    "or one UPDATE ... WHERE id IN (...) for a common change"
-)
-_FLUSH_FIX = (
-    "each iteration flushes (or commits) one object: add them all first "
-    "(session.add_all(objects)) and flush or commit once after the loop, so the unit of "
-    "work can batch the INSERTs{dialect_hint}"
-)
+#: What to send instead of one statement per row, by statement kind.
+_LOOP_FIXES = {
+    StatementKind.INSERT: (
+        "send the rows in one statement: collect them and call execute(insert(...), "
+        "[row, row, ...]) (executemany / insertmanyvalues), or session.add_all(objects) and "
+        "one flush"
+    ),
+    StatementKind.UPDATE: (
+        "one UPDATE ... WHERE id IN (...) when every row gets the same change; for values per "
+        "row, one ORM bulk UPDATE by primary key: session.execute(update(Model), "
+        "[{'id': ..., 'column': ...}, ...])"
+    ),
+    StatementKind.DELETE: (
+        "one DELETE for all the rows: delete(Model).where(Model.id.in_(ids)), or "
+        "session.delete() each object and flush once"
+    ),
+}
+#: A loop flushing (or committing) one object per iteration, by statement kind.
+_FLUSH_FIXES = {
+    StatementKind.INSERT: (
+        "each iteration flushes (or commits) one new object: add them all first "
+        "(session.add_all(objects)) and flush or commit once after the loop, so the unit of "
+        "work can batch the INSERTs{dialect_hint}"
+    ),
+    StatementKind.UPDATE: (
+        "each iteration flushes (or commits) one changed object: change them all, then flush "
+        "or commit once after the loop, so the unit of work sends the UPDATEs together "
+        "(executemany)"
+    ),
+    StatementKind.DELETE: (
+        "each iteration flushes (or commits) one deleted object: session.delete() them all, "
+        "then flush or commit once after the loop, or delete them in one statement: "
+        "delete(Model).where(Model.id.in_(ids))"
+    ),
+}
 _DIALECT_HINTS = {
     "sqlite": "; on SQLite, server-generated defaults fetched per row defeat batching",
     "mysql": "; on MySQL/MariaDB, PyMySQL batches INSERT ... VALUES rows in one round trip",
@@ -66,16 +97,18 @@ class WriteLoop:
             if occurrences < config.write_loop_min or db_time * 1000 < config.min_group_ms:
                 continue
             sample = items[0][1]
+            if retried(items, unit):
+                continue  # each attempt after a rollback: a retry, not a loop
             by_flush = len(flushes) > plain
             if by_flush:
                 hint = _DIALECT_HINTS.get(sample.dialect, "")
                 message = (
                     f"write loop: {len(flushes)} flushes of one row each: {short(sample.sql, 70)}"
                 )
-                fix = _FLUSH_FIX.format(dialect_hint=hint)
+                fix = _FLUSH_FIXES[sample.kind].format(dialect_hint=hint)
             else:
                 message = f"write loop: {len(items)}x single-row {short(sample.sql, 70)}"
-                fix = _LOOP_FIX
+                fix = _LOOP_FIXES[sample.kind]
             yield Finding(
                 kind=self.kind,
                 severity=Severity.WARNING,

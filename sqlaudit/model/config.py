@@ -47,10 +47,17 @@ class AuditConfig:
     #: ``long_transaction``: also report a transaction still open when the unit ends. Off for
     #: test bodies, whose fixtures open sessions before the body and close them after it.
     open_transactions: bool = True
-    #: ``commit_in_loop``: at least this many commits from one line with <= 1 row written each.
+    #: ``commit_in_loop``: at least this many commits from one call stack, each writing rows...
     commit_in_loop_min: int = 3
-    #: ``transaction_overhead`` (info): transaction control >= this share of round trips.
+    #: ``commit_in_loop``: ... at most this many rows each (a batch of more is not a commit per
+    #: item); rows are counted from the driver's rowcount, not statements.
+    commit_in_loop_max_rows: int = 10
+    #: ``transaction_overhead`` (info): transaction control >= this share of round trips...
     transaction_overhead_ratio: float | None = 0.5
+    #: ``transaction_overhead`` (info): ... and at least this many control round trips (a
+    #: small unit's BEGIN + ROLLBACK around one SELECT is the cost of a transaction, not a
+    #: problem).
+    transaction_overhead_min: int = 10
     #: Production floor: groups whose statements took less than this in total are not reported.
     min_group_ms: float = 0.0
     #: Report at most this many findings per unit (worst first); None: all.
@@ -79,8 +86,10 @@ class AuditConfig:
         check_ms("long_transaction_ms", self.long_transaction_ms, optional=True)
         check_ms("idle_in_transaction_ms", self.idle_in_transaction_ms, optional=True)
         check_int("commit_in_loop_min", self.commit_in_loop_min, 2)
+        check_int("commit_in_loop_max_rows", self.commit_in_loop_max_rows, 1)
         check_bool("open_transactions", self.open_transactions)
         check_ratio("transaction_overhead_ratio", self.transaction_overhead_ratio)
+        check_int("transaction_overhead_min", self.transaction_overhead_min, 1)
         check_int("max_findings", self.max_findings, 0, optional=True)
         check_int("max_records", self.max_records, 0)
         if self.on_finding not in _ON_FINDING:

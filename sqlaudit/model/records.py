@@ -139,7 +139,8 @@ class TransactionRecord(NamedTuple):
     ended: float
     #: Seconds spent executing its statements.
     exec_time: float
-    #: Longest time between the end of one of its statements and the start of the next.
+    #: Longest time it sat idle: between two statements, or from its last statement to its
+    #: commit / rollback / close (never the time a streamed result was being fetched).
     max_gap: float
     #: Where it began (the first statement's application frames).
     begin_stack: tuple[CallSite, ...]
@@ -159,6 +160,8 @@ class TransactionRecord(NamedTuple):
     suppressed: frozenset[str]
     #: The key of the unit of work it began in (``UnitRecord.key``).
     unit: int = 0
+    #: The DBAPI driver (``psycopg``, ``pymysql``, ``asyncpg``...): advice depends on it.
+    driver: str = ""
 
 
 class OriginRecord(NamedTuple):

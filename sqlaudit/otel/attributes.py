@@ -127,6 +127,9 @@ def unit_attributes(report: AuditReport) -> Attributes:
         "sqlaudit.query_count": report.query_count,
         "sqlaudit.db_time_ms": round(report.db_time_ms, 3),
         "sqlaudit.transaction_count": report.transaction_count,
+        # Round trips spent on BEGIN/COMMIT/ROLLBACK/SAVEPOINT (estimated per dialect, see
+        # ``UnitRecord.round_trips``): a statistic of every unit, not a finding.
+        "sqlaudit.transaction_control_count": report.round_trips[0],
         "sqlaudit.commit_count": report.commit_count,
         "sqlaudit.rollback_count": report.rollback_count,
         "sqlaudit.finding_count": len(report.findings),
