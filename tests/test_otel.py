@@ -290,7 +290,7 @@ def test_transaction_span_shows_the_transaction_held_across_a_backend_call(
         session.add(Book(id=100, title="new", author_id=1))
         session.flush()  # marker: transaction begins
         with tracer.start_as_current_span("GET payments-service", kind=SpanKind.CLIENT):
-            time.sleep(0.05)
+            time.sleep(0.2)
         session.commit()
     (txn,) = otel.finished("sqlaudit.transaction")
     (backend,) = otel.finished("GET payments-service")
@@ -298,14 +298,17 @@ def test_transaction_span_shows_the_transaction_held_across_a_backend_call(
     assert txn.kind is SpanKind.INTERNAL
     assert txn.parent is not None and txn.parent.span_id == server.context.span_id
     assert txn.start_time is not None and backend.start_time is not None
-    assert txn.start_time <= backend.start_time
-    assert (backend.end_time or 0) <= (txn.end_time or 0)
+    # sqlaudit's perf_counter times are converted to the epoch once per report; on a busy
+    # machine the conversion may be off by a few ms, much less than the 200 ms call.
+    slack = 20_000_000
+    assert txn.start_time <= backend.start_time + slack
+    assert (backend.end_time or 0) <= (txn.end_time or 0) + slack
     attrs = dict(txn.attributes or {})
     assert attrs["sqlaudit.transaction.source"] == "orm"
     assert attrs["sqlaudit.transaction.outcome"] == "commit"
     assert attrs["sqlaudit.transaction.statement_count"] == 1
     assert attrs["sqlaudit.transaction.write_count"] == 1
-    assert attrs["sqlaudit.transaction.idle_ms"] >= 50
+    assert attrs["sqlaudit.transaction.idle_ms"] >= 200
     assert attrs["db.system.name"] == "sqlite"
     assert attrs["code.line.number"] == line_of("marker: transaction begins")
 

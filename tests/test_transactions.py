@@ -4,6 +4,7 @@ effect it describes, and silence on its false-positive trap."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from models import Author, prepared
@@ -282,9 +283,7 @@ def lookups_one_session_each(engine: Engine, n: int) -> None:
             session.get(Author, (author_id - 1) % 5 + 1)
 
 
-def test_many_transactions_in_one_unit_are_transaction_overhead(
-    db: Engine, db_kind: str
-) -> None:
+def test_many_transactions_in_one_unit_are_transaction_overhead(db: Engine, db_kind: str) -> None:
     """Twelve transactions in one request on a server: most round trips are BEGIN/COMMIT/
     ROLLBACK: an info finding that says why (per dialect) and to group the work; this unit
     only reads, so the fix may name autocommit too. Nothing on embedded SQLite."""
@@ -370,6 +369,54 @@ def test_stale_identity_map_across_commits(db: Engine) -> None:
             assert again.name == "author 2"
     assert "stale_identity_map" in kinds(report)
     assert author.name == "author 2"
+
+
+@pytest.mark.parametrize(
+    ("query", "stale"),
+    [
+        pytest.param(lambda: select(Author).where(Author.id == 1), 1, id="held-row-by-pk"),
+        pytest.param(lambda: select(Author).where(Author.id.in_([1, 4])), 1, id="held-in-list"),
+        pytest.param(lambda: select(Author), 1, id="whole-table"),
+        pytest.param(lambda: select(Author).where(Author.id == 4), 0, id="other-row-by-pk"),
+        pytest.param(lambda: select(Author).where(Author.id.in_([3, 4])), 0, id="other-rows"),
+        pytest.param(lambda: select(Author).where(Author.name == "author 5"), 0, id="other-name"),
+    ],
+)
+def test_stale_identity_map_only_when_a_held_row_comes_back(
+    db: Engine, query: Any, stale: int
+) -> None:
+    """Under autocommit the session holds Author 1: a SELECT that returns that row again is
+    stale; a SELECT of the same class returning only rows the session does not hold is not
+    (before, holding any Author made every Author query "stale")."""
+    with sqlaudit.audit("reread", on_finding="ignore", **UNTIMED) as report:
+        with Session(autocommit(db)) as session:
+            held = session.get_one(Author, 1)  # held: the identity map keeps it while referenced
+            _rename_elsewhere(db, 1, "renamed")
+            session.scalars(query()).all()
+            assert held.name == "author 1"
+    findings = [f for f in report.findings if f.kind == "stale_identity_map"]
+    assert len(findings) == stale
+    if stale:
+        assert "re-read 1 Author row(s)" in findings[0].message
+
+
+def test_stale_rows_found_by_another_column_are_told_by_rowcount(
+    db: Engine, db_kind: str
+) -> None:
+    """A held row returned by a filter on another column: MariaDB and PostgreSQL report how
+    many rows came back (rowcount), so the held one is told apart from rows loaded new; SQLite
+    does not (rowcount -1 for SELECT), and then nothing is reported rather than a guess."""
+    with sqlaudit.audit("reread", on_finding="ignore", **UNTIMED) as report:
+        with Session(autocommit(db)) as session:
+            held = session.get_one(Author, 1)
+            _rename_elsewhere(db, 1, "renamed")
+            rows = session.scalars(select(Author).where(Author.id < 4)).all()
+            assert len(rows) == 3
+            assert held.name == "author 1"
+    stale = [f for f in report.findings if f.kind == "stale_identity_map"]
+    assert len(stale) == (0 if db_kind == "sqlite" else 1)
+    if stale:
+        assert "re-read 1 Author row(s)" in stale[0].message
 
 
 def test_fresh_session_expiry_and_populate_existing_are_silent(db: Engine) -> None:

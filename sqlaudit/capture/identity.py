@@ -28,6 +28,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BindParameter
+
 from sqlaudit.capture.transactions import detect_autocommit
 from sqlaudit.model.records import StaleRead
 
@@ -70,8 +73,18 @@ def on_select(
     populate_existing: bool,
     mapper: Mapper[Any],
     stack: tuple[CallSite, ...],
+    statement: Any = None,
+    context: Any = None,
+    rowcount: int = -1,
+    oid: int = 0,
 ) -> None:
-    """Record a stale-read candidate for a plain ORM SELECT of ``mapper``'s class."""
+    """Record a stale read of a plain ORM SELECT of ``mapper``'s class: rows the session held,
+    unexpired, from an earlier transaction, that the SELECT returned again (their new values
+    are then ignored). Which held rows came back is known exactly when the statement selects
+    by primary key (``WHERE id = ?`` / ``IN``) or selects the whole table; otherwise, from the
+    driver's rowcount minus the objects the query loaded new (counted at close); when neither
+    tells, nothing is reported: a query returning only rows the session does not hold must
+    stay silent."""
     if not session.identity_map or populate_existing:
         return
     if not session.in_transaction():
@@ -89,5 +102,73 @@ def on_select(
     held = _held(session, cls)
     if carried is not None and not autocommit:
         held &= carried
-    if held:
-        scope.stale_reads.append(StaleRead(cls.__name__, len(held), autocommit, stack, scope.key))
+    if not held:
+        return
+    selected = _selected_identities(statement, context, mapper)
+    if selected is _EVERY_ROW:
+        reread = len(held)
+    elif selected is not None:
+        reread = sum(1 for key in held if key[1] in selected)
+    elif rowcount >= 0 and oid and not getattr(statement, "_with_options", ()):
+        # rowcount rows came back; those not loaded new were held: settled at close, once
+        # the rows the query loaded are counted (``Scope.freeze``).
+        read = StaleRead(cls.__name__, 0, autocommit, stack, scope.key)
+        scope.stale_pending.append((read, oid, rowcount, len(held)))
+        return
+    else:
+        return
+    if reread:
+        scope.stale_reads.append(StaleRead(cls.__name__, reread, autocommit, stack, scope.key))
+
+
+#: ``_selected_identities``: the statement selects every row of the class.
+_EVERY_ROW: frozenset[Any] = frozenset()
+
+
+def _selected_identities(statement: Any, context: Any, mapper: Mapper[Any]) -> Any:
+    """The primary-key identities (tuples) a plain ORM SELECT filters on, ``_EVERY_ROW`` when
+    it has no WHERE, LIMIT, OFFSET, GROUP BY or join, None when it cannot be told."""
+    if statement is None or context is None:
+        return None
+    if any(
+        getattr(statement, attr, None)
+        for attr in ("_limit_clause", "_offset_clause", "_group_by_clauses", "_setup_joins")
+    ):
+        return None
+    where = getattr(statement, "whereclause", None)
+    if where is None:
+        return _EVERY_ROW
+    primary = mapper.primary_key
+    if len(primary) != 1:
+        return None
+    column = primary[0]
+    clauses = getattr(where, "clauses", None)
+    if clauses is None or getattr(where, "operator", None) is not operators.and_:
+        clauses = (where,)
+    for clause in clauses:
+        values = _pk_values(clause, column, context)
+        if values is not None:
+            return frozenset((v,) for v in values)  # other conditions only narrow it down
+    return None
+
+
+def _pk_values(clause: Any, column: Any, context: Any) -> list[Any] | None:
+    """The values of ``column = :x`` or ``column IN (:xs)`` in ``clause``, else None."""
+    left, right = getattr(clause, "left", None), getattr(clause, "right", None)
+    if left is None or getattr(left, "key", None) != column.key:
+        return None
+    if getattr(left, "table", None) is not column.table:
+        return None
+    operator = getattr(clause, "operator", None)
+    if operator not in (operators.eq, operators.in_op) or not isinstance(right, BindParameter):
+        return None
+    value = right.effective_value
+    if value is None:
+        name = context.compiled.bind_names.get(right)
+        params = context.compiled_parameters
+        value = params[0].get(name) if name is not None and params else None
+    if value is None:
+        return None
+    if operator is operators.in_op:
+        return list(value) if isinstance(value, (list, tuple)) else None
+    return [value]

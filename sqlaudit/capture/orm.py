@@ -166,7 +166,12 @@ def _shape(compiled: Any, statement: Any, attrs: Any) -> _Shape:
 
 
 def statement_load(
-    scope: Scope, context: Any, statement: Any, kind: str, stack: tuple[CallSite, ...]
+    scope: Scope,
+    context: Any,
+    statement: Any,
+    kind: str,
+    stack: tuple[CallSite, ...],
+    rowcount: int = -1,
 ) -> OrmLoad | None:
     """The ORM context of ``statement`` (the ``invoked_statement`` of ``context``, which
     ``statements.record`` has found to carry propagate attributes), or None for Core."""
@@ -200,7 +205,7 @@ def statement_load(
             return _new_load(OrmLoad, ("query", mapper_name, None, None, (), oid, ""))
         if session is not None and session.identity_map:
             populate = bool(getattr(options, "_populate_existing", False))
-            on_select(scope, session, populate, mapper, stack)
+            on_select(scope, session, populate, mapper, stack, statement, context, rowcount, oid)
         if collection is None:
             return _new_load(OrmLoad, ("query", mapper_name, None, None, (), oid, ""))
         return _new_load(

@@ -115,6 +115,7 @@ class Scope:
         "records",
         "resets",
         "sessions",
+        "stale_pending",
         "stale_reads",
         "started",
         "tx_all",
@@ -167,6 +168,9 @@ class Scope:
         # transaction), and the SELECTs that may have re-read them.
         self.identity: dict[int, tuple[bool, frozenset[Any]]] = {}
         self.stale_reads: list[StaleRead] = []
+        # SELECTs whose re-read held rows are known once their loaded rows are counted:
+        # (the read, its origin, the driver's rowcount, held rows of the class).
+        self.stale_pending: list[tuple[StaleRead, int, int, int]] = []
         # Parent-origin linkage: the queries that loaded ORM objects, and object -> origin.
         self.origins: dict[int, Origin] = {}
         #: The origin of each object loaded, by the row it stands for (``origins.row_of``).
@@ -214,7 +218,7 @@ class Scope:
             overflow=log.overflow(),
             transaction_records=self.transactions(ended),
             origin_records=FrozenOrigins(dict(self.origins), dict(self.origin_rows)),
-            stale_reads=tuple(self.stale_reads),
+            stale_reads=self._stale_reads(),
             resets=self.resets,
             started=self.started,
             ended=ended,
@@ -222,6 +226,15 @@ class Scope:
             key=self.key,
             nested=self.nested,
         )
+
+    def _stale_reads(self) -> tuple[StaleRead, ...]:
+        reads = list(self.stale_reads)
+        rows = self.origin_rows
+        for read, oid, rowcount, held in self.stale_pending:
+            reread = min(held, rowcount - rows.get(oid, 0))
+            if reread > 0:
+                reads.append(read._replace(held=reread))
+        return tuple(reads)
 
     # -- closing --------------------------------------------------------------------------
 
@@ -251,7 +264,7 @@ class Scope:
             self.child_findings.extend(named)
             self.log.merge(child.log)
             self.tx_all.extend(child.tx_all)
-            self.stale_reads.extend(child.stale_reads)
+            self.stale_reads.extend(child._stale_reads())
             self.origins.update(child.origins)
             self.origin_of.update(child.origin_of)
             self.origin_rows.update(child.origin_rows)

@@ -96,7 +96,7 @@ def record(
             # Only ORM-enabled statements carry propagate attributes; Core ones skip it.
             statement = getattr(context, "invoked_statement", None)
             if statement is not None and statement._propagate_attrs:
-                found = orm.statement_load(scope, context, statement, kind, stack)
+                found = orm.statement_load(scope, context, statement, kind, stack, rowcount)
                 if found is not None:
                     load = found
         records.append(

@@ -12,8 +12,10 @@ if TYPE_CHECKING:
 
 
 class StaleIdentityMap:
-    """SELECTs of a class whose objects the session carried, unexpired, out of an earlier
-    database transaction (autocommit, or a session kept across commits / units of work)."""
+    """SELECTs that returned rows the session held, unexpired, from an earlier database
+    transaction (autocommit, or a session kept across commits / units of work): the session
+    keeps its old objects and ignores the rows' current values. A SELECT of the same class
+    that returns only rows the session does not hold is not stale."""
 
     kind = "stale_identity_map"
     #: ``run_detectors`` skips it for a unit with no stale-read candidates.
@@ -35,9 +37,9 @@ class StaleIdentityMap:
                 kind=self.kind,
                 severity=Severity.WARNING,
                 message=(
-                    f"stale identity map: re-read {mapper} while the session held {held} "
-                    f"{mapper} object(s) from an earlier transaction ({why}); the values the "
-                    "database returns for them are ignored"
+                    f"stale identity map: re-read {held} {mapper} row(s) the session already "
+                    f"held from an earlier transaction ({why}); the values the database "
+                    "returned for them were ignored"
                 ),
                 count=len(reads),
                 location=site,

@@ -192,7 +192,8 @@ class StaleRead(NamedTuple):
 
     #: The queried class, e.g. ``"User"``.
     mapper: str
-    #: Objects of that class the session held unexpired from an earlier transaction.
+    #: Rows the session held unexpired from an earlier transaction that the SELECT returned
+    #: again (their newer values ignored).
     held: int
     #: True when the session's connection autocommits (each statement its own transaction).
     autocommit: bool
