@@ -13,7 +13,7 @@ from sqlaudit.capture.instrumentation import Instrumentation, instrument
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.model.config import AuditConfig
 from sqlaudit.model.findings import KINDS, Finding, Severity
-from sqlaudit.model.records import CallSite, OrmLoad, QueryRecord, StatementKind
+from sqlaudit.model.records import CallSite, OrmLoad, QueryRecord, StatementKind, UnitRecord
 from sqlaudit.report import AuditReport
 
 __version__ = "0.1.0.dev0"
@@ -31,6 +31,7 @@ __all__ = [
     "QueryRecord",
     "Severity",
     "StatementKind",
+    "UnitRecord",
     "__version__",
     "audit",
     "current_report",

@@ -36,6 +36,7 @@ EXTRAS = {
     "OrmLoad",
     "QueryRecord",
     "StatementKind",
+    "UnitRecord",
     "__version__",
     "current_report",
 }

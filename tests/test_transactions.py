@@ -400,9 +400,7 @@ def test_stale_identity_map_only_when_a_held_row_comes_back(
         assert "re-read 1 Author row(s)" in findings[0].message
 
 
-def test_stale_rows_found_by_another_column_are_told_by_rowcount(
-    db: Engine, db_kind: str
-) -> None:
+def test_stale_rows_found_by_another_column_are_told_by_rowcount(db: Engine, db_kind: str) -> None:
     """A held row returned by a filter on another column: MariaDB and PostgreSQL report how
     many rows came back (rowcount), so the held one is told apart from rows loaded new; SQLite
     does not (rowcount -1 for SELECT), and then nothing is reported rather than a guess."""
