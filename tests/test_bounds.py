@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 from collect import every_output
 from models import Author, Base, seed
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
@@ -47,6 +47,7 @@ from sqlaudit.asgi import ASGIAuditMiddleware
 from sqlaudit.capture import instrumentation as _capture
 from sqlaudit.capture import orm as _orm
 from sqlaudit.capture.scope import CURRENT, FALLBACK
+from sqlaudit.report import scope_of
 from sqlaudit.wsgi import WSGIAuditMiddleware
 
 WARM_UP = 500
@@ -389,3 +390,77 @@ def test_million_statements_stay_within_max_records() -> None:
     growth = blocks_after - blocks_before
     print(f"\n{MILLION} statements in {elapsed:.1f} s, {growth:+d} memory blocks past the cap")
     assert growth < 1_000
+
+
+def test_transactions_past_max_records_are_counted_not_kept() -> None:
+    """A unit running more transactions than ``max_records`` keeps that many in detail and
+    counts the others: its capture state (transactions, checkouts, sessions) stays bounded,
+    and the report's transaction, commit and round-trip counts stay exact (before, every
+    ``engine.connect()`` and every ORM session added ~450-670 bytes that were never freed)."""
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+    handle = sqlaudit.instrument(engine)
+    try:
+        with sqlaudit.audit("many", on_finding="ignore", max_records=50, **UNTIMED) as report:
+            scope = scope_of(report)
+            for i in range(2_000):
+                if i % 2:
+                    with engine.begin() as conn:
+                        conn.exec_driver_sql("SELECT 1")
+                else:
+                    with Session(engine) as session:
+                        session.execute(text("SELECT 2"))
+                        session.commit()
+                if i in (200, 1_999):
+                    sizes = (
+                        len(scope.tx_all),
+                        len(scope.checkouts),
+                        len(scope.identity),
+                        len(scope.committed),
+                        len(scope.tx_by_session),
+                    )
+                    assert sizes[0] == 50
+                    assert max(sizes[1:]) <= 1
+    finally:
+        handle.remove()
+        engine.dispose()
+    assert len(report.transaction_records) == 50
+    assert report.transaction_count == 2_000
+    # Sessions' commits are seen; a read-only Core commit is not (no listener is attached to a
+    # connection that only reads: measured to cost ~5 us per statement).
+    assert report.commit_count == 1_000
+
+
+def test_statements_after_the_audit_closed_are_not_recorded_into_it() -> None:
+    """A task created inside ``async with sqlaudit.audit()`` keeps its context after the block:
+    what it runs later belongs to no closed unit (before, the closed report counted it:
+    1 statement became 2,001)."""
+
+    async def main() -> tuple[AuditReport, AuditReport]:
+        engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
+        handle = sqlaudit.instrument(engine)
+        go = asyncio.Event()
+
+        async def later() -> None:
+            await go.wait()
+            async with engine.connect() as conn:
+                for i in range(200):
+                    await conn.execute(text("SELECT :i"), {"i": i})
+
+        try:
+            async with sqlaudit.audit("outer", on_finding="ignore", **UNTIMED) as outer:
+                async with sqlaudit.audit("request", on_finding="ignore", **UNTIMED) as inner:
+                    async with engine.connect() as conn:
+                        await conn.execute(text("SELECT 1"))
+                    task = asyncio.create_task(later())
+                go.set()
+                await task  # runs in the request's context, after the request closed
+            async with engine.connect() as conn:  # and once more, after everything closed
+                await conn.execute(text("SELECT 1"))
+        finally:
+            handle.remove()
+            await engine.dispose()
+        return outer, inner
+
+    outer, inner = asyncio.run(main())
+    assert inner.query_count == 1
+    assert outer.query_count == 1 + 200  # the nearest unit still open took them

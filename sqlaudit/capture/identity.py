@@ -64,7 +64,7 @@ def on_session_begin(scope: Scope, session: Session, connection: Connection) -> 
     autocommit = bool(
         detect_autocommit(connection.dialect, dbapi, connection.get_execution_options())
     )
-    scope.identity[id(session)] = (autocommit, frozenset(_held(session)))
+    scope.identity[session] = (autocommit, frozenset(_held(session)))
 
 
 def on_select(
@@ -92,7 +92,7 @@ def on_select(
         # units of work): everything the session holds comes from an earlier one.
         autocommit, carried = False, None
     else:
-        info = scope.identity.get(id(session))
+        info = scope.identity.get(session)
         if info is None:
             return  # its transaction began before this scope: not judged here
         autocommit, carried = info

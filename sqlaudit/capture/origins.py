@@ -40,7 +40,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from sqlaudit._internal import contain
-from sqlaudit.capture.scope import CURRENT, FALLBACK
+from sqlaudit.capture.scope import CURRENT, FALLBACK, open_ancestor
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import InstanceState
@@ -152,6 +152,10 @@ def on_load(state: InstanceState[Any], context: QueryContext) -> None:
         try:  # another thread may close the last all_threads audit after the check above
             scope = FALLBACK[-1]
         except IndexError:
+            return
+    elif scope.ended is not None:  # a context that outlived its unit
+        scope = open_ancestor(scope)
+        if scope is None:
             return
     try:
         entry = scope.orm_statements.get(id(context.query))

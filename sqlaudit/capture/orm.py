@@ -89,7 +89,7 @@ def _column_load(
             if (key := getattr(c, "key", None)) is not None and key not in primary
         )
     )
-    reason = "expired" if session is not None and id(session) in scope.committed else "deferred"
+    reason = "expired" if session is not None and session in scope.committed else "deferred"
     return OrmLoad("column", mapper_name, None, None, attributes, 0, reason)
 
 
@@ -240,7 +240,7 @@ def _on_after_begin(
 
 @listener("orm.after_commit")
 def _on_after_commit(scope: Scope, session: Session) -> None:
-    scope.committed.add(id(session))
+    scope.committed.add(session)
     session_end(scope, session, "commit")
 
 

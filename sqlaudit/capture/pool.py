@@ -62,6 +62,8 @@ def on_reset(
 def on_checkin(
     scope: Scope, dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry
 ) -> None:
+    # Only connections checked out now are kept: the set stays as small as the pool.
+    scope.checkouts.discard(id(dbapi_connection))
     tx = scope.tx_by_dbapi.pop(id(dbapi_connection), None)
     if tx is not None and not tx.session:
         tx.finish("closed", ())

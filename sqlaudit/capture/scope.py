@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import weakref
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from time import perf_counter
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from sqlaudit.model.findings import Finding
     from sqlaudit.model.records import Origin, OrmLoad, QueryRecord, StaleRead, TransactionRecord
 
-__all__ = ["CURRENT", "FALLBACK", "SUPPRESSED", "Scope", "current", "listener"]
+__all__ = ["CURRENT", "FALLBACK", "SUPPRESSED", "Scope", "current", "listener", "open_ancestor"]
 
 #: The innermost open scope of this thread / task, or None.
 CURRENT: ContextVar[Scope | None] = ContextVar("sqlaudit_scope", default=None)
@@ -51,11 +52,24 @@ _keys = itertools.count(1)
 def current() -> Scope | None:
     """The scope that owns statements issued here now: this context's, else a fallback."""
     scope = CURRENT.get()
-    if scope is None and FALLBACK:
-        try:
-            return FALLBACK[-1]
-        except IndexError:  # the last fallback closed in another thread since the check
-            return None
+    if scope is None:
+        if FALLBACK:
+            try:
+                return FALLBACK[-1]
+            except IndexError:  # the last fallback closed in another thread since the check
+                return None
+        return None
+    if scope.ended is not None:
+        return open_ancestor(scope)
+    return scope
+
+
+def open_ancestor(scope: Scope | None) -> Scope | None:
+    """The nearest of ``scope`` and its ancestors still open: a task or thread that kept a
+    unit's context after the unit closed (an asyncio task created inside ``async with
+    audit()`` and run after it) must not add statements to a closed report."""
+    while scope is not None and scope.ended is not None:
+        scope = scope.parent
     return scope
 
 
@@ -122,6 +136,7 @@ class Scope:
         "tx_by_conn",
         "tx_by_dbapi",
         "tx_by_session",
+        "tx_overflow",
     )
 
     def __init__(
@@ -159,6 +174,8 @@ class Scope:
         self.tx_by_dbapi: dict[int, TxState] = {}
         self.tx_by_session: dict[int, list[TxState]] = {}
         self.tx_all: list[TxState] = []
+        #: Transactions past ``max_records``: counted, not kept (``TxState.count_into``).
+        self.tx_overflow: dict[str, int] = {}
         self.checkouts: set[int] = set()
         #: ROLLBACKs the pool sent resetting connections returned inside this scope.
         self.resets = 0
@@ -166,7 +183,11 @@ class Scope:
         self.flush_seq = 0
         # Stale identity maps: per session key (autocommit, identities carried into its
         # transaction), and the SELECTs that may have re-read them.
-        self.identity: dict[int, tuple[bool, frozenset[Any]]] = {}
+        # Sessions are held weakly: a closed session leaves nothing behind (an id() would be
+        # reused by the next session, and a dict by id grew with every session).
+        self.identity: weakref.WeakKeyDictionary[Any, tuple[bool, frozenset[Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
         self.stale_reads: list[StaleRead] = []
         # SELECTs whose re-read held rows are known once their loaded rows are counted:
         # (the read, its origin, the driver's rowcount, held rows of the class).
@@ -177,11 +198,19 @@ class Scope:
         self.origin_of: dict[Any, int] = {}
         self.origin_rows: dict[int, int] = {}
         #: Sessions that committed in this scope (their objects may be expired since).
-        self.committed: set[int] = set()
+        self.committed: weakref.WeakSet[Any] = weakref.WeakSet()
         #: The DBAPI connection being set up (first connect), whose statements are not counted.
         self.connecting = 0
         self.started = perf_counter()
         self.ended: float | None = None
+
+    def keep(self, tx: TxState) -> None:
+        """Remember a transaction that just began: in detail up to ``max_records`` of them,
+        then only as counts (memory per unit stays bounded however many it runs)."""
+        if len(self.tx_all) < self.cap:
+            self.tx_all.append(tx)
+        else:
+            tx.overflow = self.tx_overflow
 
     def checked_out_here(self, dbapi: int) -> bool:
         """True when the DBAPI connection was checked out inside this scope or a parent."""
@@ -220,6 +249,7 @@ class Scope:
             origin_records=FrozenOrigins(dict(self.origins), dict(self.origin_rows)),
             stale_reads=self._stale_reads(),
             resets=self.resets,
+            transactions_past_cap=dict(self.tx_overflow),
             started=self.started,
             ended=ended,
             internal_errors=self.internal_errors,
@@ -244,6 +274,10 @@ class Scope:
         self.flush_load = None
         for tx in self.tx_all:
             tx.settle()
+        for tx in list(self.tx_by_conn.values()):
+            if tx.overflow is not None and tx.end == "open":
+                tx.count_into(tx.overflow)  # still open: counted as such, once
+                tx.overflow = None
         return self.freeze(self.ended)
 
     def merge_child(self, child: Scope, unit: UnitRecord, findings: Sequence[Finding]) -> None:
@@ -263,7 +297,12 @@ class Scope:
             self.nested = True
             self.child_findings.extend(named)
             self.log.merge(child.log)
-            self.tx_all.extend(child.tx_all)
+            room = max(0, self.cap - len(self.tx_all))
+            self.tx_all.extend(child.tx_all[:room])
+            for tx in child.tx_all[room:]:
+                tx.count_into(self.tx_overflow)
+            for name, n in child.tx_overflow.items():
+                self.tx_overflow[name] = self.tx_overflow.get(name, 0) + n
             self.stale_reads.extend(child._stale_reads())
             self.origins.update(child.origins)
             self.origin_of.update(child.origin_of)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from sqlaudit._internal import contain
 from sqlaudit.capture import orm
 from sqlaudit.capture.callsite import capture
-from sqlaudit.capture.scope import CURRENT, FALLBACK, SUPPRESSED, current
+from sqlaudit.capture.scope import CURRENT, FALLBACK, SUPPRESSED, current, open_ancestor
 from sqlaudit.capture.transactions import on_statement
 from sqlaudit.model.records import QueryRecord
 from sqlaudit.sql.fingerprint import _kind_cache, statement_kind
@@ -152,6 +152,10 @@ def _do_execute(
         scope = _scope()
         if scope is None:
             return False
+    elif scope.ended is not None:  # a context that outlived its unit
+        scope = open_ancestor(scope)
+        if scope is None:
+            return False
     dialect = context.dialect
     start = perf_counter()
     try:
@@ -185,6 +189,10 @@ def _do_executemany(
         scope = _scope()
         if scope is None:
             return False
+    elif scope.ended is not None:  # a context that outlived its unit
+        scope = open_ancestor(scope)
+        if scope is None:
+            return False
     dialect = context.dialect
     start = perf_counter()
     try:
@@ -202,6 +210,10 @@ def _do_execute_no_params(cursor: DBAPICursor, statement: str, context: Executio
         if not FALLBACK:
             return False
         scope = _scope()
+        if scope is None:
+            return False
+    elif scope.ended is not None:  # a context that outlived its unit
+        scope = open_ancestor(scope)
         if scope is None:
             return False
     dialect = context.dialect

@@ -90,6 +90,7 @@ class TxState:
         "last_end",
         "listening",
         "max_gap",
+        "overflow",
         "root",
         "rows_written",
         "session",
@@ -138,12 +139,31 @@ class TxState:
         self.rows_written = 0
         self.suppressed = SUPPRESSED.get()
         self.unit = 0
+        #: The counts of a unit past ``max_records`` transactions: this state is not kept
+        #: once it ends, only counted there.
+        self.overflow: dict[str, int] | None = None
 
     def finish(self, end: str, stack: tuple[CallSite, ...] = ()) -> None:
         if self.end == "open":
             self.end = end
             self.ended = perf_counter()
             self.end_stack = stack
+            if self.overflow is not None:
+                self.count_into(self.overflow)
+
+    def count_into(self, counts: dict[str, int]) -> None:
+        """Add this transaction to ``counts`` (a unit's transactions past ``max_records``,
+        kept as the numbers its report shows: see ``UnitRecord``)."""
+        if not self.statements:
+            return
+        counts["transactions"] = counts.get("transactions", 0) + 1
+        if self.end == "commit":
+            counts["commits"] = counts.get("commits", 0) + 1
+        if self.writes and self.end in ("rollback", "rollback_exception", "closed"):
+            counts["rollbacks"] = counts.get("rollbacks", 0) + 1
+        if not self.autocommit:
+            control = (self.end != "open") + (self.dialect == "postgresql")
+            counts["control"] = counts.get("control", 0) + control
 
     def settle(self) -> None:
         """At scope close: an "open" transaction whose connection moved on has "ended"."""
@@ -290,7 +310,7 @@ def _new_core_tx(
     tx.driver = conn.dialect.driver
     scope.tx_by_conn[id(conn)] = tx
     scope.tx_by_dbapi[dbapi] = tx
-    scope.tx_all.append(tx)
+    scope.keep(tx)
     return tx
 
 
@@ -354,7 +374,7 @@ def session_begin(
     tx.conn_ref = weakref.ref(connection)
     scope.tx_by_conn[id(connection)] = tx
     scope.tx_by_dbapi[dbapi] = tx
-    scope.tx_all.append(tx)
+    scope.keep(tx)
     scope.tx_by_session.setdefault(id(session), []).append(tx)
 
 

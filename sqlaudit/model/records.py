@@ -10,7 +10,7 @@ fingerprint unless the user opts in. Detectors are pure functions of a ``UnitRec
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -287,6 +287,9 @@ class UnitRecord:
     ended: float
     #: sqlaudit errors swallowed while auditing it.
     internal_errors: int = 0
+    #: Transactions past ``max_records`` (not in ``transaction_records``), as counts:
+    #: ``transactions``, ``commits``, ``rollbacks`` (with writes), ``control`` (round trips).
+    transactions_past_cap: Mapping[str, int] = field(default_factory=dict)
     #: Identifies the unit in its records' ``unit`` fields (unique in the process).
     key: int = 0
     #: Whether a unit was opened inside it (then not every record is its own).
@@ -337,24 +340,27 @@ class UnitRecord:
     @property
     def transaction_count(self) -> int:
         """Transactions that ran at least one statement."""
-        return sum(1 for t in self.transaction_records if t.statements)
+        past = self.transactions_past_cap.get("transactions", 0)
+        return past + sum(1 for t in self.transaction_records if t.statements)
 
     @property
     def commit_count(self) -> int:
         """Transactions that ended in a commit."""
-        return sum(1 for t in self.transaction_records if t.end == "commit")
+        past = self.transactions_past_cap.get("commits", 0)
+        return past + sum(1 for t in self.transaction_records if t.end == "commit")
 
     @property
     def rollback_count(self) -> int:
         """Transactions with writes that were rolled back (explicitly, on error or at close)."""
-        return sum(1 for t in self.transaction_records if t.end in _ROLLED_BACK and t.writes)
+        past = self.transactions_past_cap.get("rollbacks", 0)
+        return past + sum(1 for t in self.transaction_records if t.end in _ROLLED_BACK and t.writes)
 
     @property
     def round_trips(self) -> tuple[int, int]:
         """(transaction-control round trips, statement round trips), estimated per dialect:
         COMMIT/ROLLBACK per transaction, BEGIN on PostgreSQL, the pool's reset ROLLBACK per
         connection returned, and SAVEPOINT/RELEASE statements."""
-        control = self.counts.get(_TRANSACTION, 0)
+        control = self.counts.get(_TRANSACTION, 0) + self.transactions_past_cap.get("control", 0)
         for tx in self.transaction_records:
             if not tx.statements or tx.autocommit:
                 continue

@@ -143,18 +143,18 @@ class AuditReport:
     @property
     def transaction_count(self) -> int:
         """Database transactions of this unit that ran at least one statement."""
-        return sum(1 for t in self.transaction_records if t.statements)
+        return self.snapshot().transaction_count
 
     @property
     def commit_count(self) -> int:
         """Transactions of this unit that ended in a commit."""
-        return sum(1 for t in self.transaction_records if t.end == "commit")
+        return self.snapshot().commit_count
 
     @property
     def rollback_count(self) -> int:
-        """Transactions of this unit that were rolled back (explicitly, on error or at close)."""
-        ends = ("rollback", "rollback_exception", "closed")
-        return sum(1 for t in self.transaction_records if t.end in ends and t.writes)
+        """Transactions of this unit with writes that were rolled back (explicitly, on error
+        or at close)."""
+        return self.snapshot().rollback_count
 
     @property
     def origin_records(self) -> Mapping[int, OriginRecord]:
