@@ -171,7 +171,7 @@ class NPlusOne:
             count=n,
             location=site,
             fix=fix,
-            fingerprint=fingerprint(sample.sql),
+            fingerprint=fingerprint(sample.sql, sample.dialect),
             sql=sample.sql,
             db_time=db_time,
             relationship=relationship,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from sqlaudit.detectors._grouping import by_shape_and_stack, indexes, partition, total_time
 from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.model.records import StatementKind
-from sqlaudit.sql.fingerprint import short
+from sqlaudit.sql.fingerprint import elide
 from sqlaudit.sql.params import walk
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class RepeatedQuery:
             if walk([(r.sql, r.params) for _, r in items]):
                 continue  # walking pages or IN-list chunks is the cure for loading all at once
             orm = items[0][1].orm
-            message = f"repeated query: {n}x {short(items[0][1].sql, 80)}"
+            message = f"repeated query: {n}x {elide(shape, 80)}"
             fix = (
                 "issue it once: load every row the loop needs in one query "
                 "(WHERE ... IN (...)) before the loop, or reuse the first result"
@@ -64,7 +64,7 @@ class RepeatedQuery:
                 child = orm.mapper or "the child class"
                 message = (
                     f"N+1 through {relationship} (lazy={orm.reason!r}): {n}x one query per "
-                    f"{owner}: {short(items[0][1].sql, 60)}"
+                    f"{owner}: {elide(shape, 60)}"
                 )
                 fix = (
                     f"{relationship} is lazy={orm.reason!r}, so no loader option applies: "

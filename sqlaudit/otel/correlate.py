@@ -141,10 +141,12 @@ def match(
     wanted = set(indexes)
     if not wanted or not spans:
         return {}
-    shapes = [fingerprint(record.sql) for record in records]
+    shapes = [fingerprint(record.sql, record.dialect) for record in records]
+    # The spans are of the same engines' statements: read with the same dialect's rules.
+    dialect = records[0].dialect if records else ""
     by_shape: dict[str, list[SeenSpan]] = {}
     for span in spans:
-        by_shape.setdefault(fingerprint(span.statement), []).append(span)
+        by_shape.setdefault(fingerprint(span.statement, dialect), []).append(span)
     first = int(min(r.start for r in records) * 1e9) + offset_ns - tolerance_ns
     last = int(max(r.start + r.duration for r in records) * 1e9) + offset_ns + tolerance_ns
     paired: dict[int, SpanContext] = {}
