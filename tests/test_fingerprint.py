@@ -505,7 +505,7 @@ ANY_TEXT = st.text(st.characters(codec=None))  # surrogates and control characte
 
 
 @given(st.one_of(st.text(), SQLISH_TEXT), DIALECTS)
-@settings(max_examples=1500)
+@settings(max_examples=1500, deadline=None)
 def test_fingerprint_is_idempotent(sql: str, dialect: str) -> None:
     """Fingerprinting a fingerprint changes nothing, so stored fingerprints can be re-keyed."""
     once = fingerprint(sql, dialect)
@@ -513,7 +513,7 @@ def test_fingerprint_is_idempotent(sql: str, dialect: str) -> None:
 
 
 @given(st.one_of(ANY_TEXT, SQLISH_TEXT), DIALECTS)
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 def test_never_raises(sql: str, dialect: str) -> None:
     """Any ``str`` (surrogates, control characters, broken SQL) gets a fingerprint and a kind."""
     assert isinstance(fingerprint(sql, dialect), str)
@@ -579,7 +579,7 @@ def filled_templates(draw: st.DrawFn) -> tuple[str, str, str]:
 
 
 @given(filled_templates(), DIALECTS)
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 def test_values_and_placeholder_style_do_not_change_fingerprint(
     case: tuple[str, str, str], dialect: str
 ) -> None:
@@ -664,7 +664,7 @@ def canary_statements(draw: st.DrawFn) -> tuple[str, str]:
 
 
 @given(canary_statements())
-@settings(max_examples=1500)
+@settings(max_examples=1500, deadline=None)
 def test_no_canary_survives(case: tuple[str, str]) -> None:
     """Issue 14, row 1: a literal or comment in any quoting style of the dialect, under any
     server setting, never reaches the fingerprint: under its dialect's rules, nor under

@@ -35,7 +35,8 @@ _OPERATOR = re.compile(r" ?(<=|>=|<>|!=|=|<|>) ?")
 _PAREN_OPEN = re.compile(r"(?<!%)\( ")
 _PAREN_CLOSE = re.compile(r" \)(?!s)")
 _SPACES = re.compile(r"  +")
-_WHITESPACE = re.compile(r"\s+")
+#: ``printable.UNPRINTABLE`` but the whitespace a lexer reads (``\t\n\v\f\r``, ``\x1c``-``\x1f``).
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 #: Quoted identifiers are held aside as NUL while the patterns below run (a NUL in the input
 #: is whitespace to the lexer, so it never reaches this point otherwise).
 _MARK = "\x00"
@@ -106,8 +107,10 @@ def fingerprint(sql: str, dialect: str = "") -> str:
 
 
 def _fingerprint(sql: str, dialect: str) -> str:
-    # NUL is whitespace here, so that it can mark the quoted identifiers held aside below.
-    text = sql[:MAX_SQL].replace(_MARK, " ")
+    # Control characters are whitespace here (one fingerprint, one line: ``printable``), NUL
+    # included, so that it can mark the quoted identifiers held aside below. Line breaks stay
+    # until the lexer ran: they end ``--`` comments (all whitespace is folded after it).
+    text = _CONTROL.sub(" ", sql[:MAX_SQL])
     (starts, ends, classes), safe = lex(text, dialect)
     parts: list[str] = []
     idents: list[str] = []
@@ -131,13 +134,16 @@ def _fingerprint(sql: str, dialect: str) -> str:
         # Where the dialect's settings disagree: all of it a literal. After a space, so that
         # a minus before it stays an operator (``-?`` would read as one signed value).
         parts.append(" ?")
-    text = _WHITESPACE.sub(" ", "".join(parts)).strip()
+    text = " ".join("".join(parts).split())  # whitespace folded, as str.split() reads it
     text = _COMMA.sub(", ", text)
     text = _OPERATOR.sub(r" \1 ", text)
     text = _PAREN_CLOSE.sub(")", _PAREN_OPEN.sub("(", text))
     text = _SPACES.sub(" ", text)
-    text = _IN_LIST.sub("IN (?)", text)
-    text = _VALUES_LIST.sub(r"\1 \2", text)
+    upper = text.upper()  # the list patterns run only where they can match
+    if "IN (?" in upper:
+        text = _IN_LIST.sub("IN (?)", text)
+    if "VALUES (" in upper:
+        text = _VALUES_LIST.sub(r"\1 \2", text)
     text = text.rstrip("; ")
     if idents:
         restore = iter(idents)

@@ -57,6 +57,11 @@ class _Mode(NamedTuple):
     kinds: tuple[str, ...]
     #: ``"..."`` is resolved by context (SQLite).
     sqlite_dq: bool
+    #: Finds what can start a token whose end code must find (``/*`` that nests, ``$``,
+    #: ``q'``), or None: without one, the text is lexed in one pass.
+    special: re.Pattern[str] | None
+    #: The class of each capture group (``_DQ`` too; -1 for the tokens code ends).
+    classes: tuple[int, ...]
 
 
 class _Token(NamedTuple):
@@ -72,6 +77,8 @@ class _Token(NamedTuple):
     #: A unary minus before it belongs to it (``-5``, ``-'5'``, ``-:p``).
     signed: bool = False
 
+
+_CLASS = {"space": SPACE, "value": VALUE, "ident": IDENT, "dq": _DQ}
 
 #: Not inside an identifier (identifiers hold letters, digits, ``_`` and ``$``), nor right
 #: after ``?``: a literal that ended in a letter or digit reads as ``?`` in the fingerprint,
@@ -207,7 +214,12 @@ def _mode(
     branches.append(f"(?<=-){_SIGN}(?:{'|'.join(signed)})")
     firsts = sorted({_in_class(token.first) for token in tokens})
     pattern = re.compile(f"[{''.join(firsts)}](?:{'|'.join(branches)})", re.DOTALL)
-    return _Mode(pattern, tuple(kinds), dq == "sqlite")
+    triggers = [r"/\*"] if nested else []
+    triggers += [r"\$"] if dollar else []
+    triggers += ["[Qq]'"] if qquote else []
+    special = re.compile("|".join(triggers)) if triggers else None
+    classes = tuple(_CLASS.get(kind, -1) for kind in kinds)
+    return _Mode(pattern, tuple(kinds), dq == "sqlite", special, classes)
 
 
 def _in_class(first: str) -> str:
@@ -293,6 +305,20 @@ def _agree(first: Spans, other: Spans, safe: int) -> int:
 
 
 def _lex(sql: str, mode: _Mode) -> Spans:
+    if mode.special is None or mode.special.search(sql) is None:
+        # One pass, no token whose end code must find (the common case): comprehensions.
+        matches = list(mode.pattern.finditer(sql))
+        group_class = mode.classes
+        starts = [match.start() for match in matches]
+        ends = [match.end() for match in matches]
+        classes = [group_class[match.lastindex] for match in matches]  # type: ignore[index]
+        if mode.sqlite_dq and _DQ in classes:
+            _resolve_dq(sql, (starts, ends, classes))
+        return starts, ends, classes
+    return _lex_special(sql, mode)
+
+
+def _lex_special(sql: str, mode: _Mode) -> Spans:
     starts: list[int] = []
     ends: list[int] = []
     classes: list[int] = []
@@ -320,9 +346,6 @@ def _lex(sql: str, mode: _Mode) -> Spans:
     if mode.sqlite_dq and _DQ in classes:
         _resolve_dq(sql, (starts, ends, classes))
     return starts, ends, classes
-
-
-_CLASS = {"space": SPACE, "value": VALUE, "ident": IDENT, "dq": _DQ}
 
 
 def _special_end(sql: str, match: re.Match[str], kind: str) -> int:

@@ -28,6 +28,7 @@ from sqlaudit.capture.scope import current
 from sqlaudit.detectors import run_detectors
 from sqlaudit.errors import AuditFailed
 from sqlaudit.report import AuditReport, scope_of
+from sqlaudit.sql.cache import release
 from sqlaudit.web.devpage import DevPage
 from sqlaudit.web.options import Options
 
@@ -185,6 +186,7 @@ class RequestAuditor:
             contain("middleware: closing the audit", exc, report, failing=failing)
         if closer is self._closer or not unit.sampled:
             self._show(unit)
+        release(report)  # after the development page summarised it: the last empties memos
         if failed is not None:
             raise failed
 
