@@ -37,6 +37,7 @@ On error inside sqlaudit: logged once, counted on the report, never raised into 
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,7 @@ from sqlalchemy import Column, event
 from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.sql import visitors
 
-from sqlaudit._internal import contain
+from sqlaudit._internal import contain, fork_safe
 from sqlaudit.capture.identity import on_select, on_session_begin
 from sqlaudit.capture.origins import on_load, relationship_info
 from sqlaudit.capture.origins import on_select as on_origin
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 __all__ = ["Token", "detail", "statement_load"]
 
 _lock = threading.Lock()
+fork_safe(sys.modules[__name__], "_lock")
 
 
 def _relationship(path: Any) -> Any:

@@ -19,6 +19,7 @@ encloses sqlaudit's own timing of the same statement by microseconds.
 from __future__ import annotations
 
 import bisect
+import sys
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,7 +29,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext, SpanKind
 
-from sqlaudit._internal import contain
+from sqlaudit._internal import contain, fork_safe
 from sqlaudit.capture.scope import Scope, current
 from sqlaudit.report import scope_of
 from sqlaudit.sql.fingerprint import fingerprint
@@ -61,6 +62,7 @@ class StatementSpans(SpanProcessor):
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
+        fork_safe(self, "_lock")
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Nothing to do when a span starts."""
@@ -105,6 +107,7 @@ class StatementSpans(SpanProcessor):
 
 _processors: weakref.WeakKeyDictionary[object, StatementSpans] = weakref.WeakKeyDictionary()
 _processors_lock = threading.Lock()
+fork_safe(sys.modules[__name__], "_processors_lock")
 
 
 def statement_spans_for(provider: object) -> StatementSpans | None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING
 
+from sqlaudit._internal import fork_safe
 from sqlaudit._validate import check_int, check_path
 from sqlaudit.model.records import CallSite, StatementKind
 from sqlaudit.report.text import format_site
@@ -138,6 +139,7 @@ class DevPage:
         self.size = size
         self._entries: deque[Entry] = deque(maxlen=size)
         self._lock = threading.Lock()
+        fork_safe(self, "_lock")
 
     def add(self, report: AuditReport, status: int | None, sampled: bool) -> None:
         item = entry(report, status, sampled)
