@@ -22,8 +22,9 @@ audited minus control, in bytes:
   the per-request pattern of a service building SQL by hand.
 
 While audits are open the memos are bounded (``sqlaudit.sql.cache``: 4,096 entries and
-4 Mi characters each); the script also prints the largest they held during the runs. It
-measures; it never exits non-zero.
+4 Mi characters each); when the last audit ends, those holding more than ``RESIDUAL``
+(64 Ki characters) are emptied. The script also prints the largest the memos held during the
+runs. It measures; it never exits non-zero.
 """
 
 from __future__ import annotations
