@@ -429,12 +429,9 @@ def fill_mix(engine: Engine, report: Any, target: int, salt: int) -> None:
 
 
 def clear_fingerprint_caches() -> None:
-    from sqlaudit.sql import fingerprint as _fingerprint
+    from sqlaudit.sql.cache import clear_all
 
-    for name in ("fingerprint", "short", "readable", "tables"):
-        fn = getattr(_fingerprint, name, None)
-        if hasattr(fn, "cache_clear"):
-            fn.cache_clear()
+    clear_all()
 
 
 def measure_detectors(reps: int, log: Callable[[str], None]) -> dict[str, Any]:

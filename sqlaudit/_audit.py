@@ -29,6 +29,7 @@ from sqlaudit.model.config import AuditConfig
 from sqlaudit.model.findings import Finding, check_kinds
 from sqlaudit.report import AuditReport, scope_of
 from sqlaudit.reporters import LogReporter, Reporter, check_reporters
+from sqlaudit.sql.cache import release
 
 __all__ = ["audit", "current_report", "ignore", "unaudited"]
 
@@ -121,7 +122,10 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         if self.all_threads:
             with contextlib.suppress(ValueError):
                 FALLBACK.remove(scope_of(report))
-        self.close(report, exc is not None)
+        try:
+            self.close(report, exc is not None)
+        finally:
+            release(report)  # the last audit to end empties the statement-text memos
 
     async def __aenter__(self) -> AuditReport:
         return self._open(sys._getframe(1))

@@ -5,6 +5,14 @@ that runs inside the user's query, request or test catches its own exceptions an
 to ``contain``, the one guard: it counts the error on the unit, logs it once, and re-raises it
 only in strict mode (``SQLAUDIT_STRICT=1``, set by sqlaudit's own test suite so that such
 errors surface) and never while the application itself is failing.
+
+Fork safety (issue 14, row 10): a process forked while another thread holds one of sqlaudit's
+locks gets that lock held for good, by a thread that does not exist in the child, and the
+child's next audit or ``instrument()`` hung. Every lock is registered with ``fork_safe`` and
+re-created in the child (``os.register_at_fork``; ``_at_fork_reinit`` is what the standard
+library's own modules use, e.g. ``logging`` and ``concurrent.futures``). What a thread was
+doing under the lock when the process forked is not finished in the child (an
+``instrument()`` half done there: call it again, it is idempotent).
 """
 
 from __future__ import annotations
@@ -13,13 +21,43 @@ import contextlib
 import logging
 import os
 import threading
+import weakref
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["contain", "internal_error", "is_strict", "logger"]
+__all__ = ["contain", "fork_safe", "internal_error", "is_strict", "logger"]
 
 logger = logging.getLogger("sqlaudit")
 _seen: set[str] = set()
 _lock = threading.Lock()
+#: Objects (modules included) whose named lock attributes are re-created in a forked child.
+_locks: weakref.WeakKeyDictionary[object, tuple[str, ...]] = weakref.WeakKeyDictionary()
+#: Functions that re-create locks they find themselves (e.g. those of the open audits).
+_renewers: list[Callable[[], None]] = []
+
+
+def fork_safe(owner: object, *names: str) -> None:
+    """Re-create the locks ``owner.<name>`` in a child process forked from this one (``owner``
+    is held weakly; a module, a class instance...)."""
+    _locks[owner] = names
+
+
+def fork_renewer(renew: Callable[[], None]) -> None:
+    """Call ``renew()`` in a forked child, to re-create locks it finds itself."""
+    _renewers.append(renew)
+
+
+def _after_fork_in_child() -> None:
+    _lock._at_fork_reinit()  # type: ignore[attr-defined]  # CPython 3.9+, as logging uses it
+    for owner, names in list(_locks.items()):
+        for name in names:
+            getattr(owner, name)._at_fork_reinit()
+    for renew in _renewers:
+        renew()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def is_strict() -> bool:

@@ -12,13 +12,20 @@ response body, so statements issued while a streamed body is produced count, whi
 ContextVar is never left set between two calls into the application: a server that iterates
 the body elsewhere, or never closes it, cannot leak one request's scope into the next.
 
-When it closes: like OpenTelemetry's WSGI middleware, when the body is exhausted (the
-application's iterable is closed right then, inside the audit, so ``close()`` callbacks that
-query are counted) or when the server calls ``close()`` first (an early end, e.g. a client
-that disconnected), whichever comes first; the server's later ``close()`` is then a no-op.
-PEP 3333 requires servers to call ``close()``; finishing at exhaustion also covers test
-clients that never do (Flask's ``client.get()`` outside a ``with`` block), and a body that is
-neither read nor closed is finished, as an early end, when it is garbage-collected.
+When it closes: like OpenTelemetry's WSGI middleware, when the body is exhausted or when the
+server calls ``close()`` first (an early end, e.g. a client that disconnected), whichever
+comes first. Finishing at exhaustion also covers test clients that never call ``close()``
+(Flask's ``client.get()`` outside a ``with`` block), and a body that is neither read nor
+closed is finished, as an early end, when it is garbage-collected.
+
+The application's own iterable is closed only when the server closes ours (PEP 3333: "the
+close() method of the ... iterable must be called" upon completion, by whoever holds it).
+Closing it inside the last ``next()`` made an exception from the application's ``close()``
+fail the iteration: a 200 became a 500 (wsgiref, Werkzeug) and a chunked response lost its
+end (issue 14, row 7). Its exception now reaches the server from ``close()``, as without the
+middleware. Statements its ``close()`` issues count in the unit if the body was closed
+before it was exhausted; after exhaustion the unit has ended, and they run in the server's
+own context (counted by an enclosing audit, if any).
 
 Route names: Flask exposes its request as ``environ["werkzeug.request"]`` and its matched
 ``url_rule``, but clears that key when its request context ends, before the body is closed;
@@ -111,7 +118,15 @@ class WSGIAuditMiddleware:
 class _AuditedBody:
     """The application's body iterable, audited while iterated and closed (PEP 3333)."""
 
-    __slots__ = ("_auditor", "_done", "_environ", "_iterable", "_iterator", "_unit")
+    __slots__ = (
+        "_auditor",
+        "_closed",
+        "_done",
+        "_environ",
+        "_iterable",
+        "_iterator",
+        "_unit",
+    )
 
     def __init__(
         self,
@@ -125,7 +140,10 @@ class _AuditedBody:
         self._unit = unit
         self._auditor = auditor
         self._environ = environ
+        #: The audit has ended (body exhausted, closed, failed or collected).
         self._done = False
+        #: The server called ``close()``.
+        self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
         return self
@@ -150,12 +168,29 @@ class _AuditedBody:
         return chunk
 
     def close(self) -> None:
-        """Close the application's iterable and the audit (idempotent).
+        """Close the application's iterable, then the audit if it is still open (idempotent).
 
         A ``close()`` before the body was exhausted (the client went away, or did not read
         the body) closes and reports the audit with the statements issued so far; with
-        ``on_finding="raise"`` it raises AuditFailed to the server, which logs it.
+        ``on_finding="raise"`` it raises AuditFailed to the server, which logs it. An
+        exception from the application's ``close()`` reaches the server unchanged.
         """
+        if self._closed:
+            return
+        self._closed = True
+        close = getattr(self._iterable, "close", None)
+        if close is not None:
+            if self._done:
+                close()  # the unit has ended: in the server's own context
+            else:
+                token = CURRENT.set(self._unit.scope)
+                try:
+                    close()
+                except BaseException:
+                    CURRENT.reset(token)
+                    self._end(failing=True)
+                    raise
+                CURRENT.reset(token)
         self._end(failing=False)
 
     def __del__(self) -> None:
@@ -171,19 +206,8 @@ class _AuditedBody:
         if self._done:
             return
         self._done = True
-        unit = self._unit
-        close = getattr(self._iterable, "close", None)
-        if close is not None:
-            token = CURRENT.set(unit.scope)
-            try:
-                close()
-            except BaseException:
-                CURRENT.reset(token)
-                self._auditor.finish(unit, failing=True)
-                raise
-            CURRENT.reset(token)
-        _read_route(unit, self._environ)
-        self._auditor.finish(unit, failing)
+        _read_route(self._unit, self._environ)
+        self._auditor.finish(self._unit, failing)
 
 
 def _watch(

@@ -641,6 +641,10 @@ CLI_BAD: list[Any] = [
                  "expected OTLP/JSON lines", id="report-not-json"),
     pytest.param(lambda tmp: ["report", _lines(tmp, "a.jsonl", "[1]\n")],
                  "sqlaudit report: line 1 is not an OTLP/JSON object", id="report-list"),
+    pytest.param(lambda tmp: ["report", _lines(tmp, "a.jsonl", "{}\n" + "[" * 100_000
+                                               + "]" * 100_000 + "\n")],
+                 "sqlaudit report: line 2 nests too deeply to be OTLP/JSON spans or logs",
+                 id="report-deeply-nested"),  # issue 14, row 12: was a RecursionError
     pytest.param(lambda tmp: ["report", _lines(tmp, "a.jsonl", '{}\n{"resourceSpans": 5}\n')],
                  "sqlaudit report: line 2 is not OTLP/JSON spans or logs (TypeError: 'int' object "
                  "is not iterable)", id="report-wrong-shape"),

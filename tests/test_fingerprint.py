@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -33,7 +34,6 @@ FINGERPRINTS = [
     pytest.param("SELECT a FROM t WHERE x = 'abc'", WHERE_X, id="string"),
     pytest.param("SELECT a FROM t WHERE x = ''", WHERE_X, id="string-empty"),
     pytest.param("SELECT a FROM t WHERE x = 'it''s'", WHERE_X, id="string-doubled-quote"),
-    pytest.param(r"SELECT a FROM t WHERE x = 'it\'s'", WHERE_X, id="string-backslash-quote"),
     pytest.param(r"SELECT a FROM t WHERE x = 'C:\\'", WHERE_X, id="string-escaped-backslash"),
     pytest.param(r"SELECT a FROM t WHERE x = E'a\nb'", WHERE_X, id="string-E-prefix"),
     pytest.param(r"SELECT a FROM t WHERE x = e'\''", WHERE_X, id="string-e-prefix-escape"),
@@ -63,7 +63,6 @@ FINGERPRINTS = [
     pytest.param("SELECT f(x)-1 FROM t", "SELECT f(x)-? FROM t", id="minus-after-paren"),
     # comments and whitespace
     pytest.param("SELECT a -- why\nFROM t", "SELECT a FROM t", id="comment-dash"),
-    pytest.param("SELECT a # why\nFROM t", "SELECT a FROM t", id="comment-hash"),
     pytest.param("SELECT /* why */ a FROM t", "SELECT a FROM t", id="comment-block"),
     pytest.param("SELECT /* a\n * b */a FROM t", "SELECT a FROM t", id="comment-block-multiline"),
     pytest.param("/* app=web */ SELECT a FROM t", "SELECT a FROM t", id="comment-leading"),
@@ -154,31 +153,232 @@ FINGERPRINTS = [
         "SELECT a FROM t WHERE x = ?::numeric(?, ?)",
         id="cast-numeric-typmod",
     ),
-    pytest.param("SELECT $$it's -- a body$$", "SELECT ?", id="dollar-quoted"),
-    pytest.param("SELECT $fn$ a $$ b $fn$ FROM t", "SELECT ? FROM t", id="dollar-quoted-tagged"),
-    pytest.param("SELECT $$unterminated", "SELECT ?", id="dollar-quoted-unterminated"),
     # identifiers are kept verbatim
     pytest.param("SELECT t1.c2 FROM t1", "SELECT t1.c2 FROM t1", id="identifier-digits"),
     pytest.param("SELECT a_1$ FROM t", "SELECT a_1$ FROM t", id="identifier-dollar"),
-    pytest.param(
-        'SELECT "col 1" FROM "t""2"', 'SELECT "col 1" FROM "t""2"', id="quoted-digits-quotes"
-    ),
-    pytest.param(
-        'SELECT "a , b", "x=1", "IN (1, 2)" FROM t',
-        'SELECT "a , b", "x=1", "IN (1, 2)" FROM t',
-        id="quoted-not-folded",
-    ),
-    pytest.param("SELECT `a1` FROM `t``2`", "SELECT `a1` FROM `t``2`", id="backtick-quoted"),
     pytest.param("SELECT café1 FROM t", "SELECT café1 FROM t", id="identifier-non-ascii"),
     pytest.param("SELECT 1", "SELECT ?", id="select-one"),
     pytest.param("", "", id="empty"),
 ]
 
 
+#: The dialects sqlaudit is tested on, and "" (unknown: every dialect's rules at once).
+EVERY = ("", "sqlite", "mysql", "postgresql")
+
+
+@pytest.mark.parametrize("dialect", EVERY, ids=lambda d: d or "unknown")
 @pytest.mark.parametrize(("sql", "expected"), FINGERPRINTS)
-def test_fingerprint(sql: str, expected: str) -> None:
-    """Literals and placeholders become ``?``, noise folds away and lists collapse."""
-    assert fingerprint(sql) == expected
+def test_fingerprint(sql: str, expected: str, dialect: str) -> None:
+    """Literals and placeholders become ``?``, noise folds away and lists collapse, under
+    every dialect's quoting rules."""
+    assert fingerprint(sql, dialect) == expected
+
+
+def per_dialect(sql: str, expected: dict[str, str], id: str) -> list[pytest.param]:  # type: ignore[valid-type]  # pytest.param is a function
+    return [
+        pytest.param(sql, dialect, shape, id=f"{id}-{dialect or 'unknown'}")
+        for dialect, shape in expected.items()
+    ]
+
+
+#: Where the dialects' quoting rules differ (docs cited in ``sqlaudit.sql.lexer``). Unknown
+#: dialect: every rule at once, so from the first token on which two disagree, all is ``?``.
+DIALECT_FINGERPRINTS = [
+    *per_dialect(
+        r"SELECT a FROM t WHERE x = 'it\'s'",
+        {"": WHERE_X, "sqlite": "SELECT a FROM t WHERE x = ?s?", "mysql": WHERE_X},
+        id="backslash-quote",
+    ),
+    *per_dialect(
+        "SELECT a # why\nFROM t",
+        {
+            "": "SELECT a ?",
+            "sqlite": "SELECT a # why FROM t",
+            "mysql": "SELECT a FROM t",
+            "postgresql": "SELECT a # why FROM t",
+        },
+        id="hash-comment",
+    ),
+    *per_dialect(
+        "SELECT $$it's -- a body$$",
+        {"": "SELECT ?", "postgresql": "SELECT ?", "mysql": "SELECT $$it?"},
+        id="dollar-quoted",
+    ),
+    *per_dialect(
+        "SELECT $fn$ a $$ b $fn$ FROM t",
+        {"": "SELECT ?", "postgresql": "SELECT ? FROM t"},
+        id="dollar-quoted-tagged",
+    ),
+    *per_dialect("SELECT $$unterminated", {"postgresql": "SELECT ?"}, id="dollar-unterminated"),
+    *per_dialect(
+        'SELECT "col 1" FROM "t""2"',
+        {
+            "": "SELECT ? FROM ?",
+            "sqlite": 'SELECT ? FROM "t""2"',
+            "mysql": "SELECT ? FROM ?",
+            "postgresql": 'SELECT "col 1" FROM "t""2"',
+        },
+        id="double-quoted",
+    ),
+    *per_dialect(
+        'SELECT "a , b", "x=1", "IN (1, 2)" FROM t',
+        {"postgresql": 'SELECT "a , b", "x=1", "IN (1, 2)" FROM t'},
+        id="quoted-identifier-not-folded",
+    ),
+    *per_dialect(
+        'SELECT "User".id, "User"."order" FROM "User" AS "u" WHERE "User".name = "x"',
+        {"sqlite": 'SELECT "User".id, "User"."order" FROM "User" AS "u" WHERE "User".name = ?'},
+        id="sqlite-double-quoted-names",
+    ),
+    *per_dialect(
+        "SELECT `a1` FROM `t``2`",
+        {"sqlite": "SELECT `a1` FROM `t``2`", "mysql": "SELECT `a1` FROM `t``2`"},
+        id="backtick-quoted",
+    ),
+    *per_dialect("SELECT [a 1] FROM t", {"sqlite": "SELECT [a 1] FROM t"}, id="bracket-quoted"),
+    *per_dialect("SELECT q'[it's]' FROM t", {"oracle": "SELECT ? FROM t"}, id="oracle-q-quote"),
+    *per_dialect(
+        "SELECT [a]]b] FROM t /* a /* b */ c */", {"mssql": "SELECT [a]]b] FROM t"}, id="mssql"
+    ),
+]
+
+
+@pytest.mark.parametrize(("sql", "dialect", "expected"), DIALECT_FINGERPRINTS)
+def test_dialect_fingerprint(sql: str, dialect: str, expected: str) -> None:
+    """Each dialect's own quoting rules decide what is a literal, a comment or a name."""
+    assert fingerprint(sql, dialect) == expected
+
+
+#: Issue 14, row 1: literals each of these dialects reads as one, which the fingerprint kept.
+SECRET = "SECRETzq9"
+LEAKS = [
+    *per_dialect(
+        f'SELECT a FROM t WHERE email = "{SECRET}@b.c"',
+        {
+            "": "SELECT a FROM t WHERE email = ?",
+            "sqlite": "SELECT a FROM t WHERE email = ?",
+            "mysql": "SELECT a FROM t WHERE email = ?",
+        },
+        id="double-quoted-string",
+    ),
+    *per_dialect(
+        f"SELECT a FROM t WHERE x = 'C:\\' AND y = '{SECRET}'",
+        {
+            "": WHERE_X,
+            "sqlite": "SELECT a FROM t WHERE x = ? AND y = ?",
+            # MySQL: a string unless NO_BACKSLASH_ESCAPES; PostgreSQL: one unless
+            # standard_conforming_strings is off: from there on, all of it is a literal.
+            "mysql": WHERE_X,
+            "postgresql": WHERE_X,
+        },
+        id="backslash-before-quote",
+    ),
+    *per_dialect(
+        f"SELECT a FROM t WHERE x = $é$ {SECRET} $é$",
+        {"": WHERE_X, "postgresql": WHERE_X},
+        id="dollar-quote-non-ascii-tag",
+    ),
+    *per_dialect(
+        f"SELECT a FROM t WHERE x = $✓_1$ {SECRET} $✓_1$",
+        {"postgresql": WHERE_X},
+        id="dollar-quote-symbol-tag",
+    ),
+    *per_dialect(
+        "SELECT a FROM t WHERE x = 0b1011",
+        {"": WHERE_X, "sqlite": WHERE_X, "mysql": WHERE_X, "postgresql": WHERE_X},
+        id="binary-number",
+    ),
+    *per_dialect(
+        "SELECT a FROM t WHERE x = 1_000_000 + 0o17",
+        {"postgresql": "SELECT a FROM t WHERE x = ? + ?"},
+        id="underscore-and-octal-numbers",
+    ),
+    *per_dialect(
+        f"SELECT a FROM t /* outer /* inner */ {SECRET} */ WHERE x = 1",
+        {"": "SELECT a FROM t ?", "postgresql": WHERE_X},
+        id="nested-comment",
+    ),
+    *per_dialect(
+        f"SELECT a FROM t WHERE x = -E'\\' {SECRET}'",
+        {"": WHERE_X, "postgresql": WHERE_X},
+        id="escape-string",
+    ),
+    *per_dialect(
+        f"SELECT a FROM t WHERE x = U&'{SECRET}'",
+        {"": WHERE_X, "postgresql": WHERE_X, "sqlite": WHERE_X, "mysql": WHERE_X},
+        id="unicode-escape-string",
+    ),
+    *per_dialect(
+        f"SELECT a FROM t WHERE x = _utf8mb4'{SECRET}'",
+        {"mysql": "SELECT a FROM t WHERE x = _utf8mb4?"},
+        id="charset-introducer",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sql", "dialect", "expected"), LEAKS)
+def test_inline_literals_never_survive(sql: str, dialect: str, expected: str) -> None:
+    """Issue 14, row 1: double-quoted strings, a backslash before the closing quote, dollar
+    quotes with non-ASCII tags, ``0b`` numbers and nested comments are literals (or comments)
+    where the dialect says so, and never reach the fingerprint."""
+    assert fingerprint(sql, dialect) == expected
+    assert SECRET not in fingerprint(sql, dialect)
+
+
+IN_WHERE = "SELECT a FROM t WHERE x IN (?)"
+
+#: Issue 14, row 2: the bind casts psycopg and asyncpg render into IN lists.
+CASTS = [
+    pytest.param(
+        "SELECT a FROM t WHERE x IN (%(x_1_1)s::INTEGER, %(x_1_2)s::INTEGER)",
+        IN_WHERE,
+        id="pyformat-casts",
+    ),
+    pytest.param(
+        "SELECT a FROM t WHERE x IN (" + ", ".join(f"${i}::INTEGER" for i in range(1, 3001)) + ")",
+        IN_WHERE,
+        id="numeric-casts-3000",
+    ),
+    pytest.param("SELECT a FROM t WHERE x IN (%(x_1_1)s::INTEGER)", IN_WHERE, id="one-cast"),
+    pytest.param(
+        "SELECT a FROM t WHERE x IN (%(x_1)s::VARCHAR(50), %(x_2)s::VARCHAR(50))",
+        IN_WHERE,
+        id="typmod-casts",
+    ),
+    pytest.param(
+        "SELECT a FROM t WHERE x IN (%(a)s::TIMESTAMP WITHOUT TIME ZONE, "
+        "%(b)s::TIMESTAMP WITHOUT TIME ZONE)",
+        IN_WHERE,
+        id="multi-word-type-casts",
+    ),
+    pytest.param(
+        'SELECT a FROM t WHERE x IN ($1::INTEGER[], $2::INTEGER[]) AND y IN ($3::"Mood")',
+        "SELECT a FROM t WHERE x IN (?) AND y IN (?)",
+        id="array-and-quoted-type-casts",
+    ),
+    pytest.param(
+        "SELECT a FROM t WHERE x NOT IN (%(a)s::NUMERIC(10, 2), %(b)s::NUMERIC(10, 2))",
+        "SELECT a FROM t WHERE x NOT IN (?)",
+        id="not-in-numeric-casts",
+    ),
+    pytest.param(
+        "INSERT INTO t (a, b) VALUES (%(a_m0)s::INTEGER, %(b_m0)s::VARCHAR), "
+        "(%(a_m1)s::INTEGER, %(b_m1)s::VARCHAR)",
+        "INSERT INTO t (a, b) VALUES (?::INTEGER, ?::VARCHAR)",
+        id="values-casts",
+    ),
+    pytest.param(
+        "SELECT a FROM t WHERE x IN (%(a)s::INTEGER, b)",
+        "SELECT a FROM t WHERE x IN (?::INTEGER, b)",
+        id="not-a-value-list",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sql", "expected"), CASTS)
+def test_in_lists_with_bind_casts_collapse(sql: str, expected: str) -> None:
+    """Issue 14, row 2: ``IN (%(a)s::INTEGER, ...)`` of any length is one shape."""
+    assert fingerprint(sql, "postgresql") == expected
 
 
 KINDS = [
@@ -274,7 +474,16 @@ TABLES = [
 @pytest.mark.parametrize(("sql", "expected"), TABLES)
 def test_tables(sql: str, expected: tuple[str, ...]) -> None:
     """``tables()`` names the tables a statement reads or writes, in order of appearance."""
-    assert tables(sql) == expected
+    assert tables(sql, "postgresql") == expected
+
+
+def test_tables_of_huge_or_unparsable_statements() -> None:
+    """Issue 14, row 2: sqlparse refuses more than 10,000 tokens; ``tables()`` then answers
+    nothing instead of raising (the OTel reporter lost the unit's findings that way)."""
+    huge = "SELECT a FROM t WHERE x = " + " + ".join(["b"] * 6000)
+    assert tables(huge, "postgresql") == ()
+    many = "SELECT a FROM t WHERE x = " + "[" * 6000 + "]" * 6000
+    assert tables(many, "postgresql") in ((), ("t",))
 
 
 # -- invariants -----------------------------------------------------------------------------
@@ -286,25 +495,28 @@ SQL_PIECES = st.sampled_from(
         *("IN", "VALUES", "--", "/*", "*/", "$$", "$a$", "::", "''", "TRUE", "false"),
         *("%(", ")s", " IN (", "E'", "N'", "U&'", "0x", "1e5", "%s", ":a", "$1", "<=", "<>"),
         *("WITH", "SELECT", "UPDATE", ", ", " , "),
+        *("$é$", "0b1", "q'[", "]'", "x'", "\\'", "::INTEGER", "AS", "FROM", '"', "."),
     ]
 )
+#: Every dialect with its own rules (``mssql``, ``oracle`` included) and an unknown one.
+DIALECTS = st.sampled_from(["", "sqlite", "mysql", "postgresql", "mssql", "oracle", "other"])
 SQLISH_TEXT = st.lists(SQL_PIECES, max_size=40).map("".join)
 ANY_TEXT = st.text(st.characters(codec=None))  # surrogates and control characters included
 
 
-@given(st.one_of(st.text(), SQLISH_TEXT))
-@settings(max_examples=500)
-def test_fingerprint_is_idempotent(sql: str) -> None:
+@given(st.one_of(st.text(), SQLISH_TEXT), DIALECTS)
+@settings(max_examples=1500, deadline=None)
+def test_fingerprint_is_idempotent(sql: str, dialect: str) -> None:
     """Fingerprinting a fingerprint changes nothing, so stored fingerprints can be re-keyed."""
-    once = fingerprint(sql)
-    assert fingerprint(once) == once
+    once = fingerprint(sql, dialect)
+    assert fingerprint(once, dialect) == once
 
 
-@given(st.one_of(ANY_TEXT, SQLISH_TEXT))
-@settings(max_examples=500)
-def test_never_raises(sql: str) -> None:
+@given(st.one_of(ANY_TEXT, SQLISH_TEXT), DIALECTS)
+@settings(max_examples=500, deadline=None)
+def test_never_raises(sql: str, dialect: str) -> None:
     """Any ``str`` (surrogates, control characters, broken SQL) gets a fingerprint and a kind."""
-    assert isinstance(fingerprint(sql), str)
+    assert isinstance(fingerprint(sql, dialect), str)
     assert statement_kind(sql) in {
         StatementKind.SELECT,
         StatementKind.INSERT,
@@ -366,33 +578,147 @@ def filled_templates(draw: st.DrawFn) -> tuple[str, str, str]:
     return SLOT.sub("?", template), SLOT.sub(fill, template), SLOT.sub(fill, template)
 
 
-@given(filled_templates())
-@settings(max_examples=300)
+@given(filled_templates(), DIALECTS)
+@settings(max_examples=300, deadline=None)
 def test_values_and_placeholder_style_do_not_change_fingerprint(
-    case: tuple[str, str, str],
+    case: tuple[str, str, str], dialect: str
 ) -> None:
     """Two statements of one shape have one fingerprint, whatever values or placeholders fill it."""
     plain, first, second = case
-    assert fingerprint(first) == fingerprint(second) == fingerprint(plain)
+    assert fingerprint(first, dialect) == fingerprint(second, dialect)
+    assert fingerprint(first, dialect) == fingerprint(plain, dialect)
 
 
+# -- no canary literal survives, in any quoting style -----------------------------------------
+
+CANARY = "zqCanary7"
+#: A server's quoting setting: (dialect, backslash escapes in plain strings). MySQL escapes
+#: unless NO_BACKSLASH_ESCAPES; PostgreSQL only with standard_conforming_strings off.
+SETTINGS = [("sqlite", False), ("mysql", True), ("mysql", False)]
+SETTINGS += [("postgresql", False), ("postgresql", True)]
+#: What surrounds the canary inside a literal: every quoting and comment character.
+FILLER = st.lists(
+    st.sampled_from([*"ab '\"`\\$-#?:%é✓()[]<>!+;.0\n", "/*", "*/", "--"]), max_size=6
+).map("".join)
+#: Inside comments: no comment delimiters (their nesting rules are drawn apart).
+COMMENT_FILLER = st.text(st.sampled_from([*"ab '\"`\\$-#?:%é✓()[]!+;.0"]), max_size=6)
+DOLLAR_TAGS = st.sampled_from(["", "a", "tag_1", "é", "✓_1", "Ω"])
+
+
+def quoted(content: str, quote: str, backslash: bool, escape_quote: bool) -> str:
+    """``content`` as a string the server reads back exactly: the quote doubled (or, with
+    backslash escapes, escaped by a backslash), backslashes escaped where they escape."""
+    if backslash:
+        content = content.replace("\\", "\\\\")
+        return quote + content.replace(quote, ("\\" if escape_quote else quote) + quote) + quote
+    return quote + content.replace(quote, quote + quote) + quote
+
+
+@st.composite
+def canary_token(draw: st.DrawFn, dialect: str, backslash: bool) -> str:
+    """A literal or comment holding the canary, well formed under the dialect's setting."""
+    content = draw(FILLER) + CANARY + draw(FILLER)
+    note = draw(COMMENT_FILLER) + CANARY + draw(COMMENT_FILLER)
+    escape_quote = draw(st.booleans())
+    styles = {
+        "string": lambda: quoted(content, "'", backslash, escape_quote),
+        "national": lambda: "N" + quoted(content, "'", backslash, escape_quote),
+        "line comment": lambda: f"-- {note}\n",
+        "block comment": lambda: f"/* {note} */",
+    }
+    if dialect == "sqlite":  # "..." is a string where no name can stand (after "=")
+        styles["double quotes"] = lambda: "= " + quoted(content, '"', False, False)
+    if dialect == "mysql":
+        styles["double quotes"] = lambda: quoted(content, '"', backslash, escape_quote)
+        styles["introducer"] = lambda: "_utf8mb4" + quoted(content, "'", backslash, escape_quote)
+        styles["hash comment"] = lambda: f"# {note}\n"
+    if dialect == "postgresql":
+        tag = draw(DOLLAR_TAGS)
+        styles["escape string"] = lambda: "E" + quoted(content, "'", True, escape_quote)
+        styles["dollar quotes"] = lambda: f"${tag}${content.replace('$', ' ')}${tag}$"
+        styles["nested comment"] = lambda: f"/* {note} /* {note} */ {note} */"
+        if not backslash:  # U&'' needs standard_conforming_strings
+            plain = content.replace("\\", "")  # U&'' reads \ as the start of an escape
+            styles["unicode string"] = lambda: "U&" + quoted(plain, "'", False, False)
+    return str(styles[draw(st.sampled_from(sorted(styles)))]())
+
+
+PLAIN = {
+    "sqlite": ["`c d`", "[c 1]"],
+    "mysql": ["`c d`", "`t`.`x`"],
+    "postgresql": ['"Col x"', '"t".x', "$1", "'{}'::jsonb"],
+}
+COMMON = ["SELECT", "a", "t.b", "FROM", "WHERE", "AND", "IN", "(", ")", ",", "=", "<>", "-", "+"]
+COMMON += ["?", "%s", "%(p)s", ":p", "1", "2.5", "0x1F", "1e-7", "TRUE", "'x'", "N'y'"]
+
+
+@st.composite
+def canary_statements(draw: st.DrawFn) -> tuple[str, str]:
+    """(dialect, statement): well-formed tokens, some of them literals or comments holding
+    the canary in one of the dialect's quoting styles, under one of its server settings."""
+    dialect, backslash = draw(st.sampled_from(SETTINGS))
+    plain = st.sampled_from(COMMON + PLAIN[dialect])
+    tokens = draw(st.lists(st.one_of(plain, canary_token(dialect, backslash)), max_size=12))
+    tokens.insert(draw(st.integers(0, len(tokens))), draw(canary_token(dialect, backslash)))
+    return dialect, " ".join(tokens)
+
+
+@given(canary_statements())
+@settings(max_examples=1500, deadline=None)
+def test_no_canary_survives(case: tuple[str, str]) -> None:
+    """Issue 14, row 1: a literal or comment in any quoting style of the dialect, under any
+    server setting, never reaches the fingerprint: under its dialect's rules, nor under
+    none (every dialect's rules at once)."""
+    dialect, sql = case
+    assert CANARY not in fingerprint(sql, dialect)
+    assert CANARY not in fingerprint(sql, "")
+    if dialect == "mysql":
+        assert CANARY not in fingerprint(sql, "mariadb")
+
+
+#: Huge or malformed statements, as ``size -> text`` (about ``size`` characters).
 PATHOLOGICAL = [
-    pytest.param("SELECT a FROM t WHERE x IN (" + "1, " * 350_000 + "1)", id="one-megabyte"),
-    pytest.param("SELECT " + "(" * 10_000 + "1" + ")" * 10_000, id="nested-parens"),
-    pytest.param("SELECT a FROM t WHERE x = '" + "ab\\" * 350_000, id="unterminated-quote"),
-    pytest.param("SELECT a /* " + "x * / " * 200_000, id="unterminated-comment"),
-    pytest.param('SELECT "' + "x" * 1_000_000, id="unterminated-identifier"),
-    pytest.param("SELECT $$" + "$ " * 500_000, id="unterminated-dollar-quote"),
-    pytest.param("SELECT " + "%(" * 500_000, id="many-unclosed-pyformat"),
-    pytest.param("INSERT INTO t VALUES " + "(?, ?), " * 120_000, id="unclosed-values-list"),
+    pytest.param(lambda n: "SELECT a FROM t WHERE x IN (" + "1, " * (n // 3) + "1)", id="in-list"),
+    pytest.param(
+        lambda n: "SELECT a FROM t WHERE x IN (" + "%(p)s::INTEGER, " * (n // 16) + "1)",
+        id="in-list-casts",
+    ),
+    pytest.param(lambda n: "SELECT " + "(" * (n // 2) + "1" + ")" * (n // 2), id="nested-parens"),
+    pytest.param(lambda n: "SELECT a FROM t WHERE x = '" + "ab\\" * (n // 3), id="open-quote"),
+    pytest.param(lambda n: "SELECT a /* " + "x * / " * (n // 6), id="open-comment"),
+    pytest.param(lambda n: "SELECT /* " * (n // 10), id="nested-comments"),
+    pytest.param(lambda n: 'SELECT "' + "x" * n, id="open-identifier"),
+    pytest.param(lambda n: "SELECT $$" + "$ " * (n // 2), id="open-dollar-quote"),
+    pytest.param(lambda n: "SELECT " + "$t$ x $t$ " * (n // 10), id="dollar-quotes"),
+    pytest.param(lambda n: "SELECT " + "$t1$ $t2$ " * (n // 10), id="dollar-openers"),
+    pytest.param(lambda n: "SELECT " + "%(" * (n // 2), id="open-pyformat"),
+    pytest.param(lambda n: "INSERT INTO t VALUES " + "(?, ?), " * (n // 8), id="open-values"),
+    pytest.param(lambda n: "SELECT " + "'a\\' " * (n // 5), id="backslash-quotes"),
+    pytest.param(lambda n: 'SELECT "a" /**/ ' * (n // 16), id="double-quotes-and-comments"),
+    pytest.param(lambda n: "SELECT q'[x]' " * (n // 14), id="q-quotes"),
 ]
 
 
-@pytest.mark.parametrize("sql", PATHOLOGICAL)
-def test_bounded_time(sql: str) -> None:
-    """Huge or malformed statements are fingerprinted and classified well within a second."""
-    sql = f"/* {uuid.uuid4()} */ {sql}"  # a new text: never a cache hit
-    start = time.perf_counter()
-    fingerprint(sql)
-    statement_kind(sql)
-    assert time.perf_counter() - start < 2.0
+def cpu_time(sql: str) -> float:
+    """CPU seconds to fingerprint ``sql`` once, on a new text (no memo)."""
+    text = f"/* {uuid.uuid4()} */ {sql}"
+    start = time.process_time()
+    fingerprint(text, "")
+    statement_kind(text)
+    return time.process_time() - start
+
+
+@pytest.mark.parametrize("make", PATHOLOGICAL)
+def test_time_is_linear_in_size(make: Callable[[int], str]) -> None:
+    """Issue 14: fingerprint time grows linearly with the text, under every dialect's rules at
+    once (the unknown dialect runs every lexer). Compared on texts 10x apart, generously (a
+    quadratic pass takes 100x): no verdict on the machine's speed, only on its growth. The
+    sizes are measured in alternation and the best of five taken for each, so that other work
+    loading the machine weighs on both alike (one loaded run measured 32x for a linear pass
+    with a best of three in a row)."""
+    small_sql, large_sql = make(8_000), make(80_000)
+    small = large = float("inf")
+    for _ in range(5):
+        small = min(small, cpu_time(small_sql))
+        large = min(large, cpu_time(large_sql))
+    assert large < 40 * max(small, 0.0005), (small, large)

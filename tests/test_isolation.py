@@ -269,3 +269,36 @@ def test_the_last_all_threads_audit_closing_during_a_statement_is_harmless(
     finally:
         handle.remove()
         engine.dispose()
+
+
+def test_which_threads_an_audit_counts() -> None:
+    """As documented (README "Use", issue 14): work handed to ``asyncio.to_thread`` counts (it
+    copies the context); a plain ``ThreadPoolExecutor`` or ``loop.run_in_executor`` does not,
+    unless the audit takes ``all_threads=True`` or the work runs in a copied context."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = create_engine(
+        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
+    handle = sqlaudit.instrument(engine)
+
+    def query() -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1")).all()
+
+    async def main(all_threads: bool) -> int:
+        async with sqlaudit.audit("job", on_finding="ignore", all_threads=all_threads) as report:
+            query()  # counted: the audit's own context
+            await asyncio.to_thread(query)  # counted: to_thread copies the context
+            await asyncio.get_running_loop().run_in_executor(None, query)
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(query).result()
+                pool.submit(contextvars.copy_context().run, query).result()  # counted
+        return report.query_count
+
+    try:
+        assert asyncio.run(main(all_threads=False)) == 3
+        assert asyncio.run(main(all_threads=True)) == 5
+    finally:
+        handle.remove()
+        engine.dispose()

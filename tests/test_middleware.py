@@ -14,6 +14,7 @@ import sqlaudit
 from sqlaudit import AuditConfig, ConfigError
 from sqlaudit.capture.scope import CURRENT
 from sqlaudit.report import AuditReport, scope_of
+from sqlaudit.sql.printable import UNPRINTABLE
 from sqlaudit.web.auditor import RequestAuditor, collapse_ids
 from sqlaudit.web.devpage import DevPage
 
@@ -43,6 +44,10 @@ def engine(sqlite_engine: Engine) -> Iterator[Engine]:
         ("/oauth2/callback", "/oauth2/callback"),
         ("/docs/html5-features", "/docs/{id}"),
         ("/files/report.pdf", "/files/report.pdf"),
+        # issue 14: e-mail addresses and non-ASCII segments are values, not route names
+        ("/users/bob@example.com/orders", "/users/{id}/orders"),
+        ("/users/山田", "/users/{id}"),
+        ("/users/alice", "/users/alice"),  # kept: documented (name routes by their template)
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
@@ -228,3 +233,78 @@ def test_importing_the_middlewares_imports_no_framework() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+FORGED = "WARNING sqlaudit forged line"
+
+
+@pytest.mark.parametrize("protocol", ["wsgi", "asgi"])
+def test_a_line_break_in_the_path_never_forges_a_log_line(
+    engine: Engine, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 14, row 11: a request to ``/a%0AWARNING ...`` (and other control characters) is
+    named with them escaped, so the log record, the text report and the development page
+    each show one line where the path was."""
+    import asyncio
+    import logging
+
+    import httpx
+    from werkzeug.test import Client
+
+    from sqlaudit.asgi import ASGIAuditMiddleware
+    from sqlaudit.wsgi import WSGIAuditMiddleware
+
+    def query() -> None:
+        with engine.connect() as conn:
+            for _ in range(3):
+                conn.execute(text("SELECT 1")).all()
+
+    def wsgi_app(environ: dict[str, object], start_response: object) -> list[bytes]:
+        query()
+        start_response("200 OK", [])  # type: ignore[operator]
+        return [b"ok"]
+
+    async def asgi_app(scope: dict[str, object], receive: object, send: object) -> None:
+        query()
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
+
+    collect: list[AuditReport] = []
+    options = {"config": untimed(), "dev_page": "/_sqlaudit"}
+
+    class Keep:
+        def report(self, report: AuditReport) -> None:
+            collect.append(report)
+
+    from sqlaudit.reporters import LogReporter
+
+    reporters = [Keep(), LogReporter(summary=True)]
+    path = "/a%0A" + FORGED.replace(" ", "%20") + "%E2%80%AE%1B[31m"
+    caplog.set_level(logging.INFO, logger="sqlaudit")
+    if protocol == "wsgi":
+        wsgi = WSGIAuditMiddleware(wsgi_app, reporters=reporters, **options)  # type: ignore[arg-type]
+        client = Client(wsgi)
+        with client.get(path) as response:
+            assert response.status_code == 200
+        with client.get("/_sqlaudit") as response:
+            page = response.get_data(as_text=True)
+    else:
+        asgi = ASGIAuditMiddleware(asgi_app, reporters=reporters, **options)  # type: ignore[arg-type]
+
+        async def main() -> str:
+            transport = httpx.ASGITransport(app=asgi)  # type: ignore[arg-type]
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                assert (await http.get(path)).status_code == 200
+                return (await http.get("/_sqlaudit")).text
+
+        page = asyncio.run(main())
+    [report] = collect
+    # WSGI's PATH_INFO reads the path's bytes as latin-1 (PEP 3333), ASGI's as UTF-8.
+    assert report.name.startswith("GET /a\\nWARNING sqlaudit forged line")
+    assert report.name.endswith("\\x1b[31m")
+    assert not UNPRINTABLE.search(report.name)
+    assert report.render().splitlines()[0].startswith("sqlaudit: GET /a\\nWARNING")
+    logged = [r.getMessage() for r in caplog.records if r.name == "sqlaudit"]
+    assert logged and all("\n" not in message for message in logged)
+    assert all(not line.startswith(FORGED) for message in logged for line in message.split("\n"))
+    assert FORGED in page and "\n" + FORGED not in page and "\u202e" not in page

@@ -255,10 +255,46 @@ def test_loop_view_reports_one_loop_with_the_combined_fix(engine: Engine) -> Non
                 assert book.reviews
     (finding,) = findings(report, "n_plus_one")
     assert "this loop issues 2N+1 queries (11 for N=5)" in finding.message
+    assert finding.relationship == "Book.author, Book.reviews"
     assert finding.fix == (
         "add .options(selectinload(Book.author), selectinload(Book.reviews)) to the query at "
         + line("loop parent query")
     )
+
+
+def test_separate_loops_in_one_function_are_separate_findings(db: Engine) -> None:
+    """Issue 14, row 13: four loops one after another, each repeating its own query, are four
+    repeated queries, not one "4N+1" loop; none names a relationship."""
+    with sqlaudit.audit("loops", on_finding="ignore", **UNTIMED) as report, Session(db) as session:
+        for _ in range(3):
+            session.execute(select(Author.id).where(Author.id == 1)).all()
+        for _ in range(3):
+            session.execute(select(Author.name).where(Author.id == 1)).all()
+        for _ in range(3):
+            session.execute(select(Book.id).where(Book.id == 1)).all()
+        for _ in range(3):
+            session.execute(select(Book.title).where(Book.id == 1)).all()
+    found = findings(report, "repeated_query")
+    assert [f.count for f in found] == [3, 3, 3, 3]
+    assert not any("N+1 loop" in f.message for f in found)
+    assert [f.relationship for f in found] == [None, None, None, None]
+    assert len({f.identity for f in found}) == 4
+
+
+def test_one_loop_of_two_queries_is_one_finding_naming_no_kinds(db: Engine) -> None:
+    """Two queries repeated in one loop body interleave: one "2N+1" finding. Its relationship
+    (what baselines key it by) names relationships only, here none: not finding kinds."""
+    with sqlaudit.audit("loop", on_finding="ignore", **UNTIMED) as report, Session(db) as session:
+        for author_id in (1, 2, 3):
+            session.execute(select(Author.name).where(Author.id == author_id)).all()
+            session.execute(select(Author.id).where(Author.name == str(author_id))).all()
+        for _ in range(3):  # a separate loop after it, with the same N
+            session.execute(select(Book.id).where(Book.id == 1)).all()
+    loop, alone = findings(report, "repeated_query")
+    assert "this loop issues 2N+1 queries (7 for N=3)" in loop.message
+    assert loop.relationship is None
+    assert loop.identity[1] == loop.fingerprint
+    assert alone.count == 3 and "N+1 loop" not in alone.message
 
 
 def test_dynamic_relationship_loop_gets_an_explicit_in_query_fix(db: Engine) -> None:

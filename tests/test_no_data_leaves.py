@@ -3,12 +3,18 @@ appears in a text report, a log record, JSON, OpenTelemetry spans, events, logs 
 pytest's output and the files the plugin writes (JSON report, baseline), the middleware's
 development page, or the HTML report built from exported spans.
 
+The inlined literals come in every quoting style of the dialect (issue 14, row 1): plain
+strings, double-quoted strings (SQLite, MariaDB), a backslash before the closing quote
+(SQLite, PostgreSQL, MariaDB under ``NO_BACKSLASH_ESCAPES``), PostgreSQL dollar quotes with a
+non-ASCII tag, ``E''`` strings and nested comments, and ``0b`` numbers.
+
 Each check also asserts that the output it scans is the real thing (finding kinds, table
 names, diagnoses), and a positive control shows the canary does reach sqlaudit's records, so
 every check can fail."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterator
@@ -40,6 +46,8 @@ from sqlaudit.wsgi import WSGIAuditMiddleware
 pytest_plugins = ("pytester",)
 
 CANARY = "canary-5ecr3t-7f3a"
+#: The digits of a ``0b`` literal (MariaDB; PostgreSQL 16+): they must not survive either.
+BITS = "1011011101111"
 
 
 @pytest.fixture
@@ -48,9 +56,47 @@ def db(engine: Engine) -> Iterator[Engine]:
         yield eng
 
 
+def quoting_styles(db: Engine, secret: str) -> None:
+    """``secret`` inlined in every quoting style ``db``'s dialect has, each statement three
+    times from one line (a repeated-query finding: its fingerprint reaches every output)."""
+    table = "sqlaudit_t_author"
+    styles = [f"SELECT id FROM {table} WHERE name = 'C:\\' OR name = '{secret}'"]
+    setup: list[str] = []
+    teardown: list[str] = []
+    dialect = db.dialect.name
+    if dialect in ("sqlite", "mysql", "mariadb"):
+        styles.append(f'SELECT id FROM {table} WHERE name = "{secret}"')
+    if dialect in ("mysql", "mariadb"):
+        # The backslash style is a string only under NO_BACKSLASH_ESCAPES (the default reads
+        # \' as a quote): set it, as a server configured so would have it.
+        setup.append("SET @sqlaudit_mode = @@sql_mode")
+        setup.append("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
+        teardown.append("SET SESSION sql_mode = @sqlaudit_mode")
+        styles.append(f"SELECT id FROM {table} WHERE id = 0b{BITS}")
+    if dialect == "postgresql":
+        styles += [
+            f"SELECT id FROM {table} WHERE name = $é${secret}$é$",
+            f"SELECT id FROM {table} WHERE name = E'\\' {secret}'",
+            f"SELECT id FROM {table} /* a /* b */ {secret} */ WHERE id = 1",
+        ]
+    with db.connect() as conn:
+        for statement in setup:
+            conn.exec_driver_sql(statement)
+        for sql in styles:
+            for _ in range(3):
+                conn.exec_driver_sql(sql).all()
+        for statement in teardown:
+            conn.exec_driver_sql(statement)
+    if dialect == "postgresql":  # 0b literals: PostgreSQL 16+; a syntax error before
+        with db.connect() as conn, contextlib.suppress(Exception):
+            conn.exec_driver_sql(f"SELECT id FROM {table} WHERE id = 0b{BITS}").all()
+
+
 def workload(db: Engine) -> None:
-    """Every kind of statement, with the canary as bind value and as inlined literal, in
-    patterns that produce findings (so messages, fixes and fingerprints are all exercised)."""
+    """Every kind of statement, with the canary as bind value and as inlined literal (in every
+    quoting style of the dialect), in patterns that produce findings (so messages, fixes and
+    fingerprints are all exercised)."""
+    quoting_styles(db, CANARY)
     with Session(db) as session:
         for i in range(3):
             session.execute(select(Author).where(Author.name == CANARY + str(i))).all()
@@ -101,9 +147,11 @@ def test_canary_never_leaves(db: Engine, caplog: pytest.LogCaptureFixture) -> No
     assert spans.get_finished_spans()
     for name, output in outputs.items():
         assert CANARY not in output, name
+        assert BITS not in output, name
     # In the process, records keep the SQL as sent (placeholders; inlined literals are part
     # of the text): that is what include_sql=True would export, and it is off by default.
     assert any(CANARY in r.sql for r in report.statements)
+    assert sum(CANARY in r.sql for r in report.statements) >= 9  # the quoting styles ran
 
 
 def test_include_sql_is_the_explicit_opt_in(db: Engine) -> None:
@@ -126,6 +174,7 @@ import os
 import pytest
 from sqlalchemy import insert, select, text
 
+import sqlaudit as sqlaudit_lib
 from feedlib import Session, feed
 from myapp.models import Comment, Stream, add_streams
 
@@ -139,6 +188,10 @@ def work(engine):
         for i in range(3 + EXTRA):
             session.execute(select(Stream).where(Stream.title == CANARY + str(i))).all()
             session.execute(text(f"SELECT id FROM sqlaudit_t_stream WHERE title = '{CANARY}'"))
+            # SQLite's other quoting styles: a double-quoted string, a backslash before a quote
+            session.execute(text(f'SELECT id FROM sqlaudit_t_stream WHERE title = "{CANARY}"'))
+            backslash = f"SELECT id FROM sqlaudit_t_stream WHERE title = 'C:\\\\' OR title = "
+            session.execute(text(backslash + f"'{CANARY}'"))
     with engine.connect() as conn:
         for i in range(5 + EXTRA):
             conn.execute(insert(Comment).values(stream_id=1, body=CANARY))
@@ -186,6 +239,19 @@ def test_fixture_constant_queries(engine, sqlaudit):
             session.execute(select(Stream).where(Stream.title == CANARY)).all()
 
     sqlaudit.assert_constant_queries(populate, action)
+
+
+def test_assert_on_findings(engine):
+    with sqlaudit_lib.audit("inner", on_finding="ignore") as report:
+        work(engine)
+    assert report.findings == []
+
+
+def test_assert_on_records(engine):
+    with sqlaudit_lib.audit("inner", on_finding="ignore") as report:
+        work(engine)
+    canaries = [r for r in report.statements if CANARY in r.sql]
+    assert canaries[0] == canaries[1]
 """
 
 #: The positive control: the same work with the explicit SQL opt-in (inlined literals shown).
@@ -217,8 +283,8 @@ def test_pytest_output_and_files_hold_no_canary(
     monkeypatch.setenv("SQLAUDIT_LEAK_EXTRA", "4")  # more statements than the baseline holds
     regress = run(pytester, *common, "--sqlaudit-baseline=baseline.json")
 
-    found.assert_outcomes(failed=6)
-    regress.assert_outcomes(failed=6)
+    found.assert_outcomes(failed=8)
+    regress.assert_outcomes(failed=8)
     outputs = {
         f"{name} {stream}": "\n".join(getattr(result, stream).lines)
         for name, result in (("found", found), ("accept", accept), ("regress", regress))
@@ -240,7 +306,10 @@ def test_pytest_output_and_files_hold_no_canary(
     assert "repeated_query" in out and "write_loop" in out
     assert "sqlaudit_t_stream" in out and "sqlaudit_t_comment" in out
     assert "RuntimeError: the test's own failure" in out
-    assert "6 tests audited: " in out
+    # Assertions on findings and records print their reprs (issue 14, row 8): no SQL text.
+    assert "assert (Finding(kind='n_plus_one'" in out and "relationship='Stream.comments'," in out
+    assert "QueryRecord(sql=<" in out and "Differing fields: sql, start" in out
+    assert "8 tests audited: " in out
     assert "wrote baseline baseline.json" in outputs["accept stdout"]
     assert "more statements than the baseline allows" in outputs["regress stdout"]
     report = json.loads(files["out/r.json"])
@@ -268,6 +337,7 @@ def leaky_app(db: Engine) -> Flask:
     @app.get("/authors/<name>")
     def authors(name: str) -> str:
         literal = request.args["q"]
+        quoting_styles(db, literal)
         with Session(db) as session:
             for i in range(3):
                 session.execute(select(Author).where(Author.name == name + str(i))).all()

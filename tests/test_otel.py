@@ -585,3 +585,26 @@ assert r.query_count == 1 and r.internal_errors == 0
 assert not any(m.startswith("opentelemetry.sdk") for m in sys.modules)
 """
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_huge_in_lists_are_one_shape_and_export_whole(otel: OTel, engine: Engine) -> None:
+    """Issue 14, row 2: IN lists of 3, 1,500 and 3,000 values (PostgreSQL's drivers render
+    ``%(id_1_1)s::INTEGER`` for each) are one fingerprint, and the unit's findings reach
+    OpenTelemetry whole: no internal error (sqlparse refused the uncollapsed text)."""
+    with prepared(engine, authors=3) as db:
+        with sqlaudit.audit("GET /books", on_finding="ignore", **UNTIMED) as report:
+            with db.connect() as conn:
+                for size in (3, 1500, 3000):
+                    ids = list(range(size))
+                    conn.execute(select(Book.id).where(Book.id.in_(ids))).all()
+        otel.reporter().report(report)
+    shapes = {f.fingerprint for f in report.findings}
+    assert [f.kind for f in report.findings] == ["repeated_query"]
+    assert shapes == {
+        "SELECT sqlaudit_t_book.id FROM sqlaudit_t_book WHERE sqlaudit_t_book.id IN (?)"
+    }
+    assert report.internal_errors == 0
+    (event,) = [e for span in otel.finished() for e in span.events]
+    attrs = dict(event.attributes or {})
+    assert attrs["db.query.text"] == shapes.pop()
+    assert attrs["db.collection.name"] == "sqlaudit_t_book"

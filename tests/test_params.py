@@ -159,3 +159,47 @@ def test_bytes_like_bind_values_are_recorded(sqlite_engine: Engine) -> None:
         handle.remove()
     assert report.internal_errors == 0
     assert [r.params is not None for r in report.statements] == [True, True, True]
+
+
+class Stop(BaseException):
+    """A ``BaseException`` of the application's own (not an error, not a request to stop)."""
+
+
+def raising(exc: type[BaseException]) -> object:
+    """A string bind value whose ``__hash__`` and ``__repr__`` raise ``exc``."""
+
+    class Value(str):
+        def __hash__(self) -> int:
+            raise exc("hash")
+
+        def __repr__(self) -> str:
+            raise exc("repr")
+
+    return Value("a")
+
+
+def test_a_bind_value_raising_a_base_exception_never_fails_the_statement(engine: Engine) -> None:
+    """Issue 14, row 9: a value whose ``__hash__`` and ``__repr__`` raise a ``BaseException``
+    subclass (here its own, and ``GeneratorExit``) is hashed as 0: the statement, which
+    already ran, returns its rows, and the audit records it."""
+    handle = sqlaudit.instrument(engine)
+    try:
+        for exc in (Stop, GeneratorExit):
+            with sqlaudit.audit("values", on_finding="ignore") as report, engine.connect() as conn:
+                sql = "SELECT 1 WHERE 'a' IN (:p) LIMIT 1"
+                rows = conn.execute(text(sql), {"p": raising(exc)}).all()
+            assert rows == [(1,)]
+            assert report.query_count == 1
+            assert report.statements[0].params == (0,)
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, SystemExit])
+def test_a_request_to_stop_is_never_swallowed(exc: type[BaseException]) -> None:
+    """``KeyboardInterrupt`` and ``SystemExit`` ask the process to stop, whoever raises them
+    (a signal handler raises the first in whatever code runs): they propagate."""
+    with pytest.raises(exc):
+        signature("SELECT a FROM t WHERE b IN (:p)", {"p": raising(exc)})
+    with pytest.raises(exc):
+        signature("SELECT a FROM t WHERE b IN (?)", [raising(exc)])

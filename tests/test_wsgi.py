@@ -352,3 +352,126 @@ def test_dev_page_served_at_its_path(engine: Engine) -> None:
     assert "<script" not in page.text
     assert len(collect.reports) == 1
     assert client.post("/_sqlaudit").status_code == 405
+
+
+# -- the application's close(), through real servers (issue 14, row 7) -----------------------
+
+
+class CloseFailedError(Exception):
+    pass
+
+
+class FailingClose:
+    """A body whose ``close()`` raises (after counting how often it ran)."""
+
+    def __init__(self, chunks: list[bytes], engine: Engine) -> None:
+        self.chunks = chunks
+        self.engine = engine
+        self.closed = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.chunks:
+            select_n(self.engine, 1)
+            yield chunk
+
+    def close(self) -> None:
+        self.closed += 1
+        raise CloseFailedError("the application's close()")
+
+
+def serve_once(server: str, app: Callable[..., Any]) -> tuple[int, bytes]:
+    """One HTTP/1.1 GET through a real server (``wsgiref`` or Werkzeug's), in a thread."""
+    import http.client
+    import threading
+    import wsgiref.simple_server
+
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class Http11(WSGIRequestHandler):
+        protocol_version = "HTTP/1.1"  # so that a body of unknown length is sent chunked
+
+        def log(self, *args: Any) -> None:  # quiet: the failing close() is logged on purpose
+            pass
+
+    class Quiet(wsgiref.simple_server.WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd: Any
+    if server == "wsgiref":
+        httpd = wsgiref.simple_server.make_server("127.0.0.1", 0, app, handler_class=Quiet)
+        httpd.handle_error = lambda *args: None  # the failing close() is expected
+    else:
+        httpd = make_server("127.0.0.1", 0, app, request_handler=Http11)
+    thread = threading.Thread(target=httpd.handle_request)
+    thread.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", httpd.server_port, timeout=30)
+        conn.request("GET", "/feed/7")
+        response = conn.getresponse()
+        status, body = response.status, response.read()
+        conn.close()
+    finally:
+        thread.join(30)
+        httpd.server_close()
+    return status, body
+
+
+@pytest.mark.parametrize("server", ["wsgiref", "werkzeug"])
+@pytest.mark.parametrize("chunks", [[], [b"a\n", b"b\n", b"c\n"]], ids=["empty", "streamed"])
+def test_an_exception_from_the_apps_close_leaves_the_response_whole(
+    engine: Engine, server: str, chunks: list[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The application's ``close()`` raising is the server's business, after the response:
+    through the middleware an empty body still answers 200 and a chunked one arrives whole,
+    exactly as without it; ``close()`` runs once, and the unit is reported with its
+    statements. (The middleware used to close the body inside the last ``next()``.)"""
+    outcomes = []
+    for wrapped in (False, True):
+        collect = Collect()
+        body = FailingClose(chunks, engine)
+
+        def app(environ: dict[str, Any], start_response: StartResponse, body: Any = body) -> Any:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return body
+
+        served = WSGIAuditMiddleware(app, untimed(), reporters=[collect]) if wrapped else app
+        outcomes.append(serve_once(server, served))
+        assert body.closed == 1
+        if wrapped:
+            assert [(r.name, r.query_count) for r in collect.reports] == [
+                ("GET /feed/{id}", len(chunks))
+            ]
+    assert outcomes[0] == outcomes[1] == (200, b"".join(chunks))
+
+
+def test_the_apps_close_runs_when_the_server_closes_the_body(engine: Engine) -> None:
+    """PEP 3333: the application's iterable is closed when the server closes ours, never
+    during iteration; its exception reaches the server from ``close()``. Closed before the
+    end, its statements count in the unit; after the end, in the server's context."""
+    collect = Collect()
+    bodies: list[FailingClose] = []
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Any:
+        start_response("200 OK", [])
+        bodies.append(FailingClose([b"a", b"b"], engine))
+        return bodies[-1]
+
+    middleware = WSGIAuditMiddleware(app, untimed(), reporters=[collect])
+    environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": "/x"}
+    body: Any = middleware(dict(environ), lambda *args: None)
+    assert list(body) == [b"a", b"b"]  # exhausted: no close() yet, no exception
+    assert bodies[0].closed == 0
+    assert [r.query_count for r in collect.reports] == [2]
+    with pytest.raises(CloseFailedError):
+        body.close()
+    assert bodies[0].closed == 1
+    body.close()  # idempotent
+    assert bodies[0].closed == 1
+
+    early: Any = middleware(dict(environ), lambda *args: None)
+    assert next(early) == b"a"
+    with pytest.raises(CloseFailedError):
+        early.close()  # closed early: the audit ends, marked as ended by an error
+    assert [r.query_count for r in collect.reports] == [2, 1]
+    assert CURRENT.get() is None

@@ -9,6 +9,7 @@ while at least one instrumentation wants them. Engines are held weakly.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from typing import Any
@@ -25,6 +26,15 @@ from sqlaudit.errors import ConfigError
 __all__ = ["Instrumentation", "instrument"]
 
 _lock = threading.RLock()
+if hasattr(os, "register_at_fork"):  # POSIX
+    # A fork waits for an instrument() or remove() in progress in another thread: SQLAlchemy's
+    # event registry, which they change under this lock, is then whole in the child, and the
+    # lock free there (issue 14, row 10; the standard library's logging does the same).
+    os.register_at_fork(
+        before=_lock.acquire,
+        after_in_parent=_lock.release,
+        after_in_child=_lock._at_fork_reinit,  # type: ignore[attr-defined]  # CPython 3.9+
+    )
 _registry: weakref.WeakKeyDictionary[Engine, Instrumentation] = weakref.WeakKeyDictionary()
 _LISTENERS = LISTENERS
 

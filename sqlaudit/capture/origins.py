@@ -98,7 +98,10 @@ def parent_key(state: InstanceState[Any]) -> int:
     return hash((_SALT, cls.__module__, cls.__qualname__, *key[1:]))
 
 
-_relationships: dict[Any, tuple[str, bool, str]] = {}
+#: Held weakly: a relationship property refers to its mapper and class.
+_relationships: weakref.WeakKeyDictionary[Any, tuple[str, bool, str]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def relationship_info(prop: Any) -> tuple[str, bool, str]:

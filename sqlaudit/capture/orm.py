@@ -37,14 +37,16 @@ On error inside sqlaudit: logged once, counted on the report, never raised into 
 
 from __future__ import annotations
 
+import sys
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, event
 from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.sql import visitors
 
-from sqlaudit._internal import contain
+from sqlaudit._internal import contain, fork_safe
 from sqlaudit.capture.identity import on_select, on_session_begin
 from sqlaudit.capture.origins import on_load, parent_key, relationship_info, row_of
 from sqlaudit.capture.origins import on_select as on_origin
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
 __all__ = ["Token", "detail", "statement_load"]
 
 _lock = threading.Lock()
+fork_safe(sys.modules[__name__], "_lock")
 
 
 def _relationship(path: Any) -> Any:
@@ -93,7 +96,11 @@ def _column_load(
     return OrmLoad("column", mapper_name, None, None, attributes, 0, reason)
 
 
-_collections: dict[Any, tuple[tuple[str, str, frozenset[Any]], ...]] = {}
+#: Mapper -> its dynamic/write-only collections. Held weakly, like every cache here keyed by
+#: mapped things: a class created at run time (a test's, a plugin's) must die with its registry.
+_collections: weakref.WeakKeyDictionary[Any, tuple[tuple[str, str, frozenset[Any]], ...]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _collection_query(statement: Any, mapper: Any) -> tuple[str, str] | None:
@@ -138,7 +145,9 @@ _Shape = tuple[
     bool,
     "tuple[str, str] | None",
 ]
-_shapes: dict[Any, _Shape] = {}
+#: Keyed weakly: a compiled statement refers to its mapper and class, and lives only as long as
+#: its engine's compiled cache keeps it.
+_shapes: weakref.WeakKeyDictionary[Any, _Shape] = weakref.WeakKeyDictionary()
 _SHAPES = 512
 
 
@@ -182,7 +191,9 @@ def statement_load(
         if kind != _SELECT and kind not in StatementKind.WRITES:
             return None
         compiled = context.compiled
-        shape = _shapes.get(compiled) or _shape(compiled, statement, attrs)
+        shape = (compiled is not None and _shapes.get(compiled)) or _shape(
+            compiled, statement, attrs
+        )
         mapper, cls, mapper_name, info, eager, column, collection = shape
         if kind != _SELECT:
             return _new_load(OrmLoad, ("query", mapper_name, None, None, (), 0, ""))

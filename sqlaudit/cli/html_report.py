@@ -140,13 +140,17 @@ def _parse(lines: Iterable[str]) -> list[_Unit]:
             raise ReportInputError(
                 f"line {number} is not JSON ({exc}); expected OTLP/JSON lines"
             ) from None
+        except RecursionError:  # json's decoder recurses per nesting level (issue 14, row 12)
+            raise ReportInputError(
+                f"line {number} nests too deeply to be OTLP/JSON spans or logs"
+            ) from None
         if not isinstance(data, dict):
             raise ReportInputError(f"line {number} is not an OTLP/JSON object")
         # A JSON line of another shape (a list where OTLP has objects, a count that is not a
         # number) is a bad input, reported with its line number, not a traceback.
         try:
             _collect(data, units, logged)
-        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        except (TypeError, ValueError, AttributeError, KeyError, RecursionError) as exc:
             raise ReportInputError(
                 f"line {number} is not OTLP/JSON spans or logs ({type(exc).__name__}: {exc})"
             ) from None

@@ -114,7 +114,7 @@ def by_shape_and_stack(
     shapes: dict[tuple[str, CallSite], list[tuple[int, QueryRecord]]] = {}
     merged: set[tuple[str, CallSite]] = set()
     for (sql, site), items in group(records, key).items():
-        shape_key = (fingerprint(sql), site)
+        shape_key = (fingerprint(sql, items[0][1].dialect), site)
         existing = shapes.get(shape_key)
         if existing is None:
             shapes[shape_key] = items

@@ -67,7 +67,7 @@ class ColumnReload:
                 count=n,
                 location=stack[0] if stack else None,
                 fix=fix,
-                fingerprint=fingerprint(items[0][1].sql),
+                fingerprint=fingerprint(items[0][1].sql, items[0][1].dialect),
                 sql=items[0][1].sql,
                 db_time=db_time,
                 relationship=f"{mapper}.{attributes[0]}" if attributes else mapper,

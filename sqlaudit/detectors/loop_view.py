@@ -4,6 +4,11 @@ A loop body that touches two lazy relationships and runs one helper query issues
 per iteration: three findings with the same N from lines of one function. They are one
 problem ("this loop issues 3N+1 queries") with one fix: the loader options combined on the
 parent query.
+
+Findings belong to one loop when, besides coming from one function with the same N, their
+statements interleave iteration by iteration: every finding's k-th statement comes before any
+of their (k+1)-th. Four loops one after the other in a function issue theirs in runs, and stay
+four findings (issue 14, row 13: they were reported as one "4N+1" loop).
 """
 
 from __future__ import annotations
@@ -23,24 +28,50 @@ def combine_loops(findings: Sequence[Finding]) -> list[Finding]:
     """``findings`` with each loop's per-iteration findings merged into one."""
     groups: dict[tuple[str, str, int], list[Finding]] = {}
     for finding in findings:
-        if finding.kind in _PER_ITERATION and finding.location is not None:
+        if finding.kind in _PER_ITERATION and finding.location is not None and finding.statements:
             key = (finding.location.file, finding.location.function, finding.count)
             groups.setdefault(key, []).append(finding)
     merged: dict[int, Finding] = {}
     dropped: set[int] = set()
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        combined = _combine(members)
-        merged[id(members[0])] = combined
-        dropped.update(id(f) for f in members[1:])
+    for candidates in groups.values():
+        for members in _loops(candidates):
+            if len(members) < 2:
+                continue
+            members.sort(key=lambda f: f.location.line if f.location else 0)
+            merged[id(members[0])] = _combine(members)
+            dropped.update(id(f) for f in members[1:])
     return [merged.get(id(f), f) for f in findings if id(f) not in dropped]
 
 
+def _loops(candidates: list[Finding]) -> list[list[Finding]]:
+    """``candidates`` split into loops: each finding joins the first loop whose every member
+    it interleaves with, in order of their first statement."""
+    loops: list[list[Finding]] = []
+    for finding in sorted(candidates, key=lambda f: f.statements[:1]):
+        for loop in loops:
+            if all(_interleave(finding, member) for member in loop):
+                loop.append(finding)
+                break
+        else:
+            loops.append([finding])
+    return loops
+
+
+def _interleave(a: Finding, b: Finding) -> bool:
+    """Whether ``a`` and ``b`` issue their statements iteration by iteration: the k-th of
+    each before the (k+1)-th of either (on the statement indexes both findings kept)."""
+    first, second = sorted(a.statements), sorted(b.statements)
+    n = min(len(first), len(second))
+    if n < 2:
+        return False
+    return all(max(first[k], second[k]) < min(first[k + 1], second[k + 1]) for k in range(n - 1))
+
+
 def _combine(members: list[Finding]) -> Finding:
-    members = sorted(members, key=lambda f: f.location.line if f.location else 0)
     k, n = len(members), members[0].count
-    subjects = [f.relationship or f.kind for f in members]
+    # Only relationships: baselines key findings by it (``Finding.identity``), and a list of
+    # finding kinds there would name nothing (issue 14, row 13).
+    relationships = ", ".join(dict.fromkeys(f.relationship for f in members if f.relationship))
     kind = "n_plus_one" if any(f.kind == "n_plus_one" for f in members) else members[0].kind
     message = f"N+1 loop: this loop issues {k}N+1 queries ({k * n + 1} for N={n}): " + "; ".join(
         f.message for f in members
@@ -55,7 +86,7 @@ def _combine(members: list[Finding]) -> Finding:
         fingerprint=members[0].fingerprint,
         sql=members[0].sql,
         db_time=sum(f.db_time for f in members),
-        relationship=", ".join(subjects),
+        relationship=relationships or None,
         statements=tuple(sorted({i for f in members for i in f.statements})),
     )
 

@@ -173,7 +173,7 @@ class NPlusOne:
             count=n,
             location=stack[0] if stack else None,
             fix=fix,
-            fingerprint=fingerprint(sample.sql),
+            fingerprint=fingerprint(sample.sql, sample.dialect),
             sql=sample.sql,
             db_time=db_time,
             relationship=relationship,

@@ -20,7 +20,7 @@ from sqlaudit.detectors._grouping import (
 )
 from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.model.records import StatementKind
-from sqlaudit.sql.fingerprint import short
+from sqlaudit.sql.fingerprint import elide
 from sqlaudit.sql.params import walk
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class RepeatedQuery:
             if retried(items, unit):
                 continue  # each attempt after a rollback: a retry, not a loop
             orm = items[0][1].orm
-            message = f"repeated query: {n}x {short(items[0][1].sql, 80)}"
+            message = f"repeated query: {n}x {elide(shape, 80)}"
             fix = (
                 "issue it once: load every row the loop needs in one query "
                 "(WHERE ... IN (...)) before the loop, or reuse the first result"
@@ -72,7 +72,7 @@ class RepeatedQuery:
                 child = orm.mapper or "the child class"
                 message = (
                     f"N+1 through {relationship} (lazy={orm.reason!r}): {n}x one query per "
-                    f"{owner}: {short(items[0][1].sql, 60)}"
+                    f"{owner}: {elide(shape, 60)}"
                 )
                 fix = (
                     f"{relationship} is lazy={orm.reason!r}, so no loader option applies: "

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlaudit.detectors._grouping import group, indexes, total_time
 from sqlaudit.model.findings import Finding, Severity
-from sqlaudit.sql.fingerprint import fingerprint, short
+from sqlaudit.sql.fingerprint import elide, fingerprint
 
 if TYPE_CHECKING:
     from sqlaudit.model.records import CallSite, QueryRecord, UnitRecord
@@ -27,7 +27,7 @@ class SlowQuery:
         def key(record: QueryRecord) -> tuple[str, CallSite | None] | None:
             if record.duration < limit:
                 return None
-            return (fingerprint(record.sql), record.callsite)
+            return (fingerprint(record.sql, record.dialect), record.callsite)
 
         for (shape, site), items in group(enumerate(records), key).items():
             worst = max(r.duration for _, r in items) * 1000
@@ -38,7 +38,7 @@ class SlowQuery:
                 severity=Severity.WARNING,
                 message=(
                     f"slow query ({times}up to {worst:.0f} ms, threshold {threshold:g} ms): "
-                    f"{short(items[0][1].sql, 70)}"
+                    f"{elide(shape, 70)}"
                 ),
                 count=n,
                 location=site,

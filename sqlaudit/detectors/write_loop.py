@@ -20,7 +20,7 @@ from sqlaudit.detectors._grouping import (
 )
 from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.model.records import StatementKind
-from sqlaudit.sql.fingerprint import short
+from sqlaudit.sql.fingerprint import elide
 
 if TYPE_CHECKING:
     from sqlaudit.model.records import CallSite, QueryRecord, UnitRecord
@@ -102,12 +102,10 @@ class WriteLoop:
             by_flush = len(flushes) > plain
             if by_flush:
                 hint = _DIALECT_HINTS.get(sample.dialect, "")
-                message = (
-                    f"write loop: {len(flushes)} flushes of one row each: {short(sample.sql, 70)}"
-                )
+                message = f"write loop: {len(flushes)} flushes of one row each: {elide(shape, 70)}"
                 fix = _FLUSH_FIXES[sample.kind].format(dialect_hint=hint)
             else:
-                message = f"write loop: {len(items)}x single-row {short(sample.sql, 70)}"
+                message = f"write loop: {len(items)}x single-row {elide(shape, 70)}"
                 fix = _LOOP_FIXES[sample.kind]
             yield Finding(
                 kind=self.kind,

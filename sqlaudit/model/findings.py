@@ -80,9 +80,11 @@ class Finding:
     fix: str
     #: Normalised SQL shape (literals and placeholders as ``?``), never values.
     fingerprint: str | None = None
-    #: A sample of the SQL text as sent to the driver (placeholders, no values). Stays in the
-    #: process; exporters send ``fingerprint`` unless the user opts in.
-    sql: str | None = None
+    #: A sample of the SQL text as sent to the driver (placeholders, no values; literals the
+    #: application inlined are part of it). Stays in the process; exporters send
+    #: ``fingerprint`` unless the user opts in. Left out of ``repr()`` and of equality, so
+    #: that pytest's assertion messages never print it (issue 14, row 8).
+    sql: str | None = field(default=None, repr=False, compare=False)
     #: Total seconds the finding's statements spent in the database.
     db_time: float = 0.0
     #: For ORM findings, the relationship or attributes concerned, e.g. ``"User.addresses"``.

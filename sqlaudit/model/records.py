@@ -118,6 +118,14 @@ class QueryRecord(NamedTuple):
         """The innermost application frame, or None when none was found."""
         return self.stack[0] if self.stack else None
 
+    def __repr__(self) -> str:
+        # The text may hold literals the application inlined: never in a repr, which pytest
+        # prints in assertion messages (issue 14, row 8). Its fingerprint is what to show.
+        fields = ", ".join(
+            f"{name}={value!r}" for name, value in zip(self._fields[1:], self[1:], strict=True)
+        )
+        return f"QueryRecord(sql=<{len(self.sql)} characters>, {fields})"
+
 
 class TransactionRecord(NamedTuple):
     """One database transaction seen in a unit of work (plain data, no SQLAlchemy objects)."""

@@ -164,11 +164,11 @@ def db_system_attributes(dialect: str, semconv: Semconv) -> Attributes:
     return attrs
 
 
-def query_summary(sql: str) -> tuple[str, tuple[str, ...]]:
+def query_summary(sql: str, dialect: str = "") -> tuple[str, tuple[str, ...]]:
     """(``db.query.summary``, tables): ``"SELECT sqlaudit_t_book"``; sqlparse, cached per text."""
-    words = fingerprint(sql).split(None, 1)
+    words = fingerprint(sql, dialect).split(None, 1)
     operation = words[0].upper() if words else ""
-    found = tables(sql)
+    found = tables(sql, dialect)
     summary = " ".join((operation, *found)) if found else operation
     return summary[:255], found
 
@@ -193,11 +193,13 @@ def finding_attributes(
     if finding.relationship:
         attrs["sqlaudit.finding.relationship"] = finding.relationship
     attrs.update(code_attributes(finding.location, semconv))
+    dialect = ""
     if finding.statements:
-        attrs.update(db_system_attributes(statements[finding.statements[0]].dialect, semconv))
-    text = finding.fingerprint or (fingerprint(finding.sql) if finding.sql else None)
+        dialect = statements[finding.statements[0]].dialect
+        attrs.update(db_system_attributes(dialect, semconv))
+    text = finding.fingerprint or (fingerprint(finding.sql, dialect) if finding.sql else None)
     if text:
-        summary, found = query_summary(finding.sql or text)
+        summary, found = query_summary(finding.sql or text, dialect)
         if semconv.db_stable:
             attrs["db.query.text"] = text
             if summary:

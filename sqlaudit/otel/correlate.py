@@ -28,7 +28,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext, SpanKind
 
-from sqlaudit._internal import contain
+from sqlaudit._internal import contain, fork_safe
 from sqlaudit.capture.scope import Scope, current
 from sqlaudit.otel.wiring import processor_for
 from sqlaudit.report import scope_of
@@ -62,6 +62,7 @@ class StatementSpans(SpanProcessor):
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
+        fork_safe(self, "_lock")
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Nothing to do when a span starts."""
@@ -127,10 +128,12 @@ def match(
     wanted = set(indexes)
     if not wanted or not spans:
         return {}
-    shapes = [fingerprint(record.sql) for record in records]
+    shapes = [fingerprint(record.sql, record.dialect) for record in records]
+    # The spans are of the same engines' statements: read with the same dialect's rules.
+    dialect = records[0].dialect if records else ""
     by_shape: dict[str, list[SeenSpan]] = {}
     for span in spans:
-        by_shape.setdefault(fingerprint(span.statement), []).append(span)
+        by_shape.setdefault(fingerprint(span.statement, dialect), []).append(span)
     first = int(min(r.start for r in records) * 1e9) + offset_ns - tolerance_ns
     last = int(max(r.start + r.duration for r in records) * 1e9) + offset_ns + tolerance_ns
     paired: dict[int, SpanContext] = {}

@@ -28,6 +28,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
+from sqlaudit._internal import fork_safe
 from sqlaudit.errors import ConfigError
 
 __all__ = ["JsonLinesSpanExporter", "jsonl_tracer_provider", "otlp_json"]
@@ -72,6 +73,7 @@ class JsonLinesSpanExporter(SpanExporter):
             stream = open(path, "a", encoding="utf-8")  # type: ignore[arg-type]  # path is set  # noqa: SIM115
         self._stream: IO[str] = stream
         self._lock = threading.Lock()
+        fork_safe(self, "_lock")
         self._closed = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:

@@ -21,6 +21,7 @@ other span.
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
@@ -29,7 +30,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext, SpanKind
 
-from sqlaudit._internal import contain
+from sqlaudit._internal import contain, fork_safe
 from sqlaudit.capture.scope import Scope, current
 from sqlaudit.report import scope_of
 
@@ -91,6 +92,7 @@ _processors: weakref.WeakKeyDictionary[object, dict[type[SpanProcessor], SpanPro
     weakref.WeakKeyDictionary()
 )
 _processors_lock = threading.Lock()
+fork_safe(sys.modules[__name__], "_processors_lock")
 
 
 def processor_for(provider: object, kind: type[P]) -> P | None:

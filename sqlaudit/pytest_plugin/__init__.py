@@ -38,6 +38,7 @@ import pytest
 from sqlaudit._audit import audit
 from sqlaudit.capture.callsite import stop_at
 from sqlaudit.errors import AuditFailed, ConfigError
+from sqlaudit.model.records import QueryRecord
 from sqlaudit.pytest_plugin import baseline as _baseline
 from sqlaudit.pytest_plugin import requests as client_hooks
 from sqlaudit.pytest_plugin.fixture import SqlauditFixture
@@ -323,6 +324,28 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: tell the controller what it collected
         workeroutput["sqlaudit_collected"] = sorted(session.config.stash[_SESSION].collected)
+
+
+def pytest_assertrepr_compare(op: str, left: object, right: object) -> list[str] | None:
+    """``assert record == other``: pytest's own explanation drills into each differing field
+    of a named tuple and prints its value, the SQL text with its inlined literals among them
+    (issue 14, row 8). This one names the differing fields and prints no SQL text. Any other
+    comparison is left to pytest."""
+    if op != "==" or not isinstance(left, QueryRecord) or not isinstance(right, QueryRecord):
+        return None
+    differing = [
+        name for name, a, b in zip(QueryRecord._fields, left, right, strict=True) if a != b
+    ]
+    return [
+        f"{left!r} == {right!r}",
+        f"Differing fields: {', '.join(differing)}",
+        *(f"{name}: {left[i]!r} != {right[i]!r}" for i, name in _shown(differing)),
+    ]
+
+
+def _shown(differing: list[str]) -> list[tuple[int, str]]:
+    """The differing fields whose values may be printed: all but the SQL text."""
+    return [(QueryRecord._fields.index(name), name) for name in differing if name != "sql"]
 
 
 @pytest.fixture(name="sqlaudit")

@@ -32,7 +32,7 @@ from sqlaudit.pytest_plugin.policy import (
 )
 from sqlaudit.report import AuditReport
 from sqlaudit.report.text import format_site
-from sqlaudit.sql.fingerprint import fingerprint, short
+from sqlaudit.sql.fingerprint import elide, fingerprint
 
 __all__ = ["SqlauditFixture"]
 
@@ -204,7 +204,7 @@ def _shapes(report: AuditReport) -> dict[tuple[str, CallSite | None], int]:
     shapes: dict[tuple[str, CallSite | None], int] = {}
     for record in report.statements:
         if record.kind != StatementKind.TRANSACTION:
-            key = (fingerprint(record.sql), record.callsite)
+            key = (fingerprint(record.sql, record.dialect), record.callsite)
             shapes[key] = shapes.get(key, 0) + 1
     return shapes
 
@@ -217,7 +217,7 @@ def _growth(first: AuditReport, last: AuditReport) -> list[str]:
     for (shape, site), n in _shapes(last).items():
         old = before.get((shape, site), 0)
         if n > old:
-            lines.append(f"  {old}x -> {n}x  {short(shape, 90)}  at {format_site(site)}")
+            lines.append(f"  {old}x -> {n}x  {elide(shape, 90)}  at {format_site(site)}")
     return lines
 
 

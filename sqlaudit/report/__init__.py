@@ -11,8 +11,11 @@ from collections.abc import Mapping, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from sqlaudit._internal import fork_renewer
 from sqlaudit.capture.scope import Scope
 from sqlaudit.model.records import FrozenOrigins
+from sqlaudit.sql.cache import hold, open_owners
+from sqlaudit.sql.printable import printable
 
 if TYPE_CHECKING:
     from sqlaudit.model.config import AuditConfig
@@ -32,23 +35,29 @@ class AuditReport:
     __slots__ = ("__weakref__", "_scope", "_unit", "findings", "parent")
 
     def __init__(self, name: str, config: AuditConfig, parent: AuditReport | None = None) -> None:
-        self._scope: Scope = Scope(name, config, None if parent is None else parent._scope, self)
+        self._scope: Scope = Scope(
+            printable(name), config, None if parent is None else parent._scope, self
+        )
         self._unit: UnitRecord | None = None
         #: The enclosing unit's report (a request inside a test), or None.
         self.parent = parent
         #: The findings, worst first (set when the unit closes).
         self.findings: Sequence[Finding] = ()
+        # Statement-text memos live while an audit is open (``sqlaudit.sql.cache``): the
+        # code that ends the audit (``audit``, the middlewares) releases it.
+        hold(self)
 
     # -- identity -------------------------------------------------------------------------
 
     @property
     def name(self) -> str:
-        """The unit of work's name, e.g. ``"GET /users/{id}"``."""
+        """The unit of work's name, e.g. ``"GET /users/{id}"`` (control characters, line breaks
+        included, written as escapes: ``sqlaudit.sql.printable``)."""
         return self._scope.name
 
     @name.setter
     def name(self, value: str) -> None:
-        self._scope.name = value
+        self._scope.name = printable(value)
 
     @property
     def config(self) -> AuditConfig:
@@ -191,6 +200,16 @@ class AuditReport:
         return (
             f"<AuditReport {self.name!r} queries={self.query_count} findings={len(self.findings)}>"
         )
+
+
+def _renew_open_logs() -> None:
+    """In a forked child: the statement logs of the audits open at the fork get new locks."""
+    for owner in open_owners():
+        if isinstance(owner, AuditReport):
+            owner._scope.log.lock._at_fork_reinit()  # type: ignore[attr-defined]  # CPython
+
+
+fork_renewer(_renew_open_logs)
 
 
 def scope_of(report: AuditReport) -> Scope:

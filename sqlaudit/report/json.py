@@ -18,7 +18,7 @@ def report_to_dict(report: AuditReport) -> dict[str, Any]:
     statements = []
     for record in report.statements:
         item: dict[str, Any] = {
-            "fingerprint": fingerprint(record.sql),
+            "fingerprint": fingerprint(record.sql, record.dialect),
             "kind": record.kind,
             "duration_ms": round(record.duration * 1000, 3),
             "rowcount": record.rowcount,

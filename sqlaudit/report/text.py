@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING
 
 from sqlaudit.model.records import CallSite, StatementKind
-from sqlaudit.sql.fingerprint import fingerprint, short
+from sqlaudit.sql.fingerprint import elide, fingerprint
 
 if TYPE_CHECKING:
     from sqlaudit.model.findings import Finding
@@ -51,7 +51,7 @@ def format_finding(finding: Finding, number: int | None = None) -> str:
             where += f", in the loop at {format_site(loop, function=not same)}"
         lines.append(where)
     if finding.fingerprint and finding.count > 1:
-        lines.append(f"{pad}{finding.count}x {short(finding.fingerprint, 90)}")
+        lines.append(f"{pad}{finding.count}x {elide(finding.fingerprint, 90)}")
     if finding.db_time:
         lines.append(f"{pad}{finding.db_time * 1000:.1f} ms in the database")
     lines.append(f"{pad}fix: {finding.fix}")
@@ -113,15 +113,16 @@ def _statement_lines(report: AuditReport) -> list[str]:
     groups: dict[tuple[str, CallSite | None], list[int]] = {}
     records = report.statements
     for index, record in enumerate(records):
-        groups.setdefault((fingerprint(record.sql), record.callsite), []).append(index)
+        shape = fingerprint(record.sql, record.dialect)
+        groups.setdefault((shape, record.callsite), []).append(index)
     lines = []
-    for (_shape, site), indexes in list(groups.items())[:MAX_GROUPS]:
+    for (shape, site), indexes in list(groups.items())[:MAX_GROUPS]:
         record = records[indexes[0]]
         times = f"{len(indexes)}x " if len(indexes) > 1 else ""
         note = "  [not counted]" if record.kind == StatementKind.TRANSACTION else ""
         error = f"  [failed: {record.error}]" if record.error else ""
         where = f"  at {format_site(site)}" if site else ""
-        lines.append(f"  {indexes[0] + 1:>4}  {times}{short(record.sql, 90)}{where}{note}{error}")
+        lines.append(f"  {indexes[0] + 1:>4}  {times}{elide(shape, 90)}{where}{note}{error}")
     hidden = len(groups) - MAX_GROUPS
     if hidden > 0:
         lines.append(f"  ... {hidden} more statement shapes")

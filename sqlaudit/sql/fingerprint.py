@@ -2,61 +2,52 @@
 
 A fingerprint is the SQL with literals and every placeholder style (``?``, ``%s``,
 ``%(name)s``, ``:name``, ``$1``) replaced by ``?``, comments dropped, whitespace folded, and
-``IN (...)`` and multi-row ``VALUES`` lists collapsed. One compiled statement repeats the same
-text, so results are cached by text in bounded dicts; the per-statement path only ever does a
-dict lookup for repeated text. sqlparse is used only where its cost is paid once per distinct
-statement shown to a person (``readable``, ``tables``).
+``IN (...)`` and multi-row ``VALUES`` lists collapsed (PostgreSQL drivers' bind casts
+included: ``IN (%(a)s::INTEGER, ...)``). Where literals and comments are is decided by the
+dialect's own quoting rules (``sqlaudit.sql.lexer``): pass the statement's dialect; without
+one, every known dialect's rules apply at once (nothing any of them reads as a literal is
+kept). One compiled statement repeats the same text, so results are memoised per text in
+bounded memos (``sqlaudit.sql.cache``); the per-statement path only ever does a dict lookup
+for repeated text. sqlparse is used only where its cost is paid once per distinct statement
+shown to a person (``readable``, ``tables``).
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 from sqlaudit.model.records import StatementKind
+from sqlaudit.sql.cache import Memo
+from sqlaudit.sql.lexer import SPACE, VALUE, family, lex
 
-__all__ = ["fingerprint", "readable", "short", "statement_kind", "tables"]
+__all__ = ["elide", "fingerprint", "readable", "short", "statement_kind", "tables"]
 
-#: Statements longer than this are fingerprinted on their first MAX_SQL characters only, so
-#: one pathological statement cannot cost more than a bounded regex pass.
-MAX_SQL = 64 * 1024
-_CACHE_SIZE = 4096
+#: Statements longer than this are fingerprinted on their first MAX_SQL characters only (the
+#: rest is dropped, never shown), so one pathological statement costs a bounded, linear pass.
+MAX_SQL = 1 << 20
+#: Fingerprints longer than this are not handed to sqlparse (``tables``, ``readable``): its
+#: grouping refuses more than 10,000 tokens, and its cost grows faster than the text.
+MAX_PARSE = 16 * 1024
 
-#: Whitespace and comments: folded into one space. NUL is included so that it can mark quoted
-#: identifiers while the list patterns below run (a NUL in the input is whitespace here).
-_SPACE = r"(?:[\s\x00]|--[^\n]*|\#[^\n]*|/\*.*?(?:\*/|\Z))"
-#: A unary minus belongs to the value it negates, unless the character before it can end an
-#: operand (``a-1`` and ``f(x) - ?`` keep their minus).
-_SIGN = r"(?:(?<![\w.?'$\"`)\]])-)?"
-#: One left-to-right pass. Every alternative always matches once it starts (unterminated quotes
-#: and comments run to the end), so there is no backtracking across tokens. ``%(name)s`` names
-#: exclude ``'``, ``?`` and parentheses: a name that is not one must not become one once its
-#: literals are replaced or its parentheses folded (fingerprints are idempotent).
-_TOKEN = re.compile(
-    rf"""
-      (?P<space>{_SPACE}+)
-    | (?P<ident>"(?:[^"]|"")*(?:"|\Z)|`[^`]*(?:`|\Z))
-    | (?P<value>{_SIGN}(?:
-          \$(?P<tag>[A-Za-z_][A-Za-z_0-9]*)?\$.*?(?:(?(tag)\$(?P=tag)\$|\$\$)|\Z)
-        | (?:\b[NnEeBbXxUu]&?)?'(?:[^'\\]|''|\\.?)*(?:'|\Z)
-        | %\([^()\s'?]{{1,128}}\)s | %s | \? | (?<!:):[A-Za-z_]\w* | \$\d+
-        | 0[xX][0-9A-Fa-f]+ | \d+(?:\.\d*)?(?:[eE][-+]?\d+)? | \.\d+
-        | (?i:TRUE|FALSE)(?![\w$])
-      ))
-    | (?P<word>[^\W\d][\w$]*)
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-_IN_LIST = re.compile(r"\bIN \(\?(?:, \?)+\)", re.IGNORECASE)
-_ROW = r"\((?:\?|\w+)(?:, (?:\?|\w+))*\)"
-_VALUES_LIST = re.compile(rf"\b(VALUES) ({_ROW})(?:, {_ROW})+", re.IGNORECASE)
 _COMMA = re.compile(r" ?, ?")
 _OPERATOR = re.compile(r" ?(<=|>=|<>|!=|=|<|>) ?")
 # Not after "%" / before "s": folding "%( a)s" or "%(a )s" would make a pyformat placeholder.
 _PAREN_OPEN = re.compile(r"(?<!%)\( ")
 _PAREN_CLOSE = re.compile(r" \)(?!s)")
 _SPACES = re.compile(r"  +")
+#: ``printable.UNPRINTABLE`` but the whitespace a lexer reads (``\t\n\v\f\r``, ``\x1c``-``\x1f``).
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+#: Quoted identifiers are held aside as NUL while the patterns below run (a NUL in the input
+#: is whitespace to the lexer, so it never reaches this point otherwise).
 _MARK = "\x00"
+_NAME = r"(?:[A-Za-z_][\w$]*|\x00)"
+#: One value of a list: ``?``, with the bind cast PostgreSQL drivers add (``?::INTEGER``,
+#: ``?::VARCHAR(?)``, ``?::TIMESTAMP WITHOUT TIME ZONE``, ``?::INTEGER[]``, ``?::"Enum"``).
+_ITEM = rf"\?(?:::{_NAME}(?:\.{_NAME})?(?: [A-Za-z_][\w$]*)*(?:\(\?(?:, \?)*\))?(?:\[\])*)?"
+_IN_LIST = re.compile(rf"\bIN \({_ITEM}(?:, {_ITEM})*\)", re.IGNORECASE)
+_ROW = rf"\((?:{_ITEM}|\w+)(?:, (?:{_ITEM}|\w+))*\)"
+_VALUES_LIST = re.compile(rf"\b(VALUES) ({_ROW})(?:, {_ROW})+", re.IGNORECASE)
+_SPACE = r"(?:[\s\x00]|--[^\n]*|\#[^\n]*|/\*.*?(?:\*/|\Z))"
 _LEADING = re.compile(rf"(?:{_SPACE}|\()*", re.DOTALL)
 _FIRST_WORD = re.compile(r"[A-Za-z]+")
 #: For ``WITH``: quoted identifiers (skipped), parentheses and words.
@@ -91,37 +82,68 @@ _KINDS = {
     "RELEASE": StatementKind.TRANSACTION,
     "XA": StatementKind.TRANSACTION,
 }
-_kind_cache: dict[str, str] = {}
+_KIND_MEMO: Memo[str] = Memo()
+#: Read directly on the per-statement path (``capture.statements``): a dict lookup.
+_kind_cache = _KIND_MEMO.data
+_FINGERPRINTS: dict[str, Memo[str]] = {
+    name: Memo(len) for name in ("", "sqlite", "mysql", "postgresql", "mssql", "oracle")
+}
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
-def fingerprint(sql: str) -> str:
+def fingerprint(sql: str, dialect: str = "") -> str:
     """Return the shape of ``sql``: literals and placeholders as ``?``, lists collapsed.
 
-    Never raises for any ``str``; the cost of one call is bounded by ``MAX_SQL``. Idempotent:
-    ``fingerprint(fingerprint(s)) == fingerprint(s)``. Quoted identifiers are kept verbatim.
+    ``dialect`` is SQLAlchemy's dialect name (``QueryRecord.dialect``); literals and comments
+    are found by its quoting rules, or by every known dialect's if it is empty or unknown.
+    Never raises for any ``str``; one call costs a linear pass over at most ``MAX_SQL``
+    characters. Idempotent: ``fingerprint(fingerprint(s, d), d) == fingerprint(s, d)``.
+    Quoted identifiers are kept verbatim.
     """
+    memo = _FINGERPRINTS[family(dialect)]
+    found = memo.data.get(sql)
+    if found is None:
+        found = memo.put(sql, _fingerprint(sql, dialect))
+    return found
+
+
+def _fingerprint(sql: str, dialect: str) -> str:
+    # Control characters are whitespace here (one fingerprint, one line: ``printable``), NUL
+    # included, so that it can mark the quoted identifiers held aside below. Line breaks stay
+    # until the lexer ran: they end ``--`` comments (all whitespace is folded after it).
+    text = _CONTROL.sub(" ", sql[:MAX_SQL])
+    (starts, ends, classes), safe = lex(text, dialect)
+    parts: list[str] = []
     idents: list[str] = []
-
-    def replace(match: re.Match[str]) -> str:
-        group = match.lastgroup
-        if group == "value":
-            return "?"
-        if group == "space":
-            return " "
-        if group == "ident":
+    pos = 0
+    for start, end, cls in zip(starts, ends, classes, strict=True):
+        if start >= safe:
+            break
+        if start > pos:
+            parts.append(text[pos:start])
+        if cls == VALUE:
+            parts.append("?")
+        elif cls == SPACE:
+            parts.append(" ")
+        else:
             # Held aside so that the folding patterns below never reach inside one.
-            idents.append(match.group())
-            return _MARK
-        return match.group()
-
-    text = _TOKEN.sub(replace, sql[:MAX_SQL]).strip()
+            idents.append(text[start:end])
+            parts.append(_MARK)
+        pos = end
+    parts.append(text[pos:safe])
+    if safe < len(text):
+        # Where the dialect's settings disagree: all of it a literal. After a space, so that
+        # a minus before it stays an operator (``-?`` would read as one signed value).
+        parts.append(" ?")
+    text = " ".join("".join(parts).split())  # whitespace folded, as str.split() reads it
     text = _COMMA.sub(", ", text)
     text = _OPERATOR.sub(r" \1 ", text)
     text = _PAREN_CLOSE.sub(")", _PAREN_OPEN.sub("(", text))
     text = _SPACES.sub(" ", text)
-    text = _IN_LIST.sub("IN (?)", text)
-    text = _VALUES_LIST.sub(r"\1 \2", text)
+    upper = text.upper()  # the list patterns run only where they can match
+    if "IN (?" in upper:
+        text = _IN_LIST.sub("IN (?)", text)
+    if "VALUES (" in upper:
+        text = _VALUES_LIST.sub(r"\1 \2", text)
     text = text.rstrip("; ")
     if idents:
         restore = iter(idents)
@@ -130,7 +152,7 @@ def fingerprint(sql: str) -> str:
 
 
 def statement_kind(sql: str) -> str:
-    """Classify ``sql`` by its first keyword (cached by text; bounded cache).
+    """Classify ``sql`` by its first keyword (memoised by text; bounded).
 
     Leading comments and parentheses are skipped; ``WITH`` statements take the kind of their
     main statement, or of a data-modifying CTE (PostgreSQL ``WITH d AS (DELETE ...)``).
@@ -144,10 +166,7 @@ def statement_kind(sql: str) -> str:
     kind = _KINDS.get(word, StatementKind.OTHER)
     if word == "WITH":
         kind = _with_kind(sql)
-    if len(_kind_cache) >= _CACHE_SIZE:
-        _kind_cache.clear()
-    _kind_cache[sql] = kind
-    return kind
+    return _KIND_MEMO.put(sql, kind)
 
 
 _WRITE_VERBS = {
@@ -168,7 +187,8 @@ def _with_kind(sql: str) -> str:
     depth = 0
     after_open = False
     cte_write: str | None = None
-    for match in _WITH_TOKENS.finditer(fingerprint(sql)):
+    # The kind is no export: PostgreSQL's rules (one lexer, not every dialect's) find verbs.
+    for match in _WITH_TOKENS.finditer(fingerprint(sql, "postgresql")):
         opening, closing, word = match.groups()
         if opening:
             depth += 1
@@ -192,34 +212,67 @@ def _with_kind(sql: str) -> str:
 _SELECT_LIST = re.compile(r"^(SELECT (?:DISTINCT )?)(.+?)( FROM .*)$", re.IGNORECASE | re.DOTALL)
 
 
-def short(sql: str, width: int = 100) -> str:
+def short(sql: str, width: int = 100, dialect: str = "") -> str:
     """One-line summary of a statement's fingerprint for reports: column lists elided."""
-    text = fingerprint(sql)
-    match = _SELECT_LIST.match(text)
+    return elide(fingerprint(sql, dialect), width)
+
+
+def elide(shape: str, width: int = 100) -> str:
+    """A fingerprint (already one: not fingerprinted again) shortened for reports."""
+    match = _SELECT_LIST.match(shape)
     if match and "(" not in match.group(2):
-        text = f"{match.group(1)}…{match.group(3)}"
-    if len(text) > width:
-        text = text[: width - 1] + "…"
-    return text
+        shape = f"{match.group(1)}…{match.group(3)}"
+    if len(shape) > width:
+        shape = shape[: width - 1] + "…"
+    return shape
 
 
-@lru_cache(maxsize=1024)
-def readable(sql: str) -> str:
+_READABLE: Memo[str] = Memo(len, max_entries=1024)
+_TABLES: Memo[tuple[str, ...]] = Memo(lambda found: sum(map(len, found)), max_entries=1024)
+
+
+def readable(sql: str, dialect: str = "") -> str:
     """The fingerprint, reindented by sqlparse for people (paid once per distinct shape)."""
-    import sqlparse
+    shape = fingerprint(sql, dialect)
+    found = _READABLE.data.get(shape)
+    if found is None:
+        found = shape
+        if len(shape) <= MAX_PARSE:
+            try:
+                import sqlparse
 
-    return str(sqlparse.format(fingerprint(sql), reindent=True, keyword_case="upper")).strip()
+                found = str(sqlparse.format(shape, reindent=True, keyword_case="upper")).strip()
+            except Exception:  # a third-party parser on any text: then the flat fingerprint
+                found = shape
+        found = _READABLE.put(shape, found)
+    return found
 
 
-@lru_cache(maxsize=1024)
-def tables(sql: str) -> tuple[str, ...]:
-    """Table names a statement reads or writes, in order of appearance (via sqlparse)."""
+def tables(sql: str, dialect: str = "") -> tuple[str, ...]:
+    """Table names a statement reads or writes, in order of appearance (via sqlparse).
+
+    Empty when sqlparse cannot tell: fingerprints longer than ``MAX_PARSE``, or text sqlparse
+    refuses (its grouping raises past 10,000 tokens): table names are optional metadata, and a
+    failure here must not cost the unit's findings (issue 14).
+    """
+    shape = fingerprint(sql, dialect)
+    found = _TABLES.data.get(shape)
+    if found is None:
+        try:
+            found = _tables(shape) if len(shape) <= MAX_PARSE else ()
+        except Exception:
+            found = ()
+        found = _TABLES.put(shape, found)
+    return found
+
+
+def _tables(text: str) -> tuple[str, ...]:
     import sqlparse
     from sqlparse.sql import Function, Identifier, IdentifierList
     from sqlparse.tokens import DML, Keyword
 
     found: list[str] = []
-    for statement in sqlparse.parse(fingerprint(sql)):
+    for statement in sqlparse.parse(text):
         expect_table = False
         for token in statement.tokens:
             if token.is_whitespace:

@@ -7,6 +7,13 @@ values changed, so for statements with a LIMIT, OFFSET, FETCH or IN list (decide
 distinct SQL text, cached) sqlaudit keeps a *signature*: one salted hash per bind value, in
 placeholder order, with each placeholder's role (``in``, ``limit``, ``offset``, ``range``,
 ``eq``, ``other``). The values themselves are never stored; the salt is random per process.
+
+Hashing a value calls the application's code (its ``__hash__``, and ``__repr__`` for values
+that are not hashable), on a statement that has already run: whatever that code raises is
+contained here and the value hashes to 0, ``BaseException`` subclasses included (a value
+raising one made a successful statement fail, issue 14 row 9), except ``KeyboardInterrupt``
+and ``SystemExit``: those ask the process to stop, whoever raised them (a signal handler may
+raise ``KeyboardInterrupt`` in whatever code runs), and are never swallowed.
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sqlaudit.sql.cache import Memo
+
 __all__ = ["roles", "signature", "walk"]
 
 _SALT = os.urandom(16)
-_CACHE_SIZE = 4096
 _INTERESTING = re.compile(r"\b(LIMIT|OFFSET|FETCH)\b|\bIN\s*\(", re.IGNORECASE)
 _PLACEHOLDER = re.compile(
     r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\""  # quoted text: skipped
@@ -32,7 +40,11 @@ _BEFORE = re.compile(
     re.IGNORECASE,
 )
 _IN_OPEN = re.compile(r"\bIN\s*\($", re.IGNORECASE)
-_cache: dict[str, tuple[tuple[Any, str], ...] | None] = {}
+_ROLES: Memo[tuple[tuple[Any, str], ...] | None] = Memo(
+    lambda found: 0 if found is None else 16 * len(found)
+)
+#: Read directly on the per-statement path (``capture.statements``): a dict lookup.
+_cache = _ROLES.data
 
 
 def roles(sql: str) -> tuple[tuple[Any, str], ...] | None:
@@ -43,10 +55,7 @@ def roles(sql: str) -> tuple[tuple[Any, str], ...] | None:
     result: tuple[tuple[Any, str], ...] | None = None
     if _INTERESTING.search(sql):
         result = tuple(_scan(sql))
-    if len(_cache) >= _CACHE_SIZE:
-        _cache.clear()
-    _cache[sql] = result
-    return result
+    return _ROLES.put(sql, result)
 
 
 def _scan(sql: str) -> list[tuple[Any, str]]:
@@ -93,23 +102,32 @@ def _role(before: str) -> str:
     return "eq" if op == "=" else "other"
 
 
+#: Never contained: they ask the process to stop (see the module's docstring).
+_STOP = (KeyboardInterrupt, SystemExit)
+
+
 def _hash(value: Any) -> int:
-    """A salted hash of a bind value; never raises (unhashable values, e.g. lists or a
-    writable ``memoryview``, hash by their bytes or repr; anything else that fails is 0)."""
+    """A salted hash of a bind value; raises nothing but ``_STOP`` (unhashable values, e.g.
+    lists or a writable ``memoryview``, hash by their bytes or repr; anything else is 0)."""
     try:
         return hash((_SALT, value))
-    except Exception:
+    except _STOP:
+        raise
+    except BaseException:  # the application's __hash__: see the docstring
         pass
     try:
         if isinstance(value, (memoryview, bytearray)):
             return hash((_SALT, bytes(value)))
         return hash((_SALT, repr(value)[:256]))
-    except Exception:
+    except _STOP:
+        raise
+    except BaseException:
         return 0
 
 
 def signature(sql: str, parameters: Any) -> tuple[int, ...] | None:
-    """Salted hashes of the bind values in placeholder order (None if not needed)."""
+    """Salted hashes of the bind values in placeholder order (None if not needed, or if the
+    parameters cannot be read: they are the application's objects)."""
     placeholders = roles(sql)
     if not placeholders or parameters is None:
         return None
@@ -124,8 +142,19 @@ def signature(sql: str, parameters: Any) -> tuple[int, ...] | None:
             return tuple([hash((salt, get(key))) for key, _ in placeholders])
         if kind is tuple or kind is list:
             return tuple([hash((salt, parameters[key])) for key, _ in placeholders])
-    except Exception:
+    except _STOP:
+        raise
+    except BaseException:  # a value's __hash__ failed: the general path below contains it
         pass
+    try:
+        return _general(placeholders, parameters)
+    except _STOP:
+        raise
+    except BaseException:  # a Mapping or Sequence of the application's own that fails
+        return None
+
+
+def _general(placeholders: tuple[tuple[Any, str], ...], parameters: Any) -> tuple[int, ...] | None:
     if isinstance(parameters, Mapping):
         return tuple(_hash(parameters.get(key)) for key, _ in placeholders)
     if isinstance(parameters, Sequence) and not isinstance(parameters, (str, bytes)):

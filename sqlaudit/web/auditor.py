@@ -32,6 +32,7 @@ from sqlaudit.detectors import run_detectors
 from sqlaudit.errors import AuditFailed
 from sqlaudit.report import AuditReport, scope_of
 from sqlaudit.report.entry import mark
+from sqlaudit.sql.cache import release
 from sqlaudit.web.devpage import DevPage
 from sqlaudit.web.options import Options
 
@@ -42,7 +43,6 @@ __all__ = ["RequestAuditor", "Unit", "collapse_ids"]
 
 #: Longest path kept in a provisional name: names must stay bounded whatever clients send.
 _MAX_PATH = 200
-_HAS_DIGIT = re.compile(r"\d").search
 # A path segment that identifies a record rather than naming a resource: an integer, a
 # dotted/dashed number (dates, versions of records), a UUID, a long hex string (object ids,
 # hashes) or a token of 12+ characters mixing letters and digits (ULIDs, URL-safe base64
@@ -52,14 +52,24 @@ _ID_SEGMENT = re.compile(
     r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|[0-9a-fA-F]{16,}"
     r"|(?=[A-Za-z_-]*\d)(?=[0-9_-]*[A-Za-z])[A-Za-z0-9_-]{12,}"
+    # An e-mail address, or anything not ASCII (route names are written in code; a path's
+    # non-ASCII segment is a name or a value the client sent): issue 14.
+    r"|[^@]*@.*|.*[^\x00-\x7f].*"
 ).fullmatch
+#: What makes a path worth splitting into segments at all.
+_MAY_HOLD_ID = re.compile(r"[\d@]|[^\x00-\x7f]").search
 
 
 def collapse_ids(path: str) -> str:
-    """``/users/42/posts/7f3c...`` -> ``/users/{id}/posts/{id}``; bounded in length."""
+    """``/users/42/posts/7f3c...`` -> ``/users/{id}/posts/{id}``; bounded in length.
+
+    Collapsed: numbers, dates, UUIDs, long hex, tokens mixing letters and digits, e-mail
+    addresses and non-ASCII segments. Other segments stay (``/users/alice``, slugs, a token
+    without digits): name such routes after the framework's route template, or exclude them.
+    """
     if len(path) > _MAX_PATH:
         path = path[:_MAX_PATH] + "..."
-    if _HAS_DIGIT(path) is None:
+    if _MAY_HOLD_ID(path) is None:
         return path
     return "/".join("{id}" if _ID_SEGMENT(part) else part for part in path.split("/"))
 
@@ -220,6 +230,7 @@ class RequestAuditor:
             contain("middleware: closing the audit", exc, report, failing=failing)
         if closer is self._closer or not unit.sampled:
             self._show(unit)
+        release(report)  # after the development page summarised it: the last empties memos
         if failed is not None:
             raise failed
 

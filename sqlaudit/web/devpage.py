@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING
 
+from sqlaudit._internal import fork_safe
 from sqlaudit._validate import check_int, check_path
 from sqlaudit.model.records import CallSite, StatementKind
 from sqlaudit.report.text import format_site
-from sqlaudit.sql.fingerprint import fingerprint, short
+from sqlaudit.sql.fingerprint import elide, fingerprint
 
 if TYPE_CHECKING:
     from sqlaudit.report import AuditReport
@@ -95,11 +96,12 @@ def entry(report: AuditReport, status: int | None, sampled: bool) -> Entry:
     for record in report.statements:
         if record.kind == StatementKind.TRANSACTION:
             continue
-        groups.setdefault((fingerprint(record.sql), record.callsite), []).append(record.duration)
+        shape = fingerprint(record.sql, record.dialect)
+        groups.setdefault((shape, record.callsite), []).append(record.duration)
     ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), -sum(item[1])))
     shapes = tuple(
-        Shape(len(times), short(sql, 160), format_site(site) if site else "", sum(times) * 1000)
-        for (sql, site), times in ordered[:MAX_SHAPES]
+        Shape(len(times), elide(shape, 160), format_site(site) if site else "", sum(times) * 1000)
+        for (shape, site), times in ordered[:MAX_SHAPES]
     )
     findings = tuple(
         Item(
@@ -137,6 +139,7 @@ class DevPage:
         self.size = size
         self._entries: deque[Entry] = deque(maxlen=size)
         self._lock = threading.Lock()
+        fork_safe(self, "_lock")
 
     def add(self, report: AuditReport, status: int | None, sampled: bool) -> None:
         item = entry(report, status, sampled)

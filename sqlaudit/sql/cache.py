@@ -1,0 +1,147 @@
+"""Memos of what sqlaudit derives from statement texts: bounded, and dropped with the last audit.
+
+Compiled statements repeat their text, so a statement's kind, parameter roles, fingerprint and
+tables are computed once per distinct text. The keys are the texts themselves: an IN list of
+1,500 values, or a statement with inlined literals, is a new text each time, and module-level
+dicts kept every one of them after every audit had closed (issue 14, row 4: 100 distinct 1 MB
+statements retained 95 MiB, IN lists of 1 to 1,500 values 96 MiB). So:
+
+* each memo is bounded twice while audits are open, in entries (``MAX_ENTRIES``) and in
+  characters held (``MAX_CHARS``, keys and values): the oldest half is dropped when either
+  bound is reached, and a text over a quarter of the budget is not kept at all;
+* when the last open audit ends (``release``), every memo holding more than ``RESIDUAL``
+  characters is emptied. A smaller one is kept: a service's few hundred compiled statements,
+  which SQLAlchemy's own compiled cache holds anyway, are then not fingerprinted again for
+  every request a service handles alone (measured: dropping everything costs ~15 µs per
+  distinct statement per request, and ~1 ms per finding for sqlparse's table names).
+  ``RESIDUAL = 0`` drops everything.
+
+Reading a closed report later (rendering it) may fill them again, within the same bounds,
+until the next audit ends. The hot path reads ``Memo.data`` (a plain dict) directly; writes
+take a lock.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from itertools import islice
+from typing import Generic, TypeVar
+
+from sqlaudit._internal import fork_safe
+
+__all__ = [
+    "MAX_CHARS",
+    "MAX_ENTRIES",
+    "RESIDUAL",
+    "Memo",
+    "clear_all",
+    "hold",
+    "memos",
+    "open_owners",
+    "release",
+]
+
+V = TypeVar("V")
+
+#: Characters a memo holds at most by default (keys and values), and entries.
+MAX_CHARS = 4 << 20
+MAX_ENTRIES = 4096
+#: Characters a memo may keep once no audit is open; a larger one is emptied.
+RESIDUAL = 64 * 1024
+#: What one entry costs besides its text (dict slot, tuple, small value), in characters.
+_ENTRY_COST = 64
+
+_memos: list[Memo[object]] = []
+_open: weakref.WeakSet[object] = weakref.WeakSet()
+_lock = threading.Lock()
+fork_safe(sys.modules[__name__], "_lock")
+
+
+class Memo(Generic[V]):
+    """A dict from statement text to a derived value, bounded in entries and characters."""
+
+    __slots__ = ("__weakref__", "_lock", "_measure", "chars", "data", "max_chars", "max_entries")
+
+    def __init__(
+        self,
+        measure: Callable[[V], int] = lambda _: 0,
+        *,
+        max_entries: int = MAX_ENTRIES,
+        max_chars: int = MAX_CHARS,
+    ) -> None:
+        #: The entries; read it directly on the per-statement path (``data.get(text)``).
+        self.data: dict[str, V] = {}
+        #: Characters held now (keys, values and a fixed cost per entry).
+        self.chars = 0
+        self.max_entries = max_entries
+        self.max_chars = max_chars
+        self._measure = measure
+        self._lock = threading.Lock()
+        fork_safe(self, "_lock")
+        _memos.append(self)  # type: ignore[arg-type]  # only cleared, never read through
+
+    def put(self, key: str, value: V) -> V:
+        """Remember ``value`` for ``key`` (if it fits the budget); return ``value``."""
+        size = len(key) + self._measure(value) + _ENTRY_COST
+        if size > self.max_chars // 4:
+            return value
+        with self._lock:
+            data = self.data
+            if key in data:
+                return value
+            while data and (len(data) >= self.max_entries or self.chars + size > self.max_chars):
+                self._drop_oldest_half()
+            data[key] = value
+            self.chars += size
+        return value
+
+    def _drop_oldest_half(self) -> None:
+        # In bulk: dropping one entry at a time from the front of a dict is quadratic.
+        data = self.data
+        for key in list(islice(data, max(1, len(data) // 2))):
+            self.chars -= len(key) + self._measure(data.pop(key)) + _ENTRY_COST
+
+    def clear(self) -> None:
+        with self._lock:
+            self.data.clear()
+            self.chars = 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def open_owners() -> list[object]:
+    """The audits open now (their reports), e.g. to re-create their locks after a fork."""
+    return list(_open)
+
+
+def memos() -> tuple[Memo[object], ...]:
+    """Every memo (for measurements and tests)."""
+    return tuple(_memos)
+
+
+def clear_all() -> None:
+    """Empty every memo."""
+    for memo in _memos:
+        memo.clear()
+
+
+def hold(owner: object) -> None:
+    """An audit opened: memos are kept while it is open (``owner`` is held weakly, so an audit
+    that is dropped without being closed does not keep them forever)."""
+    with _lock:
+        _open.add(owner)
+
+
+def release(owner: object) -> None:
+    """An audit ended: when it was the last one open, empty every memo over ``RESIDUAL``."""
+    with _lock:
+        _open.discard(owner)
+        last = not _open
+    if last:
+        for memo in _memos:
+            if memo.chars > RESIDUAL:
+                memo.clear()
