@@ -99,9 +99,7 @@ def parent_key(state: InstanceState[Any]) -> int:
 
 
 #: Held weakly: a relationship property refers to its mapper and class.
-_relationships: weakref.WeakKeyDictionary[Any, tuple[str, bool, str]] = (
-    weakref.WeakKeyDictionary()
-)
+_relationships: weakref.WeakKeyDictionary[Any, tuple[str, bool, str]] = weakref.WeakKeyDictionary()
 
 
 def relationship_info(prop: Any) -> tuple[str, bool, str]:
