@@ -40,7 +40,8 @@ _installed: set[str] = set()
 
 def _wsgi(app: Any) -> Any:
     if isinstance(app, WSGIAuditMiddleware) or isinstance(
-        getattr(app, "wsgi_app", None), WSGIAuditMiddleware  # Flask's documented wiring
+        getattr(app, "wsgi_app", None),
+        WSGIAuditMiddleware,  # Flask's documented wiring
     ):
         return app  # its own middleware makes each request a unit already
     # No reporters, no policy: the test's own audit holds and judges every request.
