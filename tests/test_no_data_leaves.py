@@ -240,7 +240,7 @@ def test_pytest_output_and_files_hold_no_canary(
     assert "repeated_query" in out and "write_loop" in out
     assert "sqlaudit_t_stream" in out and "sqlaudit_t_comment" in out
     assert "RuntimeError: the test's own failure" in out
-    assert "6 tests audited: " in out
+    assert "6 tests audited, " in out
     assert "wrote baseline baseline.json" in outputs["accept stdout"]
     assert "more statements than the baseline allows" in outputs["regress stdout"]
     report = json.loads(files["out/r.json"])

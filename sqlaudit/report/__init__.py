@@ -29,7 +29,7 @@ class AuditReport:
     it exits. Counts read while the block is open are the counts so far.
     """
 
-    __slots__ = ("__weakref__", "_scope", "_unit", "findings", "parent")
+    __slots__ = ("__weakref__", "_scope", "_unit", "allowed", "findings", "parent")
 
     def __init__(self, name: str, config: AuditConfig, parent: AuditReport | None = None) -> None:
         self._scope: Scope = Scope(name, config, None if parent is None else parent._scope, self)
@@ -38,6 +38,9 @@ class AuditReport:
         self.parent = parent
         #: The findings, worst first (set when the unit closes).
         self.findings: Sequence[Finding] = ()
+        #: Findings an allowlist of the config allowed (``Finding.allowed`` names the rule):
+        #: shown as allowed in reports and summaries, never failing, logged or exported.
+        self.allowed: Sequence[Finding] = ()
 
     # -- identity -------------------------------------------------------------------------
 
