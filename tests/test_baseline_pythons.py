@@ -21,6 +21,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from plugin_cases.support import project, run, section
+
+pytest_plugins = ("pytester",)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -198,3 +201,38 @@ def test_baseline_written_on_one_python_passes_on_another(tmp_path: Path, other_
     regress = pytest_in(other, tmp_path, baseline)
     assert regress.returncode == 1, regress.stdout + regress.stderr
     assert "1 failed, 5 passed" in regress.stdout
+
+
+MARKED = """
+import pytest
+from feedlib import Session, feed
+
+
+@pytest.mark.query_budget(2)
+def test_budget(engine):
+    with Session(engine) as session:
+        feed(session)
+
+
+def test_n_plus_one(engine):
+    with Session(engine) as session:
+        feed(session)
+"""
+
+
+def test_adopting_run_still_fails_a_marker_budget(pytester: pytest.Pytester) -> None:
+    """The README's rule: a baseline accepts findings and counts, never a marker's budget. The
+    adopting run fails the test over its ``query_budget`` (exit status 1) and still writes the
+    baseline, with both tests' entries; the next run fails that test again, and only it."""
+    project(pytester, MARKED)
+    adopt = run(pytester, "--sqlaudit-baseline=b.json", "--sqlaudit-update-baseline")
+    adopt.assert_outcomes(passed=1, failed=1)
+    assert adopt.ret == pytest.ExitCode.TESTS_FAILED
+    entries = json.loads((pytester.path / "b.json").read_text())["tests"]
+    assert sorted(entries) == ["test_feed.py::test_budget", "test_feed.py::test_n_plus_one"]
+    assert [f["kind"] for f in entries["test_feed.py::test_n_plus_one"]["findings"]] == [
+        "n_plus_one"
+    ]
+    check = run(pytester, "--sqlaudit-baseline=b.json")
+    check.assert_outcomes(passed=1, failed=1)
+    assert "query budget exceeded: 21 statements" in section(check, "test_budget")
