@@ -6,7 +6,8 @@ The suite below runs under this interpreter (writing the baseline) and under ano
 or 3.11 when this is 3.12), in a virtualenv holding the same SQLAlchemy, sqlparse and pytest,
 with the checkout on ``PYTHONPATH``. The other interpreter comes from ``PATH`` or pyenv, as
 ``.ci/run`` finds its own; without one the test is skipped (a failure under
-``SQLAUDIT_REQUIRE_SERVERS=1``, as in CI)."""
+``SQLAUDIT_REQUIRE_SERVERS=1``, as in CI). ``SQLAUDIT_TEST_OTHER_PYTHON=3.13`` (or ``3.10``)
+checks against that version instead."""
 
 from __future__ import annotations
 
@@ -109,8 +110,11 @@ PLUGIN = ("-p", "no:sqlaudit", "-p", "sqlaudit.pytest_plugin", "-p", "no:cachepr
 
 
 def other_python() -> str | None:
-    """Python 3.12 (3.11 when this is 3.12), from PATH or pyenv, like ``.ci/run``."""
-    wanted = "3.11" if sys.version_info[:2] == (3, 12) else "3.12"
+    """Python 3.12 (3.11 when this is 3.12), from PATH or pyenv, like ``.ci/run``; or the
+    version named by ``SQLAUDIT_TEST_OTHER_PYTHON`` (``3.13``, ``3.10``)."""
+    wanted = os.environ.get("SQLAUDIT_TEST_OTHER_PYTHON") or (
+        "3.11" if sys.version_info[:2] == (3, 12) else "3.12"
+    )
     candidates = [shutil.which(f"python{wanted}") or ""]
     root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
     candidates += sorted(glob.glob(f"{root}/versions/{wanted}.*/bin/python{wanted}"))
@@ -138,6 +142,14 @@ def other_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     started = time.perf_counter()
     subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=120)
     pins = [f"{name}=={version(name)}" for name in ("SQLAlchemy", "sqlparse", "pytest")]
+    old = subprocess.run(
+        [python, "-c", "import sys; print(sys.version_info < (3, 11))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    if old.stdout.strip() == "True":
+        pins[0] = "SQLAlchemy>=2.0.23,<2.1"  # SQLAlchemy 2.1 requires Python 3.11
     pip = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *pins],
         check=False,

@@ -128,12 +128,7 @@ def instrument(engine: Any, *, orm: bool = True) -> Instrumentation | ExtensionI
         raise ConfigError(_unsupported(engine))
     with _lock:
         existing = _registry.get(target)
-        if existing is not None and existing.active:
-            if orm and not existing.orm:
-                raise ConfigError(
-                    "this engine is already instrumented with orm=False; remove() that "
-                    "instrumentation first to instrument it with orm=True"
-                )
+        if existing is not None and _reusable(existing, orm, "engine"):
             return existing
         handle = Instrumentation(target, orm)
         handle._attach(target)
@@ -145,17 +140,25 @@ def instrument(engine: Any, *, orm: bool = True) -> Instrumentation | ExtensionI
 def _instrument_extension(extension: Any, orm: bool) -> ExtensionInstrumentation:
     with _lock:
         existing = _extensions.get(extension)
-        if existing is not None and existing.active:
-            if orm and not existing.orm:
-                raise ConfigError(
-                    "this Flask-SQLAlchemy extension is already instrumented with orm=False; "
-                    "remove() that instrumentation first to instrument it with orm=True"
-                )
+        if existing is not None and _reusable(existing, orm, "Flask-SQLAlchemy extension"):
             return existing
         handle = ExtensionInstrumentation(extension, orm, instrument)
         handle._start(instrument)
         _extensions[extension] = handle
         return handle
+
+
+def _reusable(existing: Instrumentation | ExtensionInstrumentation, orm: bool, what: str) -> bool:
+    """Whether ``existing`` is the handle to return again (instrument() is idempotent); a
+    ConfigError when it lacks the ORM detail now asked for."""
+    if not existing.active:
+        return False
+    if orm and not existing.orm:
+        raise ConfigError(
+            f"this {what} is already instrumented with orm=False; remove() that "
+            "instrumentation first to instrument it with orm=True"
+        )
+    return True
 
 
 def _unsupported(obj: object) -> str:
