@@ -9,7 +9,7 @@ Integrations are imported by path: ``sqlaudit.wsgi``, ``sqlaudit.asgi``, ``sqlau
 from __future__ import annotations
 
 from sqlaudit._audit import audit, current_report, ignore
-from sqlaudit.capture.instrumentation import Instrumentation, instrument
+from sqlaudit.capture.instrumentation import ExtensionInstrumentation, Instrumentation, instrument
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.model.config import AuditConfig
 from sqlaudit.model.findings import KINDS, Finding, Severity
@@ -25,6 +25,7 @@ __all__ = [
     "AuditReport",
     "CallSite",
     "ConfigError",
+    "ExtensionInstrumentation",
     "Finding",
     "Instrumentation",
     "OrmLoad",

@@ -27,6 +27,7 @@ from sqlaudit.detectors import (
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.model.config import AuditConfig
 from sqlaudit.model.findings import Finding, check_kinds
+from sqlaudit.model.records import QueryRecord
 from sqlaudit.report import AuditReport, scope_of
 from sqlaudit.reporters import LogReporter, Reporter, check_reporters
 from sqlaudit.sql.cache import release
@@ -78,9 +79,13 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             config = config.replace(**overrides)
         self.name = name
         self.config = config
-        if reporters is None:
-            reporters = (LogReporter(),) if config.on_finding == "log" else ()
-        self.reporters: tuple[Reporter, ...] = check_reporters(reporters)
+        checked = () if reporters is None else check_reporters(reporters)
+        if config.on_finding == "log" and not any(isinstance(r, LogReporter) for r in checked):
+            # ``reporters`` add to the log records of on_finding="log" (issue 19: passing an
+            # OTelReporter used to turn them off); a LogReporter among them replaces the
+            # default one, and on_finding="ignore" turns them off.
+            checked = (LogReporter(), *checked)
+        self.reporters: tuple[Reporter, ...] = checked
         self.detectors = DEFAULT_DETECTORS if detectors is None else check_detectors(detectors)
         self.all_threads = check_bool("all_threads", all_threads)
         self.report: AuditReport | None = None
@@ -152,7 +157,9 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             # A request inside a test: the test reports the request's findings beside its own.
             nested = lift(scope.child_findings, unit)
             findings = rank([*nested, *findings], unit.config.max_findings)
-        report.findings = tuple(_with_loops(findings))
+        findings = _with_loops(_with_stacks(findings, unit.statements))
+        report.findings = tuple(f for f in findings if f.allowed is None)
+        report.allowed = tuple(f for f in findings if f.allowed is not None)
         scope.internal_errors += failures
         parent = scope.parent
         # A unit that outlived the one it was opened in (a response body finalised late, the
@@ -161,7 +168,7 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             parent = parent.parent
         if parent is not None:
             try:
-                parent.merge_child(scope, unit, report.findings)
+                parent.merge_child(scope, unit, (*report.findings, *report.allowed))
             except Exception as exc:
                 contain("merge_child", exc, scope)
         scope.release()
@@ -210,6 +217,24 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
 _LOOP_KINDS = frozenset(
     {"n_plus_one", "column_reload", "repeated_query", "write_loop", "commit_in_loop"}
 )
+
+
+def _with_stacks(findings: Iterable[Finding], records: Sequence[QueryRecord]) -> list[Finding]:
+    """``findings`` with a call stack also when a detector gave none (a loop's combined
+    finding): its location, then the callers of its first statement, when that statement was
+    issued in the same function. Baselines key on the stack's first named function
+    (``Finding.identity``), which a comprehension's frame alone does not give."""
+    out = []
+    for finding in findings:
+        site = finding.location
+        if not finding.stack and site is not None and finding.statements:
+            index = finding.statements[0]
+            stack = records[index].stack if index < len(records) else ()
+            if stack and (stack[0].file, stack[0].function) == (site.file, site.function):
+                out.append(dataclasses.replace(finding, stack=(site, *stack[1:])))
+                continue
+        out.append(finding)
+    return out
 
 
 def _with_loops(findings: Iterable[Finding]) -> list[Finding]:

@@ -19,6 +19,7 @@ __all__ = [
     "check_budgets",
     "check_callable",
     "check_choice",
+    "check_globs",
     "check_header_name",
     "check_int",
     "check_items",
@@ -29,6 +30,8 @@ __all__ = [
     "check_provider",
     "check_rate",
     "check_ratio",
+    "check_regexes",
+    "check_relationships",
     "check_str",
 ]
 
@@ -234,3 +237,50 @@ def check_budgets(
         else:
             exact[key] = n
     return exact, tuple(patterns)
+
+
+def _strings(setting: str, value: object, allowed: str) -> tuple[str, ...]:
+    """``value`` as a tuple of non-empty strs (a single str counts as one), order kept,
+    duplicates dropped."""
+    if isinstance(value, str):
+        value = (value,)
+    elif isinstance(value, bytes) or not isinstance(value, Iterable):
+        raise ConfigError(f"{setting} must be an iterable of {allowed}, got {value!r}")
+    items: tuple[object, ...] = tuple(value)
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise ConfigError(f"{setting} must be {allowed}, got {item!r}")
+    return tuple(dict.fromkeys(str(item).strip() for item in items))
+
+
+# "User.comments", "Legacy*.*", "*.audit_log": a class and an attribute, either may be a glob.
+_RELATIONSHIP = re.compile(r"[\w*?\[\]!]+\.[\w*?\[\]!]+").fullmatch
+
+
+def check_relationships(value: object, setting: str = "allow_relationships") -> frozenset[str]:
+    """Relationships or attributes like ``"User.comments"`` (globs allowed)."""
+    allowed = 'relationships like "User.comments" (globs like "Legacy*.*" allowed)'
+    items = _strings(setting, value, allowed)
+    for item in items:
+        if not _RELATIONSHIP(item):
+            raise ConfigError(f"{setting} must be {allowed}, got {item!r}")
+    return frozenset(items)
+
+
+def check_globs(setting: str, value: object) -> tuple[str, ...]:
+    """File path globs like ``"app/legacy/*"`` (``/`` separated, relative to the working
+    directory, or absolute)."""
+    return _strings(setting, value, 'path globs like "app/legacy/*" or "*/reports.py"')
+
+
+def check_regexes(setting: str, value: object) -> tuple[str, ...]:
+    """Regular expressions (compiled here once, so a typo fails when configured)."""
+    items = _strings(setting, value, r'regular expressions like "FROM audit_log\b"')
+    for item in items:
+        try:
+            re.compile(item)
+        except re.error as exc:
+            raise ConfigError(
+                f"{setting} must be valid regular expressions, got {item!r} ({exc})"
+            ) from None
+    return items

@@ -83,7 +83,7 @@ def init_app(
 
     Call it after ``FlaskInstrumentor().instrument_app(app)`` (see the module's docstring).
     ``config`` and ``options`` are those of :class:`~sqlaudit.wsgi.WSGIAuditMiddleware`;
-    ``config`` defaults to ``AuditConfig.for_production()`` and is used with
+    ``config`` defaults to the ``mode``'s (``AuditConfig.for_production()``) and is used with
     ``open_transactions=False``. Bad options raise ``ConfigError`` before ``app`` is changed.
     """
     middleware = FlaskAuditMiddleware(app.wsgi_app, config, **options)
@@ -119,7 +119,8 @@ class FlaskAuditMiddleware(WSGIAuditMiddleware):
         **options: Unpack[MiddlewareOptions],
     ) -> None:
         if config is None:
-            config = AuditConfig.for_production()
+            development = options.get("mode") == "development"
+            config = AuditConfig.for_development() if development else AuditConfig.for_production()
         if isinstance(config, AuditConfig):
             config = config.replace(open_transactions=False)
         super().__init__(app, config, **options)

@@ -63,10 +63,11 @@ _ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None
 class WSGIAuditMiddleware:
     """Audit each request as one unit of work named ``"{method} {route}"``.
 
-    ``config`` is the :class:`~sqlaudit.AuditConfig` (default
-    ``AuditConfig.for_production()``); the keyword options (``budgets``, ``sample_rate``,
-    ``exclude``, ``on_finding``, ``reporters``, ``detectors``, ``header``, ``server_timing``,
-    ``dev_page``, ``dev_page_size``) are described in
+    ``config`` is the :class:`~sqlaudit.AuditConfig` (default: the ``mode``'s,
+    ``AuditConfig.for_production()``, or ``for_development()`` with ``mode="development"``);
+    the keyword options (``mode``, ``budgets``, ``sample_rate``, ``exclude``, ``on_finding``,
+    ``reporters``, ``detectors``, ``header``, ``server_timing``, ``dev_page``,
+    ``dev_page_size``) are described in
     :class:`sqlaudit.web.options.MiddlewareOptions`. Each is validated here: a bad value or an
     unknown keyword raises :class:`~sqlaudit.ConfigError`.
 

@@ -24,6 +24,7 @@ def every_output(budgets: dict[str, int], reporter: Reporter) -> dict[str, Any]:
         "server_timing": True,
         "dev_page": "/_sqlaudit",
         "reporters": [reporter],
+        "on_finding": "ignore",  # the reporter alone: "log" adds a record per finding
     }
 
 

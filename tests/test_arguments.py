@@ -108,6 +108,14 @@ CONFIG_FIELDS = [
     ("fail_on", "fatal", "fail_on must be one of 'info', 'warning', 'error', got 'fatal'"),
     ("ignore", ["nope"], f"ignore has unknown finding kind(s) 'nope'; allowed: {ALLOWED_KINDS}"),
     ("include_sql", 1, "include_sql must be True or False, got 1"),
+    ("allow_relationships", ["comments"],
+     'allow_relationships must be relationships like "User.comments" (globs like "Legacy*.*" '
+     "allowed), got 'comments'"),
+    ("allow_paths", "", "allow_paths must be path globs like \"app/legacy/*\" or \"*/reports.py\", "
+     "got ''"),
+    ("allow_sql", ["FROM (audit"],
+     "allow_sql must be valid regular expressions, got 'FROM (audit' (missing ), unterminated "
+     "subpattern at position 5)"),
 ]  # fmt: skip
 
 
@@ -171,10 +179,14 @@ CORE_BAD = [
                  f"ignore() has unknown finding kind(s) 'nope'; allowed: {ALLOWED_KINDS}",
                  id="ignore-unknown-kind"),
     pytest.param(lambda: sqlaudit.instrument(None),
-                 "instrument() takes a sqlalchemy Engine or AsyncEngine, got builtins.NoneType",
+                 "instrument() takes a sqlalchemy Engine or AsyncEngine, or a Flask-SQLAlchemy "
+                 "extension (db = SQLAlchemy()), got builtins.NoneType: pass the engine your "
+                 "sessions use, e.g. sqlaudit.instrument(engine)",
                  id="instrument-none"),
     pytest.param(lambda: sqlaudit.instrument("sqlite://"),
-                 "instrument() takes a sqlalchemy Engine or AsyncEngine, got builtins.str",
+                 "instrument() takes a sqlalchemy Engine or AsyncEngine, or a Flask-SQLAlchemy "
+                 "extension (db = SQLAlchemy()), got builtins.str: create the engine first, "
+                 "engine = create_engine(url), and pass it",
                  id="instrument-url"),
     pytest.param(lambda: sqlaudit.instrument(create_engine("sqlite://"), orm=1),  # type: ignore[arg-type]
                  "orm must be True or False, got 1", id="instrument-orm-int"),
@@ -241,7 +253,7 @@ MIDDLEWARE_BAD: list[tuple[dict[str, Any], str]] = [
     (
         {"sample": 0.1, "max_queries": 3},
         "unknown middleware option(s) 'max_queries', 'sample'; known: config, budgets, "
-        "detectors, dev_page, dev_page_size, exclude, header, on_finding, reporters, "
+        "detectors, dev_page, dev_page_size, exclude, header, mode, on_finding, reporters, "
         "sample_rate, server_timing",
     ),
     ({"budgets": 5}, 'budgets must be a mapping like {"GET /streams": 12}, got int'),
@@ -417,7 +429,9 @@ REPORTER_BAD = [
     pytest.param(lambda: setup(max_events=-1),
                  "max_events must be an int >= 0, got -1", id="setup-reporter-option"),
     pytest.param(lambda: setup("sqlite://"),  # type: ignore[arg-type]
-                 "instrument() takes a sqlalchemy Engine or AsyncEngine, got builtins.str",
+                 "instrument() takes a sqlalchemy Engine or AsyncEngine, or a Flask-SQLAlchemy "
+                 "extension (db = SQLAlchemy()), got builtins.str: create the engine first, "
+                 "engine = create_engine(url), and pass it",
                  id="setup-engine-url"),
     pytest.param(lambda: jsonl_tracer_provider(None),  # type: ignore[arg-type]
                  "path must be a file path (a str or os.PathLike), got None", id="jsonl-path-none"),

@@ -237,11 +237,13 @@ ARGUMENT_ERRORS = [
     ),
     pytest.param(
         lambda: sqlaudit.instrument(object()),
-        "instrument() takes a sqlalchemy Engine or AsyncEngine, got builtins.object",
+        "instrument() takes a sqlalchemy Engine or AsyncEngine, or a Flask-SQLAlchemy "
+        "extension (db = SQLAlchemy()), got builtins.object",
     ),
     pytest.param(
         lambda: sqlaudit.instrument("sqlite://"),
-        "instrument() takes a sqlalchemy Engine or AsyncEngine, got builtins.str",
+        "instrument() takes a sqlalchemy Engine or AsyncEngine, or a Flask-SQLAlchemy "
+        "extension (db = SQLAlchemy()), got builtins.str",
     ),
 ]
 

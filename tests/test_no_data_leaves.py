@@ -309,7 +309,7 @@ def test_pytest_output_and_files_hold_no_canary(
     # Assertions on findings and records print their reprs (issue 14, row 8): no SQL text.
     assert "assert (Finding(kind='n_plus_one'" in out and "relationship='Stream.comments'," in out
     assert "QueryRecord(sql=<" in out and "Differing fields: sql, start" in out
-    assert "8 tests audited: " in out
+    assert "8 tests audited, " in out
     assert "wrote baseline baseline.json" in outputs["accept stdout"]
     assert "more statements than the baseline allows" in outputs["regress stdout"]
     report = json.loads(files["out/r.json"])

@@ -32,6 +32,7 @@ EXTRAS = {
     "KINDS",
     "AuditReport",
     "CallSite",
+    "ExtensionInstrumentation",
     "Instrumentation",
     "OrmLoad",
     "QueryRecord",

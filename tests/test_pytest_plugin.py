@@ -597,15 +597,15 @@ def test_terminal_report_and_json(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "*= sqlaudit =*",
-            "2 tests audited: 23 statements, * ms in the database; "
-            "1 findings (0 failing) in 1 tests",
+            "2 tests audited, 0 failed by sqlaudit: 23 statements, * ms in the database",
+            "1 finding in 1 test: 0 failing, 1 reported only",
             "most statements:",
             "      21  test_feed.py::test_n_plus_one  (21 select)",
             "       2  test_feed.py::test_clean  (2 select)",
             "most time in the database:",
             "findings by kind:",
             "  n_plus_one                1 in 1 tests",
-            "sqlaudit: wrote */out/audit.json (2 tests)",
+            "sqlaudit: wrote out/audit.json (2 tests)",
         ]
     )
     data = json.loads((pytester.path / "out" / "audit.json").read_text())

@@ -391,8 +391,9 @@ def test_budget(engine):
     )
     result.stdout.fnmatch_lines(
         [
-            "4 tests audited: 45 statements, * ms in the database; "
-            "2 findings (0 failing) in 2 tests",
+            "4 tests audited, 1 failed by sqlaudit (1 over its budget): 45 statements, * ms in "
+            "the database",
+            "2 findings in 2 tests: 0 failing, 2 accepted by the baseline",
             "sqlaudit: 1 stale baseline entries (their tests no longer exist): "
             "test_feed.py::test_deleted",
         ]

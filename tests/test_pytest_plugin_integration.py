@@ -231,12 +231,14 @@ def test_readme_pytest_section_quotes_the_cases() -> None:
     expected = [
         case(name)
         for name in (
+            "myapp_models.py",
             "readme_conftest.py",
             "readme_test_feed.py",
             "readme_failure.txt",
             "readme_outer_transaction.py",
             "readme_pyproject.toml",
             "readme_commands.sh",
+            "readme_allowed.txt",
         )
     ]
     assert blocks == expected

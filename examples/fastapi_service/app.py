@@ -25,7 +25,6 @@ from sqlalchemy.pool import StaticPool
 import sqlaudit
 from fastapi_service.models import drop_schema, reset_schema, seed
 from fastapi_service.routes import router
-from sqlaudit import AuditConfig
 from sqlaudit.asgi import ASGIAuditMiddleware
 from sqlaudit.otel import OTelReporter
 from sqlaudit.reporters import LogReporter, Reporter
@@ -59,18 +58,14 @@ def make_engine(url: str) -> AsyncEngine:
 
 
 def middleware_options(development: bool) -> dict[str, Any]:
-    """Development: every request audited with strict thresholds, the statement count and
-    finding kinds in an ``X-SQL-Queries`` header, DB time in ``Server-Timing``, the last
-    requests at ``/_sqlaudit``. Production: production floors, one request in ten audited,
-    nothing added to responses."""
+    """``mode="development"``: every request audited with strict thresholds
+    (``AuditConfig.for_development()``), the statement count and finding kinds in an
+    ``X-SQL-Queries`` header, DB time in ``Server-Timing``, the last requests at ``/_sqlaudit``.
+    Production: the production floors (``AuditConfig.for_production()``), one request in ten
+    audited, nothing added to responses."""
     if development:
-        return {
-            "config": AuditConfig(),
-            "header": True,
-            "server_timing": True,
-            "dev_page": "/_sqlaudit",
-        }
-    return {"config": AuditConfig.for_production(), "sample_rate": 0.1}
+        return {"mode": "development"}
+    return {"mode": "production", "sample_rate": 0.1}
 
 
 def tracer_provider(exporter: SpanExporter | None = None) -> TracerProvider:

@@ -22,7 +22,6 @@ import sqlaudit
 import sqlaudit.flask
 from flask_service.models import db, reset_schema, seed
 from flask_service.views import views
-from sqlaudit import AuditConfig
 from sqlaudit.otel import OTelReporter
 from sqlaudit.reporters import LogReporter, Reporter
 
@@ -33,18 +32,14 @@ BUDGETS = {"GET /streams": 5, "GET /streams/*": 3}
 
 
 def middleware_options(development: bool) -> dict[str, Any]:
-    """Development: every request audited with strict thresholds, the statement count and
-    finding kinds in an ``X-SQL-Queries`` header, DB time in ``Server-Timing``, the last
-    requests at ``/_sqlaudit``. Production: production floors, one request in ten audited,
-    nothing added to responses."""
+    """``mode="development"``: every request audited with strict thresholds
+    (``AuditConfig.for_development()``), the statement count and finding kinds in an
+    ``X-SQL-Queries`` header, DB time in ``Server-Timing``, the last requests at ``/_sqlaudit``.
+    Production: the production floors (``AuditConfig.for_production()``), one request in ten
+    audited, nothing added to responses."""
     if development:
-        return {
-            "config": AuditConfig(),
-            "header": True,
-            "server_timing": True,
-            "dev_page": "/_sqlaudit",
-        }
-    return {"config": AuditConfig.for_production(), "sample_rate": 0.1}
+        return {"mode": "development"}
+    return {"mode": "production", "sample_rate": 0.1}
 
 
 def tracer_provider(exporter: SpanExporter | None = None) -> TracerProvider:
@@ -75,13 +70,14 @@ def create_app(
     app.config["SQLALCHEMY_DATABASE_URI"] = (
         database_url or os.environ.get("DATABASE_URL") or "sqlite://"
     )
+    # One line for every engine (and bind) Flask-SQLAlchemy makes, now or in init_app below;
+    # idempotent, so an app factory called per test may call it each time.
+    app.extensions["sqlaudit"] = sqlaudit.instrument(db)
     db.init_app(app)
     app.register_blueprint(views)
     with app.app_context():
-        reset_schema()
+        reset_schema()  # instrumented, but outside any request: nobody's unit of work
         seed()
-        # Instrument after the schema is made: DDL and seed rows are nobody's request.
-        app.extensions["sqlaudit"] = sqlaudit.instrument(db.engine)
 
     provider = tracer_provider(span_exporter)
     # The standard instrumentation first, then sqlaudit: Flask runs teardown hooks in reverse

@@ -12,18 +12,22 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from sqlaudit._validate import check_bool
 from sqlaudit.capture import orm as _orm
+from sqlaudit.capture.extensions import ExtensionInstrumentation, is_flask_sqlalchemy
 from sqlaudit.capture.pool import POOL_LISTENERS
 from sqlaudit.capture.statements import LISTENERS, connect_begins, connect_ends
 from sqlaudit.errors import ConfigError
 
-__all__ = ["Instrumentation", "instrument"]
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = ["ExtensionInstrumentation", "Instrumentation", "instrument"]
 
 _lock = threading.RLock()
 if hasattr(os, "register_at_fork"):  # POSIX
@@ -36,6 +40,7 @@ if hasattr(os, "register_at_fork"):  # POSIX
         after_in_child=_lock._at_fork_reinit,  # type: ignore[attr-defined]  # CPython 3.9+
     )
 _registry: weakref.WeakKeyDictionary[Engine, Instrumentation] = weakref.WeakKeyDictionary()
+_extensions: weakref.WeakKeyDictionary[Any, ExtensionInstrumentation] = weakref.WeakKeyDictionary()
 _LISTENERS = LISTENERS
 
 
@@ -102,12 +107,20 @@ class Instrumentation:
         return f"<sqlaudit.Instrumentation {state} {engine!r}>"
 
 
-def instrument(engine: Any, *, orm: bool = True) -> Instrumentation:
+@overload
+def instrument(engine: Engine | AsyncEngine, *, orm: bool = True) -> Instrumentation: ...
+@overload
+def instrument(engine: Any, *, orm: bool = True) -> Instrumentation | ExtensionInstrumentation: ...
+def instrument(engine: Any, *, orm: bool = True) -> Instrumentation | ExtensionInstrumentation:
     """Audit statements of ``engine`` (an ``Engine`` or ``AsyncEngine``) inside audit scopes.
 
     Idempotent: instrumenting the same engine again returns the same handle. The engine is
     held weakly. With no ``sqlaudit.audit(...)`` block open, Core statements run as before at
     a cost of about one microsecond each.
+
+    A Flask-SQLAlchemy extension (``db = SQLAlchemy()``) instruments every engine of it: each
+    bind of each app, including those ``db.init_app(app)`` creates after this call (an app
+    factory's ``create_app()``); it returns an :class:`ExtensionInstrumentation`.
 
     ``orm=True`` (default) also reads, inside audits, which statements are lazy loads, eager
     batches and column loads, and attaches a ``Mapper``-wide ``InstanceEvents.load`` listener
@@ -120,21 +133,80 @@ def instrument(engine: Any, *, orm: bool = True) -> Instrumentation:
     check_bool("orm", orm)
     target = getattr(engine, "sync_engine", engine)
     if not isinstance(target, Engine):
-        raise ConfigError(
-            "instrument() takes a sqlalchemy Engine or AsyncEngine, "
-            f"got {type(engine).__module__}.{type(engine).__qualname__}"
-        )
+        if is_flask_sqlalchemy(engine):
+            return _instrument_extension(engine, orm)
+        raise ConfigError(_unsupported(engine))
     with _lock:
         existing = _registry.get(target)
-        if existing is not None and existing.active:
-            if orm and not existing.orm:
-                raise ConfigError(
-                    "this engine is already instrumented with orm=False; remove() that "
-                    "instrumentation first to instrument it with orm=True"
-                )
+        if existing is not None and _reusable(existing, orm, "engine"):
             return existing
         handle = Instrumentation(target, orm)
         handle._attach(target)
         _registry[target] = handle
         handle._finalizer = weakref.finalize(target, handle._token.release)
         return handle
+
+
+def _instrument_extension(extension: Any, orm: bool) -> ExtensionInstrumentation:
+    with _lock:
+        existing = _extensions.get(extension)
+        if existing is not None and _reusable(existing, orm, "Flask-SQLAlchemy extension"):
+            return existing
+        handle = ExtensionInstrumentation(extension, orm, instrument)
+        handle._start(instrument)
+        _extensions[extension] = handle
+        return handle
+
+
+def _reusable(existing: Instrumentation | ExtensionInstrumentation, orm: bool, what: str) -> bool:
+    """Whether ``existing`` is the handle to return again (instrument() is idempotent); a
+    ConfigError when it lacks the ORM detail now asked for."""
+    if not existing.active:
+        return False
+    if orm and not existing.orm:
+        raise ConfigError(
+            f"this {what} is already instrumented with orm=False; remove() that "
+            "instrumentation first to instrument it with orm=True"
+        )
+    return True
+
+
+def _unsupported(obj: object) -> str:
+    """The ConfigError text for an object ``instrument()`` cannot take: what it got and what
+    to pass instead."""
+    # Imported here, on this error path only: sqlalchemy.ext.asyncio imports asyncio.
+    from sqlalchemy import URL
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+    from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+    kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    got = (
+        f"instrument() takes a sqlalchemy Engine or AsyncEngine, or a Flask-SQLAlchemy "
+        f"extension (db = SQLAlchemy()), got {kind}"
+    )
+    if isinstance(obj, (str, URL)):
+        return f"{got}: create the engine first, engine = create_engine(url), and pass it"
+    if isinstance(obj, (Session, scoped_session, AsyncSession)):
+        return (
+            f"{got}: pass the engine the session uses, sqlaudit.instrument(engine) where the "
+            "engine is created (or sqlaudit.instrument(session.get_bind()))"
+        )
+    if isinstance(obj, (sessionmaker, async_sessionmaker)):
+        return f"{got}: pass the engine it is bound to, the bind= of the sessionmaker"
+    if isinstance(obj, (Connection, AsyncConnection)):
+        return f"{got}: pass connection.engine (every connection of it is audited)"
+    extensions = getattr(obj, "extensions", None)
+    if isinstance(extensions, dict):  # a Flask (or Quart) app
+        if "sqlalchemy" in extensions:
+            return (
+                f"{got}: pass the Flask-SQLAlchemy extension, sqlaudit.instrument(db), once "
+                "where db = SQLAlchemy() is made (app.extensions['sqlalchemy'] is that object)"
+            )
+        return f"{got}: pass the engine the app uses, or its Flask-SQLAlchemy extension (db)"
+    if callable(getattr(obj, "get_engine", None)) and callable(getattr(obj, "init_app", None)):
+        return (
+            f"{got}: this looks like Flask-SQLAlchemy older than 3.0 (no _make_engine); "
+            "upgrade, or pass each engine inside an app context: sqlaudit.instrument(db.engine)"
+        )
+    return f"{got}: pass the engine your sessions use, e.g. sqlaudit.instrument(engine)"

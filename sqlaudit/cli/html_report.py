@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from sqlaudit.model.paths import relative
+
 __all__ = ["ReportInputError", "build_report"]
 
 _FINDING = "sqlaudit.finding"
@@ -74,7 +76,9 @@ def _attributes(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
 def _finding(attrs: dict[str, Any]) -> _Finding:
     where = ""
     if attrs.get("code.file.path") or attrs.get("code.filepath"):
-        path = str(attrs.get("code.file.path") or attrs.get("code.filepath"))
+        # Spans carry the absolute path (OpenTelemetry's code.file.path asks for one); the
+        # page shows it relative to where the report is made, as every other output does.
+        path = relative(str(attrs.get("code.file.path") or attrs.get("code.filepath")))
         line = attrs.get("code.line.number") or attrs.get("code.lineno") or "?"
         function = attrs.get("code.function.name") or attrs.get("code.function") or "?"
         where = f"{path}:{line} in {function}()"

@@ -3,7 +3,9 @@
 Each detector module defines one ``Detector`` (a kind and a ``detect`` function). They read
 only plain data (``sqlaudit.model``) and SQL helpers (``sqlaudit.sql``), so every rule is
 testable with hand-built records, without a database. ``run_detectors`` runs them over one
-unit, merges one loop's per-iteration findings (``loop_view``) and orders them worst first.
+unit, sets aside the findings an allowlist of its config allows (``model.allowlist``), merges
+one loop's per-iteration findings (``loop_view``) and orders them worst first, the allowed ones
+last (``Finding.allowed`` set): callers keep those apart.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlaudit.detectors.slow_query import SlowQuery
 from sqlaudit.detectors.stale_identity_map import StaleIdentityMap
 from sqlaudit.detectors.transaction_overhead import TransactionOverhead
 from sqlaudit.detectors.write_loop import WriteLoop
+from sqlaudit.model import allowlist
 
 if TYPE_CHECKING:
     from sqlaudit.model.findings import Finding
@@ -110,11 +113,15 @@ def run_detectors(
     failures = 0
     with sharing():
         failures += _detect_all(unit, detectors, records, findings)
+    # Allowlists (the one place they apply): before loops are combined, so that a loop with
+    # one allowed relationship still reports the others, and before the cap.
+    findings, allowed = allowlist.apply(findings, unit.config)
     try:
         findings = combine_loops(findings)
     except Exception as exc:
         failures += 1
         contain("loop view", exc)
+    findings += allowed
     if unit.nested:  # indexes into the own records -> indexes into all the unit's records
         key = unit.key
         own = [i for i, r in enumerate(unit.statements) if r.unit == key]
@@ -125,9 +132,15 @@ def run_detectors(
 
 
 def rank(findings: Iterable[Finding], limit: int | None = None) -> list[Finding]:
-    """``findings`` worst first (severity, DB time, count), at most ``limit`` of them."""
-    ranked = sorted(findings, key=lambda f: (-f.severity, -f.db_time, -f.count))
-    return ranked if limit is None else ranked[:limit]
+    """``findings`` worst first (severity, DB time, count), at most ``limit`` of them; then
+    the allowed ones (``Finding.allowed``), ranked and capped on their own."""
+    ranked = sorted(
+        findings, key=lambda f: (f.allowed is not None, -f.severity, -f.db_time, -f.count)
+    )
+    if limit is None:
+        return ranked
+    split = next((i for i, f in enumerate(ranked) if f.allowed is not None), len(ranked))
+    return ranked[:split][:limit] + ranked[split:][:limit]
 
 
 def lift(

@@ -6,7 +6,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlaudit._validate import check_bool, check_int, check_ms, check_ratio
+from sqlaudit._validate import (
+    check_bool,
+    check_globs,
+    check_int,
+    check_ms,
+    check_ratio,
+    check_regexes,
+    check_relationships,
+)
 from sqlaudit.errors import ConfigError
 from sqlaudit.model.findings import Severity, check_kinds
 
@@ -18,7 +26,8 @@ _ON_FINDING = ("log", "raise", "ignore")
 
 @dataclass(frozen=True, slots=True)
 class AuditConfig:
-    """Thresholds and switches for one audit. Strict test defaults; see :meth:`for_production`.
+    """Thresholds and switches for one audit. Strict defaults (:meth:`for_development`); see
+    :meth:`for_production` for the floors of a service.
 
     Every field is validated on construction; a bad value raises :class:`~sqlaudit.ConfigError`
     naming the field, the value and what is allowed.
@@ -72,6 +81,15 @@ class AuditConfig:
     ignore: frozenset[str] = field(default_factory=frozenset)
     #: Export SQL text (placeholders, no bind values) besides fingerprints. Off by default.
     include_sql: bool = False
+    #: Allowlist: findings about these relationships or attributes (``"User.comments"``; globs
+    #: such as ``"Legacy*.*"``) are reported as allowed, never failing, logged or exported.
+    allow_relationships: frozenset[str] = field(default_factory=frozenset)
+    #: Allowlist: findings with a frame of their call stack in a file matching one of these
+    #: globs, relative to the working directory (``"app/legacy/*"``, ``"*/reports.py"``).
+    allow_paths: tuple[str, ...] = ()
+    #: Allowlist: findings whose SQL matches one of these regular expressions (``re.search``,
+    #: case-insensitive, on the fingerprint: literals and placeholders as ``?``).
+    allow_sql: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_int("max_queries", self.max_queries, 0, optional=True)
@@ -100,6 +118,16 @@ class AuditConfig:
         object.__setattr__(self, "fail_on", Severity.parse(self.fail_on, setting="fail_on"))
         object.__setattr__(self, "ignore", check_kinds(self.ignore, setting="ignore"))
         check_bool("include_sql", self.include_sql)
+        object.__setattr__(
+            self, "allow_relationships", check_relationships(self.allow_relationships)
+        )
+        object.__setattr__(self, "allow_paths", check_globs("allow_paths", self.allow_paths))
+        object.__setattr__(self, "allow_sql", check_regexes("allow_sql", self.allow_sql))
+
+    @property
+    def allowlists(self) -> bool:
+        """Whether any allowlist (relationships, paths, SQL) is set."""
+        return bool(self.allow_relationships or self.allow_paths or self.allow_sql)
 
     @classmethod
     def for_production(cls, **overrides: Any) -> AuditConfig:
@@ -114,6 +142,15 @@ class AuditConfig:
             "slow_query_ms": 500.0,
             "on_finding": "log",
         }
+        settings.update(overrides)
+        return cls.create(**settings)
+
+    @classmethod
+    def for_development(cls, **overrides: Any) -> AuditConfig:
+        """Development and tests: every finding from its first repeats (an N+1 over 2 parents,
+        a query repeated 3 times), whatever it costs, all of them logged. The same thresholds
+        as ``AuditConfig()``; named so that the choice is visible where a service is wired."""
+        settings: dict[str, Any] = {"on_finding": "log"}
         settings.update(overrides)
         return cls.create(**settings)
 

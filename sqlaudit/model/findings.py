@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlaudit._validate import check_names
 from sqlaudit.errors import ConfigError
+from sqlaudit.model.paths import relative
 from sqlaudit.model.records import CallSite
 
-__all__ = ["KINDS", "TIMING_KINDS", "Finding", "Severity"]
+__all__ = ["ANONYMOUS", "KINDS", "TIMING_KINDS", "Finding", "Severity", "named_site"]
 
 #: Every finding kind sqlaudit can report (stable strings, see DESIGN "kinds").
 KINDS: frozenset[str] = frozenset(
@@ -35,6 +37,23 @@ KINDS: frozenset[str] = frozenset(
 #: Kinds whose verdict depends on how fast the machine runs (a loaded machine pauses any
 #: statement or transaction): never a default failure in tests or in the demo.
 TIMING_KINDS: frozenset[str] = frozenset({"slow_query", "long_transaction"})
+
+
+#: Code objects without a name of their own. CPython 3.12 inlines list, dict and set
+#: comprehensions into the enclosing function (PEP 709), so a statement issued in one has a
+#: ``<listcomp>`` frame up to 3.11 and none from 3.12; generator expressions and lambdas keep
+#: theirs, but name no place a reader (or a baseline) can key on either.
+ANONYMOUS = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>", "<lambda>"})
+
+
+def named_site(stack: Sequence[CallSite]) -> CallSite | None:
+    """The innermost frame of ``stack`` in a named function (or module, class body, template):
+    the same on every Python version (see :data:`ANONYMOUS`). None for an empty stack; the
+    innermost frame when every frame is anonymous."""
+    for site in stack:
+        if site.function not in ANONYMOUS:
+            return site
+    return stack[0] if stack else None
 
 
 class Severity(enum.IntEnum):
@@ -100,6 +119,9 @@ class Finding:
     #: For a loop's findings: the loop statement (``for``/``while``, a template's ``{% for %}``)
     #: that repeats the statements, when sqlaudit can tell which frame holds it.
     loop: CallSite | None = None
+    #: The allowlist rule that allowed it (``'allow_relationships "User.comments"'``), or None.
+    #: Allowed findings are kept apart (``report.allowed``): never failing, logged or exported.
+    allowed: str | None = None
 
     @property
     def headline(self) -> str:
@@ -109,11 +131,13 @@ class Finding:
 
     @property
     def identity(self) -> tuple[str, str, str, str]:
-        """What makes two findings "the same" across runs: kind, subject, file, function."""
+        """What makes two findings "the same" across runs: kind, subject (relationship or
+        fingerprint), and the file and name of the innermost named function of its stack."""
         subject = self.relationship or self.fingerprint or ""
-        file = self.location.file if self.location else ""
-        function = self.location.function if self.location else ""
-        return (self.kind, subject, file, function)
+        site = named_site(self.stack or ((self.location,) if self.location else ()))
+        if site is None:
+            return (self.kind, subject, "", "")
+        return (self.kind, subject, site.file, site.function)
 
     def to_dict(self, *, include_sql: bool = False) -> dict[str, Any]:
         """JSON-safe form. ``sql`` is included only when ``include_sql`` is True."""
@@ -125,7 +149,7 @@ class Finding:
             "location": None
             if self.location is None
             else {
-                "file": self.location.file,
+                "file": relative(self.location.file),
                 "line": self.location.line,
                 "function": self.location.function,
             },
@@ -137,10 +161,11 @@ class Finding:
             "loop": None
             if self.loop is None
             else {
-                "file": self.loop.file,
+                "file": relative(self.loop.file),
                 "line": self.loop.line,
                 "function": self.loop.function,
             },
+            "allowed": self.allowed,
         }
         if include_sql:
             data["sql"] = self.sql

@@ -107,6 +107,9 @@ def setup(
     existing = {h for engine in engines if (h := _instrumented(engine)) is not None}
     if check_bool("log_findings", log_findings) and config.on_finding == "log":
         reporters += (LogReporter(),)
+    elif config.on_finding == "log":
+        # on_finding="log" adds the log records to any reporters: "ignore" leaves them out.
+        config = config.replace(on_finding="ignore")
     handles: list[sqlaudit.Instrumentation] = []
     try:
         for engine in engines:

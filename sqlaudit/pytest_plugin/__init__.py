@@ -99,6 +99,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for name, kind, text in INI:
         if kind == "bool":
             parser.addini(name, text, type="bool", default=False)
+        elif kind == "linelist":
+            parser.addini(name, text, type="linelist", default=[])
         else:
             parser.addini(name, text, type="string", default="")
 
@@ -119,7 +121,7 @@ def _path(config: pytest.Config, option: str) -> tuple[Path | None, str]:
 
 def _settings(config: pytest.Config) -> Settings:
     def get(name: str) -> Any:
-        value = config.getoption(name)
+        value = config.getoption(name, None)  # None for the ini-only keys
         if value not in (None, ""):
             return value
         try:
@@ -150,9 +152,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SETTINGS] = settings
     data = SessionData(settings, baseline)
     config.stash[_SESSION] = data
-    if not hasattr(config, "workerinput") and (settings.audit_all or settings.baseline_path):
-        # The controller under xdist, or the only process: collects, writes and prints. The
-        # xdist hooks are registered only when xdist is (pluggy rejects unknown hooks).
+    if not hasattr(config, "workerinput"):
+        # The controller under xdist, or the only process: collects, writes and prints (only
+        # what was asked for: with markers alone, just the findings an allowlist let pass).
+        # The xdist hooks are registered only when xdist is (pluggy rejects unknown hooks).
         config.pluginmanager.register(Controller(data), "sqlaudit-controller")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistController(data), "sqlaudit-xdist")

@@ -40,6 +40,7 @@ __all__ = [
 #: ``--sqlaudit-fail-on=all``, or use a ``db_time_ms`` budget).
 DEFAULT_FAIL_KINDS: frozenset[str] = KINDS - TIMING_KINDS
 _WRITES = StatementKind.WRITES
+_ALLOWLISTS = ("allow_relationships", "allow_paths", "allow_sql")
 
 
 class SqlauditFailure(AuditFailed):
@@ -177,6 +178,13 @@ def parse_sqlaudit_marker(
         )
     overrides = dict(kwargs)
     allow = parse_kinds(overrides.pop("allow", ()), setting="allow")
+    for key in _ALLOWLISTS:
+        # Allowlists add up: a test's marker adds to its module's and to the ini file's.
+        value = overrides.get(key)
+        if isinstance(value, str):
+            value = (value,)
+        if isinstance(value, (list, tuple, set, frozenset)):
+            overrides[key] = (*sorted(getattr(base, key)), *value)
     if "on_finding" in overrides:
         raise ConfigError(
             "on_finding is decided by the pytest plugin; use allow=[kinds] to let findings "
@@ -204,6 +212,15 @@ class TestPolicy:
             and finding.kind not in self.allow
             and finding.severity >= self.config.fail_on
         )
+
+    def allowed_by(self, finding: Finding) -> str | None:
+        """The allowlist rule that lets ``finding`` pass: the config's (``Finding.allowed``)
+        or the marker's ``allow=[kinds]``; None if none does."""
+        if finding.allowed is not None:
+            return finding.allowed
+        if self.check_findings and finding.kind in self.allow:
+            return f"allow=[{finding.kind}]"
+        return None
 
 
 def identity(finding: Finding, root: Path) -> _baseline.Identity:

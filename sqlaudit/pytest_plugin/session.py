@@ -24,7 +24,14 @@ from sqlaudit.report import AuditReport
 if TYPE_CHECKING:
     import pytest
 
-__all__ = ["Controller", "SessionData", "XdistController", "baseline_note", "summarize"]
+__all__ = [
+    "Controller",
+    "SessionData",
+    "XdistController",
+    "allowed_lines",
+    "baseline_note",
+    "summarize",
+]
 
 #: Tests listed per table in the terminal summary.
 TOP = 10
@@ -43,23 +50,40 @@ def summarize(
     root = settings.root
     counts = budget_counts(report)
     diff = verdict.diff
-    summary: dict[str, Any] = {
-        "nodeid": nodeid,
-        "statements": sum(counts.values()),
-        "counts": counts,
-        "db_time_ms": round(report.db_time_ms, 3),
-        "findings": [
+    failing = {id(f) for f in verdict.failing}
+    findings = []
+    for f in (*report.findings, *report.allowed):
+        allowed = policy.allowed_by(f)
+        fails = f.allowed is None and policy.fails(f)
+        if id(f) in failing:
+            outcome = "failing"
+        elif allowed is not None:
+            outcome = "allowed"
+        elif fails and complete:
+            outcome = "accepted"  # by the baseline, or by an update run
+        else:
+            outcome = "reported"  # the test does not fail on it (kind, severity, policy)
+        findings.append(
             {
                 "kind": f.kind,
                 "severity": str(f.severity),
                 "message": f.headline,
                 "identity": list(identity(f, root)),
-                "fails": policy.fails(f),
+                "fails": fails,
+                "allowed": allowed,
+                "outcome": outcome,
             }
-            for f in report.findings
-        ],
+        )
+    summary: dict[str, Any] = {
+        "nodeid": nodeid,
+        "statements": sum(counts.values()),
+        "counts": counts,
+        "db_time_ms": round(report.db_time_ms, 3),
+        "findings": findings,
         "failed": verdict.failed,
         "failing": len(verdict.failing),
+        "over_budget": bool(verdict.budget),
+        "over_baseline": bool(diff is not None and diff.increases),
         "complete": complete,
         "tightenable": bool(diff is not None and diff.known and diff.tightenable),
     }
@@ -102,6 +126,8 @@ class SessionData:
     def finish(self) -> None:
         """Write the JSON file and the baseline, as asked; notes go to the terminal summary."""
         settings = self.settings
+        if not (settings.audit_all or settings.baseline_path):
+            return  # markers and the fixture only: nothing to write
         if self.tests and not any(s["statements"] for s in self.tests.values()):
             self.notes.append(
                 "sqlaudit: no statement was captured: call sqlaudit.instrument(engine) in a "
@@ -109,7 +135,7 @@ class SessionData:
             )
         if settings.json_path is not None:
             _write_json(settings.json_path, self.tests)
-            self.notes.append(f"sqlaudit: wrote {settings.json_path} ({len(self.tests)} tests)")
+            self.notes.append(f"sqlaudit: wrote {settings.json_arg} ({len(self.tests)} tests)")
         path = settings.baseline_path
         if path is None:
             return
@@ -150,11 +176,28 @@ class SessionData:
         statements = sum(s["statements"] for s in tests)
         db_time = sum(s["db_time_ms"] for s in tests)
         findings = [f for s in tests for f in s["findings"]]
-        failing = sum(s["failing"] for s in tests)
         with_findings = sum(1 for s in tests if s["findings"])
+        # The same words as pytest's "1 failed": tests failed by sqlaudit, and why; then what
+        # became of each finding (failing a test, accepted, allowed, only reported).
+        failed = sum(1 for s in tests if s["failed"])
+        why = [
+            _plural(n, what)
+            for what, n in (
+                ("over its budget", sum(1 for s in tests if s.get("over_budget"))),
+                ("on findings", sum(1 for s in tests if s["failing"])),
+                ("over the baseline", sum(1 for s in tests if s.get("over_baseline"))),
+            )
+            if n
+        ]
+        outcomes = {o: sum(1 for f in findings if f.get("outcome") == o) for o in _OUTCOMES}
         lines = [
-            f"{len(tests)} tests audited: {statements} statements, {db_time:.1f} ms in the "
-            f"database; {len(findings)} findings ({failing} failing) in {with_findings} tests"
+            f"{_plural(len(tests), 'test')} audited, {failed} failed by sqlaudit"
+            + (f" ({', '.join(why)})" if why else "")
+            + f": {statements} statements, {db_time:.1f} ms in the database",
+            f"{_plural(len(findings), 'finding')} in {_plural(with_findings, 'test')}: "
+            + ", ".join(
+                f"{outcomes[o]} {_OUTCOMES[o]}" for o in _OUTCOMES if outcomes[o] or o == "failing"
+            ),
         ]
         worst = sorted(tests, key=lambda s: (-s["statements"], s["nodeid"]))[:TOP]
         if worst and statements:
@@ -203,6 +246,7 @@ class Controller:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         data = self.data
         lines = (data.summary_lines() if data.settings.report else []) + data.notes
+        lines += allowed_lines(data.tests)
         if lines:
             terminalreporter.write_sep("=", "sqlaudit")
             for line in lines:
@@ -230,6 +274,40 @@ def baseline_note(settings: Settings, nodeid: str, verdict: Verdict) -> list[str
     lines = [f"baseline {settings.baseline_arg}, {where}:"]
     lines += [f"  {line}" for line in _baseline.describe(diff)]
     lines.append(f"accept these numbers (after review) with: {settings.command('all', nodeid)}")
+    return lines
+
+
+#: What became of a finding (``summary["findings"][i]["outcome"]``), as the summary says it.
+_OUTCOMES = {
+    "failing": "failing",
+    "accepted": "accepted by the baseline",
+    "allowed": "allowed",
+    "reported": "reported only",
+}
+
+
+def _plural(n: int, what: str) -> str:
+    """``"1 test"``, ``"2 tests"``; a phrase (``"over its budget"``) is counted as is."""
+    if " " in what:
+        return f"{n} {what}"
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+def allowed_lines(tests: Mapping[str, dict[str, Any]]) -> list[str]:
+    """The findings allowlists let pass, by rule: always printed when there are any, so that
+    an allowlist never hides a finding silently."""
+    rules: dict[str, list[str]] = {}
+    for test_id, s in tests.items():
+        for f in s["findings"]:
+            if f.get("allowed"):
+                rules.setdefault(f["allowed"], []).append(test_id)
+    if not rules:
+        return []
+    total = sum(len(ids) for ids in rules.values())
+    lines = [f"sqlaudit: {_plural(total, 'finding')} allowed (not failing, not logged):"]
+    width = max(len(rule) for rule in rules)
+    for rule, ids in sorted(rules.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        lines.append(f"  {rule:<{width}}  {len(ids)} in {_plural(len(set(ids)), 'test')}")
     return lines
 
 

@@ -19,7 +19,7 @@ from sqlaudit.model.findings import Severity
 from sqlaudit.pytest_plugin import baseline as _baseline
 from sqlaudit.pytest_plugin.policy import DEFAULT_FAIL_KINDS, parse_kinds
 
-__all__ = ["INI", "OPTIONS", "SCOPES", "Settings", "narrowed", "resolve"]
+__all__ = ["ALLOWLISTS", "INI", "OPTIONS", "SCOPES", "Settings", "narrowed", "resolve"]
 
 #: What a test's audit covers: the test function only, fixture setup too, or also teardown.
 SCOPES = ("call", "setup+call", "all")
@@ -41,6 +41,8 @@ OPTIONS: tuple[tuple[str, dict[str, Any], str], ...] = (
     ("--sqlaudit-baseline", {"metavar": "PATH"},
      "per-test ceilings and accepted findings: more fails, less is reported"),
 )  # fmt: skip
+#: The ini keys of the allowlists: ``AuditConfig`` fields of the same name without the prefix.
+ALLOWLISTS = ("sqlaudit_allow_relationships", "sqlaudit_allow_paths", "sqlaudit_allow_sql")
 #: ``(ini key, type, help)``.
 INI = (
     ("sqlaudit", "bool", "audit every test and fail on findings (like --sqlaudit)"),
@@ -50,7 +52,13 @@ INI = (
     ("sqlaudit_report", "bool", "print the sqlaudit terminal summary"),
     ("sqlaudit_json", "string", "JSON report path, relative to the ini file"),
     ("sqlaudit_baseline", "string", "baseline path, relative to the ini file"),
-)
+    ("sqlaudit_allow_relationships", "linelist",
+     'allowlist: relationships whose findings pass, e.g. "User.comments" (globs allowed)'),
+    ("sqlaudit_allow_paths", "linelist",
+     'allowlist: findings with a frame in files matching these globs pass, e.g. "app/legacy/*"'),
+    ("sqlaudit_allow_sql", "linelist",
+     "allowlist: findings whose SQL fingerprint matches these regular expressions pass"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +79,21 @@ class Settings:
     baseline_arg: str = ""
     update: _baseline.Mode | None = None
     root: Path = Path()
+    #: The JSON path as the user can type it (relative to where pytest was started).
+    json_arg: str = ""
+    #: The allowlists of the ini file (``sqlaudit_allow_*``), as AuditConfig fields.
+    allowlists: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def base_config(self) -> AuditConfig:
         # A test body does not own the transactions its fixtures hold: a session fixture opens
         # one in setup (or at the body's first query) and ends it at teardown.
-        return AuditConfig(on_finding="ignore", fail_on=self.severity, open_transactions=False)
+        return AuditConfig.create(
+            on_finding="ignore",
+            fail_on=self.severity,
+            open_transactions=False,
+            **dict(self.allowlists),
+        )
 
     def command(self, mode: str, *test_ids: str) -> str:
         """The pytest command that updates the baseline (for failure and summary text)."""
@@ -113,6 +130,17 @@ def resolve(
     if update and baseline is None:
         raise ConfigError("--sqlaudit-update-baseline needs --sqlaudit-baseline=PATH")
     fail_all = bool(get("sqlaudit") or fail_on or baseline)
+    allowlists = tuple(
+        (name[len("sqlaudit_") :], tuple(values))
+        for name in ALLOWLISTS
+        if (values := get(name) or ())
+    )
+    # Validated now, with the ini key's name: a bad one is a usage error, not a failing test.
+    for name, values in allowlists:
+        try:
+            AuditConfig.create(**{name: values})
+        except ConfigError as exc:
+            raise ConfigError(f"sqlaudit_{exc}") from None
     return Settings(
         audit_all=fail_all or bool(get("sqlaudit_report") or json_path),
         fail_all=fail_all,
@@ -125,6 +153,8 @@ def resolve(
         baseline_arg=baseline_arg,
         update=update,
         root=root,
+        json_arg=json_arg,
+        allowlists=allowlists,
     )
 
 

@@ -32,7 +32,7 @@ class AuditReport:
     it exits. Counts read while the block is open are the counts so far.
     """
 
-    __slots__ = ("__weakref__", "_scope", "_unit", "findings", "parent")
+    __slots__ = ("__weakref__", "_scope", "_unit", "allowed", "findings", "parent")
 
     def __init__(self, name: str, config: AuditConfig, parent: AuditReport | None = None) -> None:
         self._scope: Scope = Scope(
@@ -43,6 +43,9 @@ class AuditReport:
         self.parent = parent
         #: The findings, worst first (set when the unit closes).
         self.findings: Sequence[Finding] = ()
+        #: Findings an allowlist of the config allowed (``Finding.allowed`` names the rule):
+        #: shown as allowed in reports and summaries, never failing, logged or exported.
+        self.allowed: Sequence[Finding] = ()
         # Statement-text memos live while an audit is open (``sqlaudit.sql.cache``): the
         # code that ends the audit (``audit``, the middlewares) releases it.
         hold(self)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlaudit.model.paths import relative
 from sqlaudit.sql.fingerprint import fingerprint
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def report_to_dict(report: AuditReport) -> dict[str, Any]:
             "location": None
             if record.callsite is None
             else {
-                "file": record.callsite.file,
+                "file": relative(record.callsite.file),
                 "line": record.callsite.line,
                 "function": record.callsite.function,
             },
@@ -52,5 +53,6 @@ def report_to_dict(report: AuditReport) -> dict[str, Any]:
         "overflow": report.overflow,
         "internal_errors": report.internal_errors,
         "findings": [f.to_dict(include_sql=include_sql) for f in report.findings],
+        "allowed": [f.to_dict(include_sql=include_sql) for f in report.allowed],
         "statements": statements,
     }

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
+from sqlaudit.model.paths import relative
 from sqlaudit.model.records import CallSite, StatementKind
 from sqlaudit.sql.fingerprint import elide, fingerprint
 
@@ -23,13 +23,7 @@ def format_site(site: CallSite | None, *, function: bool = True) -> str:
     (``function=False``: ``file:line`` only)."""
     if site is None:
         return "(no application frame)"
-    file = site.file
-    try:
-        rel = os.path.relpath(file)
-        if not rel.startswith(".."):
-            file = rel
-    except ValueError:  # another drive on Windows
-        pass
+    file = relative(site.file)
     if not function:
         return f"{file}:{site.line}"
     name = site.function
@@ -71,9 +65,10 @@ def _summary(report: AuditReport) -> str:
     if report.overflow:
         extra += f", {report.overflow} statements past max_records counted only"
     statements = "statement" if report.query_count == 1 else "statements"
+    allowed = f" ({len(report.allowed)} allowed)" if report.allowed else ""
     line = (
         f"sqlaudit: {report.name}: {report.query_count} {statements}{detail}, "
-        f"{report.db_time_ms:.1f} ms in the database, {findings} {noun}{extra}"
+        f"{report.db_time_ms:.1f} ms in the database, {findings} {noun}{allowed}{extra}"
     )
     records = report.transaction_records
     on_server = any(t.dialect != "sqlite" for t in records)
@@ -102,6 +97,12 @@ def render(report: AuditReport, *, statements: bool = True) -> str:
     for number, finding in enumerate(report.findings, 1):
         out.append("")
         out.append(format_finding(finding, number))
+    if report.allowed:
+        out.append("")
+        out.append("Allowed by the config's allowlists (not failing, not logged):")
+        for finding in report.allowed:
+            where = f" at {format_site(finding.location)}" if finding.location else ""
+            out.append(f"  - [{finding.allowed}] {finding.headline}{where}")
     if statements and report.statements:
         out.append("")
         out.append("Statements:")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlaudit.errors import ConfigError
 from sqlaudit.model.findings import Severity
+from sqlaudit.report.text import format_site
 
 if TYPE_CHECKING:
     from sqlaudit.report import AuditReport
@@ -54,7 +55,7 @@ class LogReporter:
                 extra={"sqlaudit_unit": report.name},
             )
         for finding in report.findings:
-            where = f" at {finding.location}" if finding.location else ""
+            where = f" at {format_site(finding.location)}" if finding.location else ""
             self.logger.log(
                 _LEVELS[finding.severity],
                 "%s: %s%s; fix: %s",

@@ -183,7 +183,7 @@ class RequestAuditor:
                 if unit.sampled:
                     self._prepare(unit)
                     found, _ = run_detectors(report.snapshot(), self._closer.detectors)
-                    kinds = " ".join(dict.fromkeys(f.kind for f in found))
+                    kinds = " ".join(dict.fromkeys(f.kind for f in found if f.allowed is None))
                     value += f'; findings="{kinds}"'
                 headers.append((self.header, value))
             if self.server_timing:

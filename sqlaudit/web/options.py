@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from sqlaudit._validate import (
     check_bool,
     check_budgets,
+    check_choice,
     check_header_name,
     check_int,
     check_path,
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
     from sqlaudit.model.config import OnFinding
     from sqlaudit.reporters import Reporter
 
-__all__ = ["DEFAULT_HEADER", "MiddlewareOptions", "Options"]
+__all__ = ["DEFAULT_HEADER", "DEVELOPMENT_OPTIONS", "MODES", "MiddlewareOptions", "Mode", "Options"]
+
+Mode = Literal["production", "development"]
 
 #: Header name used when ``header=True``.
 DEFAULT_HEADER = "X-SQL-Queries"
@@ -51,6 +54,10 @@ class MiddlewareOptions(TypedDict, total=False):
     * ``server_timing``: add ``Server-Timing: db;dur=3.1;desc="12 SQL statements"``.
     * ``dev_page``: a path (``"/_sqlaudit"``) serving an HTML page of the last
       ``dev_page_size`` (default 50) requests. Development only.
+    * ``mode``: ``"production"`` (default: ``AuditConfig.for_production()``, nothing added to
+      responses) or ``"development"``: ``AuditConfig.for_development()`` (every finding from
+      its first repeats), ``header=True``, ``server_timing=True`` and
+      ``dev_page="/_sqlaudit"``. An explicit ``config`` or option wins over the mode's.
     """
 
     budgets: Mapping[str, int] | None
@@ -63,6 +70,17 @@ class MiddlewareOptions(TypedDict, total=False):
     server_timing: bool
     dev_page: str | None
     dev_page_size: int
+    mode: Mode
+
+
+#: ``mode=``: which defaults the middleware starts from.
+MODES = ("production", "development")
+#: What ``mode="development"`` turns on (each overridden by an explicit option).
+DEVELOPMENT_OPTIONS: Mapping[str, Any] = {
+    "header": True,
+    "server_timing": True,
+    "dev_page": "/_sqlaudit",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +101,8 @@ class Options:
 
     @classmethod
     def create(cls, config: AuditConfig | None, options: Mapping[str, Any]) -> Options:
-        """Validate ``config`` (default ``AuditConfig.for_production()``) and ``options``."""
+        """Validate ``config`` (default: the ``mode``'s, ``AuditConfig.for_production()``)
+        and ``options``."""
         known = MiddlewareOptions.__optional_keys__
         unknown = sorted(set(options) - known)
         if unknown:
@@ -91,8 +110,17 @@ class Options:
                 f"unknown middleware option(s) {', '.join(map(repr, unknown))}; "
                 f"known: config, {', '.join(sorted(known))}"
             )
+        mode = check_choice("mode", options.get("mode", "production"), MODES)
+        if mode == "development":
+            options = {**DEVELOPMENT_OPTIONS, **options}
         if config is None:
-            config = AuditConfig.for_production()
+            # Production floors by default: a middleware deployed without a thought must not
+            # log every two-row repeat of a busy service; mode="development" is one keyword.
+            config = (
+                AuditConfig.for_development()
+                if mode == "development"
+                else AuditConfig.for_production()
+            )
         elif not isinstance(config, AuditConfig):
             raise ConfigError(f"config must be an AuditConfig, got {type(config).__name__}")
         on_finding = options.get("on_finding")

@@ -1,4 +1,4 @@
-"""Models of the README's pytest examples (copied to ``myapp/models.py`` by the tests)."""
+"""myapp/models.py: the models and the data helper the pytest examples below import."""
 
 from __future__ import annotations
 
