@@ -116,6 +116,7 @@ CONFIG_FIELDS = [
     ("allow_sql", ["FROM (audit"],
      "allow_sql must be valid regular expressions, got 'FROM (audit' (missing ), unterminated "
      "subpattern at position 5)"),
+    ("unused_eager_loads", "yes", "unused_eager_loads must be True or False, got 'yes'"),
 ]  # fmt: skip
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from databases import Kind, resolve_url
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
 from timing import TIMING_KINDS
 
 from sqlaudit import cli
@@ -30,7 +32,15 @@ PLANTED = [
     pytest.param(
         "GET /me", "query_budget", "query budget exceeded: 6 statements, budget 3", id="me"
     ),
+    pytest.param(
+        "POST /streams/{stream_id}/gifts",
+        "ineffective_rollback",
+        "ineffective rollback while handling an exception: 2 write(s)",
+        id="send_gift",
+    ),
 ]
+#: The autocommit endpoint's other findings: the whole of the seed's story.
+GIFT_KINDS = ["autocommit_read_modify_write", "autocommit_writes", "stale_identity_map"]
 ROUTES = [p.values[0] for p in PLANTED]
 
 
@@ -72,7 +82,7 @@ def test_demo_exits_0_when_every_planted_problem_is_flagged_and_every_fix_clean(
         assert summary == [summary[0]], fixed
         assert summary[0].startswith(f"sqlaudit: {route} (fixed): "), fixed
         assert "-> clean as expected: 0 findings" in fixed, fixed
-    assert "5/5 planted problems flagged, 5/5 fixed versions clean." in out
+    assert "6/6 planted problems flagged, 6/6 fixed versions clean." in out
 
 
 @pytest.mark.parametrize(("route", "kind", "message"), PLANTED)
@@ -91,6 +101,56 @@ def test_demo_json_lines_carry_each_reports_findings(
     fixed = reports[f"{route} (fixed)"]["findings"]
     assert [f["kind"] for f in fixed if f["kind"] not in TIMING_KINDS] == []
     assert "1/1 planted problems flagged, 1/1 fixed versions clean." in err
+
+
+def test_demo_tells_the_autocommit_story(capsys: pytest.CaptureFixture[str]) -> None:
+    """The autocommit endpoint's planted version reports every part of the seed's story (not
+    atomic, a rollback that undoes nothing, a stale entity, a lost update) and its fix none;
+    both answer the same, and the planted one left the viewer charged."""
+    code = cli.main(["demo", "--json", "--only", "send_gift"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    planted, fixed = map(json.loads, out.splitlines())
+    judged = [f for f in planted["findings"] if f["severity"] != "info"]
+    found = sorted(f["kind"] for f in judged if f["kind"] not in TIMING_KINDS)
+    assert found == sorted(["ineffective_rollback", *GIFT_KINDS])
+    kinds = [f["kind"] for f in fixed["findings"] if f["severity"] != "info"]
+    assert [k for k in kinds if k not in TIMING_KINDS] == []
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mysql", "postgresql"])
+def test_autocommit_endpoint_really_loses_the_coins(kind: Kind) -> None:
+    """What the planted endpoint's findings describe happens: the viewer is charged and the
+    stamp stays although the gift failed; the fixed endpoint leaves both untouched."""
+    sys.path.insert(0, str(cli.examples_dir()))
+    try:
+        from bff import gifts, seed
+        from bff.models import Stamp, Wallet
+    finally:
+        sys.path.pop(0)
+    engine = create_engine(resolve_url(kind))
+    seed.reset_schema(engine)
+    try:
+        with Session(engine) as session:
+            seed.seed(session)
+
+        def state() -> tuple[int, int]:
+            with Session(engine) as session:
+                balance = session.get_one(Wallet, 2).balance
+                return balance, len(
+                    session.scalars(select(Stamp).where(Stamp.name == "gift")).all()
+                )
+
+        assert state() == (1000, 0)
+        with Session(engine) as session:
+            assert gifts.send_gift_fixed(session)["sent"] is False
+        assert state() == (1000, 0)  # rolled back for real
+        with Session(engine) as session:
+            assert gifts.send_gift_planted(session)["sent"] is False
+        assert state() == (500, 1)  # charged for a gift never delivered
+    finally:
+        seed.drop_schema(engine)
+        engine.dispose()
 
 
 def test_python_m_sqlaudit_demo_only_runs_one_pair(tmp_path: Path) -> None:
@@ -166,4 +226,4 @@ def test_demo_on_database_servers(kind: Kind, capsys: pytest.CaptureFixture[str]
         code = cli.main(["demo", "--url", url])
         out, err = capsys.readouterr()
         assert code == 0, out + err
-        assert "5/5 planted problems flagged, 5/5 fixed versions clean." in out
+        assert "6/6 planted problems flagged, 6/6 fixed versions clean." in out

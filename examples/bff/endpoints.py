@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Insert, func, insert, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
+from bff.gifts import send_gift_fixed, send_gift_planted
 from bff.models import Comment, Point, Stamp, Stream, User
 
 __all__ = ["ENDPOINTS", "EndpointPair"]
@@ -372,5 +373,20 @@ ENDPOINTS: tuple[EndpointPair, ...] = (
         my_page_fixed,
         frozenset({"query_budget"}),
         {"max_queries": ME_BUDGET},
+    ),
+    # Last: the planted version leaves the viewer's coins debited (that is its story).
+    EndpointPair(
+        "send_gift",
+        "POST /streams/{stream_id}/gifts",
+        send_gift_planted,
+        send_gift_fixed,
+        frozenset(
+            {
+                "autocommit_writes",
+                "ineffective_rollback",
+                "stale_identity_map",
+                "autocommit_read_modify_write",
+            }
+        ),
     ),
 )

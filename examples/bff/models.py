@@ -1,4 +1,5 @@
-"""The BFF's tables: users, live streams, comments, stamps (stickers) and a points ledger.
+"""The BFF's tables: users, live streams, comments, stamps (stickers), a points ledger and the
+coin wallets gifts are paid from.
 
 Table names start with ``bff_`` so the demo can share a scratch database (MariaDB's or
 PostgreSQL's ``test``) with other tools and drop exactly its own tables.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Comment", "Point", "Stamp", "Stream", "User"]
+__all__ = ["Base", "Comment", "Point", "Stamp", "Stream", "User", "Wallet"]
 
 
 class Base(DeclarativeBase):
@@ -85,3 +86,14 @@ class Point(Base):
     reason: Mapped[str] = mapped_column(String(80))
 
     user: Mapped[User] = relationship()
+
+
+class Wallet(Base):
+    """A user's coin balance: gifts are paid from the viewer's wallet to the streamer's."""
+
+    __tablename__ = "bff_wallets"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("bff_users.id"), primary_key=True)
+    balance: Mapped[int]
+    #: A frozen wallet (a payout under review) cannot receive coins.
+    frozen: Mapped[bool] = mapped_column(default=False)

@@ -1,4 +1,4 @@
-"""Deterministic seed data: 8 users, 6 live streams, comments, stamps and points.
+"""Deterministic seed data: 8 users, 6 live streams, comments, stamps, points and wallets.
 
 The same rows on every run and every database, so the demo's statement counts are stable.
 Users and streams get explicit ids (the endpoints address them by id); comments, stamps and
@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session
 
-from bff.models import Base, Comment, Point, Stamp, Stream, User
+from bff.models import Base, Comment, Point, Stamp, Stream, User, Wallet
 
 __all__ = ["drop_schema", "reset_schema", "seed"]
 
@@ -34,6 +34,8 @@ STREAMS = [
 ]
 COMMENTS = ["first!", "gg", "nice clutch", "what rank is this?", "lol", "hype", "888"]
 STAMP_NAMES = ["clap", "heart", "fire", "gg", "cheer"]
+#: Coins in every wallet; the wallet of user 1 (the owner of stream 1) is frozen.
+WALLET_BALANCE = 1000
 
 
 def reset_schema(engine: Engine) -> None:
@@ -90,6 +92,13 @@ def seed(session: Session) -> None:
         insert(Point),
         [
             {"user_id": user_id, "amount": 50 * user_id, "reason": "welcome bonus"}
+            for user_id in range(1, n_users + 1)
+        ],
+    )
+    session.execute(
+        insert(Wallet),
+        [
+            {"user_id": user_id, "balance": WALLET_BALANCE, "frozen": user_id == 1}
             for user_id in range(1, n_users + 1)
         ],
     )

@@ -14,6 +14,8 @@ called by ``_capture``)         query that loads objects (``_origins``)    state
 ``after_commit``                the session committed                      per commit
 ``after_rollback``              the session's database transaction rolled  per rollback
                                 back
+``after_flush``                 read-modify-writes of an autocommit        per flush
+                                session (``hazards.flushed``)
 ==============================  =========================================  ===================
 
 Why not ``SessionEvents.do_orm_execute``: any ``do_orm_execute`` listener makes SQLAlchemy run
@@ -47,6 +49,9 @@ from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.sql import visitors
 
 from sqlaudit._internal import contain, fork_safe
+from sqlaudit.capture.aggregates import aggregate, key_pair
+from sqlaudit.capture.eager import on_batch, on_query
+from sqlaudit.capture.hazards import flushed
 from sqlaudit.capture.identity import on_select, on_session_begin
 from sqlaudit.capture.origins import on_load, parent_key, relationship_info, row_of
 from sqlaudit.capture.origins import on_select as on_origin
@@ -98,22 +103,25 @@ def _column_load(
 
 #: Mapper -> its dynamic/write-only collections. Held weakly, like every cache here keyed by
 #: mapped things: a class created at run time (a test's, a plugin's) must die with its registry.
-_collections: weakref.WeakKeyDictionary[Any, tuple[tuple[str, str, frozenset[Any]], ...]] = (
-    weakref.WeakKeyDictionary()
-)
+_Collection = tuple[str, str, frozenset[Any], tuple[str, ...]]
+_collections: weakref.WeakKeyDictionary[Any, tuple[_Collection, ...]] = weakref.WeakKeyDictionary()
 
 
-def _collection_query(statement: Any, mapper: Any) -> tuple[str, str] | None:
+def _collection_query(statement: Any, mapper: Any) -> tuple[str, str, tuple[str, ...]] | None:
     """For a plain SELECT of ``mapper``'s class filtered on the foreign key of a
-    ``lazy="dynamic"`` or write-only relationship: that relationship and its strategy."""
+    ``lazy="dynamic"`` or write-only relationship: that relationship and its strategy; for an
+    ungrouped aggregate (COUNT/SUM... of the children of one parent, issue 22) filtered on a
+    relationship's foreign key: that relationship, ``"aggregate"`` and its key pair
+    (``("User.id", "Comment.user_id")``)."""
     candidates = _collections.get(mapper)
     if candidates is None:
         found = []
         for other in mapper.registry.mappers:
             for prop in other.relationships:
-                if prop.mapper is mapper and prop.lazy in ("dynamic", "write_only"):
+                if prop.mapper is mapper and not prop.secondary:
                     name = f"{other.class_.__name__}.{prop.key}"
-                    found.append((name, str(prop.lazy), frozenset(prop.remote_side)))
+                    pairs = key_pair(other, mapper, prop)
+                    found.append((name, str(prop.lazy), frozenset(prop.remote_side), pairs))
         candidates = _collections[mapper] = tuple(found)
     if not candidates:
         return None
@@ -121,9 +129,13 @@ def _collection_query(statement: Any, mapper: Any) -> tuple[str, str] | None:
     if where is None:
         return None
     columns = {e for e in visitors.iterate(where) if isinstance(e, Column)}
-    for name, lazy, remote in candidates:
-        if remote & columns:
-            return name, lazy
+    matched = [c for c in candidates if c[2] & columns]
+    paired = sorted((c for c in matched if c[3]), key=lambda c: c[1] in ("dynamic", "write_only"))
+    if paired and aggregate(statement):
+        return paired[0][0], "aggregate", paired[0][3]
+    for name, lazy, _, _ in matched:
+        if lazy in ("dynamic", "write_only"):
+            return name, lazy, ()
     return None
 
 
@@ -143,7 +155,7 @@ _Shape = tuple[
     "tuple[str, bool, str] | None",
     bool,
     bool,
-    "tuple[str, str] | None",
+    "tuple[str, str, tuple[str, ...]] | None",
 ]
 #: Keyed weakly: a compiled statement refers to its mapper and class, and lives only as long as
 #: its engine's compiled cache keeps it.
@@ -207,11 +219,15 @@ def statement_load(
             return _new_load(OrmLoad, load)
         if eager:
             oid = on_origin(scope, statement, "eager", cls, mapper_name, info, stack)
+            if scope.eager_reads is not None:  # unused_eager_loads: opted in
+                on_batch(scope, context, statement, stack)
             return _new_load(OrmLoad, ("eager", mapper_name, relationship, None, (), oid, ""))
         session = _session(scope, context)
         if column:
             return _column_load(scope, statement, session, mapper, mapper_name)
         oid = on_origin(scope, statement, "query", cls, mapper_name, None, stack)
+        if scope.eager_reads is not None:  # unused_eager_loads: opted in
+            on_query(scope, context, stack, oid)
         if mapper is None:
             return _new_load(OrmLoad, ("query", mapper_name, None, None, (), oid, ""))
         if session is not None and session.identity_map:
@@ -220,7 +236,7 @@ def statement_load(
         if collection is None:
             return _new_load(OrmLoad, ("query", mapper_name, None, None, (), oid, ""))
         return _new_load(
-            OrmLoad, ("query", mapper_name, collection[0], None, (), oid, collection[1])
+            OrmLoad, ("query", mapper_name, collection[0], None, collection[2], oid, collection[1])
         )
     except Exception as exc:
         contain("orm.statement", exc, scope)
@@ -280,6 +296,11 @@ def _on_before_flush(scope: Scope, session: Session, flush_context: Any, instanc
     scope.flush_load = OrmLoad("flush", None, None, scope.flush_seq)
 
 
+@listener("orm.after_flush")
+def _on_after_flush(scope: Scope, session: Session, flush_context: Any) -> None:
+    flushed(scope, session)  # read-modify-writes on an autocommit session
+
+
 @listener("orm.after_flush_postexec")
 def _on_after_flush_postexec(scope: Scope, session: Session, flush_context: Any) -> None:
     scope.flush_load = None
@@ -291,6 +312,7 @@ _LISTENERS: tuple[tuple[str, Any], ...] = (
     ("after_rollback", _on_after_rollback),
     ("after_transaction_end", _on_after_transaction_end),
     ("before_flush", _on_before_flush),
+    ("after_flush", _on_after_flush),
     ("after_flush_postexec", _on_after_flush_postexec),
 )
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 from sqlaudit._internal import contain
 from sqlaudit.capture.log import StatementLog
+from sqlaudit.model.hazards import EagerLoad
 from sqlaudit.model.records import FrozenOrigins, StatementKind, UnitRecord
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from sqlaudit.capture.transactions import TxState
     from sqlaudit.model.config import AuditConfig
     from sqlaudit.model.findings import Finding
+    from sqlaudit.model.hazards import ReadModifyWrite
     from sqlaudit.model.records import Origin, OrmLoad, QueryRecord, StaleRead, TransactionRecord
 
 __all__ = ["CURRENT", "FALLBACK", "SUPPRESSED", "Scope", "current", "listener", "open_ancestor"]
@@ -110,6 +112,9 @@ class Scope:
         "committed",
         "config",
         "connecting",
+        "eager",
+        "eager_reads",
+        "eager_watched",
         "ended",
         "flush_load",
         "flush_seq",
@@ -119,6 +124,7 @@ class Scope:
         "log",
         "name",
         "nested",
+        "on_release",
         "opener",
         "origin_of",
         "origin_rows",
@@ -128,6 +134,7 @@ class Scope:
         "parent",
         "records",
         "resets",
+        "rmw",
         "sessions",
         "stale_pending",
         "stale_reads",
@@ -201,6 +208,16 @@ class Scope:
         self.committed: weakref.WeakSet[Any] = weakref.WeakSet()
         #: The DBAPI connection being set up (first connect), whose statements are not counted.
         self.connecting = 0
+        #: Read-modify-writes on autocommit connections (``capture.hazards``).
+        self.rmw: list[ReadModifyWrite] = []
+        # Eager loads (``capture.eager``, only with ``config.unused_eager_loads``): by
+        # (relationship, loader, stack); the relationship attributes read in this unit (None:
+        # not followed); the attributes this unit watches.
+        self.eager: dict[tuple[str, str, tuple[Any, ...]], list[Any]] = {}
+        self.eager_reads: set[Any] | None = set() if config.unused_eager_loads else None
+        self.eager_watched: set[Any] = set()
+        #: Called once when the unit is released after it closed (``release``).
+        self.on_release: list[Callable[[], None]] = []
         self.started = perf_counter()
         self.ended: float | None = None
 
@@ -234,6 +251,19 @@ class Scope:
         """The transactions so far, frozen as of ``now`` (the open ones as still open)."""
         return tuple(tx.freeze(now) for tx in self.tx_all)
 
+    def _eager_loads(self) -> tuple[EagerLoad, ...]:
+        """The eager loads so far; a joined load counts once its query loaded a row."""
+        reads = self.eager_reads or ()
+        loads = []
+        for (name, strategy, stack), entry in list(self.eager.items()):
+            attribute, configured, sql, statements, queries, suppressed = entry
+            if queries and not any(self.origin_rows.get(q, 0) for q in queries):
+                continue  # a joined load whose query loaded no row
+            read = attribute in reads
+            load = (name, strategy, configured, stack, statements, read, sql, self.key, suppressed)
+            loads.append(EagerLoad(*load))
+        return tuple(loads)
+
     def freeze(self, now: float | None = None) -> UnitRecord:
         """What the unit did so far, as plain data (``now``: its end, default the clock)."""
         ended = perf_counter() if now is None else now
@@ -255,6 +285,8 @@ class Scope:
             internal_errors=self.internal_errors,
             key=self.key,
             nested=self.nested,
+            read_modify_writes=tuple(self.rmw),
+            eager_loads=self._eager_loads(),
         )
 
     def _stale_reads(self) -> tuple[StaleRead, ...]:
@@ -312,6 +344,9 @@ class Scope:
             self.checkouts |= child.checkouts
             self.resets += child.resets
             self.internal_errors += child.internal_errors
+            self.rmw.extend(child.rmw)
+            if self.eager_reads is not None and child.eager_reads:
+                self.eager_reads |= child.eager_reads
 
     def release(self) -> None:
         """Drop the references to sessions and statement ids once the unit is closed (merged
@@ -320,3 +355,9 @@ class Scope:
         self.sessions.clear()
         self.opener = None
         self.origin_of.clear()  # identity keys hold primary-key values and mapped classes
+        callbacks, self.on_release = self.on_release, []
+        for callback in callbacks:  # e.g. stop watching attributes (``capture.eager``)
+            callback()
+        self.eager.clear()  # mapped attributes
+        if self.eager_reads:
+            self.eager_reads = set()

@@ -31,7 +31,7 @@ closed with its transaction open, which the pool reports as ``transaction_was_re
 ORM session closed without commit or rollback); ``open`` (still open when the scope closed).
 Event orders were verified on SQLite, MariaDB (PyMySQL) and PostgreSQL (psycopg 3).
 
-Autocommit is read from the DBAPI connection, never from a server round trip:
+Autocommit is read from the DBAPI connection (``capture.autocommit``), never by a round trip:
 ``dialect.detect_autocommit_setting()`` (SQLAlchemy >= 2.0.43), else the driver's own flag
 (``get_autocommit()``, ``autocommit``, sqlite3's ``isolation_level is None``), else the
 ``isolation_level`` execution option.
@@ -54,14 +54,14 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import InvalidRequestError
 
+from sqlaudit.capture.autocommit import detect_autocommit
 from sqlaudit.capture.callsite import capture
+from sqlaudit.capture.hazards import TxHazards, hazard_fields, track
 from sqlaudit.capture.scope import SUPPRESSED, Scope, listener
 from sqlaudit.model.records import CallSite, StatementKind, TransactionRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect, ExecutionContext
+    from sqlalchemy.engine.interfaces import DBAPIConnection, ExecutionContext
     from sqlalchemy.orm import Session, SessionTransaction
 
 
@@ -87,6 +87,7 @@ class TxState:
         "ended",
         "exec_time",
         "external",
+        "hazards",
         "last_end",
         "listening",
         "max_gap",
@@ -119,6 +120,7 @@ class TxState:
         self.dbapi = dbapi
         self.session = session
         self.external = external
+        self.hazards: TxHazards | None = None  # locking reads, read-modify-writes (issue 22)
         self.autocommit: bool | None = None
         self.statements = 0
         self.writes = 0
@@ -145,6 +147,8 @@ class TxState:
 
     def finish(self, end: str, stack: tuple[CallSite, ...] = ()) -> None:
         if self.end == "open":
+            if self.hazards is not None:
+                self.hazards.last_read = None  # bind values stay no longer than the transaction
             self.end = end
             self.ended = perf_counter()
             self.end_stack = stack
@@ -212,34 +216,8 @@ class TxState:
             self.suppressed,
             self.unit,
             self.driver,
+            **hazard_fields(self.hazards),
         )
-
-
-# -- autocommit -----------------------------------------------------------------------------
-
-
-def detect_autocommit(dialect: Dialect, dbapi: Any, options: Mapping[str, Any]) -> bool | None:
-    """Whether the DBAPI connection is in autocommit mode, without a round trip."""
-    if dbapi is not None:
-        # Dialect.detect_autocommit_setting exists from SQLAlchemy 2.0.43 on: feature-detect.
-        detect = getattr(dialect, "detect_autocommit_setting", None)
-        if detect is not None:
-            try:
-                return bool(detect(dbapi))
-            except (NotImplementedError, AttributeError):
-                pass
-        getter = getattr(dbapi, "get_autocommit", None)
-        if callable(getter):
-            return bool(getter())
-        flag = getattr(dbapi, "autocommit", None)
-        if isinstance(flag, bool):
-            return flag
-        if type(dbapi).__module__.startswith("sqlite3"):
-            return getattr(dbapi, "isolation_level", "") is None
-    level = options.get("isolation_level")
-    if level is None:
-        level = getattr(dialect, "_on_connect_isolation_level", None)
-    return None if level is None else level == "AUTOCOMMIT"
 
 
 # -- per statement (called from _capture for every statement in a scope) -------------------
@@ -268,6 +246,7 @@ def on_statement(
         tx.finish("ended")
         tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
     tx.statements += 1
+    track(scope, tx, context, kind, stack, start)  # locking reads, read-modify-writes
     tx.exec_time += duration
     gap = start - tx.last_end
     if gap > tx.max_gap and tx.statements > 1 and not tx.streamed_last:

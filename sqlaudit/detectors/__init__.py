@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Protocol, cast
 from sqlaudit._internal import contain
 from sqlaudit._validate import check_items
 from sqlaudit.detectors._grouping import partition, sharing
+from sqlaudit.detectors.autocommit_lock import AutocommitLock
+from sqlaudit.detectors.autocommit_read_modify_write import AutocommitReadModifyWrite
 from sqlaudit.detectors.autocommit_writes import AutocommitWrites
 from sqlaudit.detectors.column_reload import ColumnReload
 from sqlaudit.detectors.commit_in_loop import CommitInLoop
@@ -28,8 +30,10 @@ from sqlaudit.detectors.n_plus_one import NPlusOne
 from sqlaudit.detectors.query_budget import QueryBudget
 from sqlaudit.detectors.repeated_query import RepeatedQuery
 from sqlaudit.detectors.slow_query import SlowQuery
+from sqlaudit.detectors.split_transaction import SplitTransaction
 from sqlaudit.detectors.stale_identity_map import StaleIdentityMap
 from sqlaudit.detectors.transaction_overhead import TransactionOverhead
+from sqlaudit.detectors.unused_eager_load import UnusedEagerLoad
 from sqlaudit.detectors.write_loop import WriteLoop
 from sqlaudit.model import allowlist
 
@@ -51,7 +55,8 @@ class Detector(Protocol):
 
     A detector may also have ``needs``, a str naming what it looks at (``"lazy"``,
     ``"column"``, ``"read"``, ``"write"``, ``"transactions"``, ``"tx_writes"``,
-    ``"stale_reads"``): ``run_detectors`` then skips it for a unit with none of that.
+    ``"stale_reads"``, ``"read_modify_writes"``, ``"eager_loads"``): ``run_detectors`` then
+    skips it for a unit with none of that.
     """
 
     kind: str
@@ -77,6 +82,10 @@ DEFAULT_DETECTORS: tuple[Detector, ...] = (
     LongTransaction(),
     StaleIdentityMap(),
     TransactionOverhead(),
+    AutocommitLock(),
+    AutocommitReadModifyWrite(),
+    SplitTransaction(),
+    UnusedEagerLoad(),
 )
 
 
@@ -219,4 +228,8 @@ class _Facts:
             return any(tx.writes for tx in unit.transaction_records)
         if need == "stale_reads":
             return bool(unit.stale_reads)
+        if need == "read_modify_writes":
+            return bool(unit.read_modify_writes)
+        if need == "eager_loads":
+            return bool(unit.eager_loads)
         return True  # unknown: run the detector

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -27,3 +28,16 @@ def unit_of(tx: TransactionRecord) -> str:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
+
+
+def where(site: CallSite | None) -> str:
+    """``file:line`` for messages, the file relative to the working directory when inside it."""
+    if site is None:
+        return "(unknown line)"
+    file = site.file
+    try:
+        rel = os.path.relpath(file)
+        file = rel if not rel.startswith("..") else file
+    except ValueError:  # another drive on Windows
+        pass
+    return f"{file}:{site.line}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from sqlaudit.detectors._counter_cache import counter_cache
 from sqlaudit.detectors._grouping import (
     by_shape_and_stack,
     indexes,
@@ -66,6 +67,9 @@ class RepeatedQuery:
                 "(WHERE ... IN (...)) before the loop, or reuse the first result"
             )
             relationship = None
+            counter = counter_cache(items[0][1], n)  # a COUNT/SUM per parent row (issue 22)
+            if counter is not None:
+                message, fix = counter
             if orm is not None and orm.reason in ("dynamic", "write_only") and orm.relationship:
                 relationship = orm.relationship
                 owner = relationship.split(".", 1)[0]

@@ -90,6 +90,11 @@ class AuditConfig:
     #: Allowlist: findings whose SQL matches one of these regular expressions (``re.search``,
     #: case-insensitive, on the fingerprint: literals and placeholders as ``?``).
     allow_sql: tuple[str, ...] = ()
+    #: ``unused_eager_load`` (development and tests only): follow reads of the relationships
+    #: the unit loads eagerly. Off by default: when off nothing is watched and nothing is paid;
+    #: when on, each read of a watched relationship attribute costs a fraction of a
+    #: microsecond in every thread until the last such audit closes (benchmarks/eager.py).
+    unused_eager_loads: bool = False
 
     def __post_init__(self) -> None:
         check_int("max_queries", self.max_queries, 0, optional=True)
@@ -123,6 +128,7 @@ class AuditConfig:
         )
         object.__setattr__(self, "allow_paths", check_globs("allow_paths", self.allow_paths))
         object.__setattr__(self, "allow_sql", check_regexes("allow_sql", self.allow_sql))
+        check_bool("unused_eager_loads", self.unused_eager_loads)
 
     @property
     def allowlists(self) -> bool:

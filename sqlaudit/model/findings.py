@@ -30,6 +30,10 @@ KINDS: frozenset[str] = frozenset(
         "long_transaction",
         "stale_identity_map",
         "transaction_overhead",
+        "autocommit_lock",
+        "autocommit_read_modify_write",
+        "split_transaction",
+        "unused_eager_load",
     }
 )
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from sqlaudit.model.config import AuditConfig
+    from sqlaudit.model.hazards import EagerLoad, LockedRead, ReadModifyWrite
 
 __all__ = [
     "CallSite",
@@ -70,12 +71,15 @@ class OrmLoad(NamedTuple):
     #: For lazy loads: an opaque key of the parent row (a salted hash of its identity: the same
     #: row gives the same key whichever object holds it; never the key values).
     parent: int | None
-    #: For column loads: the attributes being loaded, sorted.
+    #: For column loads: the attributes being loaded, sorted. For an aggregate per parent
+    #: (``reason == "aggregate"``): the parent key and the child's foreign key attributes.
     attributes: tuple[str, ...] = ()
     #: Key of the query's origin in ``report.origins`` (0: none): who loaded what.
     query: int = 0
     #: For column loads: ``"expired"`` (the session committed earlier in the unit, so
-    #: ``expire_on_commit`` expired the object) or ``"deferred"``.
+    #: ``expire_on_commit`` expired the object) or ``"deferred"``. For queries filtered on a
+    #: relationship's foreign key: ``"dynamic"`` / ``"write_only"`` (its strategy), or
+    #: ``"aggregate"`` (a COUNT/SUM... of one parent's children; ``relationship`` names it).
     reason: str = ""
 
 
@@ -170,6 +174,11 @@ class TransactionRecord(NamedTuple):
     unit: int = 0
     #: The DBAPI driver (``psycopg``, ``pymysql``, ``asyncpg``...): advice depends on it.
     driver: str = ""
+    #: Locking reads (``FOR UPDATE``/``FOR SHARE``) issued in it while its connection
+    #: autocommitted (recorded only then; the first 16).
+    locks: tuple[LockedRead, ...] = ()
+    #: The distinct SQL texts of its writes (at most a few), to name the tables it wrote.
+    write_sql: tuple[str, ...] = ()
 
 
 class OriginRecord(NamedTuple):
@@ -302,6 +311,10 @@ class UnitRecord:
     key: int = 0
     #: Whether a unit was opened inside it (then not every record is its own).
     nested: bool = False
+    #: Rows read, then written back with absolute values on an autocommit connection.
+    read_modify_writes: tuple[ReadModifyWrite, ...] = ()
+    #: Relationships loaded eagerly (only with ``config.unused_eager_loads``).
+    eager_loads: tuple[EagerLoad, ...] = ()
 
     @property
     def own_statements(self) -> tuple[QueryRecord, ...]:

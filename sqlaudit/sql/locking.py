@@ -1,0 +1,40 @@
+"""Locking reads: ``SELECT ... FOR UPDATE`` and its relatives, told from the SQL text.
+
+Capture asks ``is_locking`` for every SELECT in a scope, so the answer is cached by text
+(bounded, like the statement kinds): a repeated statement costs one dict lookup. A text seen
+for the first time costs four substring searches; only a text that passes them (it mentions
+UPDATE or SHARE somewhere) is fingerprinted, so that a literal (``WHERE note = 'for
+update'``) or a comment is never taken for a lock clause.
+
+What SQLAlchemy renders for ``with_for_update()``: ``FOR UPDATE`` (``NOWAIT``, ``SKIP
+LOCKED``, ``OF ...``), PostgreSQL's ``FOR NO KEY UPDATE`` / ``FOR SHARE`` / ``FOR KEY SHARE``,
+MySQL's ``LOCK IN SHARE MODE`` (``read=True``; ``FOR SHARE`` on MySQL 8). SQLite renders
+nothing (it has no row locks), so a ``with_for_update()`` there is no locking read.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlaudit.sql.fingerprint import fingerprint
+
+__all__ = ["is_locking"]
+
+_CACHE_SIZE = 4096
+_LOCK = re.compile(
+    r"\bFOR (?:NO KEY )?UPDATE\b|\bFOR (?:KEY )?SHARE\b|\bLOCK IN SHARE MODE\b", re.IGNORECASE
+)
+_cache: dict[str, bool] = {}
+
+
+def is_locking(sql: str) -> bool:
+    """True when the SELECT ``sql`` takes row locks (``FOR UPDATE``, ``FOR SHARE``...)."""
+    known = _cache.get(sql)
+    if known is not None:
+        return known
+    mentions = "PDATE" in sql or "pdate" in sql or "HARE" in sql or "hare" in sql
+    locking = mentions and _LOCK.search(fingerprint(sql)) is not None
+    if len(_cache) >= _CACHE_SIZE:
+        _cache.clear()
+    _cache[sql] = locking
+    return locking

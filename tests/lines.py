@@ -1,0 +1,13 @@
+"""Line numbers of marked source lines, for tests that assert where a finding points."""
+
+from __future__ import annotations
+
+
+def line_of(path: str, marker: str) -> int:
+    """The number of the line of ``path`` holding ``marker`` (a unique comment), skipping the
+    line that asks for it."""
+    with open(path, encoding="utf-8") as source:
+        for number, line in enumerate(source, 1):
+            if marker in line and "line_of(" not in line:
+                return number
+    raise AssertionError(f"{marker!r} not found in {path}")
