@@ -57,6 +57,9 @@ def clean_env(**extra: str) -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("PYTEST", "VIRTUAL_ENV", "PYTHONPATH", "SQLAUDIT_TEST_CLOCK"))
+        # `make test VENV=... SQLALCHEMY=...` (.ci/run) passes its command-line variables to
+        # every make below it through MAKEFLAGS: a user's `make demo` has none of them.
+        and k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"}
     }
     env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_PROGRESS_BAR="off", **extra)
     return env

@@ -67,7 +67,10 @@ def test_texts_are_let_go_when_the_last_audit_ended(quiet_engine: Engine) -> Non
     texts = [unique_sql(30_000) for _ in range(3)]  # together over RESIDUAL
     before = [sys.getrefcount(sql) for sql in texts]
     with sqlaudit.audit("outer", on_finding="ignore", **UNTIMED) as outer:
-        with sqlaudit.audit("inner", on_finding="ignore"), quiet_engine.connect() as conn:
+        with (
+            sqlaudit.audit("inner", on_finding="ignore", **UNTIMED),
+            quiet_engine.connect() as conn,
+        ):
             for i in range(9):
                 conn.exec_driver_sql(texts[i % 3]).all()
         assert held() > 0  # the outer audit is still open: memos kept
