@@ -60,6 +60,36 @@ def test_instrument_is_idempotent_and_remove_is_exact(sqlite_engine: Engine) -> 
     assert not _orm.listening()
 
 
+def test_transaction_ends_are_watched_on_the_dialect_and_restored(sqlite_engine: Engine) -> None:
+    """Commits and rollbacks are seen through the dialect's ``do_commit``/``do_rollback``,
+    wrapped once per dialect (an engine from ``execution_options()`` shares its parent's) and
+    restored by the last ``remove()``: no per-Connection ``event.listen`` per request."""
+    dialect = sqlite_engine.dialect
+    option_engine = sqlite_engine.execution_options(isolation_level="SERIALIZABLE")
+    assert option_engine.dialect is dialect
+    parent = sqlaudit.instrument(sqlite_engine)
+    child = sqlaudit.instrument(option_engine)
+    try:
+        assert child is not parent
+        assert {"do_commit", "do_rollback"} <= set(vars(dialect))
+        with sqlaudit.audit("unit", on_finding="ignore") as report, option_engine.connect() as c:
+            c.execute(text("CREATE TABLE IF NOT EXISTS watched (id INTEGER)"))
+            c.execute(text("INSERT INTO watched VALUES (1)"))
+            c.commit()
+            c.execute(text("INSERT INTO watched VALUES (2)"))
+            c.rollback()
+        assert [t.end for t in report.transaction_records] == ["commit", "rollback"]
+        child.remove()
+        assert {"do_commit", "do_rollback"} <= set(vars(dialect))  # the parent still watches
+    finally:
+        child.remove()
+        parent.remove()
+    assert not {"do_commit", "do_rollback"} & set(vars(dialect))
+    with sqlite_engine.connect() as conn:  # the class's own methods again
+        conn.execute(text("DROP TABLE watched"))
+        conn.commit()
+
+
 def test_async_engine_is_unwrapped() -> None:
     """An AsyncEngine is instrumented through its ``sync_engine``."""
     async_engine = create_async_engine("sqlite+aiosqlite://")

@@ -284,3 +284,20 @@ def test_nan_is_not_a_threshold() -> None:
     for field in ("slow_query_ms", "max_db_time_ms", "min_group_ms"):
         with pytest.raises(ConfigError, match="finite"):
             AuditConfig(**{field: math.nan})
+
+
+def test_audit_overrides_are_validated_every_time_though_configs_are_reused() -> None:
+    """``audit(**overrides)`` reuses the config it built for the same overrides (a request's
+    fixed cost, issue 20), but a value equal to a cached one with another type (True == 1,
+    1.0 == 1) is validated on its own, and unhashable values work as before."""
+    first = sqlaudit.audit("a", max_queries=1, ignore=("slow_query",))
+    again = sqlaudit.audit("b", ignore=("slow_query",), max_queries=1)
+    assert again.config is first.config
+    assert sqlaudit.audit("c").config is sqlaudit.audit("d").config
+    with pytest.raises(ConfigError, match="max_queries"):
+        sqlaudit.audit("e", max_queries=True)
+    with pytest.raises(ConfigError, match="max_queries"):
+        sqlaudit.audit("f", max_queries=1.0)
+    listed = sqlaudit.audit("g", allow_paths=["tests/*"])
+    assert listed.config.allow_paths == ("tests/*",)
+    assert sqlaudit.audit("h", max_queries=2).config.max_queries == 2

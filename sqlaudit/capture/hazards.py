@@ -102,7 +102,7 @@ def track(
         hazards = tx.hazards = TxHazards()
     sql = context.statement
     if kind == _SELECT:
-        if is_locking(sql):
+        if is_locking(sql, tx.dialect):
             if _autocommit(tx, context) and len(hazards.locks) < MAX_LOCKS:
                 hazards.locks.append(LockedRead(sql, stack, start, SUPPRESSED.get()))
         elif tx.autocommit is not False:

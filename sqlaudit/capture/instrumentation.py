@@ -2,7 +2,9 @@
 
 Per engine: the statement listeners (``statements.LISTENERS``, dialect events that keep
 SQLAlchemy's fast path), the pool listeners (``pool.POOL_LISTENERS``) and two ``connect``
-listeners that tell connection setup from the application's statements. Shared by every
+listeners that tell connection setup from the application's statements; and the engine's
+dialect's ``do_commit``/``do_rollback``, wrapped to see how transactions end
+(``transactions.watch_ends``, shared by the engines derived from it). Shared by every
 instrumentation: the class-level ``Session`` and ``Mapper`` listeners of ``orm``, attached
 while at least one instrumentation wants them. Engines are held weakly.
 """
@@ -22,6 +24,7 @@ from sqlaudit.capture import orm as _orm
 from sqlaudit.capture.extensions import ExtensionInstrumentation, is_flask_sqlalchemy
 from sqlaudit.capture.pool import POOL_LISTENERS
 from sqlaudit.capture.statements import LISTENERS, connect_begins, connect_ends
+from sqlaudit.capture.transactions import unwatch_ends, watch_ends
 from sqlaudit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -74,6 +77,7 @@ class Instrumentation:
             event.listen(engine, name, fn)
         event.listen(engine, "connect", connect_begins, insert=True)
         event.listen(engine, "connect", connect_ends)
+        watch_ends(engine.dialect)
         self._token.acquire()
 
     def remove(self) -> None:
@@ -92,6 +96,7 @@ class Instrumentation:
                 ):
                     if event.contains(engine, name, fn):
                         event.remove(engine, name, fn)
+                unwatch_ends(engine.dialect)
                 if _registry.get(engine) is self:
                     del _registry[engine]
             if self._finalizer is not None:

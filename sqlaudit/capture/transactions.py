@@ -8,20 +8,22 @@ every statement in a scope   the transaction it belongs to: statements,  one dic
 (from ``_capture``)          writes, time executing, largest idle gap
 first write of a Core        autocommit, read from the DBAPI connection  once per
 transaction                  (``dialect.detect_autocommit_setting``);    transaction with
-                             ``commit``/``rollback`` listeners attached  writes; that
-                             to that one ``Connection``                  connection then
-                                                                         +~5 µs/statement
+                             from then on its commit or rollback is      writes
+                             followed (``watch_ends``)
 ``PoolEvents`` (``_pool``)   checkouts in the scope, implicit rollback   +0.1 µs/checkout
                              at close (``transaction_was_reset``)
 ``SessionEvents.after_begin``  an ORM session began a root transaction  per transaction
 ``after_commit``, ``after_rollback``, ``after_transaction_end``          per transaction
 ===========================  ==========================================  ===================
 
-Why per-connection listeners only after a write: a ``ConnectionEvents`` listener on an Engine
-slows every statement of the engine by ~4 µs, forever (DESIGN "Measured facts"). One on a
-single ``Connection`` slows only that connection, and only transactions with writes need to
-know whether they ended in a commit or a rollback. Read-only transactions end when their
-connection goes back to the pool or the next transaction starts.
+How commits and rollbacks are seen: ``instrument()`` wraps the engine's dialect's
+``do_commit`` and ``do_rollback`` (``watch_ends``), where SQLAlchemy also fires
+``ConnectionEvents.commit``/``rollback``. A ``ConnectionEvents`` listener on an Engine slows
+every statement of the engine by ~4 µs, forever (DESIGN "Measured facts"); one on each
+Connection that writes cost an ``event.listen`` per request (issue 20). Only transactions with
+writes need to know whether they ended in a commit or a rollback (and, as before, later
+transactions of the same Connection): read-only transactions end when their connection goes
+back to the pool or the next transaction starts.
 
 How a transaction ended:
 ``commit``; ``rollback`` (explicit); ``rollback_exception`` (a rollback while an exception
@@ -50,9 +52,7 @@ import weakref
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import InvalidRequestError
 
 from sqlaudit.capture.autocommit import detect_autocommit
 from sqlaudit.capture.callsite import capture
@@ -61,7 +61,8 @@ from sqlaudit.capture.scope import SUPPRESSED, Scope, listener
 from sqlaudit.model.records import CallSite, StatementKind, TransactionRecord
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine.interfaces import DBAPIConnection, ExecutionContext
+    from sqlalchemy.engine.default import DefaultExecutionContext
+    from sqlalchemy.engine.interfaces import DBAPIConnection
     from sqlalchemy.orm import Session, SessionTransaction
 
 
@@ -225,7 +226,7 @@ class TxState:
 
 def on_statement(
     scope: Scope,
-    context: ExecutionContext,
+    context: DefaultExecutionContext,
     kind: str,
     start: float,
     duration: float,
@@ -240,7 +241,13 @@ def on_statement(
     key = id(conn)
     tx = scope.tx_by_conn.get(key)
     if tx is None or tx.end != "open":
+        # A Connection whose earlier transaction wrote keeps having its ends followed (as
+        # the per-Connection listeners of earlier versions did).
+        listening = (
+            tx is not None and tx.listening and tx.conn_ref is not None and tx.conn_ref() is conn
+        )
         tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
+        tx.listening = listening
     elif not tx.listening and not tx.session and not tx.same_root(conn):
         # A read-only transaction ended unobserved (commit or rollback without a listener).
         tx.finish("ended")
@@ -264,8 +271,7 @@ def on_statement(
                 context.dialect, _dbapi(conn), context.execution_options
             )
         if not tx.listening and not tx.session:
-            _listen_connection(conn)
-            tx.listening = True
+            tx.listening = True  # its commit or rollback is now followed (watch_ends)
     if streamed:
         tx.streaming = True
 
@@ -293,44 +299,74 @@ def _new_core_tx(
     return tx
 
 
-# -- Connection-level listeners (attached to one Connection after its first write) ---------
+# -- transaction ends: the dialect's do_commit / do_rollback, wrapped once per dialect ------
 
 
-def _listen_connection(conn: Connection) -> None:
-    try:
-        if not event.contains(conn, "commit", _on_commit):
-            event.listen(conn, "commit", _on_commit)
-            event.listen(conn, "rollback", _on_rollback)
-    except InvalidRequestError:
-        # SQLAlchemy < 2.1 refuses Connection-level events on connections of an engine made
-        # by engine.execution_options(...) ("No such event 'commit'"). Such an OptionEngine
-        # has event listeners of its own (the parent engine keeps its fast path), so listen
-        # there instead: only statements of that option engine pay the slower path.
-        _listen_option_engine(conn.engine)
-
-
-def _listen_option_engine(engine: Any) -> None:
-    try:
-        if not event.contains(engine, "commit", _on_commit):
-            event.listen(engine, "commit", _on_commit)
-            event.listen(engine, "rollback", _on_rollback)
-    except InvalidRequestError:
-        pass  # the end is then seen at pool return only, as for a read-only transaction
-
-
-@listener("transactions.connection")
-def _finish_conn(scope: Scope, conn: Connection, end: str) -> None:
-    tx = scope.tx_by_conn.get(id(conn))
-    if tx is not None and not tx.session:
+@listener("transactions.end")
+def _ended(scope: Scope, dbapi_connection: Any, end: str) -> None:
+    # Called by the wrappers below, before the driver's commit or rollback (where SQLAlchemy
+    # fires ConnectionEvents.commit/rollback). SQLAlchemy passes the pool's proxy of the
+    # DBAPI connection; the pool's own reset ROLLBACK comes after on_reset finished the state.
+    raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
+    tx = scope.tx_by_dbapi.get(id(raw))
+    if tx is not None and tx.listening and not tx.session and not tx.ended:
         tx.finish(end, capture(4, scope.opener))
 
 
-def _on_commit(conn: Connection) -> None:
-    _finish_conn(conn, "commit")
+def watch_ends(dialect: Any) -> None:
+    """Observe how transactions end on ``dialect`` (one engine's, shared with the engines
+    ``execution_options()`` derives from it): its ``do_commit`` and ``do_rollback`` are wrapped
+    on the instance, once however many instrumentations share it (counted; ``unwatch_ends``
+    restores them when the last one goes).
+
+    Why not ``ConnectionEvents.commit`` / ``rollback``: on the Engine they move every statement
+    onto SQLAlchemy's slow path; on each Connection they cost an ``event.listen`` per
+    Connection that writes, i.e. per request (~60 µs, issue 20). A wrapper costs one call per
+    commit or rollback, and only transactions that wrote (``TxState.listening``) look at it.
+    """
+    count = vars(dialect).get(_COUNT, 0)
+    if count:
+        vars(dialect)[_COUNT] = count + 1
+        return
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_connection: Any) -> None:
+        _ended(dbapi_connection, "commit")
+        commit(dbapi_connection)
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        _ended(dbapi_connection, "rollback_exception" if sys.exc_info()[1] else "rollback")
+        rollback(dbapi_connection)
+
+    for name, wrapper in (("do_commit", do_commit), ("do_rollback", do_rollback)):
+        # What to restore: the instance's own attribute if it had one, else nothing (the
+        # class's method shows through again).
+        wrapper.__sqlaudit_restore__ = vars(dialect).get(name, _ABSENT)  # type: ignore[attr-defined]
+        setattr(dialect, name, wrapper)
+    vars(dialect)[_COUNT] = 1
 
 
-def _on_rollback(conn: Connection) -> None:
-    _finish_conn(conn, "rollback_exception" if sys.exc_info()[1] is not None else "rollback")
+def unwatch_ends(dialect: Any) -> None:
+    """Undo one ``watch_ends(dialect)``; the last one restores the dialect's methods (unless
+    something wrapped them again since: then ours stay, inert once no scope is open)."""
+    count = vars(dialect).get(_COUNT, 0)
+    if count > 1:
+        vars(dialect)[_COUNT] = count - 1
+        return
+    vars(dialect).pop(_COUNT, None)
+    for name in ("do_commit", "do_rollback"):
+        wrapper = vars(dialect).get(name)
+        restore = getattr(wrapper, "__sqlaudit_restore__", None)
+        if restore is None:
+            continue  # not ours (any more)
+        if restore is _ABSENT:
+            delattr(dialect, name)
+        else:
+            setattr(dialect, name, restore)
+
+
+_COUNT = "_sqlaudit_watch_ends"
+_ABSENT = object()
 
 
 # -- ORM session listeners (called from _orm) ----------------------------------------------

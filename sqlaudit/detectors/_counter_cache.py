@@ -47,7 +47,7 @@ def _last(name: str) -> str:
 def counter_cache(record: QueryRecord, n: int) -> tuple[str, str] | None:
     """``(message, fix)`` for ``n`` repeats of ``record`` when it is an aggregate per parent
     row, else None (the repeated_query finding keeps its general message and fix)."""
-    match = _SHAPE.match(_CAST.sub("?", fingerprint(record.sql)))
+    match = _SHAPE.match(_CAST.sub("?", fingerprint(record.sql, record.dialect)))
     if match is None or re.search(r"\bOR\b", match["where"], re.IGNORECASE):
         return None
     conjuncts = _SPLIT.split(match["where"])

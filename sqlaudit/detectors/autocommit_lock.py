@@ -34,7 +34,8 @@ class AutocommitLock:
                 continue
             for lock in tx.locks:
                 if self.kind not in lock.suppressed:
-                    groups.setdefault((fingerprint(lock.sql), lock.stack), []).append(lock)
+                    key = (fingerprint(lock.sql, tx.dialect), lock.stack)
+                    groups.setdefault(key, []).append(lock)
         if not groups:
             return
         position = {(r.start, r.sql): i for i, r in enumerate(records)}

@@ -81,7 +81,11 @@ class AutocommitReadModifyWrite:
                     f"isolation_level='AUTOCOMMIT', reading with {lock}; or let the database "
                     f"compute the new value atomically: {atomic_fix}"
                 ),
-                fingerprint=fingerprint(sample.write_sql) if sample.write_sql else None,
+                fingerprint=(
+                    fingerprint(sample.write_sql, records[indexes[0]].dialect if indexes else "")
+                    if sample.write_sql
+                    else None
+                ),
                 sql=sample.write_sql or None,
                 relationship=names,
                 statements=indexes,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 
+from sqlaudit.sql.cache import Memo
 from sqlaudit.sql.fingerprint import fingerprint
 
 __all__ = ["is_locking"]
@@ -24,17 +25,15 @@ _CACHE_SIZE = 4096
 _LOCK = re.compile(
     r"\bFOR (?:NO KEY )?UPDATE\b|\bFOR (?:KEY )?SHARE\b|\bLOCK IN SHARE MODE\b", re.IGNORECASE
 )
-_cache: dict[str, bool] = {}
+#: Bounded, and emptied when the last audit ends (``sql.cache``): texts are not kept alive.
+_cache: Memo[bool] = Memo(max_entries=_CACHE_SIZE)
 
 
-def is_locking(sql: str) -> bool:
-    """True when the SELECT ``sql`` takes row locks (``FOR UPDATE``, ``FOR SHARE``...)."""
-    known = _cache.get(sql)
+def is_locking(sql: str, dialect: str = "") -> bool:
+    """True when the SELECT ``sql`` takes row locks (``FOR UPDATE``, ``FOR SHARE``...);
+    ``dialect`` names the rules its text is read with (``fingerprint``)."""
+    known = _cache.data.get(sql)
     if known is not None:
         return known
     mentions = "PDATE" in sql or "pdate" in sql or "HARE" in sql or "hare" in sql
-    locking = mentions and _LOCK.search(fingerprint(sql)) is not None
-    if len(_cache) >= _CACHE_SIZE:
-        _cache.clear()
-    _cache[sql] = locking
-    return locking
+    return _cache.put(sql, mentions and _LOCK.search(fingerprint(sql, dialect)) is not None)

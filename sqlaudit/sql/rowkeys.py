@@ -20,6 +20,8 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
+from sqlaudit.sql.cache import Memo
+
 __all__ = ["SelectShape", "UpdateShape", "param", "select_shape", "update_shape"]
 
 _CACHE_SIZE = 1024
@@ -166,8 +168,9 @@ def _clauses(tokens: list[_Token], names: tuple[str, ...]) -> dict[str, list[_To
     return clauses
 
 
-_update_cache: dict[str, UpdateShape | None] = {}
-_select_cache: dict[str, SelectShape | None] = {}
+#: Bounded, and emptied when the last audit ends (``sql.cache``): texts are not kept alive.
+_update_cache: Memo[UpdateShape | None] = Memo(max_entries=_CACHE_SIZE)
+_select_cache: Memo[SelectShape | None] = Memo(max_entries=_CACHE_SIZE)
 _UPDATE_CLAUSES = ("UPDATE", "SET", "FROM", "WHERE", "RETURNING", "ORDER", "LIMIT")
 _SELECT_CLAUSES = (
     "SELECT", "FROM", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "OFFSET", "FETCH", "FOR",
@@ -175,17 +178,13 @@ _SELECT_CLAUSES = (
 )  # fmt: skip
 
 
-def _cached(cache: dict[str, S | None], sql: str, parse: Callable[[str], S | None]) -> S | None:
-    """``parse(sql)``, once per distinct text (bounded cache); None past ``MAX_SQL``."""
+def _cached(cache: Memo[S | None], sql: str, parse: Callable[[str], S | None]) -> S | None:
+    """``parse(sql)``, once per distinct text (bounded memo); None past ``MAX_SQL``."""
     try:
-        return cache[sql]
+        return cache.data[sql]
     except KeyError:
         pass
-    shape = parse(sql) if len(sql) <= MAX_SQL else None
-    if len(cache) >= _CACHE_SIZE:
-        cache.clear()
-    cache[sql] = shape
-    return shape
+    return cache.put(sql, parse(sql) if len(sql) <= MAX_SQL else None)
 
 
 def update_shape(sql: str) -> UpdateShape | None:
