@@ -4,7 +4,7 @@ Per engine: the statement listeners (``statements.LISTENERS``, dialect events th
 SQLAlchemy's fast path), the pool listeners (``pool.POOL_LISTENERS``) and two ``connect``
 listeners that tell connection setup from the application's statements; and the engine's
 dialect's ``do_commit``/``do_rollback``, wrapped to see how transactions end
-(``transactions.watch_ends``, shared by the engines derived from it). Shared by every
+(``tx_ends.watch_ends``, shared by the engines derived from it). Shared by every
 instrumentation: the class-level ``Session`` and ``Mapper`` listeners of ``orm``, attached
 while at least one instrumentation wants them. Engines are held weakly.
 """
@@ -24,7 +24,7 @@ from sqlaudit.capture import orm as _orm
 from sqlaudit.capture.extensions import ExtensionInstrumentation, is_flask_sqlalchemy
 from sqlaudit.capture.pool import POOL_LISTENERS
 from sqlaudit.capture.statements import LISTENERS, connect_begins, connect_ends
-from sqlaudit.capture.transactions import unwatch_ends, watch_ends
+from sqlaudit.capture.tx_ends import unwatch_ends, watch_ends
 from sqlaudit.errors import ConfigError
 
 if TYPE_CHECKING:
