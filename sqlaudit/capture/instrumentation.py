@@ -94,8 +94,15 @@ class Instrumentation:
                     ("connect", connect_begins),
                     ("connect", connect_ends),
                 ):
-                    if event.contains(engine, name, fn):
-                        event.remove(engine, name, fn)
+                    try:
+                        if event.contains(engine, name, fn):
+                            event.remove(engine, name, fn)
+                    except KeyError:
+                        # SQLAlchemy 2.0.23 (not 2.1): once an engine derived with
+                        # execution_options() was instrumented and removed, its parent's
+                        # event.remove raises KeyError in the event registry's bookkeeping,
+                        # after taking the listener off (tests/test_capture.py).
+                        pass
                 unwatch_ends(engine.dialect)
                 if _registry.get(engine) is self:
                     del _registry[engine]
