@@ -187,23 +187,23 @@ def bff_traffic(engine: Engine, reporter: OTelReporter, tracer: Any) -> None:
 
 
 def test_report_from_exported_spans_in_chromium(tmp_path: Path, sqlite_engine: Engine) -> None:
-    """Spans exported to OTLP/JSON lines by ``jsonl_tracer_provider`` become a page that
-    Chromium renders with the routes, the N+1 and its fix, and one bar per request."""
+    """Spans exported to OTLP/JSON lines by ``jsonl_tracer_provider`` (with statement events)
+    become a page that Chromium renders with the routes, the N+1 and its fix, one labelled bar
+    per request, each request's formatted statements and its trace link."""
     path = tmp_path / "spans.jsonl"
     provider = jsonl_tracer_provider(path, service_name="bff")
-    reporter = OTelReporter(tracer_provider=provider, metrics=False)
+    reporter = OTelReporter(tracer_provider=provider, metrics=False, statement_events=50)
     with prepared(sqlite_engine, authors=8) as db:
         bff_traffic(db, reporter, provider.get_tracer("bff.http"))
     provider.shutdown()
     with path.open(encoding="utf-8") as lines:
-        page = build_report(lines)
+        page = build_report(
+            lines, source=path.name, trace_url="https://grafana.example/explore?traceId={trace_id}"
+        )
     html = tmp_path / "report.html"
     html.write_text(page, encoding="utf-8")
-    screenshot = tmp_path / "report.png"
-    dom = render(html.as_uri(), screenshot)
-    if os.environ.get("SQLAUDIT_SCREENSHOT_DIR"):
-        shutil.copy(screenshot, Path(os.environ["SQLAUDIT_SCREENSHOT_DIR"]) / "report.png")
-        shutil.copy(html, Path(os.environ["SQLAUDIT_SCREENSHOT_DIR"]) / "report.html")
+    shots = Path(os.environ.get("SQLAUDIT_SCREENSHOT_DIR") or tmp_path)
+    dom = render(html.as_uri(), shots / "report.png", size="1280,3000")
     assert "<h1>sqlaudit report</h1>" in dom
     assert "<b>7</b>requests" in dom
     assert "<code>/authors</code>" in dom and "<code>/authors-fixed</code>" in dom
@@ -213,7 +213,18 @@ def test_report_from_exported_spans_in_chromium(tmp_path: Path, sqlite_engine: E
     assert "3 finding(s), 24 statement(s), 1 route(s)" in dom
     assert dom.count('<rect class="bar bad"') == 3
     assert dom.count('<rect class="bar"') == 4
-    assert screenshot.stat().st_size > 10_000
+    assert ">2. /authors</text>" in dom and ">7. GET /books/{id}</text>" in dom
+    # the N+1 request: its statements in order, the lazy load 8 times, formatted SQL
+    request = dom.split('id="req-2"')[1].split("</details>")[0]
+    assert request.index("FROM sqlaudit_t_author") < request.index("FROM sqlaudit_t_book")
+    assert '<td class="n">8×</td>' in request
+    assert "\nFROM sqlaudit_t_book\nWHERE ? = sqlaudit_t_book.author_id" in request
+    assert '<a href="https://grafana.example/explore?traceId=' in request
+    assert (shots / "report.png").stat().st_size > 10_000
+    # the same page with the route table sorted by DB time (a header link: no script)
+    render(f"{html.as_uri()}#routes-by-db", shots / "report-sorted-by-db.png", size="1280,900")
+    if os.environ.get("SQLAUDIT_SCREENSHOT_DIR"):
+        shutil.copy(html, shots / "report.html")
 
 
 SHAPES = [
