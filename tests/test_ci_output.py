@@ -287,3 +287,38 @@ def test_junit_properties(pytester: pytest.Pytester) -> None:
     plain = _properties(pytester.path / "out" / "plain.xml")
     assert plain["test_n_plus_one"] == {}
     assert plain["test_allowed"]["sqlaudit_statements"] == "21"  # its marker audits it
+
+
+def test_one_annotation_per_finding_and_place(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same finding at the same line from several tests is one annotation naming the
+    first test and how many more (GitHub shows only a few annotations per step); SARIF keeps
+    one result per test."""
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.delenv("GITHUB_WORKSPACE", raising=False)
+    project(
+        pytester,
+        """
+        from feedlib import Session, feed
+
+        def test_a(engine):
+            with Session(engine) as session:
+                feed(session)
+
+        def test_b(engine):
+            with Session(engine) as session:
+                feed(session)
+        """,
+    )
+    result, log = sarif(pytester, "--sqlaudit")
+    result.assert_outcomes(failed=2)
+    commands = [line for line in result.outlines if line.startswith("::")]
+    assert len(commands) == 1
+    assert commands[0].startswith(f"::error file=feedlib.py,line={FEED_LINE},")
+    assert commands[0].endswith("%0Atest: test_feed.py::test_a and 1 more")
+    assert len(log["runs"][0]["results"]) == 2
+    fingerprints = {
+        r["partialFingerprints"]["sqlauditFinding/v1"] for r in log["runs"][0]["results"]
+    }
+    assert len(fingerprints) == 2

@@ -394,3 +394,38 @@ def test_cli_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "<code>views.py:42 in list_streams()</code>" in out
     assert cli.main(["report", str(path), "--trace-url", "ftp://x/{trace_id}"]) == 2
     assert "--trace-url must start with http:// or https://" in capsys.readouterr().err
+
+
+def test_demo_spans_give_statement_lists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``sqlaudit demo --otel-jsonl`` exports statement events, so the report of its file
+    lists the planted N+1's statements, formatted, with their runs."""
+    path = tmp_path / "spans.jsonl"
+    assert cli.main(["demo", "--only", "GET /streams", "--otel-jsonl", str(path)]) == 0
+    capsys.readouterr()
+    assert cli.main(["report", str(path)]) == 0
+    page = capsys.readouterr().out
+    planted = page.split('id="req-1"')[1].split("</details>")[0]
+    assert "GET /streams (planted)" in page
+    assert "Statements not exported" not in planted
+    assert planted.count("<pre>SELECT") >= 3
+    assert "n_plus_one" in planted
+
+
+def test_chart_shows_the_latest_requests_and_details_keep_the_worst() -> None:
+    """Past 100 requests the chart draws the latest 100 and says so; the worst requests keep
+    their statement lists even when older; a request's real path shows beside its route."""
+    lines = [unit_line("/huge", 500, 9.0, [N1], "0000000000000001")]
+    lines += [unit_line("/small", 1, 0.1, [], f"{i:016x}") for i in range(2, 106)]
+    page = build_report(lines)
+    chart = page.split('<svg id="chart"')[1].split("</svg>")[0]
+    assert chart.count("<rect ") == 100
+    assert "(the latest 100 of 105)" in page
+    assert '<a href="#req-1">' not in chart and 'id="req-1"' in page
+    span = json.loads(unit_line("/users/{id}", 1, 0.1, [], "00000000000000aa"))
+    span["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"].append(
+        attr("url.path", "/users/42")
+    )
+    page = build_report([json.dumps(span)])
+    assert "<code>/users/{id}</code> <small>/users/42</small>" in page
