@@ -19,7 +19,8 @@ import pytest
 from plugin_cases.support import FEED, project, run
 
 from sqlaudit.model.findings import KINDS
-from sqlaudit.pytest_plugin.ci import RULES, escape_data, escape_property
+from sqlaudit.pytest_plugin.ci import escape_data, escape_property, sarif_log
+from sqlaudit.pytest_plugin.rules import RULES
 
 pytest_plugins = ("pytester",)
 
@@ -116,7 +117,9 @@ def test_sarif_file_validates_and_points_at_the_line(pytester: pytest.Pytester) 
 
 def test_sarif_schema_check_can_fail(pytester: pytest.Pytester) -> None:
     """The validation above is not vacuous: the schema rejects the same log with a level,
-    a region or a required property that SARIF does not allow."""
+    a region, a missing required property or a URI that SARIF does not allow (the URI
+    formats are checked)."""
+    assert {"uri", "uri-reference"} <= set(jsonschema.FormatChecker().checkers)
     project(pytester, TESTS)
     _, log = sarif(pytester, "--sqlaudit-report")
     validate(log)
@@ -127,7 +130,9 @@ def test_sarif_schema_check_can_fail(pytester: pytest.Pytester) -> None:
     region["startLine"] = 0
     no_driver = copy.deepcopy(log)
     del no_driver["runs"][0]["tool"]["driver"]
-    for broken in (bad_level, bad_line, no_driver):
+    bad_uri = copy.deepcopy(log)
+    bad_uri["runs"][0]["originalUriBaseIds"]["PROJECTROOT"]["uri"] = "file:///a b/"
+    for broken in (bad_level, bad_line, no_driver, bad_uri):
         with pytest.raises(jsonschema.ValidationError):
             validate(broken)
 
@@ -322,3 +327,32 @@ def test_one_annotation_per_finding_and_place(
         r["partialFingerprints"]["sqlauditFinding/v1"] for r in log["runs"][0]["results"]
     }
     assert len(fingerprints) == 2
+
+
+def test_sarif_paths_outside_the_root_and_unusual_names() -> None:
+    """A file outside the project root is an absolute ``file:`` URI (no base id); a name with
+    a space or ``#`` is percent-encoded; both validate."""
+    finding = {
+        "kind": "write_loop",
+        "severity": "warning",
+        "message": "write loop: 6 flushes",
+        "fix": "batch the writes",
+        "identity": ["write_loop", "INSERT", "x", "f"],
+        "outcome": "reported",
+        "count": 6,
+        "line": 7,
+        "function": "f",
+    }
+    tests = {
+        "t.py::a": {"findings": [{**finding, "file": "/elsewhere/lib.py"}], "location": None},
+        "t.py::b": {"findings": [{**finding, "file": "my app/#1.py"}], "location": ["t.py", 3]},
+    }
+    log = sarif_log(tests, root=Path("/project"), version="0.1")
+    validate(log)
+    uris = [
+        r["locations"][0]["physicalLocation"]["artifactLocation"] for r in log["runs"][0]["results"]
+    ]
+    assert uris == [
+        {"uri": "file:///elsewhere/lib.py"},
+        {"uri": "my%20app/%231.py", "uriBaseId": "PROJECTROOT"},
+    ]

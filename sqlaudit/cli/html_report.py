@@ -11,17 +11,15 @@ working directory). Standard library only: no opentelemetry import.
 
 from __future__ import annotations
 
-import os
 import re
 import string
 from collections import Counter
 from collections.abc import Iterable
 from html import escape
 
-from sqlaudit.cli.spans import Finding, ReportInputError, Spans, Unit, Where, load
+from sqlaudit.cli import html_requests as _parts
+from sqlaudit.cli.spans import Finding, ReportInputError, Spans, Unit, load
 from sqlaudit.errors import ConfigError
-from sqlaudit.model.paths import relative
-from sqlaudit.report.sqltext import format_sql
 
 __all__ = ["ReportInputError", "build_report", "check_trace_url", "no_data_message", "render"]
 
@@ -29,7 +27,6 @@ __all__ = ["ReportInputError", "build_report", "check_trace_url", "no_data_messa
 _CHART_MAX = 100
 _WORST = 10
 _RANK = {"info": 1, "warning": 2, "error": 3}
-_HEX = {"trace_id": re.compile(r"[0-9a-f]{32}"), "span_id": re.compile(r"[0-9a-f]{16}")}
 #: (key, header, row index) of the sortable columns of the route table; the first is the default.
 _SORTS = (
     ("statements", "Statements", 2),
@@ -50,7 +47,7 @@ def check_trace_url(template: str) -> str:
         fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:
         raise ConfigError(f"--trace-url is not a valid template ({exc}): {template!r}") from None
-    unknown = sorted(fields - set(_HEX))
+    unknown = sorted(fields - set(_parts.HEX))
     if unknown or "trace_id" not in fields:
         raise ConfigError(
             "--trace-url must contain {trace_id} and no field but {trace_id} and {span_id}, "
@@ -67,40 +64,6 @@ def no_data_message(spans: Spans, source: str) -> str:
         f"no sqlaudit data found in {source}: {spans.span_count} span(s), none with sqlaudit "
         "attributes (sqlaudit.query_count); report units with sqlaudit.otel.OTelReporter"
     )
-
-
-def _where(where: Where | None, root: str | None) -> str:
-    if where is None:
-        return ""
-    if root is None:
-        path = relative(where.path)
-    else:
-        rel = os.path.relpath(where.path, root) if os.path.isabs(where.path) else where.path
-        path = where.path if rel.startswith("..") else rel.replace(os.sep, "/")
-    return f"{path}:{where.line} in {where.function}()"
-
-
-def _trace(unit: Unit, template: str | None) -> str:
-    """The unit's trace id, as a link when a template is given and the ids are well formed."""
-    ids = {"trace_id": unit.trace_id.lower(), "span_id": unit.span_id.lower()}
-    text = f"<code>{escape(unit.trace_id)}</code>"
-    if template is None or not all(_HEX[k].fullmatch(v) for k, v in ids.items()):
-        return text
-    return f'<a href="{escape(template.format(**ids))}">{text}</a>'
-
-
-def _table(headers: list[str], rows: list[list[str]], numeric: range) -> str:
-    """An HTML table; headers and cells are already escaped; ``numeric`` columns align right."""
-    head = "".join(
-        f"<th{' class=n' if i in numeric else ''}>{h}</th>" for i, h in enumerate(headers)
-    )
-    body = "".join(
-        "<tr>"
-        + "".join(f"<td{' class=n' if i in numeric else ''}>{c}</td>" for i, c in enumerate(row))
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _routes(units: list[Unit]) -> str:
@@ -125,7 +88,7 @@ def _routes(units: list[Unit]) -> str:
             mark = ' aria-sort="descending"' if other == key else ""
             arrow = " &#9660;" if other == key else ""
             headers.append(f'<a href="#routes-by-{other}"{mark}>{text}{arrow}</a>')
-        table = _table(
+        table = _parts.table(
             headers,
             [
                 [
@@ -156,7 +119,7 @@ def _findings(units: list[Unit], root: str | None) -> str:
         found = [f for _, _, f in items]
         routes = Counter(u.route for u, _, _ in items)
         fixes = Counter(f.fix for f in found if f.fix)
-        places = Counter(_where(f.where, root) for f in found if f.where)
+        places = Counter(_parts.where(f.where, root) for f in found if f.where)
         severity = max((f.severity for f in found), key=lambda s: _RANK.get(s, 0))
         statements = sum(f.count for f in found)
         requests = sorted({n for _, n, _ in items})
@@ -184,98 +147,6 @@ def _findings(units: list[Unit], root: str | None) -> str:
             + "</small></p></section>"
         )
     return "".join(parts)
-
-
-def _label(text: str, width: int = 44) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _chart(units: list[Unit], shown: list[int]) -> str:
-    """Statements per request as labelled horizontal bars (SVG), in time order; each bar
-    links to its request's statement list below."""
-    if not shown:
-        return "<p>No requests.</p>"
-    label_w, bar_w, row, pad = 330, 560, 20, 24
-    top = max(1, *(units[i].queries for i in shown))
-    height = pad + row * len(shown) + 8
-    rows = []
-    for r, i in enumerate(shown):
-        unit = units[i]
-        y = pad + r * row
-        w = max(bar_w * unit.queries / top, 1.0)
-        cls = "bar bad" if unit.findings else "bar"
-        tip = f"{unit.route}: {unit.queries} statements, {len(unit.findings)} finding(s)"
-        rows.append(
-            f'<a href="#req-{i + 1}"><title>{escape(tip)}</title>'
-            f'<text x="{label_w - 8}" y="{y + 14}" class="lbl" text-anchor="end">'
-            f"{i + 1}. {escape(_label(unit.route))}</text>"
-            f'<rect class="{cls}" x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row - 6}"/>'
-            f'<text x="{label_w + w + 6:.1f}" y="{y + 14}" class="val">{unit.queries}</text></a>'
-        )
-    axis = (
-        f'<text x="{label_w}" y="14" class="ax">statements (0 to {top})</text>'
-        f'<line x1="{label_w}" y1="{pad - 2}" x2="{label_w}" y2="{height - 6}" class="ax"/>'
-    )
-    note = f" (the latest {len(shown)} of {len(units)})" if len(units) > len(shown) else ""
-    return (
-        f'<svg id="chart" viewBox="0 0 960 {height}" width="960" height="{height}" role="img" '
-        f'aria-label="statements per request">{axis}{"".join(rows)}</svg>'
-        f"<p><small>{len(shown)} request(s) in time order{note}; red: with findings; click a "
-        "bar for the request's statements.</small></p>"
-    )
-
-
-def _request(unit: Unit, number: int, root: str | None, trace_url: str | None) -> str:
-    kinds = ", ".join(sorted({f.kind for f in unit.findings}))
-    path = f" <small>{escape(unit.path)}</small>" if unit.path else ""
-    summary = (
-        f"<b>{number}.</b> <code>{escape(unit.route)}</code>{path} &middot; {unit.queries} "
-        f"statement(s), {unit.db_ms:.1f} ms"
-        + (f' &middot; <span class="bad">{escape(kinds)}</span>' if kinds else "")
-        + f" &middot; trace {_trace(unit, trace_url)}"
-    )
-    body = []
-    if unit.findings:
-        body.append("<ul class=found>")
-        for f in unit.findings:
-            where = _where(f.where, root)
-            body.append(
-                f'<li><span class="sev {escape(f.severity)}">{escape(f.severity)}</span> '
-                f"<code>{escape(f.kind)}</code> {escape(f.message)}"
-                + (f"<br><small>at <code>{escape(where)}</code></small>" if where else "")
-                + (f"<br><small>fix: {escape(f.fix)}</small>" if f.fix else "")
-                + "</li>"
-            )
-        body.append("</ul>")
-    if unit.shape_count is None:
-        body.append(
-            "<p><small>Statements not exported: "
-            "<code>OTelReporter(statement_events=50)</code> exports each unit's statement "
-            "shapes (fingerprints, never values).</small></p>"
-        )
-    else:
-        rows = [
-            [
-                str(s.number), f"{s.count}&times;", escape(s.kind), f"{s.db_ms:.2f}",
-                f"<pre>{escape(format_sql(s.sql))}</pre>"
-                + (f'<small class="bad">failed: {escape(", ".join(s.errors))}</small>'
-                   if s.errors else ""),
-                f"<code>{escape(_where(s.where, root))}</code>",
-            ]
-            for s in unit.statements
-        ]  # fmt: skip
-        body.append(_table(["#", "Runs", "Kind", "DB ms", "SQL", "Where"], rows, range(4)))
-        if unit.shape_count > len(unit.statements):
-            body.append(
-                f"<p><small>The first {len(unit.statements)} of {unit.shape_count} statement "
-                "shapes were exported.</small></p>"
-            )
-    open_ = " open" if unit.findings else ""
-    return (
-        f'<details id="req-{number}" class="req"{open_}><summary>{summary}</summary>'
-        + "".join(body)
-        + "</details>"
-    )
 
 
 _CSS = """
@@ -330,14 +201,14 @@ def render(
     worst = worst[:_WORST]
     shown = list(range(max(0, len(units) - _CHART_MAX), len(units)))
     detailed = sorted(set(shown) | set(worst))
-    worst_table = _table(
+    worst_table = _parts.table(
         ["Request", "Statements", "DB ms", "Findings", "Trace"],
         [
             [
                 f'<a href="#req-{i + 1}">{i + 1}.</a> <code>{escape(units[i].route)}</code>',
                 str(units[i].queries), f"{units[i].db_ms:.1f}",
                 escape(", ".join(sorted({f.kind for f in units[i].findings})) or "-"),
-                _trace(units[i], trace_url),
+                _parts.trace(units[i], trace_url),
             ]
             for i in worst
         ],
@@ -350,10 +221,10 @@ def render(
         + "</div>"
         '<h2 id="routes">Routes</h2>' + _routes(units)
         + '<h2 id="findings">Findings by kind</h2>' + _findings(units, root)
-        + '<h2 id="statements">Statements per request</h2>' + _chart(units, shown)
+        + '<h2 id="statements">Statements per request</h2>' + _parts.chart(units, shown)
         + '<h2 id="worst">Worst requests</h2>' + worst_table
         + '<h2 id="requests">Requests</h2>'
-        + "".join(_request(units[i], i + 1, root, trace_url) for i in detailed)
+        + "".join(_parts.request(units[i], i + 1, root, trace_url) for i in detailed)
         + "</body></html>"
     )  # fmt: skip
 

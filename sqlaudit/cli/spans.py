@@ -37,6 +37,8 @@ class Where:
 
 @dataclass
 class Finding:
+    """One ``sqlaudit.finding`` event (or log record) of a unit."""
+
     kind: str
     severity: str
     count: int
@@ -60,6 +62,8 @@ class Statement:
 
 @dataclass
 class Unit:
+    """One unit of work: a span carrying ``sqlaudit.query_count``."""
+
     route: str
     trace_id: str
     span_id: str
