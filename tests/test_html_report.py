@@ -429,3 +429,16 @@ def test_chart_shows_the_latest_requests_and_details_keep_the_worst() -> None:
     )
     page = build_report([json.dumps(span)])
     assert "<code>/users/{id}</code> <small>/users/42</small>" in page
+
+
+def test_no_data_page_in_chromium(tmp_path: Path) -> None:
+    """The page of a file without sqlaudit data shows the message, and nothing that looks
+    like a clean report, in a real browser."""
+    span = {"traceId": "ab" * 16, "spanId": "01" * 8, "name": "GET /", "attributes": []}
+    line = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]})
+    html = tmp_path / "report.html"
+    html.write_text(build_report([line], source="other.jsonl"), encoding="utf-8")
+    shots = Path(os.environ.get("SQLAUDIT_SCREENSHOT_DIR") or tmp_path)
+    dom = render(html.as_uri(), shots / "report-no-data.png", size="1280,400")
+    assert "no sqlaudit data found in other.jsonl: 1 span(s), none with sqlaudit" in dom
+    assert "clean" not in dom and "<table" not in dom
