@@ -419,6 +419,8 @@ REPORTER_BAD = [
                  "max_events must be an int >= 0, got -1", id="otel-max_events"),
     pytest.param(lambda: OTelReporter(max_links=NAN),  # type: ignore[arg-type]
                  "max_links must be an int >= 0, got nan", id="otel-max_links"),
+    pytest.param(lambda: OTelReporter(statement_events=True),
+                 "statement_events must be an int >= 0, got True", id="otel-statement_events"),
     pytest.param(lambda: setup(config={"max_queries": 3}),  # type: ignore[arg-type]
                  "config must be an AuditConfig, got dict", id="setup-config-dict"),
     pytest.param(lambda: setup(log_findings="yes"),  # type: ignore[arg-type]
@@ -426,7 +428,8 @@ REPORTER_BAD = [
     pytest.param(lambda: setup(max_event=3),
                  "unknown OTelReporter option(s) 'max_event'; known: burst_spans, correlate, "
                  "findings_as, logger_provider, max_events, max_links, meter_provider, metrics, "
-                 "semconv, tracer_provider, transaction_spans", id="setup-unknown-option"),
+                 "semconv, statement_events, tracer_provider, transaction_spans",
+                 id="setup-unknown-option"),
     pytest.param(lambda: setup(max_events=-1),
                  "max_events must be an int >= 0, got -1", id="setup-reporter-option"),
     pytest.param(lambda: setup("sqlite://"),  # type: ignore[arg-type]
@@ -717,9 +720,14 @@ def test_cli_unknown_command_names_the_choices(capsys: pytest.CaptureFixture[str
 def test_cli_report_of_an_empty_file_is_a_valid_page(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An empty input is not an error: the page says there were no requests."""
-    assert cli.main(["report", _lines(tmp_path, "empty.jsonl", "")]) == 0
-    assert capsys.readouterr().out.startswith("<!DOCTYPE html>")
+    """An empty input is still a page, which says that the file holds no sqlaudit data (as
+    standard error does, with exit code 1: nothing was reported)."""
+    path = _lines(tmp_path, "empty.jsonl", "")
+    assert cli.main(["report", path]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith("<!DOCTYPE html>")
+    assert f"no sqlaudit data found in {path}: it holds no spans" in out
+    assert err == f"sqlaudit report: no sqlaudit data found in {path}: it holds no spans\n"
 
 
 def test_python_m_sqlaudit_bad_input_exits_2_without_traceback(tmp_path: Path) -> None:

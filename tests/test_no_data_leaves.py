@@ -130,6 +130,7 @@ def test_canary_never_leaves(db: Engine, caplog: pytest.LogCaptureFixture) -> No
         findings_as="both",
         transaction_spans=True,
         burst_spans=True,
+        statement_events=100,
     )
     caplog.set_level(logging.DEBUG, logger="sqlaudit")
     with sqlaudit.audit("canary", reporters=[LogReporter(summary=True), reporter]) as report:
@@ -272,11 +273,21 @@ def test_pytest_output_and_files_hold_no_canary(
     """Plugin runs over tests that send the canary as bind values and inlined literals (marker,
     fixture and finding failures, a test's own error, the terminal summary, the JSON report,
     writing a baseline and failing against it): neither pytest's stdout/stderr nor any file
-    written in the project holds the canary; with ``include_sql=True`` the JSON report does."""
+    written in the project (SARIF and JUnit XML files included) holds the canary, nor do the
+    GitHub annotations; with ``include_sql=True`` the JSON report does."""
     project(pytester, INNER_TESTS)
     monkeypatch.setenv("SQLAUDIT_LEAK_CANARY", CANARY)
     common = ("-rA", "-vv", "--tb=long")
-    found = run(pytester, *common, "--sqlaudit", "--sqlaudit-report", "--sqlaudit-json=out/r.json")
+    found = run(
+        pytester,
+        *common,
+        "--sqlaudit",
+        "--sqlaudit-report",
+        "--sqlaudit-json=out/r.json",
+        "--sqlaudit-sarif=out/r.sarif",
+        "--sqlaudit-annotations=github",
+        "--junitxml=out/junit.xml",
+    )
     accept = run(
         pytester, *common, "--sqlaudit-baseline=baseline.json", "--sqlaudit-update-baseline=all"
     )
@@ -295,7 +306,10 @@ def test_pytest_output_and_files_hold_no_canary(
         for path in pytester.path.rglob("*")
         if path.is_file() and path.suffix != ".pyc"
     }
-    assert {"out/r.json", "baseline.json", "test_feed.py"} <= set(files)
+    assert {"out/r.json", "out/r.sarif", "out/junit.xml", "baseline.json", "test_feed.py"} <= set(
+        files
+    )
+    assert "::error file=" in outputs["found stdout"]
     # What was scanned is the real output: diagnoses, tables, summary, baseline notes.
     out = outputs["found stdout"]
     assert "query budget exceeded: " in out and "SELECT budget exceeded: " in out
@@ -425,7 +439,11 @@ def test_html_report_holds_no_canary(
     path = tmp_path / "spans.jsonl"
     provider = jsonl_tracer_provider(path, service_name="leaks")
     reporter = OTelReporter(
-        tracer_provider=provider, metrics=False, transaction_spans=True, burst_spans=True
+        tracer_provider=provider,
+        metrics=False,
+        transaction_spans=True,
+        burst_spans=True,
+        statement_events=100,
     )
     tracer = provider.get_tracer("leaks.http")
     route = "GET /authors"
@@ -447,6 +465,7 @@ def test_html_report_holds_no_canary(
     assert "N+1: Author.books lazy-loaded" in page
     assert ".options(selectinload(Author.books))" in page
     assert "sqlaudit_t_author" in page
+    assert '"sqlaudit.statement"' in spans and "<pre>UPDATE sqlaudit_t_author" in page
     assert CANARY not in page
     assert CANARY not in spans
     assert any(CANARY in r.sql for r in report.statements)

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, literal_column, select
 from sqlalchemy.orm import Session
 from timing import UNTIMED
 
@@ -608,3 +608,49 @@ def test_huge_in_lists_are_one_shape_and_export_whole(otel: OTel, engine: Engine
     attrs = dict(event.attributes or {})
     assert attrs["db.query.text"] == shapes.pop()
     assert attrs["db.collection.name"] == "sqlaudit_t_book"
+
+
+def test_statement_events_export_shapes_in_order_never_values(otel: OTel, db: Engine) -> None:
+    """``statement_events=n``: the unit's statement shapes as ``sqlaudit.statement`` events,
+    in the order they first ran (number, count, kind, call site, fingerprint with ``?`` for
+    the literal the code inlined); capped at n with the total on the span; off by default."""
+    tracer = otel.tracer_provider.get_tracer("app")
+    with (
+        tracer.start_as_current_span("GET /authors") as server,
+        sqlaudit.audit("GET /authors", reporters=[otel.reporter(statement_events=5)], **UNTIMED),
+        Session(db) as session,
+    ):
+        literal = select(Author).where(Author.name != literal_column("'s3cr3t-literal'"))
+        for author in session.scalars(literal):  # marker: otel shapes root
+            assert author.books  # marker: otel shapes lazy
+    (span,) = otel.finished("GET /authors")
+    assert span.context is not None and span.context.span_id == server.get_span_context().span_id
+    events = [e for e in span.events if e.name == "sqlaudit.statement"]
+    attrs = [dict(e.attributes or {}) for e in events]
+    assert [(a["sqlaudit.statement.number"], a["sqlaudit.statement.count"]) for a in attrs] == [
+        (1, 1),
+        (2, 5),
+    ]
+    assert [a["code.line.number"] for a in attrs] == [
+        line_of("marker: otel shapes root"),
+        line_of("marker: otel shapes lazy"),
+    ]
+    assert all(a["sqlaudit.statement.kind"] == "select" for a in attrs)
+    first = str(attrs[0]["db.query.text"])
+    assert first.startswith("SELECT") and "!= ?" in first
+    assert "s3cr3t" not in repr(span.events) and "s3cr3t" not in repr(span.attributes)
+    assert (span.attributes or {})["sqlaudit.statement_shape_count"] == 2
+
+    otel.spans.clear()
+    with tracer.start_as_current_span("GET /authors"):
+        audited(db, otel.reporter(statement_events=1))
+    (span,) = otel.finished("GET /authors")
+    assert len([e for e in span.events if e.name == "sqlaudit.statement"]) == 1
+    assert (span.attributes or {})["sqlaudit.statement_shape_count"] == 2
+
+    otel.spans.clear()
+    with tracer.start_as_current_span("GET /authors"):
+        audited(db, otel.reporter())
+    (span,) = otel.finished("GET /authors")
+    assert not [e for e in span.events if e.name == "sqlaudit.statement"]
+    assert "sqlaudit.statement_shape_count" not in (span.attributes or {})

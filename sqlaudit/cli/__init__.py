@@ -10,13 +10,14 @@ planted problem was reported and every fixed version is clean.
 ``sqlaudit demo --otel-jsonl FILE``) into one self-contained HTML page on standard output.
 
 Exit codes: 0 as expected; 1 a planted problem was missed, a fixed version has findings or
-an endpoint failed; 2 usage error, no ``examples/`` directory, an unreadable report input, or
-the database is unusable.
+an endpoint failed, or the report's file holds no sqlaudit data; 2 usage error, no
+``examples/`` directory, an unreadable report input, or the database is unusable.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ import sqlalchemy
 import sqlaudit
 from sqlaudit.cli import demo as _demo
 from sqlaudit.cli.demo import EXIT_USAGE
+from sqlaudit.errors import ConfigError
 
 __all__ = ["examples_dir", "main"]
 
@@ -102,11 +104,31 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Read spans exported as OTLP/JSON lines (sqlaudit demo --otel-jsonl, or the "
             "opentelemetry-exporter-otlp-json-file format) and write one self-contained HTML "
-            "page to standard output: routes ranked by statements and DB time, findings by "
-            "kind with their fixes, statements per request."
+            "page to standard output: one route table sortable by each column, findings by "
+            "kind with their fixes, a chart of statements per request labelled with the "
+            "requests' names, and each request's statements (formatted SQL, placeholders "
+            "only; exported with OTelReporter(statement_events=n)). Exits 1, with the reason "
+            "on standard error, when the file holds no sqlaudit data."
         ),
     )
     report.add_argument("file", metavar="FILE.jsonl", help="the exported spans")
+    report.add_argument(
+        "--trace-url",
+        metavar="TEMPLATE",
+        help=(
+            "link each request's trace id to your tracing UI: an http(s) URL with {trace_id} "
+            "(and optionally {span_id}), e.g. 'https://grafana/explore?traceId={trace_id}' or "
+            "'http://jaeger:16686/trace/{trace_id}'"
+        ),
+    )
+    report.add_argument(
+        "--root",
+        metavar="DIR",
+        help=(
+            "show source paths relative to DIR, e.g. the service's directory in production "
+            "(/app); it need not exist here (default: the current directory)"
+        ),
+    )
     return parser
 
 
@@ -125,18 +147,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             only=args.only,
             otel_jsonl=args.otel_jsonl,
         )
-    return report(args.file)  # the only other command: argparse refused anything else
+    # the only other command: argparse refused anything else
+    return report(args.file, trace_url=args.trace_url, root=args.root)
 
 
-def report(path: str) -> int:
-    """``sqlaudit report FILE.jsonl``: the HTML report of exported spans, on stdout."""
-    from sqlaudit.cli.html_report import ReportInputError, build_report
+def report(path: str, *, trace_url: str | None = None, root: str | None = None) -> int:
+    """``sqlaudit report FILE.jsonl``: the HTML report of exported spans, on stdout.
+
+    0 with a page; 1 when the file holds no sqlaudit unit (the page says so too, and so does
+    standard error); 2 for a bad option or an unreadable or malformed file."""
+    from sqlaudit.cli.html_report import check_trace_url, no_data_message, render
+    from sqlaudit.cli.spans import ReportInputError, load
 
     try:
+        if trace_url is not None:
+            check_trace_url(trace_url)
         with open(path, encoding="utf-8") as lines:
-            page = build_report(lines)
-    except (OSError, UnicodeDecodeError, ReportInputError) as exc:
+            spans = load(lines)
+    except (OSError, UnicodeDecodeError, ReportInputError, ConfigError) as exc:
         print(f"sqlaudit report: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    sys.stdout.write(page)
+    # The root need not exist here: spans exported in production name its paths (/app/...).
+    root = os.path.abspath(root) if root is not None else None
+    sys.stdout.write(render(spans, source=path, trace_url=trace_url, root=root))
+    if not spans.units:
+        print(f"sqlaudit report: {no_data_message(spans, path)}", file=sys.stderr)
+        return 1
     return 0

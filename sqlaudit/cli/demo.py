@@ -212,7 +212,7 @@ def _otel_exporter(path: str | None) -> tuple[Any, Any] | Literal[False] | None:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         _error(f"cannot write --otel-jsonl {path!r}: {reason}")
         return False
-    return provider, OTelReporter(tracer_provider=provider, metrics=False)
+    return provider, OTelReporter(tracer_provider=provider, metrics=False, statement_events=50)
 
 
 def _run_pair(

@@ -43,17 +43,21 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FINDING_EVENT",
+    "STATEMENT_EVENT",
     "Semconv",
     "code_attributes",
     "db_system_attributes",
     "epoch_offset_ns",
     "finding_attributes",
     "query_summary",
+    "statement_events",
     "unit_attributes",
 ]
 
 #: The span event / log record event name of one finding.
 FINDING_EVENT = "sqlaudit.finding"
+#: The span event name of one statement shape of a unit (``OTelReporter(statement_events=n)``).
+STATEMENT_EVENT = "sqlaudit.statement"
 _MODES = ("stable", "old", "dup")
 
 AttributeValue = Union[str, bool, int, float, Sequence[str]]  # noqa: UP007 - a runtime alias on 3.10
@@ -216,3 +220,42 @@ def finding_attributes(
     if span_ids:
         attrs["sqlaudit.finding.span_ids"] = list(span_ids)
     return attrs
+
+
+def statement_events(
+    records: Sequence[QueryRecord], semconv: Semconv, limit: int
+) -> tuple[list[tuple[float, Attributes]], int]:
+    """(start, attributes) of the first ``limit`` statement shapes of a unit, in the order
+    they first ran, and how many shapes there were in all.
+
+    A shape is a fingerprint issued from one call site, as the text report groups them: its
+    text (literals and placeholders as ``?``: never a value), the number of its first
+    statement in the unit, how many ran, their DB time, the statement kind and the call site.
+    """
+    groups: dict[tuple[str, CallSite | None], list[int]] = {}
+    for index, record in enumerate(records):
+        groups.setdefault((fingerprint(record.sql, record.dialect), record.callsite), []).append(
+            index
+        )
+    events = []
+    for (shape, site), indexes in list(groups.items())[:limit]:
+        first = records[indexes[0]]
+        attrs: Attributes = {
+            "sqlaudit.statement.number": indexes[0] + 1,
+            "sqlaudit.statement.count": len(indexes),
+            "sqlaudit.statement.kind": first.kind,
+            "sqlaudit.statement.db_time_ms": round(
+                sum(records[i].duration for i in indexes) * 1000, 3
+            ),
+        }
+        if semconv.db_stable:
+            attrs["db.query.text"] = shape
+        if semconv.db_old:
+            attrs["db.statement"] = shape
+        errors = sorted({records[i].error or "" for i in indexes} - {""})
+        if errors:
+            attrs["sqlaudit.statement.errors"] = errors
+        attrs.update(db_system_attributes(first.dialect, semconv))
+        attrs.update(code_attributes(site, semconv))
+        events.append((first.start, attrs))
+    return events, len(groups)

@@ -18,9 +18,11 @@ from sqlaudit.errors import ConfigError
 from sqlaudit.model.findings import Severity
 from sqlaudit.otel.attributes import (
     FINDING_EVENT,
+    STATEMENT_EVENT,
     Semconv,
     epoch_offset_ns,
     finding_attributes,
+    statement_events,
     unit_attributes,
 )
 from sqlaudit.otel.metrics import UnitMetrics
@@ -70,7 +72,10 @@ class OTelReporter:
     opentelemetry-instrumentation-sqlalchemy a finding concerns (SDK providers only).
     ``semconv``: ``"stable"``, ``"old"`` or ``"dup"``; None follows
     ``OTEL_SEMCONV_STABILITY_OPT_IN``. ``max_events``: findings reported per unit;
-    ``max_links``: statement spans named per finding.
+    ``max_links``: statement spans named per finding. ``statement_events``: the unit's first
+    n statement shapes as ``sqlaudit.statement`` span events (fingerprint, count, DB time,
+    call site; never a value), for ``sqlaudit report``'s statement lists; 0 (the default)
+    exports none.
     """
 
     def __init__(
@@ -87,6 +92,7 @@ class OTelReporter:
         semconv: Literal["stable", "old", "dup"] | None = None,
         max_events: int = 32,
         max_links: int = 32,
+        statement_events: int = 0,
     ) -> None:
         check_provider("tracer_provider", tracer_provider, "get_tracer")
         check_provider("meter_provider", meter_provider, "get_meter")
@@ -94,6 +100,7 @@ class OTelReporter:
         check_choice("findings_as", findings_as, _FINDINGS_AS)
         check_int("max_events", max_events, 0)
         check_int("max_links", max_links, 0)
+        self.statement_events = check_int("statement_events", statement_events, 0)
         if findings_as != "events" and "event_name" not in inspect.signature(LogRecord).parameters:
             raise ConfigError(
                 f"findings_as={findings_as!r} needs an opentelemetry-api whose LogRecord takes "
@@ -244,6 +251,11 @@ class OTelReporter:
                 )  # fmt: skip
         if self.transaction_spans:
             transaction_spans(self._tracer, context, report, records, self.semconv, offset)
+        if self.statement_events:
+            shapes, total = statement_events(records, self.semconv, self.statement_events)
+            span.set_attribute("sqlaudit.statement_shape_count", total)
+            for start, attrs in shapes:
+                span.add_event(STATEMENT_EVENT, attrs, timestamp=int(start * 1e9) + offset)
 
     def _pair(
         self,

@@ -41,6 +41,7 @@ from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.model.records import QueryRecord
 from sqlaudit.pytest_plugin import baseline as _baseline
 from sqlaudit.pytest_plugin import requests as client_hooks
+from sqlaudit.pytest_plugin.ci import junit_properties
 from sqlaudit.pytest_plugin.fixture import SqlauditFixture
 from sqlaudit.pytest_plugin.policy import (
     Budget,
@@ -256,9 +257,19 @@ class _Run:
                 use_baseline=settings.baseline_path is not None,
                 accept_all=settings.update == "all",
             )
+        file, line, _ = item.location
         self.summary = summarize(
-            item.nodeid, report, verdict, self.policy, settings, complete=exc is None
+            item.nodeid,
+            report,
+            verdict,
+            self.policy,
+            settings,
+            complete=exc is None,
+            location=(file, (line or 0) + 1),
         )
+        # Shown by --junitxml as the test case's <properties> (the record_property mechanism:
+        # the teardown report copies the item's user_properties, and junitxml reads them there).
+        item.user_properties.extend(junit_properties(self.summary))
         if verdict.failed:
             note = baseline_note(settings, item.nodeid, verdict)
             raise _TestFailed(report, failure_text(report, verdict, note))

@@ -34,6 +34,7 @@ __all__ = [
     "parse_budget",
     "parse_kinds",
     "parse_sqlaudit_marker",
+    "project_path",
 ]
 
 #: Kinds that fail a test by default: all but the timing ones (opt in with
@@ -226,14 +227,16 @@ class TestPolicy:
 def identity(finding: Finding, root: Path) -> _baseline.Identity:
     """``Finding.identity`` with the file relative to ``root`` in ``/`` form (portable)."""
     kind, subject, file, function = finding.identity
-    if file:
-        try:
-            rel = os.path.relpath(file, root)
-        except ValueError:  # another drive on Windows
-            rel = file
-        if not rel.startswith(".."):
-            file = rel.replace(os.sep, "/")
-    return (kind, subject, file, function)
+    return (kind, subject, project_path(file, root) if file else file, function)
+
+
+def project_path(file: str, root: Path) -> str:
+    """``file`` relative to ``root`` in ``/`` form when it lies under it, else as it is."""
+    try:
+        rel = os.path.relpath(file, root)
+    except ValueError:  # another drive on Windows
+        return file
+    return file if rel.startswith("..") else rel.replace(os.sep, "/")
 
 
 @dataclass(slots=True)

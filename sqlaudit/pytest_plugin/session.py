@@ -16,8 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlaudit import __version__
+from sqlaudit.model.findings import Finding
 from sqlaudit.pytest_plugin import baseline as _baseline
-from sqlaudit.pytest_plugin.policy import TestPolicy, Verdict, budget_counts, identity
+from sqlaudit.pytest_plugin import ci as _ci
+from sqlaudit.pytest_plugin.policy import (
+    TestPolicy,
+    Verdict,
+    budget_counts,
+    identity,
+    project_path,
+)
 from sqlaudit.pytest_plugin.settings import Settings, narrowed
 from sqlaudit.report import AuditReport
 
@@ -45,8 +54,10 @@ def summarize(
     settings: Settings,
     *,
     complete: bool,
+    location: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The JSON-safe summary of one audited test."""
+    """The JSON-safe summary of one audited test; ``location``: the test's (file relative
+    to the root, line), where CI output points for findings without a place of their own."""
     root = settings.root
     counts = budget_counts(report)
     diff = verdict.diff
@@ -69,6 +80,9 @@ def summarize(
                 "severity": str(f.severity),
                 "message": f.headline,
                 "identity": list(identity(f, root)),
+                "fix": f.fix,
+                "count": f.count,
+                **_place(f, root),
                 "fails": fails,
                 "allowed": allowed,
                 "outcome": outcome,
@@ -86,6 +100,7 @@ def summarize(
         "over_baseline": bool(diff is not None and diff.increases),
         "complete": complete,
         "tightenable": bool(diff is not None and diff.known and diff.tightenable),
+        "location": list(location) if location else None,
     }
     if settings.json_path is not None:
         summary["report"] = report.to_dict()
@@ -136,6 +151,15 @@ class SessionData:
         if settings.json_path is not None:
             _write_json(settings.json_path, self.tests)
             self.notes.append(f"sqlaudit: wrote {settings.json_arg} ({len(self.tests)} tests)")
+        if settings.sarif_path is not None:
+            log = _ci.sarif_log(
+                self.tests, root=settings.root, version=__version__, baseline=settings.baseline_arg
+            )
+            _ci.write_sarif(settings.sarif_path, log)
+            results = len(log["runs"][0]["results"])
+            self.notes.append(
+                f"sqlaudit: wrote {settings.sarif_arg} (SARIF, {_plural(results, 'result')})"
+            )
         path = settings.baseline_path
         if path is None:
             return
@@ -251,6 +275,16 @@ class Controller:
             terminalreporter.write_sep("=", "sqlaudit")
             for line in lines:
                 terminalreporter.write_line(line)
+        if data.settings.annotations:
+            workspace = os.environ.get("GITHUB_WORKSPACE")
+            commands = _ci.workflow_commands(
+                data.tests,
+                root=data.settings.root,
+                workspace=Path(workspace) if workspace else None,
+            )
+            # Workflow commands are read from the step's standard output, one per line.
+            for line in commands:
+                terminalreporter.write_line(line)
 
 
 class XdistController:
@@ -315,6 +349,15 @@ def _some(test_ids: list[str], limit: int = 5) -> str:
     shown = ", ".join(test_ids[:limit])
     more = len(test_ids) - limit
     return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _place(finding: Finding, root: Path) -> dict[str, Any]:
+    """The finding's file (relative to ``root`` in ``/`` form when under it), line and
+    function; empty when it has no location."""
+    site = finding.location
+    if site is None:
+        return {}
+    return {"file": project_path(site.file, root), "line": site.line, "function": site.function}
 
 
 def _identity(value: list[str]) -> _baseline.Identity:

@@ -7,8 +7,9 @@ pytest was started, paths from the ini file to the ini file's directory.
 
 from __future__ import annotations
 
+import os
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,22 @@ from sqlaudit.model.findings import Severity
 from sqlaudit.pytest_plugin import baseline as _baseline
 from sqlaudit.pytest_plugin.policy import DEFAULT_FAIL_KINDS, parse_kinds
 
-__all__ = ["ALLOWLISTS", "INI", "OPTIONS", "SCOPES", "Settings", "narrowed", "resolve"]
+__all__ = [
+    "ALLOWLISTS",
+    "ANNOTATIONS",
+    "INI",
+    "OPTIONS",
+    "SCOPES",
+    "Settings",
+    "narrowed",
+    "resolve",
+]
 
 #: What a test's audit covers: the test function only, fixture setup too, or also teardown.
 SCOPES = ("call", "setup+call", "all")
+
+#: When to print GitHub Actions workflow commands for findings.
+ANNOTATIONS = ("auto", "github", "off")
 
 #: ``(flag, argparse keywords, help)``; each also has the ini key ``flag`` in snake case.
 OPTIONS: tuple[tuple[str, dict[str, Any], str], ...] = (
@@ -40,6 +53,12 @@ OPTIONS: tuple[tuple[str, dict[str, Any], str], ...] = (
     ("--sqlaudit-json", {"metavar": "PATH"}, "write every audited test's report as JSON"),
     ("--sqlaudit-baseline", {"metavar": "PATH"},
      "per-test ceilings and accepted findings: more fails, less is reported"),
+    ("--sqlaudit-sarif", {"metavar": "PATH"},
+     "write every finding as SARIF 2.1.0 (GitHub code scanning: file, line, fix); audits "
+     "every test"),
+    ("--sqlaudit-annotations", {"choices": ANNOTATIONS},
+     "GitHub Actions annotations (::error/::warning file=...,line=...) per finding: auto "
+     "(when GITHUB_ACTIONS=true, the default), github (always) or off"),
 )  # fmt: skip
 #: The ini keys of the allowlists: ``AuditConfig`` fields of the same name without the prefix.
 ALLOWLISTS = ("sqlaudit_allow_relationships", "sqlaudit_allow_paths", "sqlaudit_allow_sql")
@@ -52,6 +71,8 @@ INI = (
     ("sqlaudit_report", "bool", "print the sqlaudit terminal summary"),
     ("sqlaudit_json", "string", "JSON report path, relative to the ini file"),
     ("sqlaudit_baseline", "string", "baseline path, relative to the ini file"),
+    ("sqlaudit_sarif", "string", "SARIF 2.1.0 output path, relative to the ini file"),
+    ("sqlaudit_annotations", "string", "auto, github or off (like --sqlaudit-annotations)"),
     ("sqlaudit_allow_relationships", "linelist",
      'allowlist: relationships whose findings pass, e.g. "User.comments" (globs allowed)'),
     ("sqlaudit_allow_paths", "linelist",
@@ -83,6 +104,12 @@ class Settings:
     json_arg: str = ""
     #: The allowlists of the ini file (``sqlaudit_allow_*``), as AuditConfig fields.
     allowlists: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    sarif_path: Path | None = None
+    #: The SARIF path as the user can type it (relative to where pytest was started).
+    sarif_arg: str = ""
+    #: Print GitHub Actions annotations (``--sqlaudit-annotations``, resolved against the
+    #: environment's ``GITHUB_ACTIONS``).
+    annotations: bool = False
 
     @property
     def base_config(self) -> AuditConfig:
@@ -107,9 +134,11 @@ def resolve(
     path: Callable[[str], tuple[Path | None, str]],
     update: Any,
     root: Path,
+    environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Settings from ``get(name)`` (option, else ini value) and ``path(name)`` (resolved path
-    and how to type it); ConfigError names a bad value."""
+    and how to type it); ConfigError names a bad value. ``environ`` (default ``os.environ``)
+    tells whether this runs under GitHub Actions."""
     fail_on = get("sqlaudit_fail_on")
     fail_kinds = DEFAULT_FAIL_KINDS
     if fail_on:
@@ -126,6 +155,22 @@ def resolve(
         raise ConfigError(
             f"sqlaudit_json must be the path of a file to write, got {json_arg!r} (a directory)"
         )
+    sarif_path, sarif_arg = path("sqlaudit_sarif")
+    if sarif_path is not None and sarif_path.is_dir():
+        raise ConfigError(
+            f"sqlaudit_sarif must be the path of a file to write, got {sarif_arg!r} (a directory)"
+        )
+    annotations = get("sqlaudit_annotations") or "auto"
+    if annotations not in ANNOTATIONS:
+        raise ConfigError(
+            f"sqlaudit_annotations must be one of {', '.join(ANNOTATIONS)}, got {annotations!r}"
+        )
+    env = os.environ if environ is None else environ
+    # GitHub sets GITHUB_ACTIONS=true in every step of a workflow run ("Default environment
+    # variables", GitHub Actions docs).
+    github = annotations == "github" or (
+        annotations == "auto" and env.get("GITHUB_ACTIONS") == "true"
+    )
     baseline, baseline_arg = path("sqlaudit_baseline")
     if update and baseline is None:
         raise ConfigError("--sqlaudit-update-baseline needs --sqlaudit-baseline=PATH")
@@ -142,7 +187,7 @@ def resolve(
         except ConfigError as exc:
             raise ConfigError(f"sqlaudit_{exc}") from None
     return Settings(
-        audit_all=fail_all or bool(get("sqlaudit_report") or json_path),
+        audit_all=fail_all or bool(get("sqlaudit_report") or json_path or sarif_path),
         fail_all=fail_all,
         severity=Severity.parse(get("sqlaudit_severity") or "warning", setting="sqlaudit_severity"),
         fail_kinds=fail_kinds,
@@ -155,6 +200,9 @@ def resolve(
         root=root,
         json_arg=json_arg,
         allowlists=allowlists,
+        sarif_path=sarif_path,
+        sarif_arg=sarif_arg,
+        annotations=github,
     )
 
 

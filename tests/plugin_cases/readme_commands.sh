@@ -5,3 +5,4 @@ pytest --sqlaudit-baseline=sqlaudit-baseline.json --sqlaudit-update-baseline   #
 pytest --sqlaudit-baseline=sqlaudit-baseline.json     # CI: more fails, less is reported
 pytest --sqlaudit-baseline=sqlaudit-baseline.json --sqlaudit-update-baseline=tighten
 pytest -n 2 --sqlaudit-baseline=sqlaudit-baseline.json --sqlaudit-report
+pytest --sqlaudit --sqlaudit-sarif=sqlaudit.sarif --junitxml=junit.xml   # CI: SARIF, JUnit
