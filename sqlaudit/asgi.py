@@ -89,7 +89,7 @@ class ASGIAuditMiddleware:
         method: str = scope.get("method") or "GET"
         page = auditor.dev_page
         if page is not None and path == page.path:
-            await _serve(page, method, send)
+            await _serve(page, method, send, _query(scope))
             return
         unit = auditor.begin(method, path)
         if unit is None:
@@ -238,13 +238,19 @@ def _match_route(scope: Scope, root_path: str) -> str | None:
     return f"{prefix}/{{path}}"
 
 
-async def _serve(page: DevPage, method: str, send: Send) -> None:
+def _query(scope: Scope) -> str:
+    """The request's query string (ASGI: bytes, percent-encoded, "latin-1" safe)."""
+    raw = scope.get("query_string") or b""
+    return raw.decode("latin-1") if isinstance(raw, bytes) else ""
+
+
+async def _serve(page: DevPage, method: str, send: Send, query: str) -> None:
     if method not in ("GET", "HEAD"):
         headers = [(b"allow", b"GET, HEAD"), (b"content-type", b"text/plain")]
         await send({"type": "http.response.start", "status": 405, "headers": headers})
         await send({"type": "http.response.body", "body": b"405 Method Not Allowed\n"})
         return
-    body = page.render()
+    body = page.render(query)
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in HEADERS]
     headers.append((b"content-length", str(len(body)).encode("latin-1")))
     await send({"type": "http.response.start", "status": 200, "headers": headers})

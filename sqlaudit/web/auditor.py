@@ -252,7 +252,7 @@ class RequestAuditor:
         if self.dev_page is None:
             return
         try:
-            self.dev_page.add(unit.report, unit.status, unit.sampled)
+            self.dev_page.add(unit.report, unit.status, unit.sampled, collapse_ids(unit.path))
         except Exception as exc:
             contain("middleware: development page", exc, unit.report, failing=True)
 

@@ -1,0 +1,316 @@
+"""The development page's HTML (see ``sqlaudit.web.devpage``): no script, everything escaped.
+
+Every text that comes from a request, a statement or a source file goes through ``escape``;
+links are built from the page's own parameters, URL-quoted then escaped. Widths and offsets of
+the timeline's bars are numbers formatted here, the only values in ``style`` attributes (the
+page's Content-Security-Policy allows inline styles, never scripts).
+"""
+
+from __future__ import annotations
+
+import time
+from html import escape
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+
+from sqlaudit.report.sqltext import format_sql
+from sqlaudit.report.text import format_site
+from sqlaudit.sql.fingerprint import elide
+from sqlaudit.web.timeline import IDLE_MS
+
+if TYPE_CHECKING:
+    from sqlaudit.web.devpage import Entry, Item, View
+    from sqlaudit.web.timeline import Block, Step
+
+__all__ = ["render"]
+
+_CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem 2rem;
+color:#1d2330;background:#f7f8fa}
+h1{font-size:1.4rem;margin:0 0 .2rem}p.sub{margin:0 0 .8rem;color:#596273}
+h3{font-size:.95rem;margin:.2rem 0}h4{font-size:.9rem;margin:.8rem 0 .3rem}
+nav{margin:0 0 1rem}nav a,nav b{margin-right:.8rem}nav b{color:#1d2330}
+table{border-collapse:collapse;width:100%;background:#fff}
+th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #e3e6eb;vertical-align:top}
+th{background:#eef1f5;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
+details.req{background:#fff;border:1px solid #dfe3ea;border-radius:6px;margin:.6rem 0;
+padding:.5rem .8rem}
+summary{cursor:pointer}details.req>summary{font-weight:600}
+code,pre{font:13px/1.4 ui-monospace,Menlo,Consolas,monospace}
+pre{white-space:pre-wrap;margin:.3rem 0;background:#f3f5f8;padding:.4rem .6rem;border-radius:4px}
+.k{display:inline-block;border-radius:4px;padding:0 .4rem;margin:0 .2rem .1rem 0;
+font-size:.8rem;background:#e8ecf3;text-decoration:none}
+.error{background:#fde2e1;color:#8a1c17}.warning{background:#fff1cc;color:#6b4b00}
+.info{background:#e2efff;color:#0b4a8b}.ok{color:#23724a}.muted{color:#7a8394}
+li{margin:.3rem 0}ol.findings li{margin:.45rem 0}
+section.tx{border-left:4px solid #8aa4c8;margin:.6rem 0;padding:.1rem 0 .1rem .7rem}
+section.tx.c1{border-color:#c89a5a}section.tx.c2{border-color:#6aa88a}
+section.tx.c3{border-color:#a77ac2}section.tx.loose{border-color:#c3c8d1;border-left-style:dashed}
+ol.steps{list-style:none;padding:0;margin:.2rem 0}
+li.ev{color:#3a4a63;font:600 13px/1.4 ui-monospace,Menlo,Consolas,monospace}
+li.idle{color:#9a6a00;font-size:.85rem}li.idle:before{content:"\\22EE  "}
+li.step{border-bottom:1px dotted #e3e6eb;padding:.15rem 0}
+li.step.flag{background:#fffaf0}
+span.no{display:inline-block;min-width:2.6rem;color:#596273}
+span.t{display:inline-block;min-width:5.5rem;color:#596273;font-variant-numeric:tabular-nums}
+span.d{display:inline-block;min-width:4.5rem;font-variant-numeric:tabular-nums}
+span.bar{display:block;height:4px;background:#eef1f5;margin:.15rem 0 .1rem}
+span.bar i{display:block;height:4px;background:#4b74b5;min-width:2px}
+ol.stack{margin:.2rem 0 .4rem;padding-left:1.4rem;font-size:.85rem}
+"""
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def _link(current: View, **changes: object) -> str:
+    """A query-string link to the page with ``changes`` applied to ``current``, escaped."""
+    values = {"view": current.view, "findings": current.findings, "route": current.route}
+    values.update(changes)
+    params = {}
+    if values["view"] != "requests":
+        params["view"] = values["view"]
+    if values["findings"]:
+        params["findings"] = "1"
+    if values["route"]:
+        params["route"] = values["route"]
+    return escape("?" + urlencode(params) if params else "?", quote=True)
+
+
+def _badges(entry: Entry) -> str:
+    if not entry.sampled:
+        return '<span class="muted">not sampled (counted only)</span>'
+    if not entry.findings:
+        return '<span class="ok">clean</span>'
+    kinds: dict[str, str] = {}
+    for item in entry.findings:
+        kinds.setdefault(item.kind, item.severity)
+    return "".join(f'<span class="k {escape(s)}">{escape(k)}</span>' for k, s in kinds.items())
+
+
+def _finding(entry: Entry, number: int, item: Item) -> str:
+    anchor = f"r{entry.seq}"
+    where = f"<br>at <code>{escape(item.location)}</code>" if item.location else ""
+    links = ""
+    if item.statements:
+        shown = item.statements[:20]
+        more = len(item.statements) - len(shown)
+        links = "<br>statements: " + " ".join(f'<a href="#{anchor}-s{n}">#{n}</a>' for n in shown)
+        if more:
+            links += f" and {more} more"
+    return (
+        f'<li id="{anchor}-f{number}"><span class="k {escape(item.severity)}">'
+        f"{escape(item.severity)}</span><strong>{escape(item.message)}</strong>{where}"
+        f"{links}<br>fix: {escape(item.fix)}</li>"
+    )
+
+
+def _step(entry: Entry, step: Step, total: float) -> str:
+    anchor = f"r{entry.seq}"
+    scale = 100.0 / total if total > 0 else 0.0
+    left = min(100.0, max(0.0, step.offset * scale))
+    width = min(100.0 - left, step.duration * scale)
+    flags = "".join(
+        f'<a class="k {escape(entry.findings[n - 1].severity)}" href="#{anchor}-f{n}">'
+        f"{escape(entry.findings[n - 1].kind)}</a>"
+        for n in step.findings
+        if 0 < n <= len(entry.findings)
+    )
+    facts = []
+    if step.orm:
+        facts.append(escape(step.orm))
+    if step.rows >= 0:
+        facts.append(f"{step.rows} row{'' if step.rows == 1 else 's'}")
+    if step.batch > 1:
+        facts.append(f"{step.batch} parameter sets (executemany)")
+    if step.error:
+        facts.append(f'<span class="k error">failed: {escape(step.error)}</span>')
+    stack = "".join(f"<li><code>{escape(format_site(site))}</code></li>" for site in step.stack)
+    stack_html = (
+        f'<ol class="stack">{stack}</ol>'
+        if stack
+        else '<p class="muted">no application frame (issued by a library)</p>'
+    )
+    return (
+        f'<li id="{anchor}-s{step.number}" class="step{" flag" if flags else ""}">'
+        f"<details{' open' if flags else ''}><summary>"
+        f'<span class="no">#{step.number}</span><span class="t">+{_ms(step.offset)}</span>'
+        f'<span class="d">{_ms(step.duration)}</span> {flags}'
+        f"<code>{escape(elide(step.shape, 140))}</code>"
+        f'<span class="bar"><i style="margin-left:{left:.2f}%;width:{width:.2f}%"></i></span>'
+        f"</summary>"
+        f'<pre class="sql">{escape(format_sql(step.shape))}</pre>'
+        f"<div>{' &middot; '.join(facts)}</div>{stack_html}</details></li>"
+    )
+
+
+def _block(entry: Entry, block: Block, total: float) -> str:
+    count = len(block.steps)
+    noun = "statement" if count == 1 else "statements"
+    if not block.source:
+        title = f"Outside any recorded transaction: {count} {noun}"
+        css = "tx loose"
+    else:
+        kind = "ORM session transaction" if block.source == "orm" else "Transaction"
+        mode = " (autocommit: each statement commits on its own)" if block.autocommit else ""
+        title = (
+            f"{kind} {block.number}{mode}: {count} {noun}, {block.writes} "
+            f"write{'' if block.writes == 1 else 's'}, {_ms(block.finish - block.begin)}"
+        )
+        css = f"tx c{block.number % 4}"
+    out = [f'<section class="{css}"><h3>{escape(title)}</h3><ol class="steps">']
+    if block.source:
+        out.append(f'<li class="ev">BEGIN +{_ms(block.begin)}</li>')
+    for step in block.steps:
+        if step.idle * 1000 >= IDLE_MS:
+            out.append(f'<li class="idle">idle {_ms(step.idle)}</li>')
+        out.append(_step(entry, step, total))
+    if block.end:
+        if block.idle_end * 1000 >= IDLE_MS:
+            out.append(f'<li class="idle">idle {_ms(block.idle_end)}</li>')
+        out.append(f'<li class="ev">{escape(block.end)} +{_ms(block.finish)}</li>')
+    out.append("</ol></section>")
+    return "".join(out)
+
+
+def _details(entry: Entry) -> str:
+    status = "" if entry.status is None else f" &rarr; {entry.status}"
+    path = f' <span class="muted">{escape(entry.path)}</span>' if entry.path else ""
+    out = [
+        f'<details class="req" id="r{entry.seq}"{" open" if entry.findings else ""}>',
+        f"<summary>{escape(entry.name)}{path}{status}: {entry.queries} "
+        f"statement{'' if entry.queries == 1 else 's'}, "
+        f"{entry.db_ms:.1f} ms in the database, {entry.ms:.1f} ms in all</summary>",
+    ]
+    if entry.findings:
+        out.append('<ol class="findings">')
+        out.extend(_finding(entry, n, item) for n, item in enumerate(entry.findings, 1))
+        out.append("</ol>")
+    if entry.blocks:
+        out.append("<h4>Timeline (execution order, by transaction)</h4>")
+        total = max(entry.ms / 1000, *(b.finish for b in entry.blocks))
+        out.extend(_block(entry, block, total) for block in entry.blocks)
+    if entry.shapes:
+        out.append("<h4>By statement shape</h4>")
+        out.append("<table><tr><th>times</th><th>statement</th><th>ms</th><th>from</th></tr>")
+        for shape in entry.shapes:
+            out.append(
+                f'<tr><td class="n">{shape.count}&times;</td><td><code>{escape(shape.sql)}'
+                f'</code></td><td class="n">{shape.ms:.1f}</td>'
+                f"<td><code>{escape(shape.site)}</code></td></tr>"
+            )
+        out.append("</table>")
+    notes = []
+    if entry.left_out:
+        notes.append(f"{entry.left_out} more statements are not on the timeline")
+    if entry.overflow:
+        notes.append(f"{entry.overflow} statements past max_records were counted only")
+    if entry.internal_errors:
+        notes.append(f"{entry.internal_errors} internal sqlaudit errors (see the log)")
+    if notes:
+        out.append(f'<p class="muted">{escape("; ".join(notes))}</p>')
+    out.append("</details>")
+    return "\n".join(out)
+
+
+def _requests(entries: list[Entry], view: View) -> str:
+    rows = []
+    for item in entries:
+        clock = time.strftime("%H:%M:%S", time.localtime(item.when))
+        status = "" if item.status is None else str(item.status)
+        rows.append(
+            f'<tr><td>{clock}</td><td><a href="#r{item.seq}">{escape(item.name)}</a></td>'
+            f"<td><code>{escape(item.path)}</code></td>"
+            f'<td class="n">{status}</td><td class="n">{item.queries}</td>'
+            f'<td class="n">{item.db_ms:.1f}</td><td class="n">{item.ms:.1f}</td>'
+            f"<td>{_badges(item)}</td></tr>"
+        )
+    if not rows:
+        rows.append('<tr><td colspan="8" class="muted">No request audited yet.</td></tr>')
+    details = [_details(e) for e in entries if e.sampled]
+    return (
+        "<table><tr><th>time</th><th>request</th><th>path</th><th>status</th>"
+        "<th>statements</th><th>DB ms</th><th>total ms</th><th>findings</th></tr>\n"
+        + "\n".join(rows)
+        + "\n</table>\n"
+        + "\n".join(details)
+    )
+
+
+def _routes(entries: list[Entry], view: View) -> str:
+    routes: dict[str, list[Entry]] = {}
+    for item in entries:
+        routes.setdefault(item.name, []).append(item)
+    rows = []
+    for name, items in sorted(routes.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        found = [f for e in items for f in e.findings]
+        if view.findings and not found:
+            continue
+        statuses: dict[str, int] = {}
+        for e in items:
+            key = "-" if e.status is None else str(e.status)
+            statuses[key] = statuses.get(key, 0) + 1
+        kinds: dict[tuple[str, str], int] = {}
+        for f in found:
+            kinds[(f.kind, f.severity)] = kinds.get((f.kind, f.severity), 0) + 1
+        counts = [e.queries for e in items]
+        rows.append(
+            f'<tr><td><a href="{_link(view, view="requests", route=name)}">{escape(name)}</a>'
+            f'</td><td class="n">{len(items)}</td>'
+            f"<td>{escape(', '.join(f'{s} x{n}' for s, n in sorted(statuses.items())))}</td>"
+            f'<td class="n">{sum(counts) / len(counts):.1f}</td><td class="n">{max(counts)}</td>'
+            f'<td class="n">{sum(e.db_ms for e in items) / len(items):.1f}</td>'
+            f'<td class="n">{sum(1 for e in items if e.findings)}</td><td>'
+            + "".join(
+                f'<span class="k {escape(s)}">{escape(k)} &times;{n}</span>'
+                for (k, s), n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))
+            )
+            + "</td></tr>"
+        )
+    if not rows:
+        rows.append('<tr><td colspan="8" class="muted">No route to show.</td></tr>')
+    return (
+        "<table><tr><th>route</th><th>requests</th><th>statuses</th><th>statements (mean)</th>"
+        "<th>statements (max)</th><th>DB ms (mean)</th><th>requests with findings</th>"
+        "<th>findings (occurrences)</th></tr>\n" + "\n".join(rows) + "\n</table>\n"
+    )
+
+
+def _nav(view: View) -> str:
+    def choice(label: str, active: bool, href: str) -> str:
+        return f"<b>{label}</b>" if active else f'<a href="{href}">{label}</a>'
+
+    parts = [
+        choice("Requests", view.view == "requests", _link(view, view="requests")),
+        choice("By route", view.view == "routes", _link(view, view="routes", route="")),
+        "|",
+        choice("All", not view.findings, _link(view, findings=False)),
+        choice("Only with findings", view.findings, _link(view, findings=True)),
+    ]
+    if view.route and view.view == "requests":
+        parts.append(
+            f"| route <code>{escape(view.route)}</code> "
+            f'<a href="{_link(view, route="")}">(all routes)</a>'
+        )
+    return "<nav>" + " ".join(parts) + "</nav>"
+
+
+def render(entries: list[Entry], size: int, view: View) -> str:
+    """The whole page for ``entries`` (newest first), as ``view`` asks."""
+    kept = len(entries)
+    if view.route:
+        entries = [e for e in entries if e.name == view.route]
+    if view.findings and view.view == "requests":
+        entries = [e for e in entries if e.findings]
+    body = _routes(entries, view) if view.view == "routes" else _requests(entries, view)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="robots" content="noindex">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>sqlaudit: last {kept} requests</title><style>{_CSS}</style></head>\n"
+        "<body><h1>sqlaudit: SQL per request</h1>"
+        f'<p class="sub">The last {kept} audited requests (keeps {size}), newest first. '
+        "Statements are shown as fingerprints: values are never shown. Reload to refresh. "
+        "Development only.</p>\n" + _nav(view) + "\n" + body + "\n</body></html>\n"
+    )
