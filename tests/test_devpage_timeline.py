@@ -166,6 +166,17 @@ def test_findings_link_to_their_statements_and_back(db: Engine) -> None:
     assert 'id="r1-s1" class="step">' in html  # the parents' query is not flagged
 
 
+def test_one_request_view_unfolds_it_alone(db: Engine) -> None:
+    """``?request=N`` shows request N alone, unfolded even when clean, with a way back."""
+    app = make_app(db)
+    for url in ("/orders/1", "/authors", "/orders/2"):
+        get(app, url)
+    html = page(app, "?request=3")
+    assert re.findall(r'<details class="req" id="r(\d+)"( open)?>', html) == [("3", " open")]
+    assert '| request 3 <a href="?">(all requests)</a>' in html
+    assert page(app, "?request=99").count('<details class="req"') == 0
+
+
 def test_idle_stretches_inside_a_transaction_are_shown(db: Engine, clock: Clock) -> None:
     """With the clock under the test's control, the 250 ms the transaction waited between its
     two statements is an idle row between them; no other idle row appears."""
@@ -239,8 +250,21 @@ def test_by_route_view_counts_and_filters(db: Engine) -> None:
         ("findings=1&route=GET+%2Fa", View(findings=True, route="GET /a")),
         ("route=" + "x" * 5000, View(route="x" * 400)),
         ("%%%&&&=", View()),
+        ("request=12", View(request=12)),
+        ("request=-1&request=x", View()),
+        ("&".join(f"a{i}=1" for i in range(50)), View()),
     ],
-    ids=["empty", "routes", "unknown-values", "filters", "long-route", "garbage"],
+    ids=[
+        "empty",
+        "routes",
+        "unknown-values",
+        "filters",
+        "long-route",
+        "garbage",
+        "request",
+        "bad-request",
+        "too-many-fields",
+    ],
 )
 def test_parse_view(query: str, expected: View) -> None:
     """The page reads only the parameters it knows, bounded, and never fails on a query."""
@@ -264,7 +288,7 @@ def test_asgi_page_reads_its_query_string(db: Engine) -> None:
             return (await client.get("/_sqlaudit?view=routes&findings=1")).text
 
     html = asyncio.run(run())
-    assert "<th>requests with findings</th>" in html
+    assert "<th class=n>requests with findings</th>" in html
     assert '<a href="?findings=1&amp;route=GET+%2Fbooks%2F%7Bid%7D">GET /books/{id}</a>' in html
 
 
@@ -274,18 +298,20 @@ def test_asgi_page_reads_its_query_string(db: Engine) -> None:
         ("SELECT a, b FROM t WHERE id = :id", "SELECT a,\n       b\nFROM t\nWHERE id = ?"),
         (
             "select a from t where x = %(x)s and y = $1",
-            "SELECT a\nFROM t\nWHERE x = ?\n  AND y = ?",
+            "select a\nfrom t\nwhere x = ?\n  and y = ?",
         ),
+        ("INSERT INTO c (id, body) VALUES (:id, :body)", "INSERT INTO c (id, body)\nVALUES (?, ?)"),
         (
             "SELECT * FROM t WHERE name = 'secret' AND n = 42",
             "SELECT *\nFROM t\nWHERE name = ?\n  AND n = ?",
         ),
         ("SELECT * FROM t WHERE id IN (?, ?, ?)", "SELECT *\nFROM t\nWHERE id IN (?)"),
     ],
-    ids=["named", "pyformat-and-numeric", "inlined-literals", "in-list"],
+    ids=["named", "pyformat-and-numeric", "keyword-named-column", "inlined-literals", "in-list"],
 )
 def test_format_sql(sql: str, expected: str) -> None:
-    """``format_sql`` indents the whole statement, placeholders as ``?`` and no literal."""
+    """``format_sql`` indents the whole statement, placeholders as ``?`` and no literal; the
+    case of words is the statement's own (a column named ``body`` stays ``body``)."""
     assert format_sql(sql) == expected
 
 

@@ -32,7 +32,8 @@ h3{font-size:.95rem;margin:.2rem 0}h4{font-size:.9rem;margin:.8rem 0 .3rem}
 nav{margin:0 0 1rem}nav a,nav b{margin-right:.8rem}nav b{color:#1d2330}
 table{border-collapse:collapse;width:100%;background:#fff}
 th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #e3e6eb;vertical-align:top}
-th{background:#eef1f5;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#eef1f5;font-weight:600}th.n{text-align:right}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
 details.req{background:#fff;border:1px solid #dfe3ea;border-radius:6px;margin:.6rem 0;
 padding:.5rem .8rem}
 summary{cursor:pointer}details.req>summary{font-weight:600}
@@ -61,13 +62,14 @@ ol.stack{margin:.2rem 0 .4rem;padding-left:1.4rem;font-size:.85rem}
 
 
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
+    ms = seconds * 1000
+    return f"{ms:.2f} ms" if ms < 1 else f"{ms:.1f} ms"
 
 
 def _link(current: View, **changes: object) -> str:
     """A query-string link to the page with ``changes`` applied to ``current``, escaped."""
     values = {"view": current.view, "findings": current.findings, "route": current.route}
-    values.update(changes)
+    values.update(changes)  # a link never keeps ``request``: it shows one request only
     params = {}
     if values["view"] != "requests":
         params["view"] = values["view"]
@@ -174,11 +176,11 @@ def _block(entry: Entry, block: Block, total: float) -> str:
     return "".join(out)
 
 
-def _details(entry: Entry) -> str:
+def _details(entry: Entry, unfold: bool = False) -> str:
     status = "" if entry.status is None else f" &rarr; {entry.status}"
     path = f' <span class="muted">{escape(entry.path)}</span>' if entry.path else ""
     out = [
-        f'<details class="req" id="r{entry.seq}"{" open" if entry.findings else ""}>',
+        f'<details class="req" id="r{entry.seq}"{" open" if entry.findings or unfold else ""}>',
         f"<summary>{escape(entry.name)}{path}{status}: {entry.queries} "
         f"statement{'' if entry.queries == 1 else 's'}, "
         f"{entry.db_ms:.1f} ms in the database, {entry.ms:.1f} ms in all</summary>",
@@ -193,7 +195,8 @@ def _details(entry: Entry) -> str:
         out.extend(_block(entry, block, total) for block in entry.blocks)
     if entry.shapes:
         out.append("<h4>By statement shape</h4>")
-        out.append("<table><tr><th>times</th><th>statement</th><th>ms</th><th>from</th></tr>")
+        out.append("<table><tr><th class=n>times</th><th>statement</th>")
+        out.append("<th class=n>ms</th><th>from</th></tr>")
         for shape in entry.shapes:
             out.append(
                 f'<tr><td class="n">{shape.count}&times;</td><td><code>{escape(shape.sql)}'
@@ -228,13 +231,11 @@ def _requests(entries: list[Entry], view: View) -> str:
         )
     if not rows:
         rows.append('<tr><td colspan="8" class="muted">No request audited yet.</td></tr>')
-    details = [_details(e) for e in entries if e.sampled]
+    details = [_details(e, bool(view.request)) for e in entries if e.sampled]
     return (
-        "<table><tr><th>time</th><th>request</th><th>path</th><th>status</th>"
-        "<th>statements</th><th>DB ms</th><th>total ms</th><th>findings</th></tr>\n"
-        + "\n".join(rows)
-        + "\n</table>\n"
-        + "\n".join(details)
+        "<table><tr><th>time</th><th>request</th><th>path</th><th class=n>status</th>"
+        "<th class=n>statements</th><th class=n>DB ms</th><th class=n>total ms</th>"
+        "<th>findings</th></tr>\n" + "\n".join(rows) + "\n</table>\n" + "\n".join(details)
     )
 
 
@@ -271,8 +272,9 @@ def _routes(entries: list[Entry], view: View) -> str:
     if not rows:
         rows.append('<tr><td colspan="8" class="muted">No route to show.</td></tr>')
     return (
-        "<table><tr><th>route</th><th>requests</th><th>statuses</th><th>statements (mean)</th>"
-        "<th>statements (max)</th><th>DB ms (mean)</th><th>requests with findings</th>"
+        "<table><tr><th>route</th><th class=n>requests</th><th>statuses</th>"
+        "<th class=n>statements (mean)</th><th class=n>statements (max)</th>"
+        "<th class=n>DB ms (mean)</th><th class=n>requests with findings</th>"
         "<th>findings (occurrences)</th></tr>\n" + "\n".join(rows) + "\n</table>\n"
     )
 
@@ -288,6 +290,10 @@ def _nav(view: View) -> str:
         choice("All", not view.findings, _link(view, findings=False)),
         choice("Only with findings", view.findings, _link(view, findings=True)),
     ]
+    if view.request:
+        parts.append(
+            f'| request {view.request} <a href="{_link(view, request=0)}">(all requests)</a>'
+        )
     if view.route and view.view == "requests":
         parts.append(
             f"| route <code>{escape(view.route)}</code> "
@@ -303,6 +309,8 @@ def render(entries: list[Entry], size: int, view: View) -> str:
         entries = [e for e in entries if e.name == view.route]
     if view.findings and view.view == "requests":
         entries = [e for e in entries if e.findings]
+    if view.request:
+        entries = [e for e in entries if e.seq == view.request]
     body = _routes(entries, view) if view.view == "routes" else _requests(entries, view)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -10,7 +10,8 @@ choose the view (no JavaScript):
   its whole SQL formatted, its duration and its application stack; findings link to their
   statements and back;
 * ``?view=routes``: one row per route with request and finding counts;
-* ``&findings=1``: only requests (routes) with findings; ``&route=NAME``: one route's requests.
+* ``&findings=1``: only requests (routes) with findings; ``&route=NAME``: one route's requests;
+  ``?request=N``: request ``N`` alone, unfolded (its anchor is ``#rN``).
 
 Everything shown is escaped, and nothing shown is a bind value or a literal: statements appear
 as fingerprints (literals and placeholders as ``?``), request paths with their identifiers
@@ -152,18 +153,27 @@ class View:
     findings: bool = False
     #: Only this route's requests ("" for all).
     route: str = ""
+    #: Only the request with this ``Entry.seq``, unfolded (0 for all).
+    request: int = 0
 
 
 def parse_view(query: str) -> View:
     """The view a query string asks for; anything unknown is ignored (never an error)."""
     if not query:
         return View()
-    params = parse_qs(query[:_MAX_QUERY], max_num_fields=8)
+    try:
+        params = parse_qs(query[:_MAX_QUERY], max_num_fields=8)
+    except ValueError:  # more fields than the page ever links to
+        return View()
     view = params.get("view", ["requests"])[-1]
+    request = params.get("request", [""])[-1]
     return View(
         view="routes" if view == "routes" else "requests",
         findings=params.get("findings", [""])[-1] == "1",
         route=params.get("route", [""])[-1][:400],
+        request=int(request)
+        if request.isascii() and request.isdigit() and len(request) < 12
+        else 0,
     )
 
 
