@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlaudit._audit import audit
 from sqlaudit._internal import contain
+from sqlaudit.capture.explain import Samples, plans
 from sqlaudit.capture.scope import current
 from sqlaudit.detectors import run_detectors
 from sqlaudit.errors import AuditFailed
@@ -127,6 +128,8 @@ class RequestAuditor:
         self.dev_page = (
             None if opts.dev_page is None else DevPage(opts.dev_page, opts.dev_page_size)
         )
+        #: Keep bind values of sampled requests' SELECTs for EXPLAIN (development only).
+        self.explain = opts.explain
         # One closer for every sampled request: audit.close() reads only its reporters,
         # detectors and policy (on_finding, fail_on), never per-request state.
         self._closer = audit(
@@ -158,13 +161,13 @@ class RequestAuditor:
                 name = f"{method[:16]} {collapse_ids(path)}"
                 report = AuditReport(name, parent.config, parent)
                 mark(report, "request")
-                return Unit(report, method, path, True, name)
+                return self._sampled(Unit(report, method, path, True, name))
             rate = self.sample_rate
             if rate >= 1.0 or (rate > 0.0 and random() < rate):
                 name = f"{method[:16]} {collapse_ids(path)}"
                 report = AuditReport(name, self.config, None)
                 mark(report, "request")
-                return Unit(report, method, path, True, name)
+                return self._sampled(Unit(report, method, path, True, name))
             if not self.count_unsampled:
                 return None
             return Unit(AuditReport(method[:16], self._counting_config), method, path, False)
@@ -228,8 +231,12 @@ class RequestAuditor:
             failed = exc
         except Exception as exc:
             contain("middleware: closing the audit", exc, report, failing=failing)
+        # Bind values kept for EXPLAIN leave the scope now, whatever happens next.
+        samples, unit.scope.explain = unit.scope.explain, None
         if closer is self._closer or not unit.sampled:
-            self._show(unit)
+            self._show(unit, samples)
+        if samples is not None:
+            samples.clear()
         release(report)  # after the development page summarised it: the last empties memos
         if failed is not None:
             raise failed
@@ -248,11 +255,18 @@ class RequestAuditor:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _show(self, unit: Unit) -> None:
+    def _sampled(self, unit: Unit) -> Unit:
+        if self.explain:
+            unit.scope.explain = Samples()
+        return unit
+
+    def _show(self, unit: Unit, samples: Samples | None = None) -> None:
         if self.dev_page is None:
             return
         try:
-            self.dev_page.add(unit.report, unit.status, unit.sampled, collapse_ids(unit.path))
+            report = unit.report
+            found = {} if samples is None else plans(report.statements, report.findings, samples)
+            self.dev_page.add(report, unit.status, unit.sampled, collapse_ids(unit.path), found)
         except Exception as exc:
             contain("middleware: development page", exc, unit.report, failing=True)
 

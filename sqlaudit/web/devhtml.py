@@ -58,6 +58,8 @@ span.d{display:inline-block;min-width:4.5rem;font-variant-numeric:tabular-nums}
 span.bar{display:block;height:4px;background:#eef1f5;margin:.15rem 0 .1rem}
 span.bar i{display:block;height:4px;background:#4b74b5;min-width:2px}
 ol.stack{margin:.2rem 0 .4rem;padding-left:1.4rem;font-size:.85rem}
+h5{font-size:.85rem;margin:.3rem 0 0}.plan{color:#8a1c17;font-weight:600;margin:.2rem 0}
+div.explain pre{background:#f0f5ee}
 """
 
 
@@ -101,10 +103,29 @@ def _finding(entry: Entry, number: int, item: Item) -> str:
         links = "<br>statements: " + " ".join(f'<a href="#{anchor}-s{n}">#{n}</a>' for n in shown)
         if more:
             links += f" and {more} more"
+    notes = "".join(f'<br><span class="plan">{escape(note)}</span>' for note in item.notes)
     return (
         f'<li id="{anchor}-f{number}"><span class="k {escape(item.severity)}">'
         f"{escape(item.severity)}</span><strong>{escape(item.message)}</strong>{where}"
-        f"{links}<br>fix: {escape(item.fix)}</li>"
+        f"{links}{notes}<br>fix: {escape(item.fix)}</li>"
+    )
+
+
+def _plan(entry: Entry, step: Step) -> str:
+    plan = entry.plans.get(step.shape)
+    if plan is None:
+        return ""
+    if plan.error:
+        return f'<p class="plan">EXPLAIN failed: {escape(plan.error)} (see the log)</p>'
+    scans = (
+        f'<p class="plan">full scan of {escape(", ".join(plan.full_scans))}</p>'
+        if plan.full_scans
+        else ""
+    )
+    text = "\n".join(plan.lines)
+    return (
+        f'<div class="explain"><h5>{escape(plan.command)} ({escape(plan.dialect)})</h5>'
+        f"{scans}<pre>{escape(text)}</pre></div>"
     )
 
 
@@ -143,7 +164,7 @@ def _step(entry: Entry, step: Step, total: float) -> str:
         f'<span class="bar"><i style="margin-left:{left:.2f}%;width:{width:.2f}%"></i></span>'
         f"</summary>"
         f'<pre class="sql">{escape(format_sql(step.shape))}</pre>'
-        f"<div>{' &middot; '.join(facts)}</div>{stack_html}</details></li>"
+        f"<div>{' &middot; '.join(facts)}</div>{stack_html}{_plan(entry, step)}</details></li>"
     )
 
 

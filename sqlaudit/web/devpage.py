@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
@@ -39,6 +39,11 @@ from sqlaudit.web.devhtml import render
 from sqlaudit.web.timeline import Block, build
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from sqlaudit.capture.explain import Plan
+    from sqlaudit.model.findings import Finding
+    from sqlaudit.model.records import QueryRecord
     from sqlaudit.report import AuditReport
 
 __all__ = ["HEADERS", "DevPage", "Entry", "Item", "Shape", "View", "entry", "parse_view"]
@@ -70,6 +75,8 @@ class Item:
     fix: str
     #: 1-based numbers of the statements it names (those on the page's timeline).
     statements: tuple[int, ...] = ()
+    #: What EXPLAIN said of its statements' plan, e.g. a full scan (``explain=True``).
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +101,43 @@ class Entry:
     #: The timeline (sampled requests only) and the statements it left out.
     blocks: tuple[Block, ...] = ()
     left_out: int = 0
+    #: EXPLAIN plans by statement fingerprint (``explain=True``).
+    plans: Mapping[str, Plan] = field(default_factory=dict)
+
+
+def _notes(
+    finding: Finding, statements: Sequence[QueryRecord], found: Mapping[str, Plan]
+) -> tuple[str, ...]:
+    """What the plan of a finding's statements says, for the finding."""
+    for index in finding.statements:
+        if 0 <= index < len(statements):
+            record = statements[index]
+            plan = found.get(fingerprint(record.sql, record.dialect))
+            if plan is None:
+                continue
+            if plan.error:
+                return (f"EXPLAIN failed ({plan.error})",)
+            if plan.full_scans:
+                return (
+                    f"EXPLAIN: full scan of {', '.join(plan.full_scans)}: every row is read; "
+                    "an index on the columns it filters or joins on lets the database seek "
+                    "(harmless on a small table)",
+                )
+            return ("EXPLAIN: no full table scan in the plan",)
+    return ()
 
 
 def entry(
-    report: AuditReport, status: int | None, sampled: bool, seq: int = 0, path: str = ""
+    report: AuditReport,
+    status: int | None,
+    sampled: bool,
+    seq: int = 0,
+    path: str = "",
+    plans: Mapping[str, Plan] | None = None,
 ) -> Entry:
-    """Summarise a closed report for the page (``path``: already collapsed)."""
+    """Summarise a closed report for the page (``path``: already collapsed; ``plans``: the
+    EXPLAIN plans of its statements by fingerprint)."""
+    found = plans or {}
     groups: dict[tuple[str, CallSite | None], list[float]] = {}
     for record in report.statements:
         if record.kind == StatementKind.TRANSACTION:
@@ -121,6 +159,7 @@ def entry(
             format_site(f.location) if f.location else "",
             f.fix,
             tuple(n for n in (i + 1 for i in f.statements) if n in shown),
+            _notes(f, report.statements, found) if found else (),
         )
         for f in report.findings
     )
@@ -140,6 +179,7 @@ def entry(
         path=printable(path),
         blocks=blocks,
         left_out=left_out,
+        plans=dict(found),
     )
 
 
@@ -191,12 +231,19 @@ class DevPage:
         self._lock = threading.Lock()
         fork_safe(self, "_lock")
 
-    def add(self, report: AuditReport, status: int | None, sampled: bool, path: str = "") -> None:
+    def add(
+        self,
+        report: AuditReport,
+        status: int | None,
+        sampled: bool,
+        path: str = "",
+        plans: Mapping[str, Plan] | None = None,
+    ) -> None:
         """Keep a summary of the closed ``report`` (the oldest is dropped past ``size``)."""
         with self._lock:
             self._seq += 1
             seq = self._seq
-        item = entry(report, status, sampled, seq, path)
+        item = entry(report, status, sampled, seq, path, plans)
         with self._lock:
             self._entries.append(item)
 
