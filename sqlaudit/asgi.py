@@ -79,6 +79,7 @@ class ASGIAuditMiddleware:
         self.app = check_callable("app", app, "an ASGI application (a callable)")
         #: The validated options and the per-request logic shared with the other middleware.
         self.auditor = RequestAuditor(config, **options)
+        self.auditor.defer_plans = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,7 +107,11 @@ class ASGIAuditMiddleware:
         finally:
             CURRENT.reset(token)
             _read_route(unit, scope, root_path)
-            auditor.finish(unit, failing)
+            try:
+                auditor.finish(unit, failing)
+            finally:
+                if unit.samples is not None:  # explain=True: plans after the response
+                    await auditor.show_deferred(unit)
 
 
 def _watch(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -9,18 +10,21 @@ from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
+import httpx
 import pytest
 from flask import Flask
-from models import Author, prepared
+from models import Author, Base, prepared
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import Engine, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 from timing import untimed
 
 import sqlaudit
 from sqlaudit import AuditReport, ConfigError
+from sqlaudit.asgi import ASGIAuditMiddleware
 from sqlaudit.capture import explain as explain_module
 from sqlaudit.otel import OTelReporter
 from sqlaudit.report import scope_of
@@ -118,7 +122,7 @@ def test_full_scan_shown_with_the_plan(db: Engine, caplog: pytest.LogCaptureFixt
     dialect = db.dialect.name
     first = step(html, 1)
     assert f"<h5>{COMMANDS[dialect]} ({dialect})</h5>" in first
-    assert '<p class="plan">full scan of sqlaudit_t_author' in first
+    assert '<p class="plan bad">full scan of sqlaudit_t_author' in first
     finding = re.search(r'<li id="r1-f\d+">.*?repeated.*?</li>', html, re.DOTALL)
     assert finding is not None
     assert "EXPLAIN: full scan of sqlaudit_t_author" in finding.group(0)
@@ -182,7 +186,7 @@ def test_parameters_kept_for_explain_only_and_dropped(
     assert scope_of(report).explain is None  # and let go after it
     assert report.query_count == 3
     assert outer.query_count == 3  # the EXPLAIN ran outside every audit
-    assert '<p class="plan">full scan of sqlaudit_t_author' in html  # it did run
+    assert '<p class="plan bad">full scan of sqlaudit_t_author' in html  # it did run
     outputs = {
         "page": html,
         "json": json.dumps(report.to_dict()),
@@ -313,3 +317,44 @@ def test_postgresql_plan_keeps_no_condition() -> None:
     ]
     assert scans == ["a (~1000 rows estimated)"]
     assert "secret" not in repr(lines) and "42" not in repr(lines)
+
+
+def test_asgi_explains_with_async_drivers(async_engine: AsyncEngine) -> None:
+    """Through the ASGI middleware, an engine whose driver is async (aiosqlite, psycopg async,
+    aiomysql) gets its plan too: asked after the response, from the request's task."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async with async_engine.connect() as connection:
+            for _ in range(3):
+                result = await connection.execute(
+                    text("SELECT id FROM sqlaudit_t_author WHERE name = :name"), {"name": CANARY}
+                )
+                result.all()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = ASGIAuditMiddleware(
+        app, untimed(), dev_page="/_sqlaudit", on_finding="ignore", explain=True
+    )
+
+    async def run() -> str:
+        async with async_engine.begin() as connection:
+            await connection.run_sync(Base.metadata.drop_all)
+            await connection.run_sync(Base.metadata.create_all)
+        handle = sqlaudit.instrument(async_engine)
+        try:
+            transport = httpx.ASGITransport(app=middleware)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                assert (await client.get("/lookup")).status_code == 200
+                return (await client.get("/_sqlaudit")).text
+        finally:
+            handle.remove()
+            async with async_engine.begin() as connection:
+                await connection.run_sync(Base.metadata.drop_all)
+
+    html = asyncio.run(run())
+    dialect = async_engine.dialect.name
+    assert f"<h5>{COMMANDS[dialect]} ({dialect})</h5>" in step(html, 1)
+    assert "EXPLAIN: full scan of sqlaudit_t_author" in html
+    assert "EXPLAIN failed" not in html
+    assert CANARY not in html

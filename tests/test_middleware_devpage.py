@@ -151,6 +151,10 @@ def test_dev_page_timeline_and_views_in_headless_chromium(server: str, screensho
         " in list_streams()"
     )
     assert 'class="bar"><i style="margin-left:' in step.group(1)
+    # explain=True in the example's development options: the lazy load's plan, from SQLite.
+    assert '<div class="explain"><h5>EXPLAIN QUERY PLAN (sqlite)</h5>' in step.group(1)
+    assert "SEARCH flask_svc_streamers USING INTEGER PRIMARY KEY" in step.group(1)
+    assert "EXPLAIN: no full table scan in the plan" in finding.group(0)
 
     routes = render(server + "/_sqlaudit?view=routes", screenshots / "devpage-routes.png")
     row = re.search(
@@ -223,4 +227,7 @@ def test_asgi_dev_page_in_headless_chromium(asgi_server: str, screenshots: Path)
     frames = re.findall(r"<li><code>([^<]*)</code></li>", step.group(1))
     assert frames and all(f.startswith("examples/fastapi_service/") for f in frames)
     assert any(f.endswith(" in list_streams()") for f in frames)
+    # The plan, from aiosqlite: asked after the response, from the request's task.
+    assert '<div class="explain"><h5>EXPLAIN QUERY PLAN (sqlite)</h5>' in step.group(1)
+    assert "EXPLAIN failed" not in dom
     assert "<script" not in dom

@@ -12,7 +12,9 @@ Off by default; the middlewares' ``explain=True`` (with their development page) 
    shape, at most ``MAX_PLANS``), each on a connection of its own from the same engine, in a
    transaction rolled back at once, outside every audit: SQLite ``EXPLAIN QUERY PLAN``,
    MariaDB/MySQL ``EXPLAIN``, PostgreSQL ``EXPLAIN (FORMAT JSON)``. Nothing is executed
-   (no ``ANALYZE``).
+   (no ``ANALYZE``). The WSGI middleware asks when the request's audit closes (after the
+   response was sent); the ASGI middleware after the response, from the request's task, in a
+   greenlet (``plans_async``), so that async drivers can answer too.
 3. A ``Plan`` keeps only what names the access path: node or step kinds, tables, indexes, row
    estimates, costs. Conditions are left out: PostgreSQL writes the bound values into them
    (``Index Cond: (id = 42)``). ``full_scans`` names the tables read in full (SQLite ``SCAN t``
@@ -25,7 +27,6 @@ quote a bound value), shown on the page, and never raised.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import re
@@ -33,6 +34,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlaudit.capture.scope import CURRENT
 from sqlaudit.model.records import StatementKind
 from sqlaudit.sql.fingerprint import fingerprint
 
@@ -44,7 +46,16 @@ if TYPE_CHECKING:
     from sqlaudit.model.findings import Finding
     from sqlaudit.model.records import QueryRecord
 
-__all__ = ["EXPLAINED_KINDS", "MAX_PLANS", "MAX_SAMPLES", "Plan", "Samples", "explain", "plans"]
+__all__ = [
+    "EXPLAINED_KINDS",
+    "MAX_PLANS",
+    "MAX_SAMPLES",
+    "Plan",
+    "Samples",
+    "explain",
+    "plans",
+    "plans_async",
+]
 
 logger = logging.getLogger("sqlaudit")
 
@@ -128,14 +139,30 @@ def plans(
             wanted.setdefault(fingerprint(record.sql, record.dialect), record)
             break  # one statement per finding: they share one shape
     found: dict[str, Plan] = {}
-    for shape, record in list(wanted.items())[:MAX_PLANS]:
-        engine_ref, parameters = samples.by_sql[record.sql]
-        engine = engine_ref()
-        if engine is not None:
-            # An empty context: no audit is current while the plan is asked for, so the
-            # EXPLAIN is nobody's statement (CURRENT is a ContextVar).
-            found[shape] = contextvars.Context().run(explain, engine, record.sql, parameters)
+    # No audit is current while the plans are asked for: an EXPLAIN is nobody's statement
+    # (not the request's, which closed, nor an enclosing test's).
+    token = CURRENT.set(None)
+    try:
+        for shape, record in list(wanted.items())[:MAX_PLANS]:
+            engine_ref, parameters = samples.by_sql[record.sql]
+            engine = engine_ref()
+            if engine is not None:
+                found[shape] = explain(engine, record.sql, parameters)
+    finally:
+        CURRENT.reset(token)
     return found
+
+
+async def plans_async(
+    statements: Sequence[QueryRecord], findings: Sequence[Finding], samples: Samples
+) -> dict[str, Plan]:
+    """``plans`` from a coroutine (the ASGI middleware): run in a greenlet by SQLAlchemy's
+    ``greenlet_spawn``, as ``AsyncConnection`` runs its sync core, so that engines whose
+    driver is async (aiosqlite, asyncpg, psycopg async, aiomysql) can answer; a sync driver
+    blocks the event loop for the plans' round trips (development only)."""
+    from sqlalchemy.util import greenlet_spawn
+
+    return await greenlet_spawn(plans, statements, findings, samples)
 
 
 def explain(engine: Engine, sql: str, parameters: Any) -> Plan:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlaudit._audit import audit
 from sqlaudit._internal import contain
-from sqlaudit.capture.explain import Samples, plans
+from sqlaudit.capture.explain import Plan, Samples, plans, plans_async
 from sqlaudit.capture.scope import current
 from sqlaudit.detectors import run_detectors
 from sqlaudit.errors import AuditFailed
@@ -88,6 +88,7 @@ class Unit:
         "report",
         "route",
         "sampled",
+        "samples",
         "scope",
         "status",
     )
@@ -111,6 +112,8 @@ class Unit:
         self.finished = False
         #: The ``AuditFailed`` of an early ``complete``, raised by the later ``finish``.
         self.failed: AuditFailed | None = None
+        #: Bind values kept for EXPLAIN, until ``show_deferred`` asks for the plans (ASGI).
+        self.samples: Samples | None = None
 
 
 class RequestAuditor:
@@ -130,6 +133,9 @@ class RequestAuditor:
         )
         #: Keep bind values of sampled requests' SELECTs for EXPLAIN (development only).
         self.explain = opts.explain
+        #: The protocol asks for the plans itself, after the response (``show_deferred``):
+        #: the ASGI middleware, from its coroutine. Else ``finish`` asks for them.
+        self.defer_plans = False
         # One closer for every sampled request: audit.close() reads only its reporters,
         # detectors and policy (on_finding, fail_on), never per-request state.
         self._closer = audit(
@@ -234,7 +240,10 @@ class RequestAuditor:
         # Bind values kept for EXPLAIN leave the scope now, whatever happens next.
         samples, unit.scope.explain = unit.scope.explain, None
         if closer is self._closer or not unit.sampled:
-            self._show(unit, samples)
+            if samples is not None and self.defer_plans:
+                unit.samples, samples = samples, None  # shown by show_deferred
+            else:
+                self._show(unit, samples)
         if samples is not None:
             samples.clear()
         release(report)  # after the development page summarised it: the last empties memos
@@ -260,12 +269,39 @@ class RequestAuditor:
             unit.scope.explain = Samples()
         return unit
 
+    async def show_deferred(self, unit: Unit) -> None:
+        """Ask for the plans of a finished unit whose ``finish`` left them to the protocol
+        (``defer_plans``), then add it to the development page; drops the bind values."""
+        samples, unit.samples = unit.samples, None
+        if samples is None:
+            return
+        report = unit.report
+        found: dict[str, Plan] = {}
+        try:
+            try:
+                found = await plans_async(report.statements, report.findings, samples)
+            except Exception:  # no greenlet installed: sync drivers can still answer
+                found = plans(report.statements, report.findings, samples)
+        except Exception as exc:
+            contain("middleware: EXPLAIN", exc, report, failing=True)
+        finally:
+            samples.clear()
+        self._add(unit, found)
+
     def _show(self, unit: Unit, samples: Samples | None = None) -> None:
+        found: dict[str, Plan] = {}
+        if samples is not None and self.dev_page is not None:
+            try:
+                found = plans(unit.report.statements, unit.report.findings, samples)
+            except Exception as exc:
+                contain("middleware: EXPLAIN", exc, unit.report, failing=True)
+        self._add(unit, found)
+
+    def _add(self, unit: Unit, found: dict[str, Plan]) -> None:
         if self.dev_page is None:
             return
         try:
             report = unit.report
-            found = {} if samples is None else plans(report.statements, report.findings, samples)
             self.dev_page.add(report, unit.status, unit.sampled, collapse_ids(unit.path), found)
         except Exception as exc:
             contain("middleware: development page", exc, unit.report, failing=True)

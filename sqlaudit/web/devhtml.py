@@ -58,7 +58,8 @@ span.d{display:inline-block;min-width:4.5rem;font-variant-numeric:tabular-nums}
 span.bar{display:block;height:4px;background:#eef1f5;margin:.15rem 0 .1rem}
 span.bar i{display:block;height:4px;background:#4b74b5;min-width:2px}
 ol.stack{margin:.2rem 0 .4rem;padding-left:1.4rem;font-size:.85rem}
-h5{font-size:.85rem;margin:.3rem 0 0}.plan{color:#8a1c17;font-weight:600;margin:.2rem 0}
+h5{font-size:.85rem;margin:.3rem 0 0}.plan{color:#23724a;font-weight:600;margin:.2rem 0}
+.plan.bad{color:#8a1c17}
 div.explain pre{background:#f0f5ee}
 """
 
@@ -103,7 +104,11 @@ def _finding(entry: Entry, number: int, item: Item) -> str:
         links = "<br>statements: " + " ".join(f'<a href="#{anchor}-s{n}">#{n}</a>' for n in shown)
         if more:
             links += f" and {more} more"
-    notes = "".join(f'<br><span class="plan">{escape(note)}</span>' for note in item.notes)
+    notes = "".join(
+        f'<br><span class="plan{"" if note.startswith("EXPLAIN: no ") else " bad"}">'
+        f"{escape(note)}</span>"
+        for note in item.notes
+    )
     return (
         f'<li id="{anchor}-f{number}"><span class="k {escape(item.severity)}">'
         f"{escape(item.severity)}</span><strong>{escape(item.message)}</strong>{where}"
@@ -116,9 +121,9 @@ def _plan(entry: Entry, step: Step) -> str:
     if plan is None:
         return ""
     if plan.error:
-        return f'<p class="plan">EXPLAIN failed: {escape(plan.error)} (see the log)</p>'
+        return f'<p class="plan bad">EXPLAIN failed: {escape(plan.error)} (see the log)</p>'
     scans = (
-        f'<p class="plan">full scan of {escape(", ".join(plan.full_scans))}</p>'
+        f'<p class="plan bad">full scan of {escape(", ".join(plan.full_scans))}</p>'
         if plan.full_scans
         else ""
     )
