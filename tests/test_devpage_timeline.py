@@ -18,7 +18,7 @@ from timing import Clock, untimed
 
 from sqlaudit.asgi import ASGIAuditMiddleware
 from sqlaudit.report.sqltext import format_sql
-from sqlaudit.web import timeline
+from sqlaudit.web import devhtml, timeline
 from sqlaudit.web.devpage import View, parse_view
 from sqlaudit.wsgi import WSGIAuditMiddleware
 
@@ -321,3 +321,17 @@ def test_format_sql_without_sqlparse(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (
         format_sql("SELECT zz_unseen FROM t WHERE v = 'x'") == "SELECT zz_unseen FROM t WHERE v = ?"
     )
+
+
+def test_page_weight_is_bounded(db: Engine) -> None:
+    """Only the newest ``MAX_DETAILED`` requests are unfolded on the list; older ones link to
+    their own view, which shows them whole."""
+    app = make_app(db)
+    for _ in range(devhtml.MAX_DETAILED + 2):
+        get(app, "/many/3")
+    html = page(app)
+    shown = re.findall(r'<details class="req" id="r(\d+)"', html)
+    assert shown == [str(n) for n in range(devhtml.MAX_DETAILED + 2, 2, -1)]
+    assert '<a href="?request=1">GET /many/&lt;int:n&gt;</a>' in html
+    assert "2 older requests not unfolded here" in html
+    assert 'id="r1-s3"' in page(app, "?request=1")

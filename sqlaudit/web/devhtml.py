@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from sqlaudit.web.devpage import Entry, Item, View
     from sqlaudit.web.timeline import Block, Step
 
-__all__ = ["render"]
+__all__ = ["MAX_DETAILED", "render"]
+
+#: Requests whose timelines the request list unfolds at most (the newest).
+MAX_DETAILED = 10
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem 2rem;
@@ -244,20 +247,35 @@ def _details(entry: Entry, unfold: bool = False) -> str:
 
 
 def _requests(entries: list[Entry], view: View) -> str:
+    # The newest MAX_DETAILED sampled requests are unfolded on the page; older ones are one
+    # link away (``?request=N``): a page of 50 requests of 200 statements each would weigh
+    # megabytes.
+    detailed = {e.seq for e in [e for e in entries if e.sampled][:MAX_DETAILED]}
     rows = []
     for item in entries:
         clock = time.strftime("%H:%M:%S", time.localtime(item.when))
         status = "" if item.status is None else str(item.status)
+        if not item.sampled:
+            name = escape(item.name)
+        elif item.seq in detailed:
+            name = f'<a href="#r{item.seq}">{escape(item.name)}</a>'
+        else:
+            name = f'<a href="?request={item.seq}">{escape(item.name)}</a>'
         rows.append(
-            f'<tr><td>{clock}</td><td><a href="#r{item.seq}">{escape(item.name)}</a></td>'
-            f"<td><code>{escape(item.path)}</code></td>"
+            f"<tr><td>{clock}</td><td>{name}</td><td><code>{escape(item.path)}</code></td>"
             f'<td class="n">{status}</td><td class="n">{item.queries}</td>'
             f'<td class="n">{item.db_ms:.1f}</td><td class="n">{item.ms:.1f}</td>'
             f"<td>{_badges(item)}</td></tr>"
         )
     if not rows:
         rows.append('<tr><td colspan="8" class="muted">No request audited yet.</td></tr>')
-    details = [_details(e, bool(view.request)) for e in entries if e.sampled]
+    details = [_details(e, bool(view.request)) for e in entries if e.seq in detailed]
+    older = sum(1 for e in entries if e.sampled) - len(detailed)
+    if older:
+        details.append(
+            f'<p class="muted">{older} older request{"" if older == 1 else "s"} not unfolded '
+            "here: follow its link in the table.</p>"
+        )
     return (
         "<table><tr><th>time</th><th>request</th><th>path</th><th class=n>status</th>"
         "<th class=n>statements</th><th class=n>DB ms</th><th class=n>total ms</th>"
