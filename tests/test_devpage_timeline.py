@@ -315,6 +315,21 @@ def test_format_sql(sql: str, expected: str) -> None:
     assert format_sql(sql) == expected
 
 
+@pytest.mark.parametrize(
+    ("sql", "dialect", "expected"),
+    [
+        ('SELECT "order".id FROM "order" WHERE x = %(x)s', "postgresql", '"order".id'),
+        ("SELECT `order`.id FROM `order` WHERE x = %s", "mysql", "`order`.id"),
+    ],
+    ids=["postgresql", "mysql"],
+)
+def test_format_sql_keeps_the_dialects_quoted_names(sql: str, dialect: str, expected: str) -> None:
+    """With its dialect, a statement's quoted identifiers stay (they are names, not values)."""
+    formatted = format_sql(sql, dialect)
+    assert expected in formatted
+    assert "'v'" not in formatted
+
+
 def test_format_sql_without_sqlparse(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without sqlparse the statement is the flat fingerprint: still no values."""
     monkeypatch.setitem(sys.modules, "sqlparse", None)

@@ -18,13 +18,16 @@ __all__ = ["format_sql"]
 _FORMATTED: Memo[str] = Memo(len, max_entries=1024)
 
 
-def format_sql(sql: str) -> str:
+def format_sql(sql: str, dialect: str = "") -> str:
     """``sql`` with placeholders only, never values, indented one clause per line.
 
-    Falls back to the unindented fingerprint when sqlparse is missing, fails, or the statement
-    is too long to parse (``MAX_PARSE``); never raises for any ``str``.
+    ``dialect`` (``QueryRecord.dialect``) tells quoted identifiers from literals: without it
+    every dialect's quoting applies at once, so a PostgreSQL ``"order"`` or a MySQL
+    ```order``` reads as a literal and shows as ``?``. Falls back to the unindented
+    fingerprint when sqlparse is missing, fails, or the statement is too long to parse
+    (``MAX_PARSE``); never raises for any ``str``.
     """
-    shape = fingerprint(sql)
+    shape = fingerprint(sql, dialect)
     found = _FORMATTED.data.get(shape)
     if found is None:
         found = shape

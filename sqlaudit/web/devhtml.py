@@ -171,7 +171,7 @@ def _step(entry: Entry, step: Step, total: float) -> str:
         f"<code>{escape(elide(step.shape, 140))}</code>"
         f'<span class="bar"><i style="margin-left:{left:.2f}%;width:{width:.2f}%"></i></span>'
         f"</summary>"
-        f'<pre class="sql">{escape(format_sql(step.shape))}</pre>'
+        f'<pre class="sql">{escape(format_sql(step.shape, step.dialect))}</pre>'
         f"<div>{' &middot; '.join(facts)}</div>{stack_html}{_plan(entry, step)}</details></li>"
     )
 

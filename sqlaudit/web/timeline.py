@@ -54,6 +54,8 @@ class Step:
     kind: str
     #: The fingerprint: literals and placeholders as ``?``; never values.
     shape: str
+    #: The dialect that ran it (how ``shape`` quotes identifiers).
+    dialect: str
     #: Seconds from the start of the request to its start, and its duration.
     offset: float
     duration: float
@@ -159,6 +161,7 @@ def build(report: AuditReport, findings: Sequence[Finding]) -> tuple[tuple[Block
                     number=index + 1,
                     kind=record.kind,
                     shape=fingerprint(record.sql, record.dialect),
+                    dialect=record.dialect,
                     offset=record.start - origin,
                     duration=record.duration,
                     idle=max(0.0, record.start - previous_end),
