@@ -68,6 +68,9 @@ class ASGIAuditMiddleware:
 
     With ``on_finding="raise"`` (development), ``AuditFailed`` propagates once the application
     returned normally, after the response was sent: test clients raise it, servers log it.
+    With ``explain=True`` the plans are asked for after the response, from the request's own
+    task (in a greenlet, as SQLAlchemy's asyncio extension runs its sync core), so engines
+    with async drivers answer too.
     """
 
     def __init__(

@@ -67,7 +67,7 @@ class WSGIAuditMiddleware:
     ``AuditConfig.for_production()``, or ``for_development()`` with ``mode="development"``);
     the keyword options (``mode``, ``budgets``, ``sample_rate``, ``exclude``, ``on_finding``,
     ``reporters``, ``detectors``, ``header``, ``server_timing``, ``dev_page``,
-    ``dev_page_size``) are described in
+    ``dev_page_size``, ``explain``) are described in
     :class:`sqlaudit.web.options.MiddlewareOptions`. Each is validated here: a bad value or an
     unknown keyword raises :class:`~sqlaudit.ConfigError`.
 
