@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy import Engine, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
-from timing import untimed
+from timing import Clock, untimed
 
 import sqlaudit
 from sqlaudit import AuditReport, ConfigError
@@ -357,4 +357,38 @@ def test_asgi_explains_with_async_drivers(async_engine: AsyncEngine) -> None:
     assert f"<h5>{COMMANDS[dialect]} ({dialect})</h5>" in step(html, 1)
     assert "EXPLAIN: full scan of sqlaudit_t_author" in html
     assert "EXPLAIN failed" not in html
+    assert CANARY not in html
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"])
+def test_slow_query_is_explained(db: Engine, clock: Clock) -> None:
+    """A statement over ``slow_query_ms`` (the clock moves one second per row the database
+    reads, through a SQLite function) gets its plan: the finding says the table was read in
+    full. Only that statement is explained."""
+    with db.connect() as connection:  # StaticPool: the one connection every request uses
+        dbapi = connection.connection.dbapi_connection
+        assert dbapi is not None
+        dbapi.create_function("pause", 1, lambda v: clock.advance(1.0) or v)
+
+    app = make_app(db, explain=True, config=untimed().replace(slow_query_ms=500))
+
+    @app.get("/slow")
+    def slow() -> str:
+        with db.connect() as connection:
+            connection.execute(
+                text("SELECT id FROM sqlaudit_t_author WHERE pause(name) = :name"),
+                {"name": CANARY},
+            ).all()
+            connection.execute(text("SELECT count(*) FROM sqlaudit_t_book")).all()
+        return "ok"
+
+    with mock.patch.object(explain_module, "explain", wraps=explain_module.explain) as spy:
+        get(app, "/slow")
+    assert spy.call_count == 1
+    html = get(app, "/_sqlaudit")
+    finding = re.search(r'<li id="r1-f\d+">.*?slow query.*?</li>', html, re.DOTALL | re.IGNORECASE)
+    assert finding is not None
+    assert "EXPLAIN: full scan of sqlaudit_t_author" in finding.group(0)
+    assert '<p class="plan bad">full scan of sqlaudit_t_author</p>' in step(html, 1)
+    assert '<div class="explain">' not in step(html, 2)
     assert CANARY not in html
