@@ -1,9 +1,9 @@
 """The development page's HTML (see ``sqlaudit.web.devpage``): no script, everything escaped.
 
-Every text that comes from a request, a statement or a source file goes through ``escape``;
-links are built from the page's own parameters, URL-quoted then escaped. Widths and offsets of
-the timeline's bars are numbers formatted here, the only values in ``style`` attributes (the
-page's Content-Security-Policy allows inline styles, never scripts).
+The page frame, its view links, the request list and the by-route table; one request's
+findings and timeline are ``devrequest``'s. Every text that comes from a request goes through
+``escape``; links are built from the page's own parameters, URL-quoted then escaped. The
+page's Content-Security-Policy allows inline styles (the timeline's bars), never scripts.
 """
 
 from __future__ import annotations
@@ -13,14 +13,10 @@ from html import escape
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from sqlaudit.report.sqltext import format_sql
-from sqlaudit.report.text import format_site
-from sqlaudit.sql.fingerprint import elide
-from sqlaudit.web.timeline import IDLE_MS
+from sqlaudit.web.devrequest import details
 
 if TYPE_CHECKING:
-    from sqlaudit.web.devpage import Entry, Item, View
-    from sqlaudit.web.timeline import Block, Step
+    from sqlaudit.web.devpage import Entry, View
 
 __all__ = ["MAX_DETAILED", "render"]
 
@@ -67,11 +63,6 @@ div.explain pre{background:#f0f5ee}
 """
 
 
-def _ms(seconds: float) -> str:
-    ms = seconds * 1000
-    return f"{ms:.2f} ms" if ms < 1 else f"{ms:.1f} ms"
-
-
 def _link(current: View, **changes: object) -> str:
     """A query-string link to the page with ``changes`` applied to ``current``, escaped."""
     values = {"view": current.view, "findings": current.findings, "route": current.route}
@@ -97,155 +88,6 @@ def _badges(entry: Entry) -> str:
     return "".join(f'<span class="k {escape(s)}">{escape(k)}</span>' for k, s in kinds.items())
 
 
-def _finding(entry: Entry, number: int, item: Item) -> str:
-    anchor = f"r{entry.seq}"
-    where = f"<br>at <code>{escape(item.location)}</code>" if item.location else ""
-    links = ""
-    if item.statements:
-        shown = item.statements[:20]
-        more = len(item.statements) - len(shown)
-        links = "<br>statements: " + " ".join(f'<a href="#{anchor}-s{n}">#{n}</a>' for n in shown)
-        if more:
-            links += f" and {more} more"
-    notes = "".join(
-        f'<br><span class="plan{"" if note.startswith("EXPLAIN: no ") else " bad"}">'
-        f"{escape(note)}</span>"
-        for note in item.notes
-    )
-    return (
-        f'<li id="{anchor}-f{number}"><span class="k {escape(item.severity)}">'
-        f"{escape(item.severity)}</span><strong>{escape(item.message)}</strong>{where}"
-        f"{links}{notes}<br>fix: {escape(item.fix)}</li>"
-    )
-
-
-def _plan(entry: Entry, step: Step) -> str:
-    plan = entry.plans.get(step.shape)
-    if plan is None:
-        return ""
-    if plan.error:
-        return f'<p class="plan bad">EXPLAIN failed: {escape(plan.error)} (see the log)</p>'
-    scans = (
-        f'<p class="plan bad">full scan of {escape(", ".join(plan.full_scans))}</p>'
-        if plan.full_scans
-        else ""
-    )
-    text = "\n".join(plan.lines)
-    return (
-        f'<div class="explain"><h5>{escape(plan.command)} ({escape(plan.dialect)})</h5>'
-        f"{scans}<pre>{escape(text)}</pre></div>"
-    )
-
-
-def _step(entry: Entry, step: Step, total: float) -> str:
-    anchor = f"r{entry.seq}"
-    scale = 100.0 / total if total > 0 else 0.0
-    left = min(100.0, max(0.0, step.offset * scale))
-    width = min(100.0 - left, step.duration * scale)
-    flags = "".join(
-        f'<a class="k {escape(entry.findings[n - 1].severity)}" href="#{anchor}-f{n}">'
-        f"{escape(entry.findings[n - 1].kind)}</a>"
-        for n in step.findings
-        if 0 < n <= len(entry.findings)
-    )
-    facts = []
-    if step.orm:
-        facts.append(escape(step.orm))
-    if step.rows >= 0:
-        facts.append(f"{step.rows} row{'' if step.rows == 1 else 's'}")
-    if step.batch > 1:
-        facts.append(f"{step.batch} parameter sets (executemany)")
-    if step.error:
-        facts.append(f'<span class="k error">failed: {escape(step.error)}</span>')
-    stack = "".join(f"<li><code>{escape(format_site(site))}</code></li>" for site in step.stack)
-    stack_html = (
-        f'<ol class="stack">{stack}</ol>'
-        if stack
-        else '<p class="muted">no application frame (issued by a library)</p>'
-    )
-    return (
-        f'<li id="{anchor}-s{step.number}" class="step{" flag" if flags else ""}">'
-        f"<details{' open' if flags else ''}><summary>"
-        f'<span class="no">#{step.number}</span><span class="t">+{_ms(step.offset)}</span>'
-        f'<span class="d">{_ms(step.duration)}</span> {flags}'
-        f"<code>{escape(elide(step.shape, 140))}</code>"
-        f'<span class="bar"><i style="margin-left:{left:.2f}%;width:{width:.2f}%"></i></span>'
-        f"</summary>"
-        f'<pre class="sql">{escape(format_sql(step.shape, step.dialect))}</pre>'
-        f"<div>{' &middot; '.join(facts)}</div>{stack_html}{_plan(entry, step)}</details></li>"
-    )
-
-
-def _block(entry: Entry, block: Block, total: float) -> str:
-    count = len(block.steps)
-    noun = "statement" if count == 1 else "statements"
-    if not block.source:
-        title = f"Outside any recorded transaction: {count} {noun}"
-        css = "tx loose"
-    else:
-        kind = "ORM session transaction" if block.source == "orm" else "Transaction"
-        mode = " (autocommit: each statement commits on its own)" if block.autocommit else ""
-        title = (
-            f"{kind} {block.number}{mode}: {count} {noun}, {block.writes} "
-            f"write{'' if block.writes == 1 else 's'}, {_ms(block.finish - block.begin)}"
-        )
-        css = f"tx c{block.number % 4}"
-    out = [f'<section class="{css}"><h3>{escape(title)}</h3><ol class="steps">']
-    if block.source:
-        out.append(f'<li class="ev">BEGIN +{_ms(block.begin)}</li>')
-    for step in block.steps:
-        if step.idle * 1000 >= IDLE_MS:
-            out.append(f'<li class="idle">idle {_ms(step.idle)}</li>')
-        out.append(_step(entry, step, total))
-    if block.end:
-        if block.idle_end * 1000 >= IDLE_MS:
-            out.append(f'<li class="idle">idle {_ms(block.idle_end)}</li>')
-        out.append(f'<li class="ev">{escape(block.end)} +{_ms(block.finish)}</li>')
-    out.append("</ol></section>")
-    return "".join(out)
-
-
-def _details(entry: Entry, unfold: bool = False) -> str:
-    status = "" if entry.status is None else f" &rarr; {entry.status}"
-    path = f' <span class="muted">{escape(entry.path)}</span>' if entry.path else ""
-    out = [
-        f'<details class="req" id="r{entry.seq}"{" open" if entry.findings or unfold else ""}>',
-        f"<summary>{escape(entry.name)}{path}{status}: {entry.queries} "
-        f"statement{'' if entry.queries == 1 else 's'}, "
-        f"{entry.db_ms:.1f} ms in the database, {entry.ms:.1f} ms in all</summary>",
-    ]
-    if entry.findings:
-        out.append('<ol class="findings">')
-        out.extend(_finding(entry, n, item) for n, item in enumerate(entry.findings, 1))
-        out.append("</ol>")
-    if entry.blocks:
-        out.append("<h4>Timeline (execution order, by transaction)</h4>")
-        total = max(entry.ms / 1000, *(b.finish for b in entry.blocks))
-        out.extend(_block(entry, block, total) for block in entry.blocks)
-    if entry.shapes:
-        out.append("<h4>By statement shape</h4>")
-        out.append("<table><tr><th class=n>times</th><th>statement</th>")
-        out.append("<th class=n>ms</th><th>from</th></tr>")
-        for shape in entry.shapes:
-            out.append(
-                f'<tr><td class="n">{shape.count}&times;</td><td><code>{escape(shape.sql)}'
-                f'</code></td><td class="n">{shape.ms:.1f}</td>'
-                f"<td><code>{escape(shape.site)}</code></td></tr>"
-            )
-        out.append("</table>")
-    notes = []
-    if entry.left_out:
-        notes.append(f"{entry.left_out} more statements are not on the timeline")
-    if entry.overflow:
-        notes.append(f"{entry.overflow} statements past max_records were counted only")
-    if entry.internal_errors:
-        notes.append(f"{entry.internal_errors} internal sqlaudit errors (see the log)")
-    if notes:
-        out.append(f'<p class="muted">{escape("; ".join(notes))}</p>')
-    out.append("</details>")
-    return "\n".join(out)
-
-
 def _requests(entries: list[Entry], view: View) -> str:
     # The newest MAX_DETAILED sampled requests are unfolded on the page; older ones are one
     # link away (``?request=N``): a page of 50 requests of 200 statements each would weigh
@@ -269,17 +111,17 @@ def _requests(entries: list[Entry], view: View) -> str:
         )
     if not rows:
         rows.append('<tr><td colspan="8" class="muted">No request audited yet.</td></tr>')
-    details = [_details(e, bool(view.request)) for e in entries if e.seq in detailed]
+    unfolded = [details(e, bool(view.request)) for e in entries if e.seq in detailed]
     older = sum(1 for e in entries if e.sampled) - len(detailed)
     if older:
-        details.append(
+        unfolded.append(
             f'<p class="muted">{older} older request{"" if older == 1 else "s"} not unfolded '
             "here: follow its link in the table.</p>"
         )
     return (
         "<table><tr><th>time</th><th>request</th><th>path</th><th class=n>status</th>"
         "<th class=n>statements</th><th class=n>DB ms</th><th class=n>total ms</th>"
-        "<th>findings</th></tr>\n" + "\n".join(rows) + "\n</table>\n" + "\n".join(details)
+        "<th>findings</th></tr>\n" + "\n".join(rows) + "\n</table>\n" + "\n".join(unfolded)
     )
 
 
