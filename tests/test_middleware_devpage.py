@@ -18,7 +18,13 @@ from pathlib import Path
 
 import pytest
 from browser import render
+from flask import Flask, request
+from models import prepared
+from sqlalchemy import Engine, text
+from timing import untimed
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from sqlaudit.wsgi import WSGIAuditMiddleware
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -231,3 +237,43 @@ def test_asgi_dev_page_in_headless_chromium(asgi_server: str, screenshots: Path)
     assert '<div class="explain"><h5>EXPLAIN QUERY PLAN (sqlite)</h5>' in step.group(1)
     assert "EXPLAIN failed" not in dom
     assert "<script" not in dom
+
+
+def test_explain_in_headless_chromium(sqlite_engine: Engine, screenshots: Path) -> None:
+    """A repeated lookup on an unindexed column, served for real with ``explain=True``:
+    Chromium shows the SQLite plan on the statement and the full scan on the finding."""
+    with prepared(sqlite_engine, authors=40, books_each=1) as engine:
+        app = Flask(__name__)
+
+        @app.get("/authors/by-name")
+        def by_name() -> str:
+            name = request.args["name"]
+            with engine.connect() as connection:
+                for _ in range(3):
+                    connection.execute(
+                        text("SELECT id, name FROM sqlaudit_t_author WHERE name = :name"),
+                        {"name": name},
+                    ).all()
+            return "ok"
+
+        app.wsgi_app = WSGIAuditMiddleware(  # type: ignore[method-assign]
+            app.wsgi_app, untimed(), mode="development", explain=True, on_finding="ignore"
+        )
+        httpd = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        base = f"http://127.0.0.1:{httpd.server_port}"
+        try:
+            with urllib.request.urlopen(
+                base + "/authors/by-name?name=alice", timeout=30
+            ) as response:
+                response.read()
+            wait_for_entries(base, 1)
+            dom = render(base + "/_sqlaudit?request=1", screenshots / "devpage-explain.png")
+        finally:
+            httpd.shutdown()
+            thread.join(timeout=10)
+    assert "EXPLAIN: full scan of sqlaudit_t_author" in dom
+    assert '<div class="explain"><h5>EXPLAIN QUERY PLAN (sqlite)</h5>' in dom
+    assert re.search(r"<pre>SCAN (TABLE )?sqlaudit_t_author</pre>", dom)
+    assert "alice" not in dom
