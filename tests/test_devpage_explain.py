@@ -392,3 +392,41 @@ def test_slow_query_is_explained(db: Engine, clock: Clock) -> None:
     assert '<p class="plan bad">full scan of sqlaudit_t_author</p>' in step(html, 1)
     assert '<div class="explain">' not in step(html, 2)
     assert CANARY not in html
+
+
+def test_asgi_lists_the_request_before_its_plans(db: Engine) -> None:
+    """Through the ASGI middleware the request is on the page as soon as its response is
+    sent (a client reading the page then finds it); its plans follow when the database
+    answered."""
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        with db.connect() as connection:
+            for _ in range(3):
+                connection.execute(
+                    text("SELECT id FROM sqlaudit_t_author WHERE name = :name"), {"name": CANARY}
+                ).all()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = ASGIAuditMiddleware(
+        app, untimed(), dev_page="/_sqlaudit", on_finding="ignore", explain=True
+    )
+    page = middleware.auditor.dev_page
+    assert page is not None
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            seen.append(page.render().decode())
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/lookup", "query_string": b"", "headers": []}
+    asyncio.run(middleware(scope, receive, send))
+    (during,) = seen
+    assert '<a href="#r1">GET /lookup</a>' in during
+    assert '<div class="explain">' not in during
+    after = page.render().decode()
+    assert '<div class="explain">' in step(after, 1)
+    assert "EXPLAIN: full scan of sqlaudit_t_author" in after

@@ -71,6 +71,16 @@ def wait_for_entries(server: str, count: int) -> None:
     raise AssertionError(f"the page never listed {count} requests")
 
 
+def wait_for_text(server: str, text: str) -> None:
+    """Wait until the page shows ``text``."""
+    for _ in range(200):
+        with urllib.request.urlopen(server + "/_sqlaudit", timeout=30) as response:
+            if text in response.read().decode():
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"the page never showed {text!r}")
+
+
 def test_dev_page_in_headless_chromium(server: str, screenshots: Path) -> None:
     """After real requests, Chromium shows a table of them, newest first, with their counts
     and finding kinds, and each finding's diagnosis and fix; no bind value appears."""
@@ -219,6 +229,9 @@ def test_asgi_dev_page_in_headless_chromium(asgi_server: str, screenshots: Path)
         with urllib.request.urlopen(asgi_server + path, timeout=30) as response:
             response.read()
     wait_for_entries(asgi_server, 2)
+    # The ASGI middleware lists a request once its response is sent, and adds the plans
+    # when the database answered, from the request's task.
+    wait_for_text(asgi_server, "EXPLAIN: no full table scan in the plan")
     dom = render(asgi_server + "/_sqlaudit", screenshots / "devpage-asgi.png")
     assert "GET /streams/{stream_id}" in dom and "<code>/streams/{id}</code>" in dom
     finding = re.search(r'<li id="r1-f(\d+)">.*?N\+1: Stream.streamer.*?</li>', dom)

@@ -90,6 +90,7 @@ class Unit:
         "sampled",
         "samples",
         "scope",
+        "seq",
         "status",
     )
 
@@ -114,6 +115,8 @@ class Unit:
         self.failed: AuditFailed | None = None
         #: Bind values kept for EXPLAIN, until ``show_deferred`` asks for the plans (ASGI).
         self.samples: Samples | None = None
+        #: Its entry on the development page (``Entry.seq``), 0 when it has none.
+        self.seq = 0
 
 
 class RequestAuditor:
@@ -241,7 +244,10 @@ class RequestAuditor:
         samples, unit.scope.explain = unit.scope.explain, None
         if closer is self._closer or not unit.sampled:
             if samples is not None and self.defer_plans:
-                unit.samples, samples = samples, None  # shown by show_deferred
+                # On the page now (a client reading it after the response finds the request),
+                # its plans added by show_deferred.
+                unit.samples, samples = samples, None
+                unit.seq = self._add(unit, {})
             else:
                 self._show(unit, samples)
         if samples is not None:
@@ -271,7 +277,8 @@ class RequestAuditor:
 
     async def show_deferred(self, unit: Unit) -> None:
         """Ask for the plans of a finished unit whose ``finish`` left them to the protocol
-        (``defer_plans``), then add it to the development page; drops the bind values."""
+        (``defer_plans``) and add them to its entry on the development page; drops the bind
+        values."""
         samples, unit.samples = unit.samples, None
         if samples is None:
             return
@@ -286,7 +293,11 @@ class RequestAuditor:
             contain("middleware: EXPLAIN", exc, report, failing=True)
         finally:
             samples.clear()
-        self._add(unit, found)
+        if found and self.dev_page is not None:
+            try:
+                self.dev_page.explained(unit.seq, report, found)
+            except Exception as exc:
+                contain("middleware: development page", exc, report, failing=True)
 
     def _show(self, unit: Unit, samples: Samples | None = None) -> None:
         found: dict[str, Plan] = {}
@@ -297,14 +308,17 @@ class RequestAuditor:
                 contain("middleware: EXPLAIN", exc, unit.report, failing=True)
         self._add(unit, found)
 
-    def _add(self, unit: Unit, found: dict[str, Plan]) -> None:
+    def _add(self, unit: Unit, found: dict[str, Plan]) -> int:
+        """Add ``unit`` to the development page; its entry's ``seq`` (0: not added)."""
         if self.dev_page is None:
-            return
+            return 0
         try:
             report = unit.report
-            self.dev_page.add(report, unit.status, unit.sampled, collapse_ids(unit.path), found)
+            path = collapse_ids(unit.path)
+            return self.dev_page.add(report, unit.status, unit.sampled, path, found)
         except Exception as exc:
             contain("middleware: development page", exc, unit.report, failing=True)
+            return 0
 
     def _name(self, unit: Unit) -> str:
         if unit.route:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
@@ -238,14 +238,33 @@ class DevPage:
         sampled: bool,
         path: str = "",
         plans: Mapping[str, Plan] | None = None,
-    ) -> None:
-        """Keep a summary of the closed ``report`` (the oldest is dropped past ``size``)."""
+    ) -> int:
+        """Keep a summary of the closed ``report`` (the oldest is dropped past ``size``);
+        return its ``seq``."""
         with self._lock:
             self._seq += 1
             seq = self._seq
         item = entry(report, status, sampled, seq, path, plans)
         with self._lock:
             self._entries.append(item)
+        return seq
+
+    def explained(self, seq: int, report: AuditReport, plans: Mapping[str, Plan]) -> None:
+        """Add ``plans`` to the entry ``seq`` of ``report``, if it is still kept."""
+        with self._lock:
+            kept = next((e for e in self._entries if e.seq == seq), None)
+        if kept is None or not kept.sampled:
+            return
+        findings = tuple(
+            replace(item, notes=_notes(finding, report.statements, plans))
+            for item, finding in zip(kept.findings, report.findings, strict=False)
+        )
+        updated = replace(kept, findings=findings, plans=dict(plans))
+        with self._lock:
+            for index, current in enumerate(self._entries):
+                if current.seq == seq:
+                    self._entries[index] = updated
+                    break
 
     def entries(self) -> list[Entry]:
         """The kept requests, newest first."""
