@@ -6,17 +6,21 @@ import asyncio
 import re
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 from flask import Flask
 from models import Author, prepared
+from records import q, tx
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 from timing import Clock, untimed
 
+from sqlaudit import Finding, Severity
 from sqlaudit.asgi import ASGIAuditMiddleware
+from sqlaudit.model.records import QueryRecord, TransactionRecord
 from sqlaudit.report.sqltext import format_sql
 from sqlaudit.web import devhtml, timeline
 from sqlaudit.web.devpage import View, parse_view
@@ -350,3 +354,47 @@ def test_page_weight_is_bounded(db: Engine) -> None:
     assert '<a href="?request=1">GET /many/&lt;int:n&gt;</a>' in html
     assert "2 older requests not unfolded here" in html
     assert 'id="r1-s3"' in page(app, "?request=1")
+
+
+@dataclass
+class Recorded:
+    """What ``timeline.build`` reads of a report, hand-built."""
+
+    statements: tuple[QueryRecord, ...]
+    transaction_records: tuple[TransactionRecord, ...]
+    started: float = 0.0
+
+    @property
+    def recorded_count(self) -> int:
+        return len(self.statements)
+
+
+def test_statements_go_to_their_connections_transaction() -> None:
+    """Two connections' transactions overlapping in time keep their own statements, in
+    execution order; statements outside any recorded transaction form one block between
+    transactions; the finding's statements carry its number; idle stretches are measured
+    from the previous statement of the same transaction."""
+    a, b, c = 11, 22, 33
+    statements = (
+        q(start=0.000, duration=0.001)._replace(connection=a),
+        q("SELECT b FROM u", start=0.015, duration=0.002)._replace(connection=b),
+        q(start=0.020, duration=0.001)._replace(connection=a),
+        q(start=0.060, duration=0.001)._replace(connection=a),  # after A's transaction ended
+        q("SELECT 1", start=0.070, duration=0.001)._replace(connection=c),
+    )
+    transactions = (
+        tx(started=0.0, ended=0.05, statements=2)._replace(connection=a),
+        tx(end="rollback", started=0.01, ended=0.03, statements=1)._replace(connection=b),
+    )
+    finding = Finding("repeated_query", Severity.WARNING, "m", 2, None, "f", statements=(0, 2))
+    blocks, left_out = timeline.build(Recorded(statements, transactions), [finding])  # type: ignore[arg-type]
+
+    assert left_out == 0
+    assert [[s.number for s in block.steps] for block in blocks] == [[1, 3], [2], [4, 5]]
+    first, second, loose = blocks
+    assert (first.end, second.end, loose.end, loose.source) == ("COMMIT", "ROLLBACK", "", "")
+    assert [s.findings for s in first.steps] == [(1,), (1,)]
+    assert second.steps[0].findings == ()
+    assert first.steps[1].idle == pytest.approx(0.019)
+    assert first.idle_end == pytest.approx(0.029)
+    assert second.begin == pytest.approx(0.01) and second.finish == pytest.approx(0.03)
