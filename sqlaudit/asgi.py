@@ -68,6 +68,9 @@ class ASGIAuditMiddleware:
 
     With ``on_finding="raise"`` (development), ``AuditFailed`` propagates once the application
     returned normally, after the response was sent: test clients raise it, servers log it.
+    With ``explain=True`` the plans are asked for after the response, from the request's own
+    task (in a greenlet, as SQLAlchemy's asyncio extension runs its sync core), so engines
+    with async drivers answer too.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class ASGIAuditMiddleware:
         self.app = check_callable("app", app, "an ASGI application (a callable)")
         #: The validated options and the per-request logic shared with the other middleware.
         self.auditor = RequestAuditor(config, **options)
+        self.auditor.defer_plans = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,7 +93,7 @@ class ASGIAuditMiddleware:
         method: str = scope.get("method") or "GET"
         page = auditor.dev_page
         if page is not None and path == page.path:
-            await _serve(page, method, send)
+            await _serve(page, method, send, _query(scope))
             return
         unit = auditor.begin(method, path)
         if unit is None:
@@ -106,7 +110,11 @@ class ASGIAuditMiddleware:
         finally:
             CURRENT.reset(token)
             _read_route(unit, scope, root_path)
-            auditor.finish(unit, failing)
+            try:
+                auditor.finish(unit, failing)
+            finally:
+                if unit.samples is not None:  # explain=True: plans after the response
+                    await auditor.show_deferred(unit)
 
 
 def _watch(
@@ -238,13 +246,19 @@ def _match_route(scope: Scope, root_path: str) -> str | None:
     return f"{prefix}/{{path}}"
 
 
-async def _serve(page: DevPage, method: str, send: Send) -> None:
+def _query(scope: Scope) -> str:
+    """The request's query string (ASGI: bytes, percent-encoded, "latin-1" safe)."""
+    raw = scope.get("query_string") or b""
+    return raw.decode("latin-1") if isinstance(raw, bytes) else ""
+
+
+async def _serve(page: DevPage, method: str, send: Send, query: str) -> None:
     if method not in ("GET", "HEAD"):
         headers = [(b"allow", b"GET, HEAD"), (b"content-type", b"text/plain")]
         await send({"type": "http.response.start", "status": 405, "headers": headers})
         await send({"type": "http.response.body", "body": b"405 Method Not Allowed\n"})
         return
-    body = page.render()
+    body = page.render(query)
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in HEADERS]
     headers.append((b"content-length", str(len(body)).encode("latin-1")))
     await send({"type": "http.response.start", "status": 200, "headers": headers})

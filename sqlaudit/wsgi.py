@@ -67,7 +67,7 @@ class WSGIAuditMiddleware:
     ``AuditConfig.for_production()``, or ``for_development()`` with ``mode="development"``);
     the keyword options (``mode``, ``budgets``, ``sample_rate``, ``exclude``, ``on_finding``,
     ``reporters``, ``detectors``, ``header``, ``server_timing``, ``dev_page``,
-    ``dev_page_size``) are described in
+    ``dev_page_size``, ``explain``) are described in
     :class:`sqlaudit.web.options.MiddlewareOptions`. Each is validated here: a bad value or an
     unknown keyword raises :class:`~sqlaudit.ConfigError`.
 
@@ -91,7 +91,7 @@ class WSGIAuditMiddleware:
         method: str = environ.get("REQUEST_METHOD") or "GET"
         page = auditor.dev_page
         if page is not None and path == page.path:
-            return _serve(page, method, start_response)
+            return _serve(page, method, start_response, environ.get("QUERY_STRING") or "")
         unit = auditor.begin(method, path)
         if unit is None:
             return self.app(environ, start_response)
@@ -266,13 +266,13 @@ def _route_from_traceback(unit: Unit, exc: BaseException) -> None:
         contain("middleware: reading the route", error, failing=True)
 
 
-def _serve(page: DevPage, method: str, start_response: StartResponse) -> list[bytes]:
+def _serve(page: DevPage, method: str, start_response: StartResponse, query: str) -> list[bytes]:
     if method not in ("GET", "HEAD"):
         start_response(
             "405 Method Not Allowed", [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")]
         )
         return [b"405 Method Not Allowed\n"]
-    body = page.render()
+    body = page.render(query)
     start_response("200 OK", [*HEADERS, ("Content-Length", str(len(body)))])
     return [body] if method == "GET" else []
 

@@ -16,13 +16,14 @@ from sqlaudit.reporters import Reporter
 def every_output(budgets: dict[str, int], reporter: Reporter) -> dict[str, Any]:
     """Keyword arguments for ``WSGIAuditMiddleware`` / ``ASGIAuditMiddleware`` with every
     output on (budget findings, the statement-count header, Server-Timing, the development
-    page at ``/_sqlaudit``) and ``reporter`` receiving each closed report."""
+    page at ``/_sqlaudit`` with EXPLAIN plans) and ``reporter`` receiving each closed report."""
     return {
         "config": untimed(),
         "budgets": budgets,
         "header": True,
         "server_timing": True,
         "dev_page": "/_sqlaudit",
+        "explain": True,
         "reporters": [reporter],
         "on_finding": "ignore",  # the reporter alone: "log" adds a record per finding
     }

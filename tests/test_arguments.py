@@ -254,8 +254,8 @@ MIDDLEWARE_BAD: list[tuple[dict[str, Any], str]] = [
     (
         {"sample": 0.1, "max_queries": 3},
         "unknown middleware option(s) 'max_queries', 'sample'; known: config, budgets, "
-        "detectors, dev_page, dev_page_size, exclude, header, mode, on_finding, reporters, "
-        "sample_rate, server_timing",
+        "detectors, dev_page, dev_page_size, exclude, explain, header, mode, on_finding, "
+        "reporters, sample_rate, server_timing",
     ),
     ({"budgets": 5}, 'budgets must be a mapping like {"GET /streams": 12}, got int'),
     ({"budgets": [("GET /x", 1)]}, 'budgets must be a mapping like {"GET /streams": 12}, got list'),

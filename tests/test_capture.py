@@ -45,6 +45,7 @@ def test_instrument_is_idempotent_and_remove_is_exact(sqlite_engine: Engine) -> 
         return None
 
     event.listen(sqlite_engine, "do_execute", user_listener)
+    users = _orm._users["session"]  # other tests' engines may still be instrumented
     first = sqlaudit.instrument(sqlite_engine)
     assert sqlaudit.instrument(sqlite_engine) is first
     assert event.contains(sqlite_engine, "do_execute", _statements._do_execute)
@@ -56,8 +57,9 @@ def test_instrument_is_idempotent_and_remove_is_exact(sqlite_engine: Engine) -> 
     assert not first.active
     again = sqlaudit.instrument(sqlite_engine)
     assert again is not first and again.active
+    assert _orm._users["session"] == users + 1
     again.remove()
-    assert not _orm.listening()
+    assert _orm._users["session"] == users  # this engine's claim on the ORM listeners is gone
 
 
 def test_transaction_ends_are_watched_on_the_dialect_and_restored(sqlite_engine: Engine) -> None:

@@ -419,6 +419,7 @@ def test_dev_page_holds_no_canary(db: Engine) -> None:
         assert f">{kind}</span>" in page, kind
     assert "N+1: Author.books lazy-loaded" in page
     assert "FROM sqlaudit_t_author" in page and "UPDATE sqlaudit_t_author" in page
+    assert '<div class="explain">' in page  # plans asked with the canary as bind value
     assert any(h.startswith("X-SQL-Queries: ") and "n_plus_one" in h for h in headers)
     assert CANARY not in page
     assert CANARY not in "\n".join(headers)

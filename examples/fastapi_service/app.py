@@ -60,11 +60,12 @@ def make_engine(url: str) -> AsyncEngine:
 def middleware_options(development: bool) -> dict[str, Any]:
     """``mode="development"``: every request audited with strict thresholds
     (``AuditConfig.for_development()``), the statement count and finding kinds in an
-    ``X-SQL-Queries`` header, DB time in ``Server-Timing``, the last requests at ``/_sqlaudit``.
+    ``X-SQL-Queries`` header, DB time in ``Server-Timing``, the last requests at ``/_sqlaudit``
+    with the plans (``explain=True``) of the statements behind N+1 and slow-query findings.
     Production: the production floors (``AuditConfig.for_production()``), one request in ten
     audited, nothing added to responses."""
     if development:
-        return {"mode": "development"}
+        return {"mode": "development", "explain": True}
     return {"mode": "production", "sample_rate": 0.1}
 
 

@@ -27,6 +27,7 @@ from sqlaudit.model.records import FrozenOrigins, StatementKind, UnitRecord
 if TYPE_CHECKING:
     from types import FrameType
 
+    from sqlaudit.capture.explain import Samples
     from sqlaudit.capture.transactions import TxState
     from sqlaudit.model.config import AuditConfig
     from sqlaudit.model.findings import Finding
@@ -116,6 +117,7 @@ class Scope:
         "eager_reads",
         "eager_watched",
         "ended",
+        "explain",
         "flush_load",
         "flush_seq",
         "identity",
@@ -208,6 +210,8 @@ class Scope:
         self.committed: weakref.WeakSet[Any] = weakref.WeakSet()
         #: The DBAPI connection being set up (first connect), whose statements are not counted.
         self.connecting = 0
+        #: Bind values kept for EXPLAIN in development (``capture.explain``), else None.
+        self.explain: Samples | None = None
         #: Read-modify-writes on autocommit connections (``capture.hazards``).
         self.rmw: list[ReadModifyWrite] = []
         # Eager loads (``capture.eager``, only with ``config.unused_eager_loads``): by

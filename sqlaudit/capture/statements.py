@@ -38,7 +38,7 @@ from sqlaudit.capture import orm
 from sqlaudit.capture.callsite import capture
 from sqlaudit.capture.scope import CURRENT, FALLBACK, SUPPRESSED, current, open_ancestor
 from sqlaudit.capture.transactions import on_statement
-from sqlaudit.model.records import QueryRecord
+from sqlaudit.model.records import QueryRecord, StatementKind
 from sqlaudit.sql.fingerprint import _kind_cache, statement_kind
 from sqlaudit.sql.params import _cache as _roles_cache
 from sqlaudit.sql.params import signature
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["LISTENERS", "connect_begins", "connect_ends", "record"]
 
 _new_record = tuple.__new__
+_SELECT = StatementKind.SELECT
 
 
 def record(
@@ -123,6 +124,8 @@ def record(
             )
         )
         on_statement(scope, context, kind, start, duration, stack, batch, rowcount)
+        if scope.explain is not None and kind == _SELECT and parameters is not None:
+            scope.explain.keep(sql, parameters, context)  # development only: see explain
     except Exception as exc:
         contain("capture", exc, scope)
 

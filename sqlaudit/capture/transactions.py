@@ -80,6 +80,7 @@ class TxState:
         "autocommit",
         "begin_stack",
         "conn_ref",
+        "connection",
         "dbapi",
         "dialect",
         "driver",
@@ -133,6 +134,8 @@ class TxState:
         self.listening = False
         self.streaming = False
         self.conn_ref: weakref.ref[Connection] | None = None
+        #: ``id()`` of that Connection, as its statements' ``QueryRecord.connection``.
+        self.connection = 0
         # The Connection's root transaction when this one began (weakly: compared by identity,
         # an id() could be reused by the next transaction object).
         self.root: weakref.ref[Any] | None = None
@@ -218,6 +221,7 @@ class TxState:
             self.unit,
             self.driver,
             **hazard_fields(self.hazards),
+            connection=self.connection,
         )
 
 
@@ -290,6 +294,7 @@ def _new_core_tx(
     tx = TxState(start, stack, dialect, dbapi, external=not scope.checked_out_here(dbapi))
     tx.unit = scope.key
     tx.conn_ref = weakref.ref(conn)
+    tx.connection = id(conn)
     root = conn.get_transaction()
     tx.root = None if root is None else weakref.ref(root)
     tx.driver = conn.dialect.driver
@@ -317,6 +322,7 @@ def session_begin(
     tx.unit = scope.key
     tx.driver = connection.dialect.driver
     tx.conn_ref = weakref.ref(connection)
+    tx.connection = id(connection)
     scope.tx_by_conn[id(connection)] = tx
     scope.tx_by_dbapi[dbapi] = tx
     scope.keep(tx)

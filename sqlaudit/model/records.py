@@ -179,6 +179,9 @@ class TransactionRecord(NamedTuple):
     locks: tuple[LockedRead, ...] = ()
     #: The distinct SQL texts of its writes (at most a few), to name the tables it wrote.
     write_sql: tuple[str, ...] = ()
+    #: The opaque key of its connection, as in ``QueryRecord.connection`` (0: unknown): with
+    #: ``started``/``ended`` it tells which recorded statements ran in it.
+    connection: int = 0
 
 
 class OriginRecord(NamedTuple):

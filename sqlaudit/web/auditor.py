@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlaudit._audit import audit
 from sqlaudit._internal import contain
+from sqlaudit.capture.explain import Plan, Samples, plans, plans_async
 from sqlaudit.capture.scope import current
 from sqlaudit.detectors import run_detectors
 from sqlaudit.errors import AuditFailed
@@ -87,7 +88,9 @@ class Unit:
         "report",
         "route",
         "sampled",
+        "samples",
         "scope",
+        "seq",
         "status",
     )
 
@@ -110,6 +113,10 @@ class Unit:
         self.finished = False
         #: The ``AuditFailed`` of an early ``complete``, raised by the later ``finish``.
         self.failed: AuditFailed | None = None
+        #: Bind values kept for EXPLAIN, until ``show_deferred`` asks for the plans (ASGI).
+        self.samples: Samples | None = None
+        #: Its entry on the development page (``Entry.seq``), 0 when it has none.
+        self.seq = 0
 
 
 class RequestAuditor:
@@ -127,6 +134,11 @@ class RequestAuditor:
         self.dev_page = (
             None if opts.dev_page is None else DevPage(opts.dev_page, opts.dev_page_size)
         )
+        #: Keep bind values of sampled requests' SELECTs for EXPLAIN (development only).
+        self.explain = opts.explain
+        #: The protocol asks for the plans itself, after the response (``show_deferred``):
+        #: the ASGI middleware, from its coroutine. Else ``finish`` asks for them.
+        self.defer_plans = False
         # One closer for every sampled request: audit.close() reads only its reporters,
         # detectors and policy (on_finding, fail_on), never per-request state.
         self._closer = audit(
@@ -158,13 +170,13 @@ class RequestAuditor:
                 name = f"{method[:16]} {collapse_ids(path)}"
                 report = AuditReport(name, parent.config, parent)
                 mark(report, "request")
-                return Unit(report, method, path, True, name)
+                return self._sampled(Unit(report, method, path, True, name))
             rate = self.sample_rate
             if rate >= 1.0 or (rate > 0.0 and random() < rate):
                 name = f"{method[:16]} {collapse_ids(path)}"
                 report = AuditReport(name, self.config, None)
                 mark(report, "request")
-                return Unit(report, method, path, True, name)
+                return self._sampled(Unit(report, method, path, True, name))
             if not self.count_unsampled:
                 return None
             return Unit(AuditReport(method[:16], self._counting_config), method, path, False)
@@ -228,8 +240,18 @@ class RequestAuditor:
             failed = exc
         except Exception as exc:
             contain("middleware: closing the audit", exc, report, failing=failing)
+        # Bind values kept for EXPLAIN leave the scope now, whatever happens next.
+        samples, unit.scope.explain = unit.scope.explain, None
         if closer is self._closer or not unit.sampled:
-            self._show(unit)
+            if samples is not None and self.defer_plans:
+                # On the page now (a client reading it after the response finds the request),
+                # its plans added by show_deferred.
+                unit.samples, samples = samples, None
+                unit.seq = self._add(unit, {})
+            else:
+                self._show(unit, samples)
+        if samples is not None:
+            samples.clear()
         release(report)  # after the development page summarised it: the last empties memos
         if failed is not None:
             raise failed
@@ -248,13 +270,55 @@ class RequestAuditor:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _show(self, unit: Unit) -> None:
-        if self.dev_page is None:
+    def _sampled(self, unit: Unit) -> Unit:
+        if self.explain:
+            unit.scope.explain = Samples()
+        return unit
+
+    async def show_deferred(self, unit: Unit) -> None:
+        """Ask for the plans of a finished unit whose ``finish`` left them to the protocol
+        (``defer_plans``) and add them to its entry on the development page; drops the bind
+        values."""
+        samples, unit.samples = unit.samples, None
+        if samples is None:
             return
+        report = unit.report
+        found: dict[str, Plan] = {}
         try:
-            self.dev_page.add(unit.report, unit.status, unit.sampled)
+            try:
+                found = await plans_async(report.statements, report.findings, samples)
+            except Exception:  # no greenlet installed: sync drivers can still answer
+                found = plans(report.statements, report.findings, samples)
+        except Exception as exc:
+            contain("middleware: EXPLAIN", exc, report, failing=True)
+        finally:
+            samples.clear()
+        if found and self.dev_page is not None:
+            try:
+                self.dev_page.explained(unit.seq, report, found)
+            except Exception as exc:
+                contain("middleware: development page", exc, report, failing=True)
+
+    def _show(self, unit: Unit, samples: Samples | None = None) -> None:
+        found: dict[str, Plan] = {}
+        if samples is not None and self.dev_page is not None:
+            try:
+                found = plans(unit.report.statements, unit.report.findings, samples)
+            except Exception as exc:
+                contain("middleware: EXPLAIN", exc, unit.report, failing=True)
+        self._add(unit, found)
+
+    def _add(self, unit: Unit, found: dict[str, Plan]) -> int:
+        """Add ``unit`` to the development page; its entry's ``seq`` (0: not added)."""
+        if self.dev_page is None:
+            return 0
+        try:
+            report = unit.report
+            path = collapse_ids(unit.path)
+            return self.dev_page.add(report, unit.status, unit.sampled, path, found)
         except Exception as exc:
             contain("middleware: development page", exc, unit.report, failing=True)
+            return 0
 
     def _name(self, unit: Unit) -> str:
         if unit.route:

@@ -1,13 +1,23 @@
-"""The development page: an HTML summary of the last requests' audits. Development only.
+"""The development page: the last requests' audits as HTML. Development only.
 
 Served by the middlewares at ``dev_page="/_sqlaudit"`` (off by default). Plain HTML and CSS,
 no script at all (the page is sent with a Content-Security-Policy that forbids scripts);
-``<details>`` elements fold each request open. Everything shown is escaped, and nothing shown
-is a bind value: statements appear as fingerprints (literals and placeholders as ``?``),
-findings as their diagnosis, location and fix.
+``<details>`` elements fold requests and statements open, and links with a query string
+choose the view (no JavaScript):
 
-It still reveals route names, SQL shapes and source file paths, which is why it must stay off
-in production.
+* ``?view=requests`` (default): each request's statements in execution order on a timeline
+  grouped by transaction (begin, statements, idle stretches, commit or rollback), each with
+  its whole SQL formatted, its duration and its application stack; findings link to their
+  statements and back;
+* ``?view=routes``: one row per route with request and finding counts;
+* ``&findings=1``: only requests (routes) with findings; ``&route=NAME``: one route's requests;
+  ``?request=N``: request ``N`` alone, unfolded (its anchor is ``#rN``).
+
+Everything shown is escaped, and nothing shown is a bind value or a literal: statements appear
+as fingerprints (literals and placeholders as ``?``), request paths with their identifiers
+collapsed (``/streams/{id}``, never the query string). It still reveals route names, SQL
+shapes and source file paths, which is why it must stay off in production. Memory is bounded:
+``dev_page_size`` requests of at most ``timeline.MAX_STEPS`` statements each.
 """
 
 from __future__ import annotations
@@ -15,41 +25,33 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from html import escape
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
 
 from sqlaudit._internal import fork_safe
 from sqlaudit._validate import check_int, check_path
 from sqlaudit.model.records import CallSite, StatementKind
 from sqlaudit.report.text import format_site
 from sqlaudit.sql.fingerprint import elide, fingerprint
+from sqlaudit.sql.printable import printable
+from sqlaudit.web.devhtml import render
+from sqlaudit.web.timeline import Block, build
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from sqlaudit.capture.explain import Plan
+    from sqlaudit.model.findings import Finding
+    from sqlaudit.model.records import QueryRecord
     from sqlaudit.report import AuditReport
 
-__all__ = ["DevPage", "Entry"]
+__all__ = ["HEADERS", "DevPage", "Entry", "Item", "Shape", "View", "entry", "parse_view"]
 
 #: Statement shapes listed per request at most.
 MAX_SHAPES = 25
-
-_CSS = """
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem 2rem;
-color:#1d2330;background:#f7f8fa}
-h1{font-size:1.4rem;margin:0 0 .2rem}p.sub{margin:0 0 1.2rem;color:#596273}
-table{border-collapse:collapse;width:100%;background:#fff}
-th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #e3e6eb;vertical-align:top}
-th{background:#eef1f5;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
-details{background:#fff;border:1px solid #dfe3ea;border-radius:6px;margin:.6rem 0;
-padding:.5rem .8rem}
-summary{cursor:pointer;font-weight:600}code,pre{font:13px/1.4 ui-monospace,Menlo,Consolas,monospace}
-pre{white-space:pre-wrap;margin:.2rem 0}
-.k{display:inline-block;border-radius:4px;padding:0 .4rem;margin:0 .2rem .1rem 0;
-font-size:.8rem;background:#e8ecf3}
-.error{background:#fde2e1;color:#8a1c17}.warning{background:#fff1cc;color:#6b4b00}
-.info{background:#e2efff;color:#0b4a8b}.ok{color:#23724a}.muted{color:#7a8394}
-li{margin:.45rem 0}
-"""
+#: Longest query string read (the page's own links are short).
+_MAX_QUERY = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,10 @@ class Item:
     message: str
     location: str
     fix: str
+    #: 1-based numbers of the statements it names (those on the page's timeline).
+    statements: tuple[int, ...] = ()
+    #: What EXPLAIN said of its statements' plan, e.g. a full scan (``explain=True``).
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +94,50 @@ class Entry:
     internal_errors: int
     findings: tuple[Item, ...]
     shapes: tuple[Shape, ...]
+    #: Position among the requests the page saw (1 = the first): the stable anchor ``r{seq}``.
+    seq: int = 0
+    #: The request's real path, identifiers collapsed (``/streams/{id}``), or "".
+    path: str = ""
+    #: The timeline (sampled requests only) and the statements it left out.
+    blocks: tuple[Block, ...] = ()
+    left_out: int = 0
+    #: EXPLAIN plans by statement fingerprint (``explain=True``).
+    plans: Mapping[str, Plan] = field(default_factory=dict)
 
 
-def entry(report: AuditReport, status: int | None, sampled: bool) -> Entry:
-    """Summarise a closed report for the page."""
+def _notes(
+    finding: Finding, statements: Sequence[QueryRecord], found: Mapping[str, Plan]
+) -> tuple[str, ...]:
+    """What the plan of a finding's statements says, for the finding."""
+    for index in finding.statements:
+        if 0 <= index < len(statements):
+            record = statements[index]
+            plan = found.get(fingerprint(record.sql, record.dialect))
+            if plan is None:
+                continue
+            if plan.error:
+                return (f"EXPLAIN failed ({plan.error})",)
+            if plan.full_scans:
+                return (
+                    f"EXPLAIN: full scan of {', '.join(plan.full_scans)}: every row is read; "
+                    "an index on the columns it filters or joins on lets the database seek "
+                    "(harmless on a small table)",
+                )
+            return ("EXPLAIN: no full table scan in the plan",)
+    return ()
+
+
+def entry(
+    report: AuditReport,
+    status: int | None,
+    sampled: bool,
+    seq: int = 0,
+    path: str = "",
+    plans: Mapping[str, Plan] | None = None,
+) -> Entry:
+    """Summarise a closed report for the page (``path``: already collapsed; ``plans``: the
+    EXPLAIN plans of its statements by fingerprint)."""
+    found = plans or {}
     groups: dict[tuple[str, CallSite | None], list[float]] = {}
     for record in report.statements:
         if record.kind == StatementKind.TRANSACTION:
@@ -103,6 +149,8 @@ def entry(report: AuditReport, status: int | None, sampled: bool) -> Entry:
         Shape(len(times), elide(shape, 160), format_site(site) if site else "", sum(times) * 1000)
         for (shape, site), times in ordered[:MAX_SHAPES]
     )
+    blocks, left_out = build(report, report.findings) if sampled else ((), 0)
+    shown = {step.number for block in blocks for step in block.steps}
     findings = tuple(
         Item(
             f.kind,
@@ -110,6 +158,8 @@ def entry(report: AuditReport, status: int | None, sampled: bool) -> Entry:
             f.headline,
             format_site(f.location) if f.location else "",
             f.fix,
+            tuple(n for n in (i + 1 for i in f.statements) if n in shown),
+            _notes(f, report.statements, found) if found else (),
         )
         for f in report.findings
     )
@@ -125,6 +175,45 @@ def entry(report: AuditReport, status: int | None, sampled: bool) -> Entry:
         internal_errors=report.internal_errors,
         findings=findings,
         shapes=shapes,
+        seq=seq,
+        path=printable(path),
+        blocks=blocks,
+        left_out=left_out,
+        plans=dict(found),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What the query string asks the page to show."""
+
+    #: ``"requests"`` or ``"routes"``.
+    view: str = "requests"
+    #: Only requests (routes) with findings.
+    findings: bool = False
+    #: Only this route's requests ("" for all).
+    route: str = ""
+    #: Only the request with this ``Entry.seq``, unfolded (0 for all).
+    request: int = 0
+
+
+def parse_view(query: str) -> View:
+    """The view a query string asks for; anything unknown is ignored (never an error)."""
+    if not query:
+        return View()
+    try:
+        params = parse_qs(query[:_MAX_QUERY], max_num_fields=8)
+    except ValueError:  # more fields than the page ever links to
+        return View()
+    view = params.get("view", ["requests"])[-1]
+    request = params.get("request", [""])[-1]
+    return View(
+        view="routes" if view == "routes" else "requests",
+        findings=params.get("findings", [""])[-1] == "1",
+        route=params.get("route", [""])[-1][:400],
+        request=int(request)
+        if request.isascii() and request.isdigit() and len(request) < 12
+        else 0,
     )
 
 
@@ -138,104 +227,53 @@ class DevPage:
         check_int("dev_page_size", size, 1)
         self.size = size
         self._entries: deque[Entry] = deque(maxlen=size)
+        self._seq = 0
         self._lock = threading.Lock()
         fork_safe(self, "_lock")
 
-    def add(self, report: AuditReport, status: int | None, sampled: bool) -> None:
-        item = entry(report, status, sampled)
+    def add(
+        self,
+        report: AuditReport,
+        status: int | None,
+        sampled: bool,
+        path: str = "",
+        plans: Mapping[str, Plan] | None = None,
+    ) -> int:
+        """Keep a summary of the closed ``report`` (the oldest is dropped past ``size``);
+        return its ``seq``."""
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+        item = entry(report, status, sampled, seq, path, plans)
         with self._lock:
             self._entries.append(item)
+        return seq
+
+    def explained(self, seq: int, report: AuditReport, plans: Mapping[str, Plan]) -> None:
+        """Add ``plans`` to the entry ``seq`` of ``report``, if it is still kept."""
+        with self._lock:
+            kept = next((e for e in self._entries if e.seq == seq), None)
+        if kept is None or not kept.sampled:
+            return
+        findings = tuple(
+            replace(item, notes=_notes(finding, report.statements, plans))
+            for item, finding in zip(kept.findings, report.findings, strict=False)
+        )
+        updated = replace(kept, findings=findings, plans=dict(plans))
+        with self._lock:
+            for index, current in enumerate(self._entries):
+                if current.seq == seq:
+                    self._entries[index] = updated
+                    break
 
     def entries(self) -> list[Entry]:
         """The kept requests, newest first."""
         with self._lock:
-            return list(reversed(self._entries))
+            return sorted(self._entries, key=lambda e: -e.seq)
 
-    def render(self) -> bytes:
-        """The page as UTF-8 HTML."""
-        return render(self.entries(), self.size).encode("utf-8")
-
-
-def _badges(entry: Entry) -> str:
-    if not entry.sampled:
-        return '<span class="muted">not sampled (counted only)</span>'
-    if not entry.findings:
-        return '<span class="ok">clean</span>'
-    kinds: dict[str, str] = {}
-    for item in entry.findings:
-        kinds.setdefault(item.kind, item.severity)
-    return "".join(f'<span class="k {escape(s)}">{escape(k)}</span>' for k, s in kinds.items())
-
-
-def _details(number: int, entry: Entry) -> str:
-    status = "" if entry.status is None else f" &rarr; {entry.status}"
-    out = [
-        f'<details id="r{number}"{" open" if entry.findings else ""}>',
-        f"<summary>{escape(entry.name)}{status}: {entry.queries} "
-        f"statement{'' if entry.queries == 1 else 's'}, "
-        f"{entry.db_ms:.1f} ms in the database</summary>",
-    ]
-    if entry.findings:
-        out.append("<ol>")
-        for item in entry.findings:
-            where = f"<br>at <code>{escape(item.location)}</code>" if item.location else ""
-            out.append(
-                f'<li><span class="k {escape(item.severity)}">{escape(item.severity)}</span>'
-                f"<strong>{escape(item.message)}</strong>{where}"
-                f"<br>fix: {escape(item.fix)}</li>"
-            )
-        out.append("</ol>")
-    if entry.shapes:
-        out.append("<table><tr><th>times</th><th>statement</th><th>ms</th><th>from</th></tr>")
-        for shape in entry.shapes:
-            out.append(
-                f'<tr><td class="n">{shape.count}&times;</td><td><code>{escape(shape.sql)}'
-                f'</code></td><td class="n">{shape.ms:.1f}</td>'
-                f"<td><code>{escape(shape.site)}</code></td></tr>"
-            )
-        out.append("</table>")
-    notes = []
-    if entry.overflow:
-        notes.append(f"{entry.overflow} statements past max_records were counted only")
-    if entry.internal_errors:
-        notes.append(f"{entry.internal_errors} internal sqlaudit errors (see the log)")
-    if notes:
-        out.append(f'<p class="muted">{escape("; ".join(notes))}</p>')
-    out.append("</details>")
-    return "\n".join(out)
-
-
-def render(entries: list[Entry], size: int) -> str:
-    """The whole page for ``entries`` (newest first)."""
-    rows = []
-    for number, item in enumerate(entries, 1):
-        clock = time.strftime("%H:%M:%S", time.localtime(item.when))
-        status = "" if item.status is None else str(item.status)
-        rows.append(
-            f'<tr><td>{clock}</td><td><a href="#r{number}">{escape(item.name)}</a></td>'
-            f'<td class="n">{status}</td><td class="n">{item.queries}</td>'
-            f'<td class="n">{item.db_ms:.1f}</td><td class="n">{item.ms:.1f}</td>'
-            f"<td>{_badges(item)}</td></tr>"
-        )
-    if not rows:
-        rows.append('<tr><td colspan="7" class="muted">No request audited yet.</td></tr>')
-    details = [_details(n, e) for n, e in enumerate(entries, 1) if e.sampled]
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="robots" content="noindex">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>sqlaudit: last {len(entries)} requests</title><style>{_CSS}</style></head>\n"
-        "<body><h1>sqlaudit: SQL per request</h1>"
-        f'<p class="sub">The last {len(entries)} audited requests (keeps {size}), newest first. '
-        "Statements are shown as fingerprints: values are never shown. Reload to refresh. "
-        "Development only.</p>\n"
-        "<table><tr><th>time</th><th>request</th><th>status</th><th>statements</th>"
-        "<th>DB ms</th><th>total ms</th><th>findings</th></tr>\n"
-        + "\n".join(rows)
-        + "\n</table>\n"
-        + "\n".join(details)
-        + "\n</body></html>\n"
-    )
+    def render(self, query: str = "") -> bytes:
+        """The page as UTF-8 HTML, for the view ``query`` (the request's query string) asks."""
+        return render(self.entries(), self.size, parse_view(query)).encode("utf-8")
 
 
 #: Response headers of the page: no caching, and no script may run on it.

@@ -54,6 +54,10 @@ class MiddlewareOptions(TypedDict, total=False):
     * ``server_timing``: add ``Server-Timing: db;dur=3.1;desc="12 SQL statements"``.
     * ``dev_page``: a path (``"/_sqlaudit"``) serving an HTML page of the last
       ``dev_page_size`` (default 50) requests. Development only.
+    * ``explain``: ``True`` to show on the development page the plans of the SELECTs named by
+      slow-query and N+1 findings, asked for after the request on a separate connection of
+      the same engine (bind values kept in memory for that only, then dropped). Off by
+      default, also in ``mode="development"``; needs ``dev_page``. Development only.
     * ``mode``: ``"production"`` (default: ``AuditConfig.for_production()``, nothing added to
       responses) or ``"development"``: ``AuditConfig.for_development()`` (every finding from
       its first repeats), ``header=True``, ``server_timing=True`` and
@@ -70,6 +74,7 @@ class MiddlewareOptions(TypedDict, total=False):
     server_timing: bool
     dev_page: str | None
     dev_page_size: int
+    explain: bool
     mode: Mode
 
 
@@ -98,6 +103,7 @@ class Options:
     server_timing: bool
     dev_page: str | None
     dev_page_size: int
+    explain: bool = False
 
     @classmethod
     def create(cls, config: AuditConfig | None, options: Mapping[str, Any]) -> Options:
@@ -130,6 +136,12 @@ class Options:
         reporters = options.get("reporters")
         detectors = options.get("detectors")
         dev_page = options.get("dev_page")
+        explain = check_bool("explain", options.get("explain", False))
+        if explain and dev_page is None:
+            raise ConfigError(
+                'explain=True needs dev_page (e.g. dev_page="/_sqlaudit" or mode="development"): '
+                "the plans are shown there"
+            )
         return cls(
             config=config,
             exact_budgets=exact,
@@ -143,4 +155,5 @@ class Options:
             dev_page=None if dev_page is None else check_path("dev_page", dev_page),
             # Checked even with the page off: a typo is a typo.
             dev_page_size=check_int("dev_page_size", options.get("dev_page_size", 50), 1),
+            explain=explain,
         )
