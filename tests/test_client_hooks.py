@@ -6,6 +6,8 @@ own, and nothing changes outside an audit."""
 from __future__ import annotations
 
 import asyncio
+import sys
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -122,3 +124,24 @@ def test_hooks_change_nothing_outside_an_audit(db: Engine) -> None:
     with TestClient(fastapi_app(db)) as starlette_client:
         assert starlette_client.get("/authors").json() == [2] * 5
     assert sqlaudit.current_report() is None
+
+
+def test_a_module_imported_anew_is_hooked_anew(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client module imported again (pytest run in-process by ``pytester`` drops the modules
+    its run imported; the next run imports them anew) is hooked again: only the first of two
+    such runs had its requests as units, the second judged them as one unit."""
+
+    def run_wsgi_app(app: Any, environ: Any, buffered: bool = False) -> Any:
+        return app, environ
+
+    # What was hooked before stays so afterwards (the real module is not hooked twice).
+    monkeypatch.setattr(client_hooks, "_installed", dict(client_hooks._installed))
+    imports = []
+    for _ in range(2):  # the module as each of two in-process runs imports it
+        module = types.ModuleType("werkzeug.test")
+        module.run_wsgi_app = run_wsgi_app  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "werkzeug.test", module)
+        client_hooks.install()
+        imports.append(module)
+    assert [m.run_wsgi_app is not run_wsgi_app for m in imports] == [True, True]
+    assert all(m.run_wsgi_app.__wrapped__ is run_wsgi_app for m in imports)
