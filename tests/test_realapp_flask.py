@@ -1,0 +1,97 @@
+"""A Flask + Flask-SQLAlchemy blog (``tests/realapps/flask_blog``: app factory, blueprints,
+Jinja2 templates, a token API, a repository layer) and its own test suite, written the way the
+Flask tutorial writes one, run through the pytest plugin in fail mode (issue 16, item 7): the
+clean tests pass, each planted N+1 fails its test naming the request, the file and the line
+(a template's own line), and two runs give the same findings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from databases import Kind, resolve_url
+from lines import line_of
+from realapps import failed, found, lay_out, run_suite
+
+pytest_plugins = ("pytester",)
+
+APP = "flask_blog"
+ARCHIVE = "tests/test_posts.py::test_archive"
+NOTIFY = [f"tests/test_api.py::test_notify_authors[{run}]" for run in range(20)]
+
+
+def planted(root: Path) -> dict[str, list[tuple[str, str, str, str, int]]]:
+    """The planted N+1s: failing test -> ``(kind, unit, location, loop, count)``."""
+    template = "blog/templates/posts/archive.html"
+    api = "blog/api.py"
+    archive = (
+        "n_plus_one",
+        "GET /archive",
+        f"{template}:{line_of(str(root / template), 'post.author.name')}",
+        f"{template}:{line_of(str(root / template), '{% for post in posts %}')}",
+        3,  # three authors: the identity map serves the other three posts' authors
+    )
+    notify = (
+        "n_plus_one",
+        "POST /api/notify",
+        f"{api}:{line_of(str(root / api), 'session.get_one(Post, post_id)')}",
+        f"{api}:{line_of(str(root / api), 'for post_id in request.get_json()')}",
+        10,  # one loop (loop view): 5 gets and 5 lazy loads, one per item's session
+    )
+    return {ARCHIVE: [archive], **{test: [notify] for test in NOTIFY}}
+
+
+def check_suite(pytester: pytest.Pytester, root: Path) -> dict[str, list[object]]:
+    """Run the suite; check the outcomes and findings; return each test's findings."""
+    result, tests = run_suite(pytester)
+    expected = planted(root)
+    assert failed(result) == sorted(expected), result.stdout.str()
+    assert len(tests) == 41
+    findings: dict[str, list[object]] = {}
+    for nodeid, test in tests.items():
+        findings[nodeid] = list(found(test))
+        if nodeid not in expected:
+            assert findings[nodeid] == [], nodeid  # no false finding, not even an info one
+            continue
+        assert [
+            (kind, unit, location, loop, count)
+            for kind, severity, unit, location, loop, count, _ in findings[nodeid]
+            if severity != "info"
+        ] == expected[nodeid], nodeid
+        # A session per item is a transaction per item: on a server, their BEGIN/ROLLBACK
+        # round trips are most of the request's (a true statistic, at info).
+        info = {kind for kind, severity, *_ in findings[nodeid] if severity == "info"}
+        assert info <= {"transaction_overhead"}, nodeid
+    archive = tests[ARCHIVE]["report"]["findings"][0]
+    assert archive["message"].startswith(
+        "N+1: Post.author lazy-loaded 3x, once per Post (3 parents); the Post rows came from "
+        "the query at blog/repository.py:"
+    )
+    assert archive["location"]["function"] == "block content"
+    (notify,) = [f for f in tests[NOTIFY[0]]["report"]["findings"] if f["kind"] == "n_plus_one"]
+    assert notify["relationship"] == "Post.author"
+    assert "N+1: Post.author lazy-loaded 5x, once per Post (5 parents)" in notify["message"]
+    assert "GET /archive: N+1: Post.author lazy-loaded 3x" in result.stdout.str()
+    return findings
+
+
+def test_flask_blog_suite(pytester: pytest.Pytester) -> None:
+    """On SQLite files: 20 clean tests pass (create, edit and list; the same route many
+    times; the same rows reloaded by every request; a token per API request; commits in
+    separate requests); the template N+1 and the per-item-session N+1 fail, with the
+    template's line; the per-item-session case is the same finding in each of 20 runs, and a
+    second run of the suite finds exactly what the first did."""
+    root = lay_out(pytester, APP)
+    first = check_suite(pytester, root)
+    assert len({tuple(first[test]) for test in NOTIFY}) == 1  # 20 runs, one result
+    assert check_suite(pytester, root) == first
+
+
+@pytest.mark.parametrize("kind", ["mysql", "postgresql"])
+def test_flask_blog_suite_on_servers(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, kind: Kind
+) -> None:
+    """The same suite on MariaDB and PostgreSQL: the same verdicts and locations."""
+    monkeypatch.setenv("BLOG_DATABASE_URL", resolve_url(kind))
+    root = lay_out(pytester, APP)
+    check_suite(pytester, root)
