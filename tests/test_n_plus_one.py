@@ -4,6 +4,8 @@ exact fix (loader option chain at the root query's line), column reloads, and th
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from operator import attrgetter
 
 import pytest
 from models import Author, Book, prepared
@@ -376,3 +378,23 @@ def test_subclass_rows_are_linked_to_the_base_class_query(sqlite_engine: Engine)
     assert finding.fix == (
         f"add .options(selectinload(_Employee.badges)) to the query at {line('staff query')}"
     )
+
+
+def test_loads_by_library_code_only_are_located_at_the_parents_query(db: Engine) -> None:
+    """Lazy loads with no application frame on their stack (library code read the
+    relationship, as FastAPI does validating a ``response_model`` after the endpoint returned;
+    here ``map(attrgetter(...))`` in a plain worker thread) are located at the query that loaded
+    the parents, which the fix names too; they had no location at all."""
+    with sqlaudit.audit("t", on_finding="ignore", all_threads=True, **UNTIMED) as report:
+        with Session(db) as session:
+            authors = session.scalars(select(Author)).all()  # parents of library loads
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(list, map(attrgetter("books"), authors)).result()
+    (finding,) = findings(report, "n_plus_one")
+    assert finding.stack == ()
+    location = finding.to_dict()["location"]
+    assert f"{location['file']}:{location['line']}" == line("parents of library loads")
+    assert finding.message.endswith(
+        "; loaded by library code only (e.g. serializing a response model)"
+    )
+    assert finding.fix.endswith(f"to the query at {line('parents of library loads')}")

@@ -10,6 +10,10 @@ as a loop.
 The fix follows the origin chain to the root query and names the loader option to add there:
 ``selectinload`` for collections, ``joinedload`` for many-to-one unless the parent query has a
 LIMIT or a large result, chained for nested loads.
+
+Location: the loads' innermost application frame; when no application frame issued them
+(library code read the relationship, e.g. FastAPI validating a ``response_model`` after the
+endpoint returned), the root query that loaded the parents, which is also where the fix goes.
 """
 
 from __future__ import annotations
@@ -159,6 +163,13 @@ class NPlusOne:
                 f"; the {owner} rows came from the query at {_where(root_site)}"
                 f" ({parent.rows} rows)"
             )
+        location = stack[0] if stack else None
+        if location is None and parent is not None and root_site is not None:
+            # No application frame issued the loads: library code read the relationship (FastAPI
+            # validating a SQLModel/pydantic ``response_model`` after the endpoint returned). The
+            # query that loaded the parents is the application's line to name, and to fix.
+            location = root_site
+            message += "; loaded by library code only (e.g. serializing a response model)"
         if root_site is not None:
             options = ".".join([*links, option])
             fix = f"add .options({options}) to the query at {_where(root_site)}"
@@ -171,7 +182,7 @@ class NPlusOne:
             severity=Severity.WARNING,
             message=message,
             count=n,
-            location=stack[0] if stack else None,
+            location=location,
             fix=fix,
             fingerprint=fingerprint(sample.sql, sample.dialect),
             sql=sample.sql,
