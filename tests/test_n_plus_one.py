@@ -284,8 +284,9 @@ def test_separate_loops_in_one_function_are_separate_findings(db: Engine) -> Non
 
 
 def test_one_loop_of_two_queries_is_one_finding_naming_no_kinds(db: Engine) -> None:
-    """Two queries repeated in one loop body interleave: one "2N+1" finding. Its relationship
-    (what baselines key it by) names relationships only, here none: not finding kinds."""
+    """Two queries repeated in one loop body interleave: one finding, "2 queries per
+    iteration" (no "+1": no query loaded what the loop runs over). Its relationship (what
+    baselines key it by) names relationships only, here none: not finding kinds."""
     with sqlaudit.audit("loop", on_finding="ignore", **UNTIMED) as report, Session(db) as session:
         for author_id in (1, 2, 3):
             session.execute(select(Author.name).where(Author.id == author_id)).all()
@@ -293,7 +294,7 @@ def test_one_loop_of_two_queries_is_one_finding_naming_no_kinds(db: Engine) -> N
         for _ in range(3):  # a separate loop after it, with the same N
             session.execute(select(Book.id).where(Book.id == 1)).all()
     loop, alone = findings(report, "repeated_query")
-    assert "this loop issues 2N+1 queries (7 for N=3)" in loop.message
+    assert "this loop issues 2 queries per iteration (6 for N=3)" in loop.message
     assert loop.relationship is None
     assert loop.identity[1] == loop.fingerprint
     assert alone.count == 3 and "N+1 loop" not in alone.message
@@ -398,3 +399,19 @@ def test_loads_by_library_code_only_are_located_at_the_parents_query(db: Engine)
         "; loaded by library code only (e.g. serializing a response model)"
     )
     assert finding.fix.endswith(f"to the query at {line('parents of library loads')}")
+
+
+def test_a_loop_that_loads_each_parent_itself_has_no_plus_one(db: Engine) -> None:
+    """A ``session.get`` per id and a lazy load per item, a session each (the real apps'
+    "notify" endpoint): one loop of 2 queries per iteration, 10 for N=5. No query before the
+    loop loaded the parents: it was reported as "2N+1 queries (11 for N=5)"."""
+    with sqlaudit.audit("loop", on_finding="ignore", **UNTIMED) as report:
+        for book_id in (1, 3, 5, 7, 9):
+            with Session(db) as session:
+                assert session.get_one(Book, book_id).author.name
+    (loop,) = findings(report, "n_plus_one")
+    assert loop.message.startswith(
+        "N+1 loop: this loop issues 2 queries per iteration (10 for N=5): repeated query: "
+    )
+    assert "N+1: Book.author lazy-loaded 5x, once per Book (5 parents)" in loop.message
+    assert loop.count == 10
