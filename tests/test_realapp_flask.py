@@ -70,6 +70,9 @@ def check_suite(pytester: pytest.Pytester, root: Path) -> dict[str, list[object]
     assert archive["location"]["function"] == "block content"
     (notify,) = [f for f in tests[NOTIFY[0]]["report"]["findings"] if f["kind"] == "n_plus_one"]
     assert notify["relationship"] == "Post.author"
+    assert notify["message"].startswith(
+        "N+1 loop: this loop issues 2 queries per iteration (10 for N=5): repeated query: 5x "
+    )
     assert "N+1: Post.author lazy-loaded 5x, once per Post (5 parents)" in notify["message"]
     assert "GET /archive: N+1: Post.author lazy-loaded 3x" in result.stdout.str()
     return findings
