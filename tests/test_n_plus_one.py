@@ -262,6 +262,10 @@ def test_loop_view_reports_one_loop_with_the_combined_fix(engine: Engine) -> Non
         "add .options(selectinload(Book.author), selectinload(Book.reviews)) to the query at "
         + line("loop parent query")
     )
+    # 10 statements of two shapes: the text never says "10x" of one of them (it did).
+    text = report.render()
+    assert "10x SELECT" not in text
+    assert text.count("  5x SELECT … FROM sqlaudit_t_") == 2  # the statements, by shape
 
 
 def test_separate_loops_in_one_function_are_separate_findings(db: Engine) -> None:

@@ -20,7 +20,12 @@ from collections.abc import Sequence
 from sqlaudit.model.findings import Finding
 from sqlaudit.model.paths import relative
 
-__all__ = ["combine_loops"]
+__all__ = ["LOOP_HEADLINE", "combine_loops"]
+
+#: How a combined loop finding's message starts. Its ``fingerprint`` is its first member's (what
+#: baselines key it by) while its ``count`` is every member's statements: the text report does
+#: not print them as "{count}x {fingerprint}" (12 statements of two shapes read as 12 of one).
+LOOP_HEADLINE = "N+1 loop: "
 
 _PER_ITERATION = ("n_plus_one", "column_reload", "repeated_query")
 #: ``n_plus_one``'s fix names the query that loaded the parents (``n_plus_one._where``).
@@ -81,7 +86,7 @@ def _combine(members: list[Finding]) -> Finding:
         issues = f"{k}N+1 queries ({k * n + 1} for N={n})"
     else:
         issues = f"{k} queries per iteration ({k * n} for N={n})"
-    message = f"N+1 loop: this loop issues {issues}: " + "; ".join(f.message for f in members)
+    message = f"{LOOP_HEADLINE}this loop issues {issues}: " + "; ".join(f.message for f in members)
     return Finding(
         kind=kind,
         severity=max(f.severity for f in members),
