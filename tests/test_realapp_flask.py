@@ -18,6 +18,10 @@ pytest_plugins = ("pytester",)
 APP = "flask_blog"
 ARCHIVE = "tests/test_posts.py::test_archive"
 NOTIFY = [f"tests/test_api.py::test_notify_authors[{run}]" for run in range(20)]
+MODEL_TESTS = {
+    f"tests/test_models.py::ModelCase::{name}"
+    for name in ("test_comments_with_authors", "test_delete_post_deletes_comments")
+}
 
 
 def planted(root: Path) -> dict[str, list[tuple[str, str, str, str, int]]]:
@@ -41,27 +45,35 @@ def planted(root: Path) -> dict[str, list[tuple[str, str, str, str, int]]]:
     return {ARCHIVE: [archive], **{test: [notify] for test in NOTIFY}}
 
 
-def check_suite(pytester: pytest.Pytester, root: Path) -> dict[str, list[object]]:
+def check_suite(
+    pytester: pytest.Pytester, root: Path, *, server: bool = False
+) -> dict[str, list[object]]:
     """Run the suite; check the outcomes and findings; return each test's findings."""
     result, tests = run_suite(pytester)
     expected = planted(root)
     assert failed(result) == sorted(expected), result.stdout.str()
-    assert len(tests) == 41
+    assert len(tests) == 46
     findings: dict[str, list[object]] = {}
+    overhead = set()
     for nodeid, test in tests.items():
         findings[nodeid] = list(found(test))
+        # On a server each transaction costs BEGIN/COMMIT round trips (and the pool's ROLLBACK
+        # on return): a statistic at info, the only one allowed, and only where it is true.
+        if any(kind == "transaction_overhead" for kind, *_ in findings[nodeid]):
+            overhead.add(nodeid)
+        warnings = [f for f in findings[nodeid] if f[1] != "info"]
+        assert len(warnings) + (nodeid in overhead) == len(findings[nodeid]), nodeid
         if nodeid not in expected:
-            assert findings[nodeid] == [], nodeid  # no false finding, not even an info one
+            assert warnings == [], nodeid  # no false finding
             continue
         assert [
             (kind, unit, location, loop, count)
-            for kind, severity, unit, location, loop, count, _ in findings[nodeid]
-            if severity != "info"
+            for kind, _, unit, location, loop, count, _ in warnings
         ] == expected[nodeid], nodeid
-        # A session per item is a transaction per item: on a server, their BEGIN/ROLLBACK
-        # round trips are most of the request's (a true statistic, at info).
-        info = {kind for kind, severity, *_ in findings[nodeid] if severity == "info"}
-        assert info <= {"transaction_overhead"}, nodeid
+    # A session per item is a transaction per item (the notify request's 6 transactions); the
+    # unittest model tests commit 3 times through the repository (4 transactions: 11 of the 22
+    # round trips on PostgreSQL). On SQLite, transactions cost no round trips: none at all.
+    assert (overhead <= {*NOTIFY, *MODEL_TESTS}) if server else (overhead == set())
     archive = tests[ARCHIVE]["report"]["findings"][0]
     assert archive["message"].startswith(
         "N+1: Post.author lazy-loaded 3x, once per Post (3 parents); the Post rows came from "
@@ -79,9 +91,10 @@ def check_suite(pytester: pytest.Pytester, root: Path) -> dict[str, list[object]
 
 
 def test_flask_blog_suite(pytester: pytest.Pytester) -> None:
-    """On SQLite files: 20 clean tests pass (create, edit and list; the same route many
+    """On SQLite files: 25 clean tests pass (create, edit and list; the same route many
     times; the same rows reloaded by every request; a token per API request; commits in
-    separate requests); the template N+1 and the per-item-session N+1 fail, with the
+    separate requests; unittest model tests with an app context pushed in ``setUp``); the
+    template N+1 and the per-item-session N+1 fail, with the
     template's line; the per-item-session case is the same finding in each of 20 runs, and a
     second run of the suite finds exactly what the first did."""
     root = lay_out(pytester, APP)
@@ -97,4 +110,4 @@ def test_flask_blog_suite_on_servers(
     """The same suite on MariaDB and PostgreSQL: the same verdicts and locations."""
     monkeypatch.setenv("BLOG_DATABASE_URL", resolve_url(kind))
     root = lay_out(pytester, APP)
-    check_suite(pytester, root)
+    check_suite(pytester, root, server=True)
