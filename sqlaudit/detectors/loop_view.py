@@ -99,6 +99,7 @@ def _combine(members: list[Finding]) -> Finding:
         db_time=sum(f.db_time for f in members),
         relationship=relationships or None,
         statements=tuple(sorted({i for f in members for i in f.statements})),
+        origin=next((f.origin for f in members if f.origin is not None), None),
     )
 
 

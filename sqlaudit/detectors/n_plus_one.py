@@ -190,4 +190,5 @@ class NPlusOne:
             relationship=relationship,
             statements=indexes(items),
             stack=stack,
+            origin=parent.stack[0] if parent is not None and parent.stack else None,
         )
