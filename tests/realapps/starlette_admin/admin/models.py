@@ -35,3 +35,12 @@ class Order(Base):
     quantity: Mapped[int]
     customer: Mapped[Customer] = relationship(back_populates="orders")
     product: Mapped[Product] = relationship()
+
+
+class Activity(Base):
+    """The admin's activity log, written after each change."""
+
+    __tablename__ = "sqlaudit_t_shop_activity"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(String(200))

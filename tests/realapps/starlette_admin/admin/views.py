@@ -11,13 +11,14 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, selectinload
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 from starlette.routing import Route
 
-from admin.models import Base, Customer, Order, Product
+from admin.models import Activity, Base, Customer, Order, Product
 
 
 @dataclass
@@ -121,11 +122,22 @@ def _create(request: Request, view: ModelView, values: dict[str, Any]) -> int:
         return obj.id  # type: ignore[attr-defined, no-any-return]
 
 
+def log_activity(engine: Engine, action: str) -> None:
+    """Run after the response is sent (a background task)."""
+    with Session(engine) as db:
+        db.add(Activity(action=action))
+        db.commit()
+
+
 async def create_view(request: Request) -> RedirectResponse:
     view = get_view(request)
     pk = await run_in_threadpool(_create, request, view, await _form(request, view))
     return RedirectResponse(
-        f"{request.url_for('admin:details', identity=view.identity, pk=pk)}", 303
+        f"{request.url_for('admin:details', identity=view.identity, pk=pk)}",
+        303,
+        background=BackgroundTask(
+            log_activity, request.app.state.engine, f"created {view.identity} {pk}"
+        ),
     )
 
 
