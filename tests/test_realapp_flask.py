@@ -52,7 +52,7 @@ def check_suite(
     result, tests = run_suite(pytester)
     expected = planted(root)
     assert failed(result) == sorted(expected), result.stdout.str()
-    assert len(tests) == 46
+    assert len(tests) == 48
     findings: dict[str, list[object]] = {}
     overhead = set()
     for nodeid, test in tests.items():
@@ -91,9 +91,10 @@ def check_suite(
 
 
 def test_flask_blog_suite(pytester: pytest.Pytester) -> None:
-    """On SQLite files: 25 clean tests pass (create, edit and list; the same route many
+    """On SQLite files: 27 clean tests pass (create, edit and list; the same route many
     times; the same rows reloaded by every request; a token per API request; commits in
-    separate requests; unittest model tests with an app context pushed in ``setUp``); the
+    separate requests; a redirect followed; pages walked; unittest model tests with an app
+    context pushed in ``setUp``); the
     template N+1 and the per-item-session N+1 fail, with the
     template's line; the per-item-session case is the same finding in each of 20 runs, and a
     second run of the suite finds exactly what the first did."""

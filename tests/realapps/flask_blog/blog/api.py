@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, g, request
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
 
 from blog.extensions import db
 from blog.models import Post
@@ -37,6 +38,14 @@ def as_json(post: Post) -> dict[str, Any]:
 @token_required
 def list_posts() -> Any:
     return [as_json(post) for post in PostRepository(db.session).recent()]
+
+
+@bp.get("/posts/page/<int:page>")
+@token_required
+def page_of_posts(page: int) -> Any:
+    query = select(Post).options(joinedload(Post.author)).order_by(Post.id)
+    found = db.paginate(query, page=page, per_page=2, error_out=False)
+    return {"posts": [as_json(post) for post in found.items], "pages": found.pages}
 
 
 @bp.post("/posts")

@@ -46,3 +46,14 @@ def test_notify_one_post(client, api_headers):
 def test_notify_authors(client, api_headers, run):
     response = client.post("/api/notify", json={"posts": [1, 2, 3, 4, 5]}, headers=api_headers)
     assert len(response.json["sent"]) == 5
+
+
+def test_walk_the_pages(client, api_headers):
+    page, titles = 1, []
+    while True:
+        data = client.get(f"/api/posts/page/{page}", headers=api_headers).json
+        titles += [p["title"] for p in data["posts"]]
+        if page >= data["pages"]:
+            break
+        page += 1
+    assert len(titles) == 6

@@ -62,6 +62,16 @@ def test_same_post_reloaded_and_commented(client, auth):
         assert f"comment {number}".encode() in client.get("/1").data
 
 
+def test_create_following_the_redirect(client, auth):
+    auth.login("carol")
+    for number in range(2):
+        response = client.post(
+            "/create", data={"title": f"Note {number}", "body": "..."}, follow_redirects=True
+        )
+        assert f"Note {number}".encode() in response.data
+    assert len(response.history) == 1
+
+
 def test_edit_form(client, auth):
     auth.login()
     assert b'value="Templates"' in client.get("/3/update").data
