@@ -94,8 +94,7 @@ def test_flask_blog_suite(pytester: pytest.Pytester) -> None:
     """On SQLite files: 27 clean tests pass (create, edit and list; the same route many
     times; the same rows reloaded by every request; a token per API request; commits in
     separate requests; a redirect followed; pages walked; unittest model tests with an app
-    context pushed in ``setUp``); the
-    template N+1 and the per-item-session N+1 fail, with the
+    context pushed in ``setUp``); the template N+1 and the per-item-session N+1 fail, with the
     template's line; the per-item-session case is the same finding in each of 20 runs, and a
     second run of the suite finds exactly what the first did."""
     root = lay_out(pytester, APP)
