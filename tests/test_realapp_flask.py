@@ -17,6 +17,7 @@ pytest_plugins = ("pytester",)
 
 APP = "flask_blog"
 ARCHIVE = "tests/test_posts.py::test_archive"
+PROFILE = "tests/test_posts.py::test_profile"
 NOTIFY = [f"tests/test_api.py::test_notify_authors[{run}]" for run in range(20)]
 MODEL_TESTS = {
     f"tests/test_models.py::ModelCase::{name}"
@@ -42,7 +43,17 @@ def planted(root: Path) -> dict[str, list[tuple[str, str, str, str, int]]]:
         f"{api}:{line_of(str(root / api), 'for post_id in request.get_json()')}",
         10,  # one loop (loop view): 5 gets and 5 lazy loads, one per item's session
     )
-    return {ARCHIVE: [archive], **{test: [notify] for test in NOTIFY}}
+    included = "blog/templates/posts/_post.html"
+    profile = "blog/templates/posts/profile.html"
+    profile_page = (
+        "n_plus_one",
+        "GET /u/<username>",  # Flask's rule, not /u/alice
+        # In the template included once per post, its own line; the loop in the includer.
+        f"{included}:{line_of(str(root / included), 'post.comments | length')}",
+        f"{profile}:{line_of(str(root / profile), '{% for post in user.posts %}')}",
+        3,
+    )
+    return {ARCHIVE: [archive], PROFILE: [profile_page], **{test: [notify] for test in NOTIFY}}
 
 
 def check_suite(
@@ -52,7 +63,7 @@ def check_suite(
     result, tests = run_suite(pytester)
     expected = planted(root)
     assert failed(result) == sorted(expected), result.stdout.str()
-    assert len(tests) == 48
+    assert len(tests) == 49
     findings: dict[str, list[object]] = {}
     overhead = set()
     for nodeid, test in tests.items():
@@ -87,6 +98,13 @@ def check_suite(
     )
     assert "N+1: Post.author lazy-loaded 5x, once per Post (5 parents)" in notify["message"]
     assert "GET /archive: N+1: Post.author lazy-loaded 3x" in result.stdout.str()
+    (comments,) = tests[PROFILE]["report"]["findings"]
+    views = "blog/posts.py"
+    query = line_of(str(root / views), "User.query.filter_by(username=username)")
+    assert comments["fix"] == (
+        "add .options(selectinload(User.posts).selectinload(Post.comments)) to the query at "
+        f"{views}:{query}"
+    )
     return findings
 
 
@@ -94,9 +112,10 @@ def test_flask_blog_suite(pytester: pytest.Pytester) -> None:
     """On SQLite files: 27 clean tests pass (create, edit and list; the same route many
     times; the same rows reloaded by every request; a token per API request; commits in
     separate requests; a redirect followed; pages walked; unittest model tests with an app
-    context pushed in ``setUp``); the template N+1 and the per-item-session N+1 fail, with the
-    template's line; the per-item-session case is the same finding in each of 20 runs, and a
-    second run of the suite finds exactly what the first did."""
+    context pushed in ``setUp``); the template N+1s (in a loop; in a template included per
+    item) and the per-item-session N+1 fail, with the templates' lines; the per-item-session
+    case is the same finding in each of 20 runs, and a second run of the suite finds exactly
+    what the first did."""
     root = lay_out(pytester, APP)
     first = check_suite(pytester, root)
     assert len({tuple(first[test]) for test in NOTIFY}) == 1  # 20 runs, one result

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, g, redirect, render_template, request, url_f
 
 from blog.auth import login_required
 from blog.extensions import db
-from blog.models import Post
+from blog.models import Post, User
 from blog.repository import PostRepository
 
 bp = Blueprint("posts", __name__)
@@ -29,6 +29,12 @@ def index() -> Any:
 @bp.route("/archive")
 def archive() -> Any:
     return render_template("posts/archive.html", posts=PostRepository(db.session).archive())
+
+
+@bp.route("/u/<username>")
+def profile(username: str) -> Any:
+    user = User.query.filter_by(username=username).first_or_404()
+    return render_template("posts/profile.html", user=user)
 
 
 @bp.route("/<int:post_id>")

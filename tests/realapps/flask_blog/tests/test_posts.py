@@ -81,3 +81,9 @@ def test_archive(client):
     response = client.get("/archive")
     assert response.status_code == 200
     assert response.data.count(b"\n      by ") == 6
+
+
+def test_profile(client):
+    response = client.get("/u/alice")
+    assert response.data.count(b'<article class="post">') == 3
+    assert client.get("/u/mallory").status_code == 404
