@@ -130,6 +130,11 @@ def test_nested_loads_chain_the_fix_to_the_root_query(db: Engine) -> None:
             ]
         )
     )
+    # The books came from Author.books (10 rows over the 5 loads), not from the root query,
+    # which loaded authors; it said "the Book rows came from the query at ... (2 rows)".
+    assert reviews.message.endswith(
+        "; the Book rows came from Author.books (10 rows) of the query at " + line("root query")
+    )
 
 
 def test_eager_then_lazy_chains_through_the_eager_option(db: Engine) -> None:

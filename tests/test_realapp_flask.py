@@ -101,6 +101,10 @@ def check_suite(
     (comments,) = tests[PROFILE]["report"]["findings"]
     views = "blog/posts.py"
     query = line_of(str(root / views), "User.query.filter_by(username=username)")
+    assert comments["message"] == (
+        "N+1: Post.comments lazy-loaded 3x, once per Post (3 parents); the Post rows came from "
+        f"User.posts (3 rows) of the query at {views}:{query}"
+    )
     assert comments["fix"] == (
         "add .options(selectinload(User.posts).selectinload(Post.comments)) to the query at "
         f"{views}:{query}"

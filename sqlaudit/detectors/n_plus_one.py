@@ -137,8 +137,9 @@ class NPlusOne:
             this = origins.get(sample.orm.query) if sample.orm is not None else None
             parent = known[0] if known else None
             yield self._finding(
-                relationship, stack, items, len(parents), db_time, sample, this, parent, origins
-            )
+                relationship, stack, items, len(parents), db_time, sample, this, parent, origins,
+                sum(o.rows for o in known),
+            )  # fmt: skip
 
     def _finding(
         self,
@@ -151,6 +152,7 @@ class NPlusOne:
         this: OriginRecord | None,
         parent: OriginRecord | None,
         origins: _Origins,
+        parent_rows: int = 0,
     ) -> Finding:
         owner = relationship.split(".", 1)[0]
         n = len(items)
@@ -158,7 +160,14 @@ class NPlusOne:
         links, root = origins.chain(parent)
         root_site = root.stack[0] if root is not None and root.stack else None
         message = f"N+1: {relationship} lazy-loaded {n}x, once per {owner} ({parents} parents)"
-        if parent is not None:
+        if parent is not None and links and parent.relationship:
+            # The parents were themselves loaded through a relationship (``user.posts`` of a
+            # User the query loaded): name it, not the root query as if it had loaded them.
+            message += (
+                f"; the {owner} rows came from {parent.relationship} ({parent_rows} rows) of "
+                f"the query at {_where(root_site)}"
+            )
+        elif parent is not None:
             message += (
                 f"; the {owner} rows came from the query at {_where(root_site)}"
                 f" ({parent.rows} rows)"
