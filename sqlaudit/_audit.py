@@ -265,7 +265,7 @@ def _with_loops(findings: Iterable[Finding]) -> list[Finding]:
     for finding in findings:
         if finding.loop is None and finding.stack and finding.kind in _LOOP_KINDS:
             try:
-                loop = loop_of(finding.stack)
+                loop = loop_of(finding.stack, finding.origin)
             except Exception as exc:
                 contain("loop line", exc)
                 loop = None

@@ -19,8 +19,11 @@ that span still current and recording, whichever of the two middlewares is outsi
 Tasks the application starts inherit the audit (asyncio copies the context), so a
 ``StreamingResponse`` body that queries is counted. What the application does after its
 response is complete (Starlette's background tasks) is not part of the request's unit: audit
-it as a job (``with sqlaudit.audit("send-welcome-mail"):``). ``lifespan`` and ``websocket``
-scopes pass through untouched.
+it as a job (``with sqlaudit.audit("send-welcome-mail"):``). Under the pytest plugin's
+test-client hooks (no span to report onto, a test judging each request) it is: the request's
+unit closes when the application returns, so three requests' background commits are three
+units' work, not one loop of the test's. ``lifespan`` and ``websocket`` scopes pass through
+untouched.
 
 Route names: Starlette's router stores the matched route in ``scope["route"]`` and, for
 mounts, extends ``scope["root_path"]``, mutating the scope dict it was given (``Router.app``:
@@ -73,6 +76,10 @@ class ASGIAuditMiddleware:
     with async drivers answer too.
     """
 
+    #: Close the request's unit when the application returns, background tasks included,
+    #: instead of with the response's last message (``sqlaudit.pytest_plugin.requests``).
+    _until_return = False
+
     def __init__(
         self,
         app: ASGIApp,
@@ -101,7 +108,7 @@ class ASGIAuditMiddleware:
             return
         root_path = scope.get("root_path", "")
         previous = CURRENT.get()
-        send = _watch(unit, auditor, scope, root_path, send, previous)
+        send = _watch(unit, auditor, scope, root_path, send, previous, self._until_return)
         token = CURRENT.set(unit.scope)
         failing = True
         try:
@@ -124,9 +131,11 @@ def _watch(
     root_path: str,
     send: Send,
     previous: CaptureScope | None,
+    until_return: bool = False,
 ) -> Send:
     """``send`` that notes the status and route, adds sqlaudit's headers, and closes the audit
-    before the response's last message goes on (see the module's docstring)."""
+    before the response's last message goes on (see the module's docstring), unless
+    ``until_return``."""
     trailers = False
 
     async def watched(message: Message) -> None:
@@ -136,7 +145,7 @@ def _watch(
             trailers = message.get("trailers", False) is True
             if auditor.watch_response:
                 message = _started(unit, auditor, scope, root_path, message)
-        elif not unit.finished and _last(kind, message, trailers):
+        elif not until_return and not unit.finished and _last(kind, message, trailers):
             _read_route(unit, scope, root_path)
             auditor.complete(unit)
             # Statements issued after the response (background tasks) belong to whatever

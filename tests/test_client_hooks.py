@@ -6,6 +6,8 @@ own, and nothing changes outside an audit."""
 from __future__ import annotations
 
 import asyncio
+import sys
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -122,3 +124,69 @@ def test_hooks_change_nothing_outside_an_audit(db: Engine) -> None:
     with TestClient(fastapi_app(db)) as starlette_client:
         assert starlette_client.get("/authors").json() == [2] * 5
     assert sqlaudit.current_report() is None
+
+
+def test_a_module_imported_anew_is_hooked_anew(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client module imported again (pytest run in-process by ``pytester`` drops the modules
+    its run imported; the next run imports them anew) is hooked again: only the first of two
+    such runs had its requests as units, the second judged them as one unit."""
+
+    def run_wsgi_app(app: Any, environ: Any, buffered: bool = False) -> Any:
+        return app, environ
+
+    # What was hooked before stays so afterwards (the real module is not hooked twice).
+    monkeypatch.setattr(client_hooks, "_installed", dict(client_hooks._installed))
+    imports = []
+    for _ in range(2):  # the module as each of two in-process runs imports it
+        module = types.ModuleType("werkzeug.test")
+        module.run_wsgi_app = run_wsgi_app  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "werkzeug.test", module)
+        client_hooks.install()
+        imports.append(module)
+    assert [m.run_wsgi_app is not run_wsgi_app for m in imports] == [True, True]
+    assert all(m.run_wsgi_app.__wrapped__ is run_wsgi_app for m in imports)
+
+
+def starlette_app(engine: Engine) -> Any:
+    from starlette.applications import Starlette
+    from starlette.background import BackgroundTask
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    def touch(author_id: int) -> None:
+        with Session(engine) as session:
+            session.get_one(Author, author_id).name = f"seen {author_id}"
+            session.commit()
+
+    def report() -> None:
+        author_names(engine, eager=False)  # an N+1, after the response
+
+    async def seen(request: Any) -> JSONResponse:
+        author_id = request.path_params["author_id"]
+        return JSONResponse({}, background=BackgroundTask(touch, author_id))
+
+    async def weekly(request: Any) -> JSONResponse:
+        return JSONResponse({}, background=BackgroundTask(report))
+
+    return Starlette(
+        routes=[
+            Route("/authors/{author_id:int}/seen", seen, methods=["POST"]),
+            Route("/weekly", weekly, methods=["POST"]),
+        ]
+    )
+
+
+def test_background_tasks_are_their_requests_work(db: Engine) -> None:
+    """Starlette's background tasks run after the response: under the hooks they belong to
+    their request's unit. Three requests each committing once in the background are no
+    ``commit_in_loop`` of the test's (they were, as three commits from one line); an N+1 in a
+    background task is named after its request."""
+    with TestClient(starlette_app(db)) as client:
+        with sqlaudit.audit("test", on_finding="ignore", all_threads=True, **UNTIMED) as test:
+            for author_id in (1, 2, 3):
+                client.post(f"/authors/{author_id}/seen")
+        assert test.query_count == 3 * 2
+        assert kinds(test) == []
+        with sqlaudit.audit("test", on_finding="ignore", all_threads=True, **UNTIMED) as test:
+            client.post("/weekly")
+        assert [(f.kind, f.unit) for f in test.findings] == [("n_plus_one", "POST /weekly")]

@@ -99,3 +99,69 @@ def test_template_loops(tmp_path: Path) -> None:
     assert loop_of((CallSite(path, 5, "<template>"),)) == CallSite(path, 2, "<template>")
     assert loop_of((CallSite(path, 6, "<template>"),)) == CallSite(path, 5, "<template>")
     assert loop_of((CallSite(path, 9, "<template>"),)) is None
+
+
+def value(obj: object, column: str) -> object:
+    """A generic admin's cell: walks a dotted column name (``"author.name"``)."""
+    for part in column.split("."):  # parts-loop
+        obj = getattr(obj, part)  # cell-read
+    return obj
+
+
+def table(session: Session) -> list[list[object]]:
+    rows = session.scalars(select(Book)).all()  # rows-query
+    return [[value(row, c) for c in ("title", "author.name")] for row in rows]  # rows-loop
+
+
+def test_the_loop_over_the_parents_rows_wins_over_a_helpers_loop(db: Engine) -> None:
+    """A helper that loops itself (over the parts of a dotted column name), called once per
+    row: the N+1 names the loop over the rows, which begins after their query in the function
+    that ran it; it named the helper's loop, the innermost (seen in the Starlette admin of
+    ``tests/realapps``)."""
+    with sqlaudit.audit("table", on_finding="ignore", **UNTIMED) as report, Session(db) as s:
+        assert len(table(s)) == 10
+    (finding,) = [f for f in report.findings if f.kind == "n_plus_one"]
+    assert finding.location == CallSite(HERE, line_of("cell-read"), "value")
+    assert finding.origin is not None
+    assert finding.origin.line == line_of("rows-query")
+    assert finding.loop is not None
+    assert (finding.loop.line, finding.loop.function) == (line_of("rows-loop"), "table")
+
+
+def render(books: list[Book]) -> list[int]:
+    return [len(book.reviews) for book in books]  # render-loop
+
+
+def reviews_per_author(session: Session) -> list[list[int]]:
+    out = []
+    for author in session.scalars(select(Author)):  # per-author
+        out.append(render(author.books))  # render-call
+    return out
+
+
+def test_a_loop_around_the_parents_query_is_not_the_loads_loop(db: Engine) -> None:
+    """Parents loaded inside a loop (each author's books, lazily): the loop around their
+    loading repeats the loading, not the per-book loads; the callee's loop over the books is
+    named, as before."""
+    with sqlaudit.audit("nested", on_finding="ignore", **UNTIMED) as report, Session(db) as s:
+        assert len(reviews_per_author(s)) == 5
+    reviews = [f for f in report.findings if f.relationship == "Book.reviews"]
+    assert [f.loop.line for f in reviews if f.loop] == [line_of("render-loop")]
+
+
+def test_origin_names_only_its_own_functions_loop() -> None:
+    """``loop_of`` with an origin: the origin's function's loop when the origin's line is
+    before it; the innermost loop when the origin's line is inside it or its function is not
+    on the stack."""
+    helper = CallSite(HERE, line_of("cell-read"), "value")
+    caller = CallSite(HERE, line_of("rows-loop"), "table")
+    rows_loop = CallSite(HERE, line_of("rows-loop"), "table")
+    parts_loop = CallSite(HERE, line_of("parts-loop"), "value")
+    query = CallSite(HERE, line_of("rows-query"), "table")
+    assert loop_of((helper, caller), query) == rows_loop
+    assert loop_of((helper, caller)) == parts_loop
+    assert loop_of((helper, caller), CallSite(HERE, 1, "elsewhere")) == parts_loop
+    inside = CallSite(HERE, line_of("render-call"), "reviews_per_author")
+    assert loop_of((CallSite(HERE, line_of("render-loop"), "render"), inside), inside) == (
+        CallSite(HERE, line_of("render-loop"), "render")
+    )

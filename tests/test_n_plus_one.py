@@ -4,6 +4,8 @@ exact fix (loader option chain at the root query's line), column reloads, and th
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from operator import attrgetter
 
 import pytest
 from models import Author, Book, prepared
@@ -127,6 +129,11 @@ def test_nested_loads_chain_the_fix_to_the_root_query(db: Engine) -> None:
                 "selectinload(Book.reviews)) to the query at " + line("root query"),
             ]
         )
+    )
+    # The books came from Author.books (10 rows over the 5 loads), not from the root query,
+    # which loaded authors; it said "the Book rows came from the query at ... (2 rows)".
+    assert reviews.message.endswith(
+        "; the Book rows came from Author.books (10 rows) of the query at " + line("root query")
     )
 
 
@@ -260,6 +267,10 @@ def test_loop_view_reports_one_loop_with_the_combined_fix(engine: Engine) -> Non
         "add .options(selectinload(Book.author), selectinload(Book.reviews)) to the query at "
         + line("loop parent query")
     )
+    # 10 statements of two shapes: the text never says "10x" of one of them (it did).
+    text = report.render()
+    assert "10x SELECT" not in text
+    assert text.count("  5x SELECT … FROM sqlaudit_t_") == 2  # the statements, by shape
 
 
 def test_separate_loops_in_one_function_are_separate_findings(db: Engine) -> None:
@@ -282,8 +293,9 @@ def test_separate_loops_in_one_function_are_separate_findings(db: Engine) -> Non
 
 
 def test_one_loop_of_two_queries_is_one_finding_naming_no_kinds(db: Engine) -> None:
-    """Two queries repeated in one loop body interleave: one "2N+1" finding. Its relationship
-    (what baselines key it by) names relationships only, here none: not finding kinds."""
+    """Two queries repeated in one loop body interleave: one finding, "2 queries per
+    iteration" (no "+1": no query loaded what the loop runs over). Its relationship (what
+    baselines key it by) names relationships only, here none: not finding kinds."""
     with sqlaudit.audit("loop", on_finding="ignore", **UNTIMED) as report, Session(db) as session:
         for author_id in (1, 2, 3):
             session.execute(select(Author.name).where(Author.id == author_id)).all()
@@ -292,7 +304,7 @@ def test_one_loop_of_two_queries_is_one_finding_naming_no_kinds(db: Engine) -> N
             session.execute(select(Book.id).where(Book.id == 1)).all()
     # Findings rank by DB time, which the machine's speed decides: pick them by size.
     alone, loop = sorted(findings(report, "repeated_query"), key=lambda f: f.count)
-    assert "this loop issues 2N+1 queries (7 for N=3)" in loop.message
+    assert "this loop issues 2 queries per iteration (6 for N=3)" in loop.message
     assert loop.relationship is None
     assert loop.identity[1] == loop.fingerprint
     assert alone.count == 3 and "N+1 loop" not in alone.message
@@ -377,3 +389,39 @@ def test_subclass_rows_are_linked_to_the_base_class_query(sqlite_engine: Engine)
     assert finding.fix == (
         f"add .options(selectinload(_Employee.badges)) to the query at {line('staff query')}"
     )
+
+
+def test_loads_by_library_code_only_are_located_at_the_parents_query(db: Engine) -> None:
+    """Lazy loads with no application frame on their stack (library code read the
+    relationship, as FastAPI does validating a ``response_model`` after the endpoint returned;
+    here ``map(attrgetter(...))`` in a plain worker thread) are located at the query that loaded
+    the parents, which the fix names too; they had no location at all."""
+    with sqlaudit.audit("t", on_finding="ignore", all_threads=True, **UNTIMED) as report:
+        with Session(db) as session:
+            authors = session.scalars(select(Author)).all()  # parents of library loads
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(list, map(attrgetter("books"), authors)).result()
+    (finding,) = findings(report, "n_plus_one")
+    assert finding.stack == ()
+    location = finding.to_dict()["location"]
+    assert f"{location['file']}:{location['line']}" == line("parents of library loads")
+    assert finding.message.endswith(
+        "; loaded by library code only (e.g. serializing a response model)"
+    )
+    assert finding.fix.endswith(f"to the query at {line('parents of library loads')}")
+
+
+def test_a_loop_that_loads_each_parent_itself_has_no_plus_one(db: Engine) -> None:
+    """A ``session.get`` per id and a lazy load per item, a session each (the real apps'
+    "notify" endpoint): one loop of 2 queries per iteration, 10 for N=5. No query before the
+    loop loaded the parents: it was reported as "2N+1 queries (11 for N=5)"."""
+    with sqlaudit.audit("loop", on_finding="ignore", **UNTIMED) as report:
+        for book_id in (1, 3, 5, 7, 9):
+            with Session(db) as session:
+                assert session.get_one(Book, book_id).author.name
+    (loop,) = findings(report, "n_plus_one")
+    assert loop.message.startswith(
+        "N+1 loop: this loop issues 2 queries per iteration (10 for N=5): repeated query: "
+    )
+    assert "N+1: Book.author lazy-loaded 5x, once per Book (5 parents)" in loop.message
+    assert loop.count == 10

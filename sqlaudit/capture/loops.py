@@ -27,14 +27,43 @@ _parsing = threading.Lock()
 _TEMPLATE_TAG = re.compile(r"\{%-?\s*(for|endfor)\b")
 
 
-def loop_of(stack: Sequence[CallSite]) -> CallSite | None:
+def loop_of(stack: Sequence[CallSite], origin: CallSite | None = None) -> CallSite | None:
     """The loop statement that repeats a statement issued from ``stack`` (innermost frame
-    first), or None when no frame's line is inside a loop (or the source is unavailable)."""
+    first), or None when no frame's line is inside a loop (or the source is unavailable).
+
+    ``origin``: for lazy loads, where their parents' query ran. When that query's function is
+    on the stack inside a loop that began after the query (the query not in its body), that
+    loop runs over the rows: it is named even if a callee also loops (a helper walking the
+    parts of ``"customer.name"``, a serializer looping over fields, once per row). A loop
+    around the query itself repeats the parents' loading, not the loads: the innermost then.
+    """
+    if origin is not None:
+        looped = _over_rows(stack, origin)
+        if looped is not None:
+            return looped
     for site in stack:
         header = _loop_line(site.file, site.line)
         if header is not None:
             return CallSite(site.file, header, site.function)
     return None
+
+
+def _over_rows(stack: Sequence[CallSite], origin: CallSite) -> CallSite | None:
+    """The loop of the frame that ran the parents' query, if it loops over their rows."""
+    for site in stack:
+        if (site.file, site.function) != (origin.file, origin.function):
+            continue
+        header = _loop_line(site.file, site.line)
+        if header is None or _in_body(site.file, header, origin.line):
+            return None
+        return CallSite(site.file, header, site.function)
+    return None
+
+
+def _in_body(file: str, header: int, line: int) -> bool:
+    """Whether ``line`` runs once per iteration of the loop whose header is at ``header``."""
+    spans = _loops.get(file, ()) if file.endswith((".py", ".pyw")) else ()
+    return any(h == header and start <= line <= end for h, start, end in spans)
 
 
 def _loop_line(file: str, line: int) -> int | None:

@@ -3,7 +3,8 @@
 A loop body that touches two lazy relationships and runs one helper query issues 3 statements
 per iteration: three findings with the same N from lines of one function. They are one
 problem ("this loop issues 3N+1 queries") with one fix: the loader options combined on the
-parent query.
+parent query. The "+1" is said only when an N+1 member's parents came from a query before the
+loop; a loop that loads each item itself issues "2 queries per iteration (10 for N=5)".
 
 Findings belong to one loop when, besides coming from one function with the same N, their
 statements interleave iteration by iteration: every finding's k-th statement comes before any
@@ -17,10 +18,18 @@ import re
 from collections.abc import Sequence
 
 from sqlaudit.model.findings import Finding
+from sqlaudit.model.paths import relative
 
-__all__ = ["combine_loops"]
+__all__ = ["LOOP_HEADLINE", "combine_loops"]
+
+#: How a combined loop finding's message starts. Its ``fingerprint`` is its first member's (what
+#: baselines key it by) while its ``count`` is every member's statements: the text report does
+#: not print them as "{count}x {fingerprint}" (12 statements of two shapes read as 12 of one).
+LOOP_HEADLINE = "N+1 loop: "
 
 _PER_ITERATION = ("n_plus_one", "column_reload", "repeated_query")
+#: ``n_plus_one``'s fix names the query that loaded the parents (``n_plus_one._where``).
+_PARENTS_QUERY = re.compile(r" to the query at (?P<where>\S+)")
 _OPTIONS_FIX = re.compile(r"^add \.options\((?P<options>.+)\) to the query at (?P<where>\S+)$")
 
 
@@ -73,9 +82,11 @@ def _combine(members: list[Finding]) -> Finding:
     # finding kinds there would name nothing (issue 14, row 13).
     relationships = ", ".join(dict.fromkeys(f.relationship for f in members if f.relationship))
     kind = "n_plus_one" if any(f.kind == "n_plus_one" for f in members) else members[0].kind
-    message = f"N+1 loop: this loop issues {k}N+1 queries ({k * n + 1} for N={n}): " + "; ".join(
-        f.message for f in members
-    )
+    if _parents_query_before(members):
+        issues = f"{k}N+1 queries ({k * n + 1} for N={n})"
+    else:
+        issues = f"{k} queries per iteration ({k * n} for N={n})"
+    message = f"{LOOP_HEADLINE}this loop issues {issues}: " + "; ".join(f.message for f in members)
     return Finding(
         kind=kind,
         severity=max(f.severity for f in members),
@@ -88,7 +99,21 @@ def _combine(members: list[Finding]) -> Finding:
         db_time=sum(f.db_time for f in members),
         relationship=relationships or None,
         statements=tuple(sorted({i for f in members for i in f.statements})),
+        origin=next((f.origin for f in members if f.origin is not None), None),
     )
+
+
+def _parents_query_before(members: list[Finding]) -> bool:
+    """Whether the loop runs over rows of one query issued before it (the "+1"): an N+1 member
+    names the query that loaded its parents, and that query is not one of the loop's own (a loop
+    that loads each parent itself, e.g. a ``session.get`` per id, has no "+1"; nor has a loop
+    whose only members are repeated queries, over ids or values it was given)."""
+    inside = {f"{relative(f.location.file)}:{f.location.line}" for f in members if f.location}
+    for finding in members:
+        match = _PARENTS_QUERY.search(finding.fix) if finding.kind == "n_plus_one" else None
+        if match is not None and match.group("where") not in inside:
+            return True
+    return False
 
 
 def _combined_fix(members: list[Finding]) -> str:

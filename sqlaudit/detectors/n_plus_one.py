@@ -10,6 +10,10 @@ as a loop.
 The fix follows the origin chain to the root query and names the loader option to add there:
 ``selectinload`` for collections, ``joinedload`` for many-to-one unless the parent query has a
 LIMIT or a large result, chained for nested loads.
+
+Location: the loads' innermost application frame; when no application frame issued them
+(library code read the relationship, e.g. FastAPI validating a ``response_model`` after the
+endpoint returned), the root query that loaded the parents, which is also where the fix goes.
 """
 
 from __future__ import annotations
@@ -133,8 +137,9 @@ class NPlusOne:
             this = origins.get(sample.orm.query) if sample.orm is not None else None
             parent = known[0] if known else None
             yield self._finding(
-                relationship, stack, items, len(parents), db_time, sample, this, parent, origins
-            )
+                relationship, stack, items, len(parents), db_time, sample, this, parent, origins,
+                sum(o.rows for o in known),
+            )  # fmt: skip
 
     def _finding(
         self,
@@ -147,6 +152,7 @@ class NPlusOne:
         this: OriginRecord | None,
         parent: OriginRecord | None,
         origins: _Origins,
+        parent_rows: int = 0,
     ) -> Finding:
         owner = relationship.split(".", 1)[0]
         n = len(items)
@@ -154,11 +160,25 @@ class NPlusOne:
         links, root = origins.chain(parent)
         root_site = root.stack[0] if root is not None and root.stack else None
         message = f"N+1: {relationship} lazy-loaded {n}x, once per {owner} ({parents} parents)"
-        if parent is not None:
+        if parent is not None and links and parent.relationship:
+            # The parents were themselves loaded through a relationship (``user.posts`` of a
+            # User the query loaded): name it, not the root query as if it had loaded them.
+            message += (
+                f"; the {owner} rows came from {parent.relationship} ({parent_rows} rows) of "
+                f"the query at {_where(root_site)}"
+            )
+        elif parent is not None:
             message += (
                 f"; the {owner} rows came from the query at {_where(root_site)}"
                 f" ({parent.rows} rows)"
             )
+        location = stack[0] if stack else None
+        if location is None and parent is not None and root_site is not None:
+            # No application frame issued the loads: library code read the relationship (FastAPI
+            # validating a SQLModel/pydantic ``response_model`` after the endpoint returned). The
+            # query that loaded the parents is the application's line to name, and to fix.
+            location = root_site
+            message += "; loaded by library code only (e.g. serializing a response model)"
         if root_site is not None:
             options = ".".join([*links, option])
             fix = f"add .options({options}) to the query at {_where(root_site)}"
@@ -171,7 +191,7 @@ class NPlusOne:
             severity=Severity.WARNING,
             message=message,
             count=n,
-            location=stack[0] if stack else None,
+            location=location,
             fix=fix,
             fingerprint=fingerprint(sample.sql, sample.dialect),
             sql=sample.sql,
@@ -179,4 +199,5 @@ class NPlusOne:
             relationship=relationship,
             statements=indexes(items),
             stack=stack,
+            origin=parent.stack[0] if parent is not None and parent.stack else None,
         )

@@ -126,6 +126,9 @@ class Finding:
     #: The allowlist rule that allowed it (``'allow_relationships "User.comments"'``), or None.
     #: Allowed findings are kept apart (``report.allowed``): never failing, logged or exported.
     allowed: str | None = None
+    #: For an N+1: where the query that loaded the parents was issued (the rows a loop runs
+    #: over). It tells which of several loops on the stack repeats the loads (``loop``).
+    origin: CallSite | None = field(default=None, repr=False, compare=False)
 
     @property
     def headline(self) -> str:

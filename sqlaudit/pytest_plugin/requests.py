@@ -17,8 +17,9 @@ httpx ``ASGITransport`` / ``WSGITransport``        ``handle_async_request`` / ``
 Each hook wraps the application of one call in the middleware and changes nothing else: with
 no audit open (a test that is not audited, any code outside pytest's audits) it calls the
 original at once. A request whose application already carries sqlaudit's middleware is then a
-unit inside a unit, which changes no finding. The hooks are installed when the first test is
-audited, for the client modules the test session has imported by then (never importing one).
+unit inside a unit, which changes no finding. The hooks are installed when a test is audited,
+for the client modules the test session has imported by then (never importing one), once per
+module object: a module imported anew is hooked anew.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ from sqlaudit.wsgi import WSGIAuditMiddleware
 
 __all__ = ["install"]
 
-_installed: set[str] = set()
+#: The module object hooked, by module name. A name is not enough: a module imported again (a
+#: test session that ran pytest in-process, as ``pytester`` does, drops the modules the inner run
+#: imported) is a new object with the original functions and classes, and must be hooked again.
+_installed: dict[str, Any] = {}
 
 
 def _wsgi(app: Any) -> Any:
@@ -54,15 +58,19 @@ def _asgi(app: Any) -> Any:
         for m in getattr(app, "user_middleware", ())
     ):
         return app
-    return ASGIAuditMiddleware(app, reporters=(), on_finding="ignore")
+    middleware = ASGIAuditMiddleware(app, reporters=(), on_finding="ignore")
+    # Background tasks run after the response: still this request's work for the test.
+    middleware._until_return = True
+    return middleware
 
 
 def install() -> None:
     """Hook the test clients whose modules are imported (idempotent, cheap when done)."""
-    for module, hook in _HOOKS:
-        if module not in _installed and module in sys.modules:
-            _installed.add(module)
-            hook(sys.modules[module])
+    for name, hook in _HOOKS:
+        module = sys.modules.get(name)
+        if module is not None and _installed.get(name) is not module:
+            _installed[name] = module
+            hook(module)
 
 
 def _hook_werkzeug(module: Any) -> None:

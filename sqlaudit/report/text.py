@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sqlaudit.detectors.loop_view import LOOP_HEADLINE
 from sqlaudit.model.paths import relative
 from sqlaudit.model.records import CallSite, StatementKind
 from sqlaudit.sql.fingerprint import elide, fingerprint
@@ -44,7 +45,9 @@ def format_finding(finding: Finding, number: int | None = None) -> str:
             same = loop.function == finding.location.function and loop.file == finding.location.file
             where += f", in the loop at {format_site(loop, function=not same)}"
         lines.append(where)
-    if finding.fingerprint and finding.count > 1:
+    # A loop's combined finding counts the statements of several shapes (its message says
+    # how many per iteration): one shape's fingerprint times all of them would misstate both.
+    if finding.fingerprint and finding.count > 1 and not finding.message.startswith(LOOP_HEADLINE):
         lines.append(f"{pad}{finding.count}x {elide(finding.fingerprint, 90)}")
     if finding.db_time:
         lines.append(f"{pad}{finding.db_time * 1000:.1f} ms in the database")
