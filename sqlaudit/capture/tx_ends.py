@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from sqlaudit.capture.callsite import capture
-from sqlaudit.capture.scope import Scope, listener
+from sqlaudit.capture.scope import CURRENT, FALLBACK, Scope, listener
 
 __all__ = ["unwatch_ends", "watch_ends"]
 
@@ -47,12 +47,16 @@ def watch_ends(dialect: Any) -> None:
         return
     commit, rollback = dialect.do_commit, dialect.do_rollback
 
+    # With no unit open (most commits of a service between sampled requests) a wrapper
+    # costs one ContextVar read and a list check: no further call.
     def do_commit(dbapi_connection: Any) -> None:
-        _ended(dbapi_connection, "commit")
+        if CURRENT.get() is not None or FALLBACK:
+            _ended(dbapi_connection, "commit")
         commit(dbapi_connection)
 
     def do_rollback(dbapi_connection: Any) -> None:
-        _ended(dbapi_connection, "rollback_exception" if sys.exc_info()[1] else "rollback")
+        if CURRENT.get() is not None or FALLBACK:
+            _ended(dbapi_connection, "rollback_exception" if sys.exc_info()[1] else "rollback")
         rollback(dbapi_connection)
 
     for name, wrapper in (("do_commit", do_commit), ("do_rollback", do_rollback)):

@@ -1,0 +1,149 @@
+"""Instructions per unit of work, counted by valgrind: figures a busy machine does not change.
+
+``units.py`` times units against plain SQLAlchemy in one process; on a shared 2-core machine
+its figures move by tens of percent from one run to the next (read ratios, not digits). This
+script counts the instructions instead (``valgrind --tool=callgrind``, which counts, not
+times: the same total for the same code, whatever else the machine does), so a change to the
+hot path can be judged by one run, before and after::
+
+    python benchmarks/instructions.py                        # this checkout
+    python benchmarks/instructions.py --against 207c2bd      # and a git ref, side by side
+    python benchmarks/instructions.py --only clean,core_insert --units 100
+
+Each figure is the difference between a run of ``20 + units`` units and a run of 20 (the
+import, the schema and the warm-up cancel out), divided by ``units``: instructions per unit
+for plain SQLAlchemy, sqlaudit instrumented with no audit open, and one ``audit()`` per unit
+(default config, findings logged to a NullHandler), for the workloads of ``units.py``. To
+read them as time: plain SQLAlchemy's instructions per unit against its µs per unit from
+``units.py`` give this machine's rate (about 5,700 instructions per µs here); sqlaudit's code
+runs at a similar, not identical, rate. Needs valgrind (Debian's package); about 10 to 30 s
+per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS = ("core_pk", "core_literal", "core_insert", "orm_get", "clean")
+VARIANTS = ("plain", "instrumented", "audit")
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+#: The child: run ``n`` units of one workload in one variant (``units.py``'s workloads).
+CHILD = """
+import logging, sys
+sys.path.insert(0, "benchmarks")
+log = logging.getLogger("sqlaudit")
+log.addHandler(logging.NullHandler())
+log.propagate = False
+import units, sqlaudit
+name, variant, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+w = {x.name: x for x in units.make_workloads(1.0)}[name]
+engine = units.make_engine()
+if variant != "plain":
+    sqlaudit.instrument(engine)
+for i in range(n):
+    if variant == "audit":
+        with sqlaudit.audit("unit"):
+            w.run(engine, i)
+    else:
+        w.run(engine, i)
+"""
+
+
+def count(checkout: Path, workload: str, variant: str, units: int) -> int:
+    """Instructions of one child run of ``units`` units, sqlaudit imported from ``checkout``."""
+    result = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            "-c",
+            CHILD,
+            workload,
+            variant,
+            str(units),
+        ],
+        cwd=checkout,
+        env={**os.environ, "PYTHONPATH": str(checkout), "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = _COLLECTED.search(result.stderr)
+    if result.returncode != 0 or found is None:
+        raise SystemExit(f"valgrind run failed ({workload}, {variant}):\n{result.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def per_unit(checkout: Path, workload: str, variant: str, units: int) -> float:
+    return (
+        count(checkout, workload, variant, 20 + units) - count(checkout, workload, variant, 20)
+    ) / units
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--only", help=f"comma-separated workloads (default {','.join(WORKLOADS)})")
+    parser.add_argument(
+        "--units", type=int, default=100, help="units per counted run (default 100)"
+    )
+    parser.add_argument("--against", metavar="REF", help="also count a git ref (a worktree of it)")
+    parser.add_argument("--json", metavar="PATH", help="write the counts as JSON to PATH")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind not found (Debian: apt-get install valgrind)")
+    workloads = args.only.split(",") if args.only else list(WORKLOADS)
+    unknown = sorted(set(workloads) - set(WORKLOADS))
+    if unknown:
+        raise SystemExit(f"unknown workload(s) {unknown}; known: {', '.join(WORKLOADS)}")
+    checkouts = {"this checkout": ROOT}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.against:
+            ref = Path(tmp) / "ref"
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(ref), args.against],
+                cwd=ROOT, check=True, capture_output=True,
+            )  # fmt: skip
+            checkouts[args.against] = ref
+        try:
+            results = {
+                label: {
+                    w: {v: per_unit(path, w, v, args.units) for v in VARIANTS} for w in workloads
+                }
+                for label, path in checkouts.items()
+            }
+        finally:
+            if args.against:
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(checkouts[args.against])],
+                    cwd=ROOT, check=False, capture_output=True,
+                )  # fmt: skip
+    print(
+        f"Instructions per unit (valgrind callgrind; {args.units} units counted), added over plain:"
+    )
+    header = ("workload", "checkout", "plain", "no audit", "audit()", "ratio")
+    print("  {:14} {:16} {:>12} {:>12} {:>12} {:>6}".format(*header))
+    for w in workloads:
+        for label in checkouts:
+            r = results[label][w]
+            plain = r["plain"]
+            print(
+                f"  {w:14} {label[:16]:16} {plain:12,.0f} {r['instrumented'] - plain:+12,.0f}"
+                f" {r['audit'] - plain:+12,.0f} {r['audit'] / plain:6.2f}"
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
