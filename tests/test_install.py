@@ -58,8 +58,10 @@ def clean_env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("PYTEST", "VIRTUAL_ENV", "PYTHONPATH", "SQLAUDIT_TEST_CLOCK"))
         # `make test VENV=... SQLALCHEMY=...` (.ci/run) passes its command-line variables to
-        # every make below it through MAKEFLAGS: a user's `make demo` has none of them.
-        and k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"}
+        # every make below it, through MAKEFLAGS and as environment variables of its
+        # recipes (GNU make exports command-line variables): a user's `make demo` has none.
+        and k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "VENV", "SQLALCHEMY"}
+        and k not in {"PYTEST_ARGS", "PYTHON"}
     }
     env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_PROGRESS_BAR="off", **extra)
     return env
