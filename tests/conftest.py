@@ -50,6 +50,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "real_clock: the test measures real elapsed time itself (export waits, timestamps); "
         "SQLAUDIT_TEST_CLOCK=slow leaves its clock alone",
     )
+    config.addinivalue_line(
+        "markers",
+        "heavy: a soak or memory-bound test of tens of seconds; .ci/run's slow-clock suite "
+        "leaves it out (it asserts no timing verdict; suites 1 and 2 run it)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "fresh_venv: builds virtualenvs of its own (whatever the suite's SQLAlchemy); .ci/run "
+        "runs it in suite 2 only",
+    )
 
 
 @pytest.fixture(autouse=SLOW_CLOCK)

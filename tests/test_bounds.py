@@ -126,6 +126,7 @@ class Growth:
         self.top = "\n".join(str(stat) for stat in diff[:8])
 
 
+@pytest.mark.heavy
 def test_wsgi_10000_requests_memory_bounded() -> None:
     """10,000 requests through ``WSGIAuditMiddleware`` on a SQLite app (one Core and one ORM
     statement each, a ``query_budget`` finding each): every report is exact, and memory still
@@ -191,6 +192,7 @@ async def seeded_async_engine() -> AsyncEngine:
     return engine
 
 
+@pytest.mark.heavy
 def test_asgi_3000_requests_memory_bounded() -> None:
     """3,000 requests through ``ASGIAuditMiddleware`` on an aiosqlite app (one Core and one
     ORM statement each, through SQLAlchemy's greenlet bridge): every report is exact, and
@@ -357,6 +359,7 @@ MILLION = 1_000_000
 CAP = AuditConfig().max_records
 
 
+@pytest.mark.heavy
 def test_million_statements_stay_within_max_records() -> None:
     """1,000,000 statements in one audit (default ``max_records``): the first 10,000 are
     recorded, the rest counted, and once past the cap the number of allocated memory blocks

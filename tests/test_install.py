@@ -110,6 +110,7 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy
 
 
+@pytest.mark.fresh_venv
 def test_readme_install_section(checkout: Path, tmp_path: Path) -> None:
     """Every line of the Install block works in a fresh virtualenv, and none moves the
     application's pinned SQLAlchemy; the constraints line keeps it too."""
@@ -199,6 +200,7 @@ def serve(command: str, cwd: Path, processes: list[subprocess.Popen[str]]) -> No
     print(f"{time.perf_counter() - started:6.1f} s  {command}")
 
 
+@pytest.mark.fresh_venv
 def test_readme_next_steps_after_make_demo(
     checkout: Path, served: list[subprocess.Popen[str]]
 ) -> None:

@@ -247,6 +247,7 @@ def churn(busy: dict[Engine, _capture.Instrumentation], stop: threading.Event, s
         other.dispose()
 
 
+@pytest.mark.heavy
 def test_soak_threads_tasks_nesting_and_instrument_churn(
     tmp_path: Path, sqlite_file: Engine, mysql_engine: Engine, postgres_engine: Engine
 ) -> None:
