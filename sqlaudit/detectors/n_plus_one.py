@@ -18,12 +18,12 @@ endpoint returned), the root query that loaded the parents, which is also where 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from sqlaudit.detectors._grouping import group, indexes, partition, total_time
+from sqlaudit.detectors._tx import where
 from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.sql.fingerprint import fingerprint
 
@@ -42,18 +42,6 @@ def _key(record: QueryRecord) -> tuple[str, tuple[CallSite, ...]] | None:
     if orm is None or orm.load != "lazy" or orm.relationship is None:
         return None
     return (orm.relationship, record.stack)
-
-
-def _where(site: CallSite | None) -> str:
-    if site is None:
-        return "(unknown line)"
-    file = site.file
-    try:
-        rel = os.path.relpath(file)
-        file = rel if not rel.startswith("..") else file
-    except ValueError:
-        pass
-    return f"{file}:{site.line}"
 
 
 class _Origins:
@@ -165,12 +153,11 @@ class NPlusOne:
             # User the query loaded): name it, not the root query as if it had loaded them.
             message += (
                 f"; the {owner} rows came from {parent.relationship} ({parent_rows} rows) of "
-                f"the query at {_where(root_site)}"
+                f"the query at {where(root_site)}"
             )
         elif parent is not None:
             message += (
-                f"; the {owner} rows came from the query at {_where(root_site)}"
-                f" ({parent.rows} rows)"
+                f"; the {owner} rows came from the query at {where(root_site)} ({parent.rows} rows)"
             )
         location = stack[0] if stack else None
         if location is None and parent is not None and root_site is not None:
@@ -181,7 +168,7 @@ class NPlusOne:
             message += "; loaded by library code only (e.g. serializing a response model)"
         if root_site is not None:
             options = ".".join([*links, option])
-            fix = f"add .options({options}) to the query at {_where(root_site)}"
+            fix = f"add .options({options}) to the query at {where(root_site)}"
         else:
             fix = f"load it with the query that loads {owner}: add .options({option}) to it"
         if this is not None and this.strategy == "immediate":
