@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy
 from lines import line_of
 from packaging.requirements import Requirement
-from realapps import failed, found, lay_out, run_suite
+from realapps import failed, lay_out, only_planted, run_suite
 
 pytest_plugins = ("pytester",)
 
@@ -85,17 +85,9 @@ def check_suite(pytester: pytest.Pytester, root: Path) -> dict[str, list[object]
     expected = planted(root)
     assert failed(result) == sorted(expected), result.stdout.str()
     assert len(tests) == 13
-    findings: dict[str, list[object]] = {}
-    for nodeid, test in tests.items():
-        findings[nodeid] = list(found(test))
-        if nodeid not in expected:
-            assert findings[nodeid] == [], nodeid  # no false finding, not even an info one
-            continue
-        assert [
-            (kind, unit, location, loop, count, message)
-            for kind, _, unit, location, loop, count, message in findings[nodeid]
-        ] == [expected[nodeid]], nodeid
-        (finding,) = test["report"]["findings"]
+    findings: dict[str, list[object]] = dict(only_planted(tests, expected))
+    for nodeid in expected:
+        (finding,) = tests[nodeid]["report"]["findings"]
         assert finding["fix"].startswith("add .options(")
     return findings
 

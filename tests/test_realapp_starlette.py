@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from lines import line_of
-from realapps import failed, found, lay_out, run_suite
+from realapps import failed, lay_out, only_planted, run_suite
 
 pytest_plugins = ("pytester",)
 
@@ -58,16 +58,7 @@ def check_suite(pytester: pytest.Pytester, root: Path) -> dict[str, list[object]
     expected = planted(root)
     assert failed(result) == sorted(expected), result.stdout.str()
     assert len(tests) == 12
-    findings: dict[str, list[object]] = {}
-    for nodeid, test in tests.items():
-        findings[nodeid] = list(found(test))
-        if nodeid not in expected:
-            assert findings[nodeid] == [], nodeid  # no false finding, not even an info one
-            continue
-        assert [
-            (kind, unit, location, loop, count, message)
-            for kind, _, unit, location, loop, count, message in findings[nodeid]
-        ] == [expected[nodeid]], nodeid
+    findings: dict[str, list[object]] = dict(only_planted(tests, expected))
     return findings
 
 

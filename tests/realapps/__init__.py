@@ -78,3 +78,19 @@ def failed(result: pytest.RunResult) -> list[str]:
     """Node ids of the tests that failed, sorted (an in-process run keeps its reports)."""
     reports = result.reprec.getfailures()  # type: ignore[attr-defined]
     return sorted({report.nodeid for report in reports})
+
+
+def only_planted(tests: dict[str, Any], expected: dict[str, Any]) -> dict[str, list[Found]]:
+    """Each test's findings, checked: none at all where nothing was planted (not even an info
+    one), exactly the planted ``(kind, unit, location, loop, count, message)`` elsewhere."""
+    findings: dict[str, list[Found]] = {}
+    for nodeid, test in tests.items():
+        findings[nodeid] = list(found(test))
+        if nodeid not in expected:
+            assert findings[nodeid] == [], nodeid
+            continue
+        assert [
+            (kind, unit, location, loop, count, message)
+            for kind, _, unit, location, loop, count, message in findings[nodeid]
+        ] == [expected[nodeid]], nodeid
+    return findings
