@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING, Protocol, cast
 
 from sqlaudit._internal import contain
 from sqlaudit._validate import check_items
-from sqlaudit.detectors._grouping import partition, sharing
+from sqlaudit.detectors._facts import Facts
+from sqlaudit.detectors._grouping import sharing
 from sqlaudit.detectors.autocommit_lock import AutocommitLock
 from sqlaudit.detectors.autocommit_read_modify_write import AutocommitReadModifyWrite
 from sqlaudit.detectors.autocommit_writes import AutocommitWrites
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
     from sqlaudit.model.records import QueryRecord, UnitRecord
 
 __all__ = ["DEFAULT_DETECTORS", "Detector", "check_detectors", "lift", "rank", "run_detectors"]
+
+_SUPPRESSED = itemgetter(11)  # QueryRecord.suppressed
 
 
 class Detector(Protocol):
@@ -119,9 +123,10 @@ def run_detectors(
     if not records and not unit.query_count and not unit.transaction_records:
         return [], 0  # nothing issued (a request that did not touch the database)
     findings: list[Finding] = []
-    failures = 0
     with sharing():
-        failures += _detect_all(unit, detectors, records, findings)
+        failures = _detect_all(unit, detectors, records, findings)
+    if not findings:
+        return findings, failures  # most units: nothing to allow, combine, re-index or rank
     # Allowlists (the one place they apply): before loops are combined, so that a loop with
     # one allowed relationship still reports the others, and before the cap.
     findings, allowed = allowlist.apply(findings, unit.config)
@@ -173,8 +178,8 @@ def _detect_all(
     findings: list[Finding],
 ) -> int:
     ignored = unit.config.ignore
-    suppressed_any = any(r.suppressed for r in records)
-    facts = _Facts(unit, records)
+    suppressed_any = any(map(_SUPPRESSED, records))
+    facts = Facts(unit, records)
     failures = 0
     for detector in detectors:
         if detector.kind in ignored:
@@ -182,6 +187,8 @@ def _detect_all(
         needs = getattr(detector, "needs", None)
         if needs is not None and not facts.has(needs):
             continue  # nothing to look at in this unit
+        if facts.quiet(detector):
+            continue  # one of ours, and nothing it could find is in this unit
         try:
             if suppressed_any:
                 keep = [i for i, r in enumerate(records) if detector.kind not in r.suppressed]
@@ -198,38 +205,3 @@ def _detect_all(
         if found:
             findings.extend(found)
     return failures
-
-
-class _Facts:
-    """What a unit holds, for skipping the detectors that would find nothing (each names what
-    it looks at in ``needs``): a unit of ten SELECTs runs five detectors, not thirteen.
-    Computed on first use; the record partition is the one detectors share."""
-
-    __slots__ = ("_cache", "_records", "_unit")
-
-    def __init__(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> None:
-        self._unit = unit
-        self._records = records
-        self._cache: dict[str, bool] = {}
-
-    def has(self, need: str) -> bool:
-        known = self._cache.get(need)
-        if known is None:
-            known = self._cache[need] = self._compute(need)
-        return known
-
-    def _compute(self, need: str) -> bool:
-        unit = self._unit
-        if need in ("lazy", "column", "read", "write"):
-            return bool(partition(self._records)[need])
-        if need == "transactions":
-            return bool(unit.transaction_records)
-        if need == "tx_writes":
-            return any(tx.writes for tx in unit.transaction_records)
-        if need == "stale_reads":
-            return bool(unit.stale_reads)
-        if need == "read_modify_writes":
-            return bool(unit.read_modify_writes)
-        if need == "eager_loads":
-            return bool(unit.eager_loads)
-        return True  # unknown: run the detector

@@ -5,8 +5,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from operator import itemgetter
 from typing import TypeVar
 
@@ -36,15 +35,19 @@ _SHARED: ContextVar[dict[int, tuple[Sequence[QueryRecord], dict[str, Part]]] | N
 )
 
 
-@contextmanager
-def sharing() -> Iterator[None]:
+class sharing:  # noqa: N801 - used like a function: ``with sharing():``
     """While open, ``partition`` computes each records sequence's parts once for all
-    detectors (``run_detectors`` opens it around the detectors of one unit)."""
-    token = _SHARED.set({})
-    try:
-        yield
-    finally:
-        _SHARED.reset(token)
+    detectors (``run_detectors`` opens it around the detectors of one unit). A class, not a
+    ``contextmanager``: it is entered once per unit closed (issue 20)."""
+
+    __slots__ = ("_token",)
+    _token: Token[dict[int, tuple[Sequence[QueryRecord], dict[str, Part]]] | None]
+
+    def __enter__(self) -> None:
+        self._token = _SHARED.set({})
+
+    def __exit__(self, *exc: object) -> None:
+        _SHARED.reset(self._token)
 
 
 def partition(records: Sequence[QueryRecord]) -> dict[str, Part]:
