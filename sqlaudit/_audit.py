@@ -178,9 +178,10 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             # A request inside a test: the test reports the request's findings beside its own.
             nested = lift(scope.child_findings, unit)
             findings = rank([*nested, *findings], unit.config.max_findings)
-        findings = _with_loops(_with_stacks(findings, unit.statements))
-        report.findings = tuple(f for f in findings if f.allowed is None)
-        report.allowed = tuple(f for f in findings if f.allowed is not None)
+        if findings:  # else the report keeps its empty findings and allowed
+            findings = _with_loops(_with_stacks(findings, unit.statements))
+            report.findings = tuple(f for f in findings if f.allowed is None)
+            report.allowed = tuple(f for f in findings if f.allowed is not None)
         scope.internal_errors += failures
         parent = scope.parent
         # A unit that outlived the one it was opened in (a response body finalised late, the

@@ -22,6 +22,8 @@ __all__ = ["StatementLog"]
 _TRANSACTION = StatementKind.TRANSACTION
 _KIND = itemgetter(1)  # QueryRecord.kind
 _DURATION = itemgetter(3)  # QueryRecord.duration
+#: Fewer new records than this are counted in a Python loop, more with a Counter.
+_FEW = 64
 
 
 class StatementLog:
@@ -82,13 +84,28 @@ class StatementLog:
         """The recorded statements in the order they started."""
         with self.lock:
             self._settle()
-            records = tuple(self.records)
-            cached = self._sorted
-            if cached is None:
-                return records
-            if cached[0] != len(records):
-                cached = self._sorted = (len(records), tuple(sorted(records, key=_start)))
-            return cached[1]
+            return self._ordered()
+
+    def snapshot(self) -> tuple[tuple[QueryRecord, ...], dict[str, int], float, int]:
+        """``statements()``, ``kind_counts()``, ``db_time()`` and ``overflow()`` at once, under
+        one lock (a unit's close reads all four)."""
+        with self.lock:
+            counts, db_time = self._settle()
+            total = dict(counts)
+            over = self._over_counts
+            for kind, n in over.items():
+                total[kind] = total.get(kind, 0) + n
+            return self._ordered(), total, db_time + self._over_db_time, sum(over.values())
+
+    def _ordered(self) -> tuple[QueryRecord, ...]:
+        """The records in start order (callers hold the lock and settled)."""
+        records = tuple(self.records)
+        cached = self._sorted
+        if cached is None:
+            return records
+        if cached[0] != len(records):
+            cached = self._sorted = (len(records), tuple(sorted(records, key=_start)))
+        return cached[1]
 
     def merge(self, child: StatementLog) -> None:
         """Take a closed nested scope's statements: recorded while there is room, counted
@@ -125,15 +142,21 @@ class StatementLog:
             end = self.cap
         done, counts, db_time = self._derived
         if done < end:
-            # In C where it can be (a scope of 10,000 records is counted once, at close).
+            # In C where it can be (a scope of 10,000 records is counted once, at close); a
+            # few records are counted faster than a Counter is built.
             new: Sequence[QueryRecord] = records[done:end]
-            added = Counter(map(_KIND, new))
-            db_time += sum(map(_DURATION, new))
-            if _TRANSACTION in added:
-                db_time -= sum(r.duration for r in new if r.kind == _TRANSACTION)
             counts = dict(counts)
-            for kind, n in added.items():
-                counts[kind] = counts.get(kind, 0) + n
+            controls = counts.get(_TRANSACTION, 0)
+            if end - done < _FEW:
+                get = counts.get
+                for kind in map(_KIND, new):
+                    counts[kind] = get(kind, 0) + 1
+            else:
+                for kind, n in Counter(map(_KIND, new)).items():
+                    counts[kind] = counts.get(kind, 0) + n
+            db_time += sum(map(_DURATION, new))
+            if counts.get(_TRANSACTION, 0) != controls:
+                db_time -= sum(r.duration for r in new if r.kind == _TRANSACTION)
             self._derived = (end, counts, db_time)
         return counts, db_time
 

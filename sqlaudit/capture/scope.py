@@ -253,7 +253,7 @@ class Scope:
 
     def transactions(self, now: float) -> tuple[TransactionRecord, ...]:
         """The transactions so far, frozen as of ``now`` (the open ones as still open)."""
-        return tuple(tx.freeze(now) for tx in self.tx_all)
+        return tuple([tx.freeze(now) for tx in self.tx_all])
 
     def _eager_loads(self) -> tuple[EagerLoad, ...]:
         """The eager loads so far; a joined load counts once its query loaded a row."""
@@ -271,17 +271,17 @@ class Scope:
     def freeze(self, now: float | None = None) -> UnitRecord:
         """What the unit did so far, as plain data (``now``: its end, default the clock)."""
         ended = perf_counter() if now is None else now
-        log = self.log
+        statements, counts, db_time, overflow = self.log.snapshot()
         return UnitRecord(
             name=self.name,
             config=self.config,
-            statements=log.statements(),
-            counts=log.kind_counts(),
-            db_time=log.db_time(),
-            overflow=log.overflow(),
+            statements=statements,
+            counts=counts,
+            db_time=db_time,
+            overflow=overflow,
             transaction_records=self.transactions(ended),
             origin_records=FrozenOrigins(dict(self.origins), dict(self.origin_rows)),
-            stale_reads=self._stale_reads(),
+            stale_reads=self._stale_reads() if self.stale_reads or self.stale_pending else (),
             resets=self.resets,
             transactions_past_cap=dict(self.tx_overflow),
             started=self.started,
@@ -290,7 +290,7 @@ class Scope:
             key=self.key,
             nested=self.nested,
             read_modify_writes=tuple(self.rmw),
-            eager_loads=self._eager_loads(),
+            eager_loads=self._eager_loads() if self.eager else (),
         )
 
     def _stale_reads(self) -> tuple[StaleRead, ...]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 from sqlaudit._internal import contain
 from sqlaudit._validate import check_items
-from sqlaudit.detectors._facts import Facts
+from sqlaudit.detectors._facts import OURS, Facts, may_find
 from sqlaudit.detectors._grouping import sharing
 from sqlaudit.detectors.autocommit_lock import AutocommitLock
 from sqlaudit.detectors.autocommit_read_modify_write import AutocommitReadModifyWrite
@@ -180,15 +180,20 @@ def _detect_all(
     ignored = unit.config.ignore
     suppressed_any = any(map(_SUPPRESSED, records))
     facts = Facts(unit, records)
+    candidates: set[type] | None = None
     failures = 0
     for detector in detectors:
         if detector.kind in ignored:
             continue
-        needs = getattr(detector, "needs", None)
-        if needs is not None and not facts.has(needs):
-            continue  # nothing to look at in this unit
-        if facts.quiet(detector):
-            continue  # one of ours, and nothing it could find is in this unit
+        if type(detector) in OURS:
+            if candidates is None:
+                candidates = may_find(unit, facts)
+            if type(detector) not in candidates:
+                continue  # one of ours, and nothing it could find is in this unit
+        else:
+            needs = getattr(detector, "needs", None)
+            if needs is not None and not facts.has(needs):
+                continue  # nothing to look at in this unit
         try:
             if suppressed_any:
                 keep = [i for i, r in enumerate(records) if detector.kind not in r.suppressed]

@@ -6,8 +6,9 @@ asks ``Facts``:
 
 * ``has(need)``: whether the unit holds anything of what a detector names in ``needs`` (any
   detector, a user's too);
-* ``quiet(detector)``: for sqlaudit's own detectors (their exact classes), a cheap necessary
-  condition of each finding they can make: counts and thresholds read in one pass, never a
+* ``may_find(unit, facts)``: which of sqlaudit's own detectors (their exact classes, ``OURS``)
+  may find something, by a cheap necessary condition of each finding they can make (implying
+  the detector's ``needs``): counts and thresholds read in one pass, never a
   fingerprint. A detector is skipped only when its ``detect`` would yield nothing; each test
   below is implied by every finding its detector yields (more records or transactions can only
   make it true), so the statements a detector sees minus those ``ignore``d, and its own
@@ -16,12 +17,13 @@ asks ``Facts``:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from sqlaudit.detectors._grouping import partition
 from sqlaudit.detectors.autocommit_lock import AutocommitLock
+from sqlaudit.detectors.autocommit_read_modify_write import AutocommitReadModifyWrite
 from sqlaudit.detectors.autocommit_writes import AutocommitWrites
 from sqlaudit.detectors.column_reload import ColumnReload
 from sqlaudit.detectors.commit_in_loop import CommitInLoop
@@ -33,14 +35,16 @@ from sqlaudit.detectors.query_budget import QueryBudget
 from sqlaudit.detectors.repeated_query import RepeatedQuery
 from sqlaudit.detectors.slow_query import SlowQuery
 from sqlaudit.detectors.split_transaction import SplitTransaction
+from sqlaudit.detectors.stale_identity_map import StaleIdentityMap
 from sqlaudit.detectors.transaction_overhead import _WHY, TransactionOverhead
+from sqlaudit.detectors.unused_eager_load import UnusedEagerLoad
 from sqlaudit.detectors.write_loop import WriteLoop
 
 if TYPE_CHECKING:
     from sqlaudit.detectors._grouping import Part
     from sqlaudit.model.records import QueryRecord, UnitRecord
 
-__all__ = ["Facts"]
+__all__ = ["OURS", "Facts", "may_find"]
 
 _DURATION = itemgetter(3)  # QueryRecord.duration
 _ROLLBACKS = ("rollback", "rollback_exception")
@@ -49,12 +53,13 @@ _ROLLBACKS = ("rollback", "rollback_exception")
 class Facts:
     """What one unit holds, each fact computed on first use (internal to ``run_detectors``)."""
 
-    __slots__ = ("_cache", "_records", "_unit")
+    __slots__ = ("_cache", "_parts", "_records", "_unit")
 
     def __init__(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> None:
         self._unit = unit
         self._records = records
         self._cache: dict[str, bool] = {}
+        self._parts: dict[str, Part] | None = None
 
     def has(self, need: str) -> bool:
         """Whether the unit holds any of ``need`` (a detector's ``needs``)."""
@@ -66,7 +71,7 @@ class Facts:
     def _compute(self, need: str) -> bool:
         unit = self._unit
         if need in ("lazy", "column", "read", "write"):
-            return bool(partition(self._records)[need])
+            return bool(self.part(need))
         if need == "transactions":
             return bool(unit.transaction_records)
         if need == "tx_writes":
@@ -79,13 +84,12 @@ class Facts:
             return bool(unit.eager_loads)
         return True  # unknown: run the detector
 
-    def quiet(self, detector: object) -> bool:
-        """True when ``detector`` (one of sqlaudit's own) cannot find anything in the unit."""
-        test = _QUIET.get(type(detector))
-        return test is not None and not test(self._unit, self)
-
     def part(self, name: str) -> Part:
-        return partition(self._records)[name]
+        """The records of one part of ``partition`` (computed once, shared with detectors)."""
+        parts = self._parts
+        if parts is None:
+            parts = self._parts = partition(self._records)
+        return parts[name]
 
 
 def _repeats(items: Part, minimum: int) -> bool:
@@ -103,115 +107,107 @@ def _repeats(items: Part, minimum: int) -> bool:
     return False
 
 
-# Each test: may ``detect`` yield a finding for this unit? (True when in doubt.)
-
-
-def _n_plus_one(unit: UnitRecord, facts: Facts) -> bool:
-    return len(facts.part("lazy")) >= unit.config.n_plus_one_min
-
-
-def _column_reload(unit: UnitRecord, facts: Facts) -> bool:
+def may_find(unit: UnitRecord, facts: Facts) -> set[type]:
+    """sqlaudit's detector classes that may find something in ``unit``: one pass over its
+    records' parts and one over its transactions. Each test is implied by every finding of its
+    detector (and implies the detector's ``needs``)."""
     config = unit.config
-    return len(facts.part("column")) >= min(config.deferred_reload_min, config.expired_reload_min)
-
-
-def _repeated_query(unit: UnitRecord, facts: Facts) -> bool:
-    return _repeats(facts.part("read"), unit.config.repeated_query_min)
-
-
-def _write_loop(unit: UnitRecord, facts: Facts) -> bool:
-    return _repeats(facts.part("write"), 2)
-
-
-def _query_budget(unit: UnitRecord, facts: Facts) -> bool:
-    config = unit.config
+    found: set[type] = set()
+    if facts._records:
+        if len(facts.part("lazy")) >= config.n_plus_one_min:
+            found.add(NPlusOne)  # a group of n_plus_one_min parents or more
+        if len(facts.part("column")) >= min(config.deferred_reload_min, config.expired_reload_min):
+            found.add(ColumnReload)
+        if _repeats(facts.part("read"), config.repeated_query_min):
+            found.add(RepeatedQuery)  # groups are of one shape and one whole stack
+        if _repeats(facts.part("write"), 2):
+            found.add(WriteLoop)
+        threshold = config.slow_query_ms
+        if threshold is not None and max(map(_DURATION, facts._records)) >= threshold / 1000.0:
+            found.add(SlowQuery)
     # Statements under ignore("query_budget") only lower the count and the DB time.
-    if config.max_queries is not None and unit.query_count > config.max_queries:
-        return True
-    return config.max_db_time_ms is not None and unit.db_time * 1000 > config.max_db_time_ms
+    if (config.max_queries is not None and unit.query_count > config.max_queries) or (
+        config.max_db_time_ms is not None and unit.db_time * 1000 > config.max_db_time_ms
+    ):
+        found.add(QueryBudget)
+    if unit.transaction_records:
+        _transactions(unit, found)
+    if unit.stale_reads:
+        found.add(StaleIdentityMap)
+    if unit.read_modify_writes:
+        found.add(AutocommitReadModifyWrite)
+    if unit.eager_loads:
+        found.add(UnusedEagerLoad)
+    return found
 
 
-def _slow_query(unit: UnitRecord, facts: Facts) -> bool:
-    threshold = unit.config.slow_query_ms
-    records = facts._records
-    return (
-        threshold is not None
-        and bool(records)
-        and max(map(_DURATION, records)) >= (threshold / 1000.0)
-    )
-
-
-def _long_transaction(unit: UnitRecord, facts: Facts) -> bool:
+def _transactions(unit: UnitRecord, found: set[type]) -> None:
+    """The transaction detectors that may find something in ``unit``'s transactions (its own
+    are among them)."""
     config = unit.config
     long_ms = config.long_transaction_ms
     idle = config.idle_in_transaction_ms
+    open_transactions = config.open_transactions
+    long = lock = ineffective = discarded = overhead = False
+    autocommit_writes = commits = committed = 0
     for tx in unit.transaction_records:
-        if tx.end == "open" and config.open_transactions:
-            return True
-        if long_ms is not None and (tx.ended - tx.started) * 1000 > long_ms:
-            return True
-        if idle is not None and tx.max_gap * 1000 > idle:
-            return True
-    return False
+        end = tx.end
+        writes = tx.writes
+        autocommit = tx.autocommit
+        if not long:
+            long = (
+                (end == "open" and open_transactions)
+                or (long_ms is not None and (tx.ended - tx.started) * 1000 > long_ms)
+                or (idle is not None and tx.max_gap * 1000 > idle)
+            )
+        if autocommit:
+            lock = lock or bool(tx.locks)
+            autocommit_writes += writes
+            ineffective = ineffective or bool(writes and end in _ROLLBACKS)
+        if writes:
+            if end == "commit":
+                commits += bool(tx.end_stack)
+                committed += autocommit is False
+            elif end == "closed" and autocommit is False:
+                discarded = True
+        overhead = overhead or tx.dialect in _WHY
+    if long:  # still open at the end, open too long, or idle too long
+        found.add(LongTransaction)
+    if overhead and config.transaction_overhead_ratio is not None:  # not embedded SQLite
+        found.add(TransactionOverhead)
+    if lock:  # a locking read on an autocommit connection
+        found.add(AutocommitLock)
+    if commits >= config.commit_in_loop_min:  # committed writes, from a place
+        found.add(CommitInLoop)
+    if autocommit_writes >= 2:
+        found.add(AutocommitWrites)
+    if ineffective:  # autocommitted writes rolled back
+        found.add(IneffectiveRollback)
+    if discarded:  # writes in a transaction closed without commit
+        found.add(DiscardedWrites)
+    if committed >= 2:  # two transactions that committed writes
+        found.add(SplitTransaction)
 
 
-def _transaction_overhead(unit: UnitRecord, facts: Facts) -> bool:
-    if unit.config.transaction_overhead_ratio is None:
-        return False
-    return any(tx.dialect in _WHY for tx in unit.transaction_records)
-
-
-def _autocommit_lock(unit: UnitRecord, facts: Facts) -> bool:
-    return any(tx.autocommit and tx.locks for tx in unit.transaction_records)
-
-
-def _commit_in_loop(unit: UnitRecord, facts: Facts) -> bool:
-    commits = sum(
-        1 for tx in unit.transaction_records if tx.end == "commit" and tx.writes and tx.end_stack
-    )
-    return commits >= unit.config.commit_in_loop_min
-
-
-def _autocommit_writes(unit: UnitRecord, facts: Facts) -> bool:
-    return sum(tx.writes for tx in unit.transaction_records if tx.autocommit) >= 2
-
-
-def _ineffective_rollback(unit: UnitRecord, facts: Facts) -> bool:
-    return any(
-        tx.autocommit and tx.writes and tx.end in _ROLLBACKS for tx in unit.transaction_records
-    )
-
-
-def _discarded_writes(unit: UnitRecord, facts: Facts) -> bool:
-    return any(
-        tx.end == "closed" and tx.writes and tx.autocommit is False
-        for tx in unit.transaction_records
-    )
-
-
-def _split_transaction(unit: UnitRecord, facts: Facts) -> bool:
-    committed = sum(
-        1
-        for tx in unit.transaction_records
-        if tx.end == "commit" and tx.writes and tx.autocommit is False
-    )
-    return committed >= 2
-
-
-#: sqlaudit's detectors by exact class (a subclass may detect otherwise: it is not skipped).
-_QUIET: dict[type, Callable[[UnitRecord, Facts], bool]] = {
-    NPlusOne: _n_plus_one,
-    ColumnReload: _column_reload,
-    RepeatedQuery: _repeated_query,
-    WriteLoop: _write_loop,
-    QueryBudget: _query_budget,
-    SlowQuery: _slow_query,
-    LongTransaction: _long_transaction,
-    TransactionOverhead: _transaction_overhead,
-    AutocommitLock: _autocommit_lock,
-    CommitInLoop: _commit_in_loop,
-    AutocommitWrites: _autocommit_writes,
-    IneffectiveRollback: _ineffective_rollback,
-    DiscardedWrites: _discarded_writes,
-    SplitTransaction: _split_transaction,
-}
+#: sqlaudit's detectors, by exact class: a subclass may detect otherwise, it is not skipped.
+OURS = frozenset(
+    {
+        NPlusOne,
+        ColumnReload,
+        RepeatedQuery,
+        WriteLoop,
+        QueryBudget,
+        SlowQuery,
+        LongTransaction,
+        TransactionOverhead,
+        AutocommitLock,
+        CommitInLoop,
+        AutocommitWrites,
+        IneffectiveRollback,
+        DiscardedWrites,
+        SplitTransaction,
+        StaleIdentityMap,
+        AutocommitReadModifyWrite,
+        UnusedEagerLoad,
+    }
+)
