@@ -54,6 +54,10 @@ _CONFIGS_MAX = 64
 
 
 def _config(overrides: dict[str, Any]) -> AuditConfig:
+    if not overrides:
+        config = _CONFIGS.get(())
+        if config is not None:
+            return config
     try:
         # The type is part of the key: True == 1 and 1.0 == 1, but only some are valid.
         key = tuple(sorted((name, type(value), value) for name, value in overrides.items()))
@@ -65,6 +69,17 @@ def _config(overrides: dict[str, Any]) -> AuditConfig:
         if len(_CONFIGS) < _CONFIGS_MAX:
             _CONFIGS[key] = config
     return config
+
+
+_LOG_REPORTER: list[LogReporter] = []
+
+
+def _log_reporter() -> LogReporter:
+    """The default reporter of on_finding="log" (one for every audit: it holds only its
+    logger, and building one per unit cost a ``logging.getLogger`` call)."""
+    if not _LOG_REPORTER:
+        _LOG_REPORTER.append(LogReporter())
+    return _LOG_REPORTER[0]
 
 
 class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /users"):``
@@ -105,7 +120,7 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             # ``reporters`` add to the log records of on_finding="log" (issue 19: passing an
             # OTelReporter used to turn them off); a LogReporter among them replaces the
             # default one, and on_finding="ignore" turns them off.
-            checked = (LogReporter(), *checked)
+            checked = (_log_reporter(), *checked)
         self.reporters: tuple[Reporter, ...] = checked
         self.detectors = DEFAULT_DETECTORS if detectors is None else check_detectors(detectors)
         self.all_threads = check_bool("all_threads", all_threads)

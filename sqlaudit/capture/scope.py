@@ -107,10 +107,11 @@ class Scope:
 
     __slots__ = (
         "__weakref__",
+        "_committed",
+        "_identity",
         "cap",
         "checkouts",
         "child_findings",
-        "committed",
         "config",
         "connecting",
         "eager",
@@ -120,7 +121,6 @@ class Scope:
         "explain",
         "flush_load",
         "flush_seq",
-        "identity",
         "internal_errors",
         "key",
         "log",
@@ -193,10 +193,9 @@ class Scope:
         # Stale identity maps: per session key (autocommit, identities carried into its
         # transaction), and the SELECTs that may have re-read them.
         # Sessions are held weakly: a closed session leaves nothing behind (an id() would be
-        # reused by the next session, and a dict by id grew with every session).
-        self.identity: weakref.WeakKeyDictionary[Any, tuple[bool, frozenset[Any]]] = (
-            weakref.WeakKeyDictionary()
-        )
+        # reused by the next session, and a dict by id grew with every session). Created on
+        # first use (``identity``): most units have no ORM session.
+        self._identity: weakref.WeakKeyDictionary[Any, tuple[bool, frozenset[Any]]] | None = None
         self.stale_reads: list[StaleRead] = []
         # SELECTs whose re-read held rows are known once their loaded rows are counted:
         # (the read, its origin, the driver's rowcount, held rows of the class).
@@ -206,8 +205,8 @@ class Scope:
         #: The origin of each object loaded, by the row it stands for (``origins.row_of``).
         self.origin_of: dict[Any, int] = {}
         self.origin_rows: dict[int, int] = {}
-        #: Sessions that committed in this scope (their objects may be expired since).
-        self.committed: weakref.WeakSet[Any] = weakref.WeakSet()
+        # Sessions that committed in this scope (``committed``, created on first use).
+        self._committed: weakref.WeakSet[Any] | None = None
         #: The DBAPI connection being set up (first connect), whose statements are not counted.
         self.connecting = 0
         #: Bind values kept for EXPLAIN in development (``capture.explain``), else None.
@@ -224,6 +223,23 @@ class Scope:
         self.on_release: list[Callable[[], None]] = []
         self.started = perf_counter()
         self.ended: float | None = None
+
+    @property
+    def identity(self) -> weakref.WeakKeyDictionary[Any, tuple[bool, frozenset[Any]]]:
+        """Per session (held weakly): whether it autocommits, and the identities it carried
+        into its transaction (``capture.identity``)."""
+        found = self._identity
+        if found is None:
+            found = self._identity = weakref.WeakKeyDictionary()
+        return found
+
+    @property
+    def committed(self) -> weakref.WeakSet[Any]:
+        """Sessions that committed in this scope (their objects may be expired since)."""
+        found = self._committed
+        if found is None:
+            found = self._committed = weakref.WeakSet()
+        return found
 
     def keep(self, tx: TxState) -> None:
         """Remember a transaction that just began: in detail up to ``max_records`` of them,

@@ -55,7 +55,10 @@ RESIDUAL = 64 * 1024
 _ENTRY_COST = 64
 
 _memos: list[Memo[object]] = []
-_open: weakref.WeakSet[object] = weakref.WeakSet()
+#: The audits open now, as weak references (keys; a dead one is equal to none but itself and
+#: hashes as its referent did). A dict, not a WeakSet: held and released once per unit
+#: (issue 20), and a WeakSet's methods are Python code.
+_open: dict[weakref.ref[object], None] = {}
 _lock = threading.Lock()
 fork_safe(sys.modules[__name__], "_lock")
 
@@ -115,7 +118,7 @@ class Memo(Generic[V]):
 
 def open_owners() -> list[object]:
     """The audits open now (their reports), e.g. to re-create their locks after a fork."""
-    return list(_open)
+    return [owner for owner in (ref() for ref in list(_open)) if owner is not None]
 
 
 def memos() -> tuple[Memo[object], ...]:
@@ -133,13 +136,20 @@ def hold(owner: object) -> None:
     """An audit opened: memos are kept while it is open (``owner`` is held weakly, so an audit
     that is dropped without being closed does not keep them forever)."""
     with _lock:
-        _open.add(owner)
+        _open[weakref.ref(owner, _dropped)] = None
+
+
+def _dropped(ref: weakref.ref[object]) -> None:
+    """An audit was dropped without being released: it holds the memos no more. (Without the
+    lock: the garbage collector may call this while this thread holds it; ``dict.pop`` is
+    atomic.)"""
+    _open.pop(ref, None)
 
 
 def release(owner: object) -> None:
     """An audit ended: when it was the last one open, empty every memo over ``RESIDUAL``."""
     with _lock:
-        _open.discard(owner)
+        _open.pop(weakref.ref(owner), None)
         last = not _open
     if last:
         for memo in _memos:
