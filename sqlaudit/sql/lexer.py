@@ -192,26 +192,33 @@ def _mode(
         qquote=qquote,
     )
     kinds = [""]  # group 0 is the whole match
-    branches = []
+    bound = []
     for token in tokens:
         if not token.free:
-            branches.append(f"(?<={token.first})(?:{token.rest})()")
+            bound.append(f"(?<={token.first})(?:{token.rest})()")
             kinds.append(token.kind)
     # The tokens that cannot start inside an identifier share one check, so that a letter
-    # inside a word costs two lookbehinds, whatever the number of such tokens.
+    # or digit inside a word costs two lookbehinds, whatever the number of such tokens.
+    signed = []
+    for token in tokens:
+        if token.signed:
+            signed.append(f"{token.first}(?:{token.rest})()")
+            kinds.append(token.kind)
     free = []
     for token in tokens:
         if token.free:
             free.append(f"(?<={token.first})(?:{token.rest})()")
             kinds.append(token.kind)
     free_firsts = "".join(_in_class(token.first) for token in tokens if token.free)
-    branches.append(f"(?<=[{free_firsts}]){_FREE}(?:{'|'.join(free)})")
-    signed = []
-    for token in tokens:
-        if token.signed:
-            signed.append(f"{token.first}(?:{token.rest})()")
-            kinds.append(token.kind)
-    branches.append(f"(?<=-){_SIGN}(?:{'|'.join(signed)})")
+    # The bound tokens (and the signed ones: ``-`` is a bound first character) are tried
+    # behind one lookbehind on their first characters, in the same order as ever: no free
+    # token shares a first character with them, so which alternative matches is unchanged.
+    bound.append(f"(?<=-){_SIGN}(?:{'|'.join(signed)})")
+    bound_firsts = "".join(sorted({_in_class(token.first) for token in tokens if not token.free}))
+    branches = [
+        f"(?<=[{bound_firsts}])(?:{'|'.join(bound)})",
+        f"(?<=[{free_firsts}]){_FREE}(?:{'|'.join(free)})",
+    ]
     firsts = sorted({_in_class(token.first) for token in tokens})
     pattern = re.compile(f"[{''.join(firsts)}](?:{'|'.join(branches)})", re.DOTALL)
     triggers = [r"/\*"] if nested else []
@@ -255,6 +262,10 @@ _EVERY = (
     _MSSQL,
     _ORACLE,
 )
+#: What some dialect reads differently from another: ``"``, ````` ``, ``[``, ``#``, ``\\``,
+#: ``$`` (dollar quotes), ``/*`` (nested or not) and ``q'`` (Oracle). A text without any of
+#: them lexes the same under every dialect's rules (and every setting), so it is lexed once.
+_DISAGREE = re.compile(r"[\"`\[#\\$]|/\*|[Qq]'")
 _NEST = re.compile(r"/\*|\*/")
 _QCLOSE = {"[": "]", "(": ")", "{": "}", "<": ">"}
 #: SQLite: before these words, or before or after ``.``, a double-quoted token can only be an
@@ -276,6 +287,8 @@ def lex(sql: str, dialect: str) -> tuple[Spans, int]:
     modes = _DIALECTS.get(dialect, _EVERY)
     if len(modes) == 2 and "\\" not in sql:
         modes = modes[:1]  # the settings differ only on backslashes
+    elif modes is _EVERY and _DISAGREE.search(sql) is None:
+        modes = modes[:1]  # nothing on which any two dialects' rules differ: all agree
     first = _lex(sql, modes[0])
     safe = len(sql)
     for mode in modes[1:]:
