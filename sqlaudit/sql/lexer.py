@@ -197,8 +197,6 @@ def _mode(
         if not token.free:
             bound.append(f"(?<={token.first})(?:{token.rest})()")
             kinds.append(token.kind)
-    # The tokens that cannot start inside an identifier share one check, so that a letter
-    # or digit inside a word costs two lookbehinds, whatever the number of such tokens.
     signed = []
     for token in tokens:
         if token.signed:
@@ -209,15 +207,16 @@ def _mode(
         if token.free:
             free.append(f"(?<={token.first})(?:{token.rest})()")
             kinds.append(token.kind)
-    free_firsts = "".join(_in_class(token.first) for token in tokens if token.free)
-    # The bound tokens (and the signed ones: ``-`` is a bound first character) are tried
-    # behind one lookbehind on their first characters, in the same order as ever: no free
-    # token shares a first character with them, so which alternative matches is unchanged.
+    # Bound tokens (and signed ones: ``-`` is a bound first character) are tried behind one
+    # lookbehind on their first characters, free ones behind one shared check that they do
+    # not start inside an identifier: a letter or digit inside a word costs two lookbehinds,
+    # whatever the number of tokens. No free token shares a first character with a bound
+    # one, so the alternative that matches is the one it would be in token order.
     bound.append(f"(?<=-){_SIGN}(?:{'|'.join(signed)})")
     bound_firsts = "".join(sorted({_in_class(token.first) for token in tokens if not token.free}))
     branches = [
         f"(?<=[{bound_firsts}])(?:{'|'.join(bound)})",
-        f"(?<=[{free_firsts}]){_FREE}(?:{'|'.join(free)})",
+        f"{_FREE}(?:{'|'.join(free)})",  # the first character is a free token's
     ]
     firsts = sorted({_in_class(token.first) for token in tokens})
     pattern = re.compile(f"[{''.join(firsts)}](?:{'|'.join(branches)})", re.DOTALL)
