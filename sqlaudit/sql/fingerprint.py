@@ -150,10 +150,7 @@ def _fingerprint(sql: str, dialect: str) -> str:
         parts.append(" ?")
     text = " ".join("".join(parts).split())  # whitespace folded, as str.split() reads it
     if _UNFOLDED.search(text) is not None:
-        text = _COMMA.sub(", ", text)
-        text = _OPERATOR.sub(r" \1 ", text)
-        text = _PAREN_CLOSE.sub(")", _PAREN_OPEN.sub("(", text))
-        text = _SPACES.sub(" ", text)
+        text = _fold(text)
     upper = text.upper()  # the list patterns run only where they can match
     if "IN (?" in upper:
         text = _IN_LIST.sub("IN (?)", text)
@@ -164,6 +161,14 @@ def _fingerprint(sql: str, dialect: str) -> str:
         restore = iter(idents)
         text = re.sub(_MARK, lambda _: next(restore), text)
     return text
+
+
+def _fold(text: str) -> str:
+    """One space after a comma and around an operator, none inside parentheses."""
+    text = _COMMA.sub(", ", text)
+    text = _OPERATOR.sub(r" \1 ", text)
+    text = _PAREN_CLOSE.sub(")", _PAREN_OPEN.sub("(", text))
+    return _SPACES.sub(" ", text)
 
 
 def statement_kind(sql: str) -> str:
