@@ -1,7 +1,8 @@
 """The shortcuts that make a new text's fingerprint cheap (issue 20) give exactly what the
 full path gives: the lexer's patterns against the way they were built before (one lookbehind
 per token), the unknown dialect lexed once against every dialect's lexer and their agreement,
-and the skipped foldings against running them. Hypothesis, on SQL-like text of every quoting
+the skipped foldings against running them, and the substring checks that spare a text the
+parameter-role pattern against that pattern. Hypothesis, on SQL-like text of every quoting
 style, and on text made only of what the shortcuts take."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sqlaudit.sql import fingerprint as fp
-from sqlaudit.sql import lexer
+from sqlaudit.sql import lexer, params
 from sqlaudit.sql.lexer import _EVERY, _FREE, _SIGN, Spans, _agree, _in_class, _lex
 
 PIECES = [
@@ -146,3 +147,23 @@ def test_foldings_cases() -> None:
     for text in ["a\x01b", "é\x85", "a\u200eb", "tab\there"]:  # control characters: replaced
         assert "\x01" not in fp._fingerprint(text, "sqlite")
         assert "\u200e" not in fp._fingerprint(text, "sqlite")
+
+
+WORDS = st.sampled_from(["LIMIT", "limit", "OFFSET", "Fetch", "IN", "in", "iN", "(", " ", "\t"])
+ROLE_TEXT = st.lists(st.one_of(WORDS, st.sampled_from(PIECES)), max_size=20).map("".join)
+
+
+@given(st.one_of(ROLE_TEXT, ANY, st.text(st.characters(codec=None), max_size=30)))
+@settings(max_examples=1500, deadline=None)
+def test_role_pattern_skipped_only_where_it_cannot_match(sql: str) -> None:
+    if params._INTERESTING.search(sql):
+        assert params._mentions(sql)
+
+
+def test_role_pattern_cases() -> None:
+    for sql in ["SELECT a FROM t", "SELECT a FROM t WHERE x = 'in'", "INSERT INTO t VALUES (?)"]:
+        assert params._INTERESTING.search(sql) is None
+    assert not params._mentions("SELECT a FROM t WHERE x = 1")
+    assert params._mentions("SELECT a FROM t WHERE x IN (1)")
+    assert params._mentions("SELECT a FROM t WHERE x \u0130N (1)")  # not ASCII: the pattern
+    assert params._INTERESTING.search("SELECT a FROM t WHERE x \u0130N (1)")  # reads İ as i
