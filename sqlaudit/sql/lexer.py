@@ -104,15 +104,15 @@ def _body(quote: str, backslash: bool) -> str:
 
 def _tokens(
     *,
-    backslash: bool,
-    dq: str,
-    hash_comment: bool,
-    nested: bool,
-    dollar: bool,
-    estring: bool,
-    backtick: bool,
-    brackets: bool,
-    qquote: bool,
+    backslash: bool = False,
+    dq: str = "ident",
+    hash_comment: bool = False,
+    nested: bool = False,
+    dollar: bool = False,
+    estring: bool = False,
+    backtick: bool = False,
+    brackets: bool = False,
+    qquote: bool = False,
 ) -> list[_Token]:
     string = _body("'", backslash)
     tokens = [
@@ -162,35 +162,16 @@ def _tokens(
     return tokens
 
 
-def _mode(
-    *,
-    backslash: bool = False,
-    dq: str = "ident",
-    hash_comment: bool = False,
-    nested: bool = False,
-    dollar: bool = False,
-    estring: bool = False,
-    backtick: bool = False,
-    brackets: bool = False,
-    qquote: bool = False,
-) -> _Mode:
-    """One lexer: ``[first characters]`` then, by a lookbehind on that character, the rest.
+def _mode(*, dq: str = "ident", **flags: bool) -> _Mode:
+    """One lexer: ``[first characters]`` then, by a lookbehind on that character, the rest
+    (``flags``: ``_tokens``'s).
 
     Starting with a character class lets the regular expression engine skip every other
     character in C (``re``'s charset prefix); each branch ends with an empty group whose
     index (``match.lastindex``) tells the token's kind.
     """
-    tokens = _tokens(
-        backslash=backslash,
-        dq=dq,
-        hash_comment=hash_comment,
-        nested=nested,
-        dollar=dollar,
-        estring=estring,
-        backtick=backtick,
-        brackets=brackets,
-        qquote=qquote,
-    )
+    tokens = _tokens(dq=dq, **flags)
+    nested, dollar, qquote = (flags.get(name, False) for name in ("nested", "dollar", "qquote"))
     kinds = [""]  # group 0 is the whole match
     bound = []
     for token in tokens:
