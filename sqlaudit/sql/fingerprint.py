@@ -35,6 +35,18 @@ _OPERATOR = re.compile(r" ?(<=|>=|<>|!=|=|<|>) ?")
 _PAREN_OPEN = re.compile(r"(?<!%)\( ")
 _PAREN_CLOSE = re.compile(r" \)(?!s)")
 _SPACES = re.compile(r"  +")
+#: Where the five foldings above would change a text whose whitespace is already folded (one
+#: space between words, none at either end): a space before ``,`` or ``)``, ``,`` without a
+#: space after it, ``(`` with one; an operator run that does not start after a space, is not
+#: one operator, or is not followed by a space and then something other than an operator.
+#: Where none is found, each folding leaves the text unchanged, so they are not run.
+_UNFOLDED = re.compile(
+    r" [,)]|,(?! )|\( "
+    r"|<(?:(?<![ <>=!].)|(?<![<>=!].)(?![=>]? (?![<>=!])))"
+    r"|>(?:(?<![ <>=!].)|(?<![<>=!].)(?!=? (?![<>=!])))"
+    r"|=(?:(?<![ <>=!].)|(?<![<>=!].)(?! (?![<>=!])))"
+    r"|!(?:(?<![ <>=!].)|(?<![<>=!].)(?!= (?![<>=!])))"
+)
 #: ``printable.UNPRINTABLE`` but the whitespace a lexer reads (``\t\n\v\f\r``, ``\x1c``-``\x1f``).
 _CONTROL = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 #: Quoted identifiers are held aside as NUL while the patterns below run (a NUL in the input
@@ -110,7 +122,9 @@ def _fingerprint(sql: str, dialect: str) -> str:
     # Control characters are whitespace here (one fingerprint, one line: ``printable``), NUL
     # included, so that it can mark the quoted identifiers held aside below. Line breaks stay
     # until the lexer ran: they end ``--`` comments (all whitespace is folded after it).
-    text = _CONTROL.sub(" ", sql[:MAX_SQL])
+    text = sql[:MAX_SQL]
+    if not (text.isascii() and text.isprintable()):  # else no control character is there
+        text = _CONTROL.sub(" ", text)
     (starts, ends, classes), safe = lex(text, dialect)
     parts: list[str] = []
     idents: list[str] = []
@@ -135,10 +149,8 @@ def _fingerprint(sql: str, dialect: str) -> str:
         # a minus before it stays an operator (``-?`` would read as one signed value).
         parts.append(" ?")
     text = " ".join("".join(parts).split())  # whitespace folded, as str.split() reads it
-    text = _COMMA.sub(", ", text)
-    text = _OPERATOR.sub(r" \1 ", text)
-    text = _PAREN_CLOSE.sub(")", _PAREN_OPEN.sub("(", text))
-    text = _SPACES.sub(" ", text)
+    if _UNFOLDED.search(text) is not None:
+        text = _fold(text)
     upper = text.upper()  # the list patterns run only where they can match
     if "IN (?" in upper:
         text = _IN_LIST.sub("IN (?)", text)
@@ -149,6 +161,14 @@ def _fingerprint(sql: str, dialect: str) -> str:
         restore = iter(idents)
         text = re.sub(_MARK, lambda _: next(restore), text)
     return text
+
+
+def _fold(text: str) -> str:
+    """One space after a comma and around an operator, none inside parentheses."""
+    text = _COMMA.sub(", ", text)
+    text = _OPERATOR.sub(r" \1 ", text)
+    text = _PAREN_CLOSE.sub(")", _PAREN_OPEN.sub("(", text))
+    return _SPACES.sub(" ", text)
 
 
 def statement_kind(sql: str) -> str:

@@ -104,15 +104,15 @@ def _body(quote: str, backslash: bool) -> str:
 
 def _tokens(
     *,
-    backslash: bool,
-    dq: str,
-    hash_comment: bool,
-    nested: bool,
-    dollar: bool,
-    estring: bool,
-    backtick: bool,
-    brackets: bool,
-    qquote: bool,
+    backslash: bool = False,
+    dq: str = "ident",
+    hash_comment: bool = False,
+    nested: bool = False,
+    dollar: bool = False,
+    estring: bool = False,
+    backtick: bool = False,
+    brackets: bool = False,
+    qquote: bool = False,
 ) -> list[_Token]:
     string = _body("'", backslash)
     tokens = [
@@ -162,56 +162,43 @@ def _tokens(
     return tokens
 
 
-def _mode(
-    *,
-    backslash: bool = False,
-    dq: str = "ident",
-    hash_comment: bool = False,
-    nested: bool = False,
-    dollar: bool = False,
-    estring: bool = False,
-    backtick: bool = False,
-    brackets: bool = False,
-    qquote: bool = False,
-) -> _Mode:
-    """One lexer: ``[first characters]`` then, by a lookbehind on that character, the rest.
+def _mode(*, dq: str = "ident", **flags: bool) -> _Mode:
+    """One lexer: ``[first characters]`` then, by a lookbehind on that character, the rest
+    (``flags``: ``_tokens``'s).
 
     Starting with a character class lets the regular expression engine skip every other
     character in C (``re``'s charset prefix); each branch ends with an empty group whose
     index (``match.lastindex``) tells the token's kind.
     """
-    tokens = _tokens(
-        backslash=backslash,
-        dq=dq,
-        hash_comment=hash_comment,
-        nested=nested,
-        dollar=dollar,
-        estring=estring,
-        backtick=backtick,
-        brackets=brackets,
-        qquote=qquote,
-    )
+    tokens = _tokens(dq=dq, **flags)
+    nested, dollar, qquote = (flags.get(name, False) for name in ("nested", "dollar", "qquote"))
     kinds = [""]  # group 0 is the whole match
-    branches = []
+    bound = []
     for token in tokens:
         if not token.free:
-            branches.append(f"(?<={token.first})(?:{token.rest})()")
+            bound.append(f"(?<={token.first})(?:{token.rest})()")
             kinds.append(token.kind)
-    # The tokens that cannot start inside an identifier share one check, so that a letter
-    # inside a word costs two lookbehinds, whatever the number of such tokens.
-    free = []
-    for token in tokens:
-        if token.free:
-            free.append(f"(?<={token.first})(?:{token.rest})()")
-            kinds.append(token.kind)
-    free_firsts = "".join(_in_class(token.first) for token in tokens if token.free)
-    branches.append(f"(?<=[{free_firsts}]){_FREE}(?:{'|'.join(free)})")
     signed = []
     for token in tokens:
         if token.signed:
             signed.append(f"{token.first}(?:{token.rest})()")
             kinds.append(token.kind)
-    branches.append(f"(?<=-){_SIGN}(?:{'|'.join(signed)})")
+    free = []
+    for token in tokens:
+        if token.free:
+            free.append(f"(?<={token.first})(?:{token.rest})()")
+            kinds.append(token.kind)
+    # Bound tokens (and signed ones: ``-`` is a bound first character) are tried behind one
+    # lookbehind on their first characters, free ones behind one shared check that they do
+    # not start inside an identifier: a letter or digit inside a word costs two lookbehinds,
+    # whatever the number of tokens. No free token shares a first character with a bound
+    # one, so the alternative that matches is the one it would be in token order.
+    bound.append(f"(?<=-){_SIGN}(?:{'|'.join(signed)})")
+    bound_firsts = "".join(sorted({_in_class(token.first) for token in tokens if not token.free}))
+    branches = [
+        f"(?<=[{bound_firsts}])(?:{'|'.join(bound)})",
+        f"{_FREE}(?:{'|'.join(free)})",  # the first character is a free token's
+    ]
     firsts = sorted({_in_class(token.first) for token in tokens})
     pattern = re.compile(f"[{''.join(firsts)}](?:{'|'.join(branches)})", re.DOTALL)
     triggers = [r"/\*"] if nested else []
@@ -255,6 +242,10 @@ _EVERY = (
     _MSSQL,
     _ORACLE,
 )
+#: What some dialect reads differently from another: ``"``, ````` ``, ``[``, ``#``, ``\\``,
+#: ``$`` (dollar quotes), ``/*`` (nested or not) and ``q'`` (Oracle). A text without any of
+#: them lexes the same under every dialect's rules (and every setting), so it is lexed once.
+_DISAGREE = re.compile(r"[\"`\[#\\$]|/\*|[Qq]'")
 _NEST = re.compile(r"/\*|\*/")
 _QCLOSE = {"[": "]", "(": ")", "{": "}", "<": ">"}
 #: SQLite: before these words, or before or after ``.``, a double-quoted token can only be an
@@ -276,6 +267,8 @@ def lex(sql: str, dialect: str) -> tuple[Spans, int]:
     modes = _DIALECTS.get(dialect, _EVERY)
     if len(modes) == 2 and "\\" not in sql:
         modes = modes[:1]  # the settings differ only on backslashes
+    elif modes is _EVERY and _DISAGREE.search(sql) is None:
+        modes = modes[:1]  # nothing on which any two dialects' rules differ: all agree
     first = _lex(sql, modes[0])
     safe = len(sql)
     for mode in modes[1:]:

@@ -53,9 +53,21 @@ def roles(sql: str) -> tuple[tuple[Any, str], ...] | None:
     if cached is not False:
         return cached  # type: ignore[return-value]  # the False sentinel was excluded
     result: tuple[tuple[Any, str], ...] | None = None
-    if _INTERESTING.search(sql):
+    if _mentions(sql) and _INTERESTING.search(sql):
         result = tuple(_scan(sql))
     return _ROLES.put(sql, result)
+
+
+def _mentions(sql: str) -> bool:
+    """False only where ``_INTERESTING`` cannot match: an ASCII text (its upper case is then
+    what the case-insensitive pattern reads) naming none of its words, or ``IN`` without a
+    ``(``. Substring searches cost less than the pattern, which is tried at every position."""
+    if not sql.isascii():
+        return True
+    upper = sql.upper()
+    return (
+        "LIMIT" in upper or "OFFSET" in upper or "FETCH" in upper or ("IN" in upper and "(" in sql)
+    )
 
 
 def _scan(sql: str) -> list[tuple[Any, str]]:
