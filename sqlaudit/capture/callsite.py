@@ -141,18 +141,31 @@ def capture(depth: int = 2, opener: FrameType | None = None) -> tuple[CallSite, 
     SQLAlchemy function a copy of its locals when it returns (~1 µs per frame, measured). The
     number of SQLAlchemy frames between the listener and the application depends only on the
     SQLAlchemy entry point used, so the offsets where the first application frame was found
-    are remembered and tried first with two ``sys._getframe`` probes (materialising two
-    frames): accepted when the frame there is application code and the one below it is
-    SQLAlchemy's. Frames above the first application frame are the application's own and stay
-    alive across its statements: walking them costs a pointer chase each.
+    are remembered and tried first with one ``sys._getframe`` probe and its ``f_back``
+    (materialising two frames): accepted when the frame there is application code and the one
+    below it is SQLAlchemy's. Frames above the first application frame are the application's
+    own and stay alive across its statements: walking them costs a pointer chase each.
     """
-    first = _probe(depth + 1)
-    if first is not None:
-        return _collect(first, None, opener)
+    # The remembered offsets first (see above).
+    getframe = sys._getframe
+    cache = _cache
+    for offset in _recent:
+        try:
+            below = getframe(depth + offset)
+        except ValueError:
+            continue
+        probe = below.f_back
+        if probe is None:
+            continue
+        library = below.f_code.co_filename
+        known = _sqlalchemy_files.get(library)
+        if known is None:
+            known = _is_sqlalchemy(library)
+        if known and cache.get(probe.f_code.co_filename, False):
+            return _collect(probe, None, opener)
     # Walk to the first application frame (into the parent greenlet when the greenlet's own
     # stack ends first); _collect takes the stack from there.
-    frame: FrameType | None = sys._getframe(depth)
-    cache = _cache
+    frame: FrameType | None = getframe(depth)
     crossed = False
     glet: object = None
     for offset in range(MAX_WALK):
@@ -171,19 +184,6 @@ def capture(depth: int = 2, opener: FrameType | None = None) -> tuple[CallSite, 
             return _collect(frame, glet, opener)
         frame = frame.f_back
     return ()
-
-
-def _probe(depth: int) -> FrameType | None:
-    """The first application frame at a remembered offset (see ``capture``), or None."""
-    for offset in _recent:
-        try:
-            probe = sys._getframe(depth + offset + 1)
-            below = sys._getframe(depth + offset).f_code.co_filename
-        except ValueError:
-            continue
-        if _is_sqlalchemy(below) and _cache.get(probe.f_code.co_filename, False):
-            return probe
-    return None
 
 
 #: Offsets (from capture's start frame to the frame just below the first application frame)
