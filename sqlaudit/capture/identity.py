@@ -94,7 +94,7 @@ def on_select(
         autocommit, carried = False, None
     else:
         # scope.identity.get(session), without the method call (per ORM SELECT)
-        info = scope.identity.data.get(_ref(session))
+        info = scope.identity.data.get(_ref(session))  # type: ignore[attr-defined]
         if info is None:
             return  # its transaction began before this scope: not judged here
         autocommit, carried = info

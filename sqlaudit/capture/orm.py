@@ -162,6 +162,8 @@ _Shape = tuple[
 #: its engine's compiled cache keeps it.
 _shapes: weakref.WeakKeyDictionary[Any, _Shape] = weakref.WeakKeyDictionary()
 _SHAPES = 512
+#: Its dict (weak reference -> shape), read without a method call (cleared in place only).
+_shape_data: dict[Any, _Shape] = _shapes.data  # type: ignore[attr-defined]
 
 
 def _shape(compiled: Any, statement: Any, attrs: Any) -> _Shape:
@@ -205,7 +207,7 @@ def statement_load(
             return None
         compiled = context.compiled
         # _shapes.get(compiled), without the method call (per ORM statement).
-        shape = (compiled is not None and _shapes.data.get(_ref(compiled))) or _shape(
+        shape = (compiled is not None and _shape_data.get(_ref(compiled))) or _shape(
             compiled, statement, attrs
         )
         mapper, cls, mapper_name, info, eager, column, collection = shape

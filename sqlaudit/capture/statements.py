@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlaudit._internal import contain
 from sqlaudit.capture import orm
-from sqlaudit.capture.callsite import capture
+from sqlaudit.capture.callsite import capture, offsets
 from sqlaudit.capture.scope import CURRENT, FALLBACK, SUPPRESSED, current, open_ancestor
 from sqlaudit.capture.transactions import on_statement
 from sqlaudit.model.records import QueryRecord, StatementKind
@@ -49,6 +49,9 @@ if TYPE_CHECKING:
     from sqlaudit.capture.scope import Scope
 
 __all__ = ["LISTENERS", "connect_begins", "connect_ends", "record"]
+
+#: Where the application is found on this path (``callsite.offsets``).
+_OFFSETS = offsets()
 
 _new_record = tuple.__new__
 _SELECT = StatementKind.SELECT
@@ -91,7 +94,7 @@ def record(
         # Frames: capture, record, the do_execute listener, SQLAlchemy's
         # _exec_single_context (or _exec_insertmany_context), _execute_context: the walk
         # starts at the last, skipping frames that are never the application's.
-        stack = capture(4, scope.opener)
+        stack = capture(4, scope.opener, _OFFSETS)
         load = scope.flush_load
         if orm.detail:
             # Only ORM-enabled statements carry propagate attributes; Core ones skip it.

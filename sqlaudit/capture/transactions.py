@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Connection
 
 from sqlaudit.capture.autocommit import detect_autocommit
-from sqlaudit.capture.callsite import capture
+from sqlaudit.capture.callsite import capture, offsets
 from sqlaudit.capture.hazards import TxHazards, hazard_fields, track
 from sqlaudit.capture.scope import SUPPRESSED, Scope
 from sqlaudit.model.records import CallSite, StatementKind, TransactionRecord
@@ -67,6 +67,10 @@ if TYPE_CHECKING:
 
 
 __all__ = ["TxState", "detect_autocommit", "on_statement", "session_begin", "session_end"]
+
+#: Where the application is found on each path (``callsite.offsets``).
+_BEGIN_OFFSETS = offsets()
+_END_OFFSETS = offsets()
 
 _WRITES = StatementKind.WRITES
 _SELECT = StatementKind.SELECT
@@ -323,7 +327,7 @@ def session_begin(
         or connection.in_nested_transaction()
         or not scope.checked_out_here(dbapi)
     )
-    stack = capture(3, scope.opener)
+    stack = capture(3, scope.opener, _BEGIN_OFFSETS)
     tx = TxState(perf_counter(), stack, connection.dialect.name, dbapi, id(session), external)
     tx.unit = scope.key
     tx.driver = connection.dialect.driver
@@ -340,7 +344,7 @@ def session_end(scope: Scope, session: Session, end: str) -> None:
     txs = scope.tx_by_session.pop(id(session), None)
     if not txs:
         return
-    stack = capture(3, scope.opener)
+    stack = capture(3, scope.opener, _END_OFFSETS)
     if end == "rollback" and sys.exc_info()[1] is not None:
         end = "rollback_exception"
     for tx in txs:
