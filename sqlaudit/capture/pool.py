@@ -57,7 +57,7 @@ def on_reset(
         # rollback first and took it for an explicit one.
         tx.end = "open"
         tx.finish("closed", capture(3, scope.opener, _OFFSETS))
-    else:
+    elif tx.end == "open":  # else finish() keeps the end it saw: no stack to take
         tx.finish("closed" if tx.writes == 0 else tx.end, capture(3, scope.opener, _OFFSETS))
 
 
