@@ -217,7 +217,8 @@ def statement_load(
         options = context.execution_options.get("_sa_orm_load_options")
         parent = getattr(options, "_lazy_loaded_from", None)
         if parent is not None:
-            parent_oid = scope.origin_of.get(row_of(parent), 0)
+            row = parent.key  # row_of(parent), inlined for a persistent parent (per load)
+            parent_oid = scope.origin_of.get(row_of(parent) if row is None else row, 0)
             oid = on_origin(scope, statement, "lazy", cls, mapper_name, info, stack, parent_oid)
             load = ("lazy", mapper_name, relationship, parent_key(parent), (), oid, "")
             return _new_load(OrmLoad, load)
