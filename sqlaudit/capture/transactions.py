@@ -261,8 +261,8 @@ def on_statement(
     elif not tx.listening and not tx.session:
         # same_root(), inlined (per statement): a read-only transaction may have ended
         # unobserved (commit or rollback without a listener).
-        root = tx.root
-        if root is None or root() is not conn.get_transaction():
+        root = tx.root() if tx.root is not None else None
+        if root is None or root is not conn.get_transaction():
             tx.finish("ended")
             tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
     statements = tx.statements = tx.statements + 1
