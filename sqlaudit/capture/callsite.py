@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlaudit.model.records import CallSite
 
-__all__ = ["MAX_APP", "MAX_WALK", "capture", "configure", "is_app_file", "stop_at"]
+__all__ = ["MAX_APP", "MAX_WALK", "capture", "configure", "is_app_file", "offsets", "stop_at"]
 
 #: Frames examined per statement at most (deep framework stacks stop here).
 MAX_WALK = 160
@@ -96,7 +96,8 @@ def configure(
     _ignore_paths = tuple(os.path.abspath(p) + os.sep for p in ignore_paths)
     _cache.clear()
     _sites.clear()
-    _recent.clear()
+    for recent in _all_recent:
+        recent.clear()
 
 
 def stop_at(*functions: Callable[..., Any]) -> None:
@@ -133,26 +134,47 @@ def _is_app(filename: str) -> bool:
     return result
 
 
-def capture(depth: int = 2, opener: FrameType | None = None) -> tuple[CallSite, ...]:
+def capture(
+    depth: int = 2, opener: FrameType | None = None, recent: list[int] | None = None
+) -> tuple[CallSite, ...]:
     """The application stack above the caller's ``depth``-th frame, innermost first, up to
     ``opener`` (the frame that opened the unit, included) or a ``stop_at`` function.
+    ``recent``: the remembered offsets of the caller's own path (``offsets()``).
 
     Walking ``f_back`` materialises a frame object for every frame visited, which costs each
     SQLAlchemy function a copy of its locals when it returns (~1 µs per frame, measured). The
     number of SQLAlchemy frames between the listener and the application depends only on the
     SQLAlchemy entry point used, so the offsets where the first application frame was found
-    are remembered and tried first with two ``sys._getframe`` probes (materialising two
-    frames): accepted when the frame there is application code and the one below it is
-    SQLAlchemy's. Frames above the first application frame are the application's own and stay
-    alive across its statements: walking them costs a pointer chase each.
+    are remembered and tried first with one ``sys._getframe`` probe and its ``f_back``
+    (materialising two frames): accepted when the frame there is application code and the one
+    below it is SQLAlchemy's. Frames above the first application frame are the application's
+    own and stay alive across its statements: walking them costs a pointer chase each. Each
+    path into ``capture`` (statements, the pool's reset, commits...) remembers its own
+    offsets: the application is at a different depth on each, and a probe at another path's
+    offset costs two frames for nothing.
     """
-    first = _probe(depth + 1)
-    if first is not None:
-        return _collect(first, None, opener)
+    # The remembered offsets first (see above).
+    if recent is None:
+        recent = _recent
+    getframe = sys._getframe
+    cache = _cache
+    for offset in recent:
+        try:
+            below = getframe(depth + offset)
+        except ValueError:
+            continue
+        probe = below.f_back
+        if probe is None:
+            continue
+        library = below.f_code.co_filename
+        known = _sqlalchemy_files.get(library)
+        if known is None:
+            known = _is_sqlalchemy(library)
+        if known and cache.get(probe.f_code.co_filename, False):
+            return _collect(probe, None, opener)
     # Walk to the first application frame (into the parent greenlet when the greenlet's own
     # stack ends first); _collect takes the stack from there.
-    frame: FrameType | None = sys._getframe(depth)
-    cache = _cache
+    frame: FrameType | None = getframe(depth)
     crossed = False
     glet: object = None
     for offset in range(MAX_WALK):
@@ -167,28 +189,16 @@ def capture(depth: int = 2, opener: FrameType | None = None) -> tuple[CallSite, 
             app = _is_app(filename)
         if app:
             if not crossed and offset:
-                _remember(offset - 1)
+                _remember(recent, offset - 1)
             return _collect(frame, glet, opener)
         frame = frame.f_back
     return ()
 
 
-def _probe(depth: int) -> FrameType | None:
-    """The first application frame at a remembered offset (see ``capture``), or None."""
-    for offset in _recent:
-        try:
-            probe = sys._getframe(depth + offset + 1)
-            below = sys._getframe(depth + offset).f_code.co_filename
-        except ValueError:
-            continue
-        if _is_sqlalchemy(below) and _cache.get(probe.f_code.co_filename, False):
-            return probe
-    return None
-
-
 #: Offsets (from capture's start frame to the frame just below the first application frame)
-#: that recently held, most recent first.
+#: that recently held, most recent first: callers without a list of their own share this one.
 _recent: list[int] = []
+_all_recent: list[list[int]] = [_recent]
 _sqlalchemy_files: dict[str, bool] = {}
 
 
@@ -200,8 +210,15 @@ def _is_sqlalchemy(filename: str) -> bool:
     return result
 
 
-def _remember(offset: int) -> None:
-    recent = _recent
+def offsets() -> list[int]:
+    """A list of remembered offsets of its own, for one path into ``capture`` (its
+    ``recent``)."""
+    recent: list[int] = []
+    _all_recent.append(recent)
+    return recent
+
+
+def _remember(recent: list[int], offset: int) -> None:
     if recent and recent[0] == offset:
         return
     if offset in recent:

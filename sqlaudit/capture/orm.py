@@ -140,6 +140,7 @@ def _collection_query(statement: Any, mapper: Any) -> tuple[str, str, tuple[str,
 
 
 _new_load = tuple.__new__
+_ref = weakref.ref
 _SELECT = StatementKind.SELECT
 
 
@@ -161,6 +162,8 @@ _Shape = tuple[
 #: its engine's compiled cache keeps it.
 _shapes: weakref.WeakKeyDictionary[Any, _Shape] = weakref.WeakKeyDictionary()
 _SHAPES = 512
+#: Its dict (weak reference -> shape), read without a method call (cleared in place only).
+_shape_data: dict[Any, _Shape] = _shapes.data  # type: ignore[attr-defined]
 
 
 def _shape(compiled: Any, statement: Any, attrs: Any) -> _Shape:
@@ -203,7 +206,8 @@ def statement_load(
         if kind != _SELECT and kind not in StatementKind.WRITES:
             return None
         compiled = context.compiled
-        shape = (compiled is not None and _shapes.get(compiled)) or _shape(
+        # _shapes.get(compiled), without the method call (per ORM statement).
+        shape = (compiled is not None and _shape_data.get(_ref(compiled))) or _shape(
             compiled, statement, attrs
         )
         mapper, cls, mapper_name, info, eager, column, collection = shape
@@ -213,7 +217,8 @@ def statement_load(
         options = context.execution_options.get("_sa_orm_load_options")
         parent = getattr(options, "_lazy_loaded_from", None)
         if parent is not None:
-            parent_oid = scope.origin_of.get(row_of(parent), 0)
+            row = parent.key  # row_of(parent), inlined for a persistent parent (per load)
+            parent_oid = scope.origin_of.get(row_of(parent) if row is None else row, 0)
             oid = on_origin(scope, statement, "lazy", cls, mapper_name, info, stack, parent_oid)
             load = ("lazy", mapper_name, relationship, parent_key(parent), (), oid, "")
             return _new_load(OrmLoad, load)
@@ -222,7 +227,9 @@ def statement_load(
             if scope.eager_reads is not None:  # unused_eager_loads: opted in
                 on_batch(scope, context, statement, stack)
             return _new_load(OrmLoad, ("eager", mapper_name, relationship, None, (), oid, ""))
-        session = _session(scope, context)
+        conn = context.root_connection  # _session(), inlined
+        entry = scope.sessions.get(id(conn))
+        session = None if entry is None or entry[0] is not conn else entry[1]
         if column:
             return _column_load(scope, statement, session, mapper, mapper_name)
         oid = on_origin(scope, statement, "query", cls, mapper_name, None, stack)
@@ -230,7 +237,7 @@ def statement_load(
             on_query(scope, context, stack, oid)
         if mapper is None:
             return _new_load(OrmLoad, ("query", mapper_name, None, None, (), oid, ""))
-        if session is not None and session.identity_map:
+        if session is not None:  # on_select returns at once when it holds nothing
             populate = bool(getattr(options, "_populate_existing", False))
             on_select(scope, session, populate, mapper, stack, statement, context, rowcount, oid)
         if collection is None:
@@ -241,14 +248,6 @@ def statement_load(
     except Exception as exc:
         contain("orm.statement", exc, scope)
         return None
-
-
-def _session(scope: Scope, context: Any) -> Any:
-    """The session whose transaction runs on the statement's Connection (None if unknown)."""
-    entry = scope.sessions.get(id(context.root_connection))
-    if entry is None or entry[0] is not context.root_connection:
-        return None
-    return entry[1]
 
 
 @listener("orm.after_begin")

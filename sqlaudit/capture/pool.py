@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlaudit.capture.callsite import capture
+from sqlaudit.capture.callsite import capture, offsets
 from sqlaudit.capture.scope import Scope, listener
 
 if TYPE_CHECKING:
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
 __all__ = ["POOL_LISTENERS"]
+
+#: Where the application is found on this path (``callsite.offsets``).
+_OFFSETS = offsets()
 
 
 @listener("transactions.checkout")
@@ -53,9 +56,9 @@ def on_reset(
         # PoolResetState.transaction_was_reset); our rollback listener, if attached, saw that
         # rollback first and took it for an explicit one.
         tx.end = "open"
-        tx.finish("closed", capture(3, scope.opener))
-    else:
-        tx.finish("closed" if tx.writes == 0 else tx.end, capture(3, scope.opener))
+        tx.finish("closed", capture(3, scope.opener, _OFFSETS))
+    elif tx.end == "open":  # else finish() keeps the end it saw: no stack to take
+        tx.finish("closed" if tx.writes == 0 else tx.end, capture(3, scope.opener, _OFFSETS))
 
 
 @listener("transactions.checkin")

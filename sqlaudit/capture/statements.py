@@ -30,12 +30,14 @@ logger ``sqlaudit``, counted on the unit, and the statement's outcome is untouch
 
 from __future__ import annotations
 
+from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from sqlaudit._internal import contain
 from sqlaudit.capture import orm
-from sqlaudit.capture.callsite import capture
+from sqlaudit.capture.callsite import capture as _capture
+from sqlaudit.capture.callsite import offsets
 from sqlaudit.capture.scope import CURRENT, FALLBACK, SUPPRESSED, current, open_ancestor
 from sqlaudit.capture.transactions import on_statement
 from sqlaudit.model.records import QueryRecord, StatementKind
@@ -49,6 +51,10 @@ if TYPE_CHECKING:
     from sqlaudit.capture.scope import Scope
 
 __all__ = ["LISTENERS", "connect_begins", "connect_ends", "record"]
+
+#: ``callsite.capture`` with the offsets of this path (``callsite.offsets``); a partial, not a
+#: wrapper, so that no frame is added between ``record`` and the walk.
+capture = partial(_capture, recent=offsets())
 
 _new_record = tuple.__new__
 _SELECT = StatementKind.SELECT

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Connection
 
 from sqlaudit.capture.autocommit import detect_autocommit
-from sqlaudit.capture.callsite import capture
+from sqlaudit.capture.callsite import capture, offsets
 from sqlaudit.capture.hazards import TxHazards, hazard_fields, track
 from sqlaudit.capture.scope import SUPPRESSED, Scope
 from sqlaudit.model.records import CallSite, StatementKind, TransactionRecord
@@ -68,7 +68,13 @@ if TYPE_CHECKING:
 
 __all__ = ["TxState", "detect_autocommit", "on_statement", "session_begin", "session_end"]
 
+#: Where the application is found on each path (``callsite.offsets``).
+_BEGIN_OFFSETS = offsets()
+_END_OFFSETS = offsets()
+
 _WRITES = StatementKind.WRITES
+_SELECT = StatementKind.SELECT
+_TRANSACTION = StatementKind.TRANSACTION
 #: Ends whose moment was observed (``finish`` ran then), unlike "open" and "ended".
 _OBSERVED_ENDS = frozenset({"commit", "rollback", "rollback_exception", "closed"})
 
@@ -239,7 +245,7 @@ def on_statement(
     rowcount: int = -1,
 ) -> None:
     """Account a statement to its connection's current transaction."""
-    if kind == StatementKind.TRANSACTION:
+    if kind == _TRANSACTION:
         return
     conn = context.root_connection
     key = id(conn)
@@ -252,15 +258,19 @@ def on_statement(
         )
         tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
         tx.listening = listening
-    elif not tx.listening and not tx.session and not tx.same_root(conn):
-        # A read-only transaction ended unobserved (commit or rollback without a listener).
-        tx.finish("ended")
-        tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
-    tx.statements += 1
-    track(scope, tx, context, kind, stack, start)  # locking reads, read-modify-writes
+    elif not tx.listening and not tx.session:
+        # same_root(), inlined (per statement): a read-only transaction may have ended
+        # unobserved (commit or rollback without a listener).
+        root = tx.root() if tx.root is not None else None
+        if root is None or root is not conn.get_transaction():
+            tx.finish("ended")
+            tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
+    statements = tx.statements = tx.statements + 1
+    if kind == _SELECT or kind in _WRITES:
+        track(scope, tx, context, kind, stack, start)  # locking reads, read-modify-writes
     tx.exec_time += duration
     gap = start - tx.last_end
-    if gap > tx.max_gap and tx.statements > 1 and not tx.streamed_last:
+    if gap > tx.max_gap and statements > 1 and not tx.streamed_last:
         tx.max_gap = gap
     tx.last_end = start + duration
     streamed = bool(context.execution_options.get("stream_results"))
@@ -317,7 +327,7 @@ def session_begin(
         or connection.in_nested_transaction()
         or not scope.checked_out_here(dbapi)
     )
-    stack = capture(3, scope.opener)
+    stack = capture(3, scope.opener, _BEGIN_OFFSETS)
     tx = TxState(perf_counter(), stack, connection.dialect.name, dbapi, id(session), external)
     tx.unit = scope.key
     tx.driver = connection.dialect.driver
@@ -334,7 +344,7 @@ def session_end(scope: Scope, session: Session, end: str) -> None:
     txs = scope.tx_by_session.pop(id(session), None)
     if not txs:
         return
-    stack = capture(3, scope.opener)
+    stack = capture(3, scope.opener, _END_OFFSETS)
     if end == "rollback" and sys.exc_info()[1] is not None:
         end = "rollback_exception"
     for tx in txs:

@@ -13,10 +13,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from sqlaudit.capture.callsite import capture
+from sqlaudit.capture.callsite import capture, offsets
 from sqlaudit.capture.scope import CURRENT, FALLBACK, Scope, listener
 
 __all__ = ["unwatch_ends", "watch_ends"]
+
+#: Where the application is found on this path (``callsite.offsets``).
+_OFFSETS = offsets()
 
 
 @listener("transactions.end")
@@ -27,7 +30,7 @@ def _ended(scope: Scope, dbapi_connection: Any, end: str) -> None:
     raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
     tx = scope.tx_by_dbapi.get(id(raw))
     if tx is not None and tx.listening and not tx.session and not tx.ended:
-        tx.finish(end, capture(4, scope.opener))
+        tx.finish(end, capture(4, scope.opener, _OFFSETS))
 
 
 def watch_ends(dialect: Any) -> None:
