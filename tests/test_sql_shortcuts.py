@@ -105,7 +105,7 @@ def test_every_mode_is_checked() -> None:
 
 
 @given(ANY)
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=300, deadline=None)
 def test_patterns_match_as_one_lookbehind_per_token_did(sql: str) -> None:
     for mode in _EVERY:
         assert new_tokens(sql, mode) == old_tokens(sql, mode)
@@ -121,13 +121,13 @@ def every_lexer(sql: str) -> tuple[Spans, int]:
 
 
 @given(ANY)
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=300, deadline=None)
 def test_unknown_dialect_lexed_once_where_all_agree(sql: str) -> None:
     assert lexer.lex(sql, "") == every_lexer(sql)
 
 
 @given(ANY, DIALECTS)
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=300, deadline=None)
 def test_foldings_skipped_only_where_they_change_nothing(sql: str, dialect: str) -> None:
     folded = " ".join(sql.split())
     if fp._UNFOLDED.search(folded) is None:
@@ -154,7 +154,7 @@ ROLE_TEXT = st.lists(st.one_of(WORDS, st.sampled_from(PIECES)), max_size=20).map
 
 
 @given(st.one_of(ROLE_TEXT, ANY, st.text(st.characters(codec=None), max_size=30)))
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=300, deadline=None)
 def test_role_pattern_skipped_only_where_it_cannot_match(sql: str) -> None:
     if params._INTERESTING.search(sql):
         assert params._mentions(sql)
