@@ -71,15 +71,9 @@ def _config(overrides: dict[str, Any]) -> AuditConfig:
     return config
 
 
-_LOG_REPORTER: list[LogReporter] = []
-
-
-def _log_reporter() -> LogReporter:
-    """The default reporter of on_finding="log" (one for every audit: it holds only its
-    logger, and building one per unit cost a ``logging.getLogger`` call)."""
-    if not _LOG_REPORTER:
-        _LOG_REPORTER.append(LogReporter())
-    return _LOG_REPORTER[0]
+#: The default reporter of on_finding="log", shared by every audit: it holds only its logger
+#: (building one per unit cost a ``logging.getLogger`` call).
+_LOG_REPORTER = LogReporter()
 
 
 class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /users"):``
@@ -120,7 +114,7 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             # ``reporters`` add to the log records of on_finding="log" (issue 19: passing an
             # OTelReporter used to turn them off); a LogReporter among them replaces the
             # default one, and on_finding="ignore" turns them off.
-            checked = (_log_reporter(), *checked)
+            checked = (_LOG_REPORTER, *checked)
         self.reporters: tuple[Reporter, ...] = checked
         self.detectors = DEFAULT_DETECTORS if detectors is None else check_detectors(detectors)
         self.all_threads = check_bool("all_threads", all_threads)

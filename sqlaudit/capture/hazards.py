@@ -43,7 +43,6 @@ from sqlaudit.capture.callsite import capture
 from sqlaudit.capture.scope import SUPPRESSED
 from sqlaudit.model.hazards import LockedRead, ReadModifyWrite
 from sqlaudit.model.records import StatementKind
-from sqlaudit.sql.locking import _cache as _locking_memo
 from sqlaudit.sql.locking import is_locking
 from sqlaudit.sql.rowkeys import param, select_shape, update_shape
 
@@ -65,7 +64,6 @@ MAX_WRITE_SQL = 4
 _SELECT = StatementKind.SELECT
 _UPDATE = StatementKind.UPDATE
 _WRITES = StatementKind.WRITES
-_locking = _locking_memo.data
 
 
 class TxHazards:
@@ -103,10 +101,7 @@ def track(
         hazards = tx.hazards = TxHazards()
     sql = context.statement
     if kind == _SELECT:
-        locking = _locking.get(sql)  # is_locking's cache, read first (per statement)
-        if locking is None:
-            locking = is_locking(sql, tx.dialect)
-        if locking:
+        if is_locking(sql, tx.dialect):
             if _autocommit(tx, context) and len(hazards.locks) < MAX_LOCKS:
                 hazards.locks.append(LockedRead(sql, stack, start, SUPPRESSED.get()))
         elif tx.autocommit is not False:

@@ -27,7 +27,6 @@ left open across units of work).
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from weakref import ref as _ref
 
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BindParameter
@@ -86,22 +85,19 @@ def on_select(
     driver's rowcount minus the objects the query loaded new (counted at close); when neither
     tells, nothing is reported: a query returning only rows the session does not hold must
     stay silent."""
-    if populate_existing:
+    if not session.identity_map or populate_existing:
         return
     if not session.in_transaction():
         # This SELECT begins a new transaction (after a commit, or a session kept between
         # units of work): everything the session holds comes from an earlier one.
         autocommit, carried = False, None
     else:
-        # scope.identity.get(session), without the method call (per ORM SELECT)
-        info = scope.identity.data.get(_ref(session))  # type: ignore[attr-defined]
+        info = scope.identity.get(session)
         if info is None:
             return  # its transaction began before this scope: not judged here
         autocommit, carried = info
         if not autocommit and not carried:
             return  # nothing came into this transaction from an earlier one
-    if not session.identity_map:
-        return
     cls = mapper.class_
     held = _held(session, cls)
     if carried is not None and not autocommit:

@@ -258,13 +258,10 @@ def on_statement(
         )
         tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
         tx.listening = listening
-    elif not tx.listening and not tx.session:
-        # same_root(), inlined (per statement): a read-only transaction may have ended
-        # unobserved (commit or rollback without a listener).
-        root = tx.root() if tx.root is not None else None
-        if root is None or root is not conn.get_transaction():
-            tx.finish("ended")
-            tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
+    elif not tx.listening and not tx.session and not tx.same_root(conn):
+        # A read-only transaction ended unobserved (commit or rollback without a listener).
+        tx.finish("ended")
+        tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
     statements = tx.statements = tx.statements + 1
     if kind == _SELECT or kind in _WRITES:
         track(scope, tx, context, kind, stack, start)  # locking reads, read-modify-writes
