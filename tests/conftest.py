@@ -52,8 +52,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "heavy: a soak or memory-bound test of tens of seconds; .ci/run's slow-clock suite "
-        "leaves it out (it asserts no timing verdict; suites 1 and 2 run it)",
+        "heavy: a soak or memory-bound test of tens of seconds; .ci/run runs it in suite 2 "
+        "only (it asserts no timing verdict and exercises sqlaudit's code, not SQLAlchemy's)",
     )
     config.addinivalue_line(
         "markers",
