@@ -46,6 +46,10 @@ log.addHandler(logging.NullHandler())
 log.propagate = False
 import units, sqlaudit
 name, variant, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if sys.argv[4:] == ["nogc"]:
+    import gc
+    gc.collect()
+    gc.disable()
 w = {x.name: x for x in units.make_workloads(1.0)}[name]
 engine = units.make_engine()
 if variant != "plain":
@@ -59,8 +63,9 @@ for i in range(n):
 """
 
 
-def count(checkout: Path, workload: str, variant: str, units: int) -> int:
-    """Instructions of one child run of ``units`` units, sqlaudit imported from ``checkout``."""
+def count(checkout: Path, workload: str, variant: str, units: int, gc: bool = True) -> int:
+    """Instructions of one child run of ``units`` units, sqlaudit imported from ``checkout``
+    (``gc=False``: the garbage collector off after the imports)."""
     result = subprocess.run(
         [
             "valgrind",
@@ -72,6 +77,7 @@ def count(checkout: Path, workload: str, variant: str, units: int) -> int:
             workload,
             variant,
             str(units),
+            *(() if gc else ("nogc",)),
         ],
         cwd=checkout,
         env={**os.environ, "PYTHONPATH": str(checkout), "PYTHONHASHSEED": "0"},
@@ -85,9 +91,10 @@ def count(checkout: Path, workload: str, variant: str, units: int) -> int:
     return int(found.group(1))
 
 
-def per_unit(checkout: Path, workload: str, variant: str, units: int) -> float:
+def per_unit(checkout: Path, workload: str, variant: str, units: int, gc: bool = True) -> float:
     return (
-        count(checkout, workload, variant, 20 + units) - count(checkout, workload, variant, 20)
+        count(checkout, workload, variant, 20 + units, gc)
+        - count(checkout, workload, variant, 20, gc)
     ) / units
 
 
@@ -99,6 +106,13 @@ def main() -> None:
     )
     parser.add_argument("--against", metavar="REF", help="also count a git ref (a worktree of it)")
     parser.add_argument("--json", metavar="PATH", help="write the counts as JSON to PATH")
+    parser.add_argument(
+        "--no-gc",
+        action="store_true",
+        help="garbage collector off after the imports: plain SQLAlchemy then counts the same in"
+        " every checkout, so small A/B differences show (the collector's own passes, which"
+        " sqlaudit's allocations bring on earlier, are then not counted)",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind not found (Debian: apt-get install valgrind)")
@@ -118,7 +132,8 @@ def main() -> None:
         try:
             results = {
                 label: {
-                    w: {v: per_unit(path, w, v, args.units) for v in VARIANTS} for w in workloads
+                    w: {v: per_unit(path, w, v, args.units, not args.no_gc) for v in VARIANTS}
+                    for w in workloads
                 }
                 for label, path in checkouts.items()
             }
@@ -128,8 +143,10 @@ def main() -> None:
                     ["git", "worktree", "remove", "--force", str(checkouts[args.against])],
                     cwd=ROOT, check=False, capture_output=True,
                 )  # fmt: skip
+    collector = ", garbage collector off" if args.no_gc else ""
     print(
-        f"Instructions per unit (valgrind callgrind; {args.units} units counted), added over plain:"
+        f"Instructions per unit (valgrind callgrind; {args.units} units counted{collector}),"
+        " added over plain:"
     )
     header = ("workload", "checkout", "plain", "no audit", "audit()", "ratio")
     print("  {:14} {:16} {:>12} {:>12} {:>12} {:>6}".format(*header))
