@@ -35,9 +35,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("core_pk", "core_literal", "core_insert", "orm_get", "clean")
 VARIANTS = ("plain", "instrumented", "audit")
+BOUNDS = ("bound_floor", "bound_record", "bound_site")
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
-#: The child: run ``n`` units of one workload in one variant (``units.py``'s workloads).
+#: The child: run ``n`` units of one workload in one variant (``units.py``'s workloads). The
+#: ``bound_*`` variants are no tool: each is what any recorder of the same events must at least
+#: pay (``--bounds``): ``bound_floor`` a no-op ``do_execute`` listener (SQLAlchemy's dispatch of
+#: the event), ``bound_record`` a listener that runs the statement itself, times it and appends
+#: (text, start, duration, rowcount) to a list, ``bound_site`` the same plus the code and
+#: instruction offset of one frame at a fixed depth (the cheapest call site: one
+#: ``sys._getframe``, which materialises the frame objects of the SQLAlchemy functions between
+#: the listener and that frame; each then copies its locals when it returns).
 CHILD = """
 import logging, sys
 sys.path.insert(0, "benchmarks")
@@ -45,21 +53,54 @@ log = logging.getLogger("sqlaudit")
 log.addHandler(logging.NullHandler())
 log.propagate = False
 import units, sqlaudit
+from time import perf_counter
+from sqlalchemy import event
 name, variant, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+w = {x.name: x for x in units.make_workloads(1.0)}[name]
+engine = units.make_engine()
+kept = []
+getframe = sys._getframe
+def bound_floor(cursor, statement, parameters, context):
+    return None
+def bound_record(cursor, statement, parameters, context):
+    start = perf_counter()
+    context.dialect.do_execute(cursor, statement, parameters, context)
+    duration = perf_counter() - start
+    try:
+        rowcount = cursor.rowcount
+    except Exception:
+        rowcount = -1
+    kept.append((statement, start, duration, rowcount))
+    return True
+def bound_site(cursor, statement, parameters, context):
+    start = perf_counter()
+    context.dialect.do_execute(cursor, statement, parameters, context)
+    duration = perf_counter() - start
+    try:
+        rowcount = cursor.rowcount
+    except Exception:
+        rowcount = -1
+    frame = getframe(4)
+    kept.append((statement, start, duration, rowcount, frame.f_code, frame.f_lasti))
+    return True
+if variant.startswith("bound_"):
+    event.listen(engine.dialect, "do_execute", globals()[variant], retval=True)
+elif variant != "plain":
+    sqlaudit.instrument(engine)
 if sys.argv[4:] == ["nogc"]:
     import gc
     gc.collect()
     gc.disable()
-w = {x.name: x for x in units.make_workloads(1.0)}[name]
-engine = units.make_engine()
-if variant != "plain":
-    sqlaudit.instrument(engine)
+seen = 0
 for i in range(n):
     if variant == "audit":
         with sqlaudit.audit("unit"):
             w.run(engine, i)
     else:
         w.run(engine, i)
+    seen += len(kept)
+    kept.clear()
+print(seen)
 """
 
 
@@ -113,6 +154,12 @@ def main() -> None:
         " every checkout, so small A/B differences show (the collector's own passes, which"
         " sqlaudit's allocations bring on earlier, are then not counted)",
     )
+    parser.add_argument(
+        "--bounds",
+        action="store_true",
+        help="also count what any recorder must pay: a no-op listener, a minimal record per"
+        " statement, a minimal record with one call-site frame (CHILD's bound_* variants)",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind not found (Debian: apt-get install valgrind)")
@@ -120,6 +167,7 @@ def main() -> None:
     unknown = sorted(set(workloads) - set(WORKLOADS))
     if unknown:
         raise SystemExit(f"unknown workload(s) {unknown}; known: {', '.join(WORKLOADS)}")
+    variants = VARIANTS + (BOUNDS if args.bounds else ())
     checkouts = {"this checkout": ROOT}
     with tempfile.TemporaryDirectory() as tmp:
         if args.against:
@@ -132,7 +180,7 @@ def main() -> None:
         try:
             results = {
                 label: {
-                    w: {v: per_unit(path, w, v, args.units, not args.no_gc) for v in VARIANTS}
+                    w: {v: per_unit(path, w, v, args.units, not args.no_gc) for v in variants}
                     for w in workloads
                 }
                 for label, path in checkouts.items()
@@ -158,6 +206,14 @@ def main() -> None:
                 f"  {w:14} {label[:16]:16} {plain:12,.0f} {r['instrumented'] - plain:+12,.0f}"
                 f" {r['audit'] - plain:+12,.0f} {r['audit'] / plain:6.2f}"
             )
+    if args.bounds:
+        print("What any recorder of the same events pays at least, added per unit over plain:")
+        print("  {:14} {:16} {:>12} {:>12} {:>12}".format("workload", "checkout", *BOUNDS))
+        for w in workloads:
+            for label in checkouts:
+                r = results[label][w]
+                added = [f"{r[b] - r['plain']:+12,.0f}" for b in BOUNDS]
+                print(f"  {w:14} {label[:16]:16} {' '.join(added)}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
 
