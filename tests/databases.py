@@ -7,8 +7,9 @@
 * mysql / postgresql, in this order:
 
   1. the URL in ``SQLAUDIT_TEST_MYSQL_URL`` / ``SQLAUDIT_TEST_POSTGRES_URL``;
-  2. the local server ``.ci/run`` uses (``LOCAL_URL``: MariaDB as root on 127.0.0.1:3306,
-     PostgreSQL as postgres on 127.0.0.1:5432, database ``test``), when it answers;
+  2. the local servers (``LOCAL_URL``: MariaDB as root on 127.0.0.1:3306, PostgreSQL as
+     postgres on 127.0.0.1:5432, database ``test``), when they answer (``.ci/run`` starts
+     them and sets the URLs of a database of its own, ``sqlaudit_ci``: case 1);
   3. a container started through ``testcontainers`` (``mariadb:10.11`` with PyMySQL,
      ``postgres:16`` with psycopg 3), once per session, when that package imports and a
      Docker engine answers;
