@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,6 +61,35 @@ def test_instrument_is_idempotent_and_remove_is_exact(sqlite_engine: Engine) -> 
     assert _orm._users["session"] == users + 1
     again.remove()
     assert _orm._users["session"] == users  # this engine's claim on the ORM listeners is gone
+
+
+def test_engine_collected_while_the_listener_lock_is_held_does_not_hang() -> None:
+    """The garbage collector runs a dropped engine's finalizer wherever it collects, also in a
+    thread that holds the ORM listener lock (``instrument()`` of another engine allocates
+    inside it): the finalizer releases the engine's claim there and then, and ``remove()``
+    afterwards releases nothing twice. (With a plain Lock that thread waited for itself
+    forever: a CI run hung in ``test_flask_sqlalchemy.py``.)"""
+    gc.collect()
+    users = _orm._users["session"]
+    engine = create_engine("sqlite://")
+    handle = sqlaudit.instrument(engine)
+    finalizer = handle._finalizer
+    assert finalizer is not None and _orm._users["session"] == users + 1
+    done = threading.Event()
+
+    def collected_under_the_lock() -> None:
+        with _orm._lock:
+            finalizer()  # what the collector calls when it collects the engine here
+        done.set()
+
+    thread = threading.Thread(target=collected_under_the_lock, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert done.is_set(), "the finalizer waited for a lock its own thread held"
+    assert _orm._users["session"] == users
+    handle.remove()
+    assert _orm._users["session"] == users
+    engine.dispose()
 
 
 def test_transaction_ends_are_watched_on_the_dialect_and_restored(sqlite_engine: Engine) -> None:

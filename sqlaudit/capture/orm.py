@@ -68,7 +68,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Token", "detail", "statement_load"]
 
-_lock = threading.Lock()
+#: Guards the listener counts. Re-entrant: an engine's finalizer (``weakref.finalize``, which
+#: releases its ``Token``) runs whenever the garbage collector collects the engine, and that
+#: can be in this very thread while it holds the lock (``event.listen`` allocates): with a
+#: plain Lock that thread waited for itself forever (seen in CI, Python 3.12).
+_lock = threading.RLock()
 fork_safe(sys.modules[__name__], "_lock")
 
 
@@ -349,19 +353,19 @@ def _detach(group: str) -> None:
 
 
 def _acquire(groups: tuple[str, ...]) -> None:
-    with _lock:
-        for group in groups:
-            _users[group] += 1
-            if _users[group] == 1:
-                _attach(group)
+    # A finalizer run inside (see _lock) only releases groups that another token holds, so
+    # never one counted from 0 here.
+    for group in groups:
+        _users[group] += 1
+        if _users[group] == 1:
+            _attach(group)
 
 
 def _release(groups: tuple[str, ...]) -> None:
-    with _lock:
-        for group in groups:
-            _users[group] -= 1
-            if _users[group] == 0:
-                _detach(group)
+    for group in groups:
+        _users[group] -= 1
+        if _users[group] == 0:
+            _detach(group)
 
 
 def listening(group: str = "session") -> bool:
@@ -379,11 +383,15 @@ class Token:
         self._groups = ("session", "detail") if orm else ("session",)
 
     def acquire(self) -> None:
-        if self._state == 0:
-            self._state = 1
-            _acquire(self._groups)
+        with _lock:
+            if self._state == 0:
+                self._state = 1
+                _acquire(self._groups)
 
     def release(self) -> None:
-        if self._state == 1:
-            self._state = 2
-            _release(self._groups)
+        """Idempotent; safe from ``remove()`` and the engine's finalizer at once, and from a
+        finalizer that the garbage collector runs while this thread holds the lock."""
+        with _lock:
+            if self._state == 1:
+                self._state = 2
+                _release(self._groups)
