@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import inspect
 import sys
@@ -27,6 +26,7 @@ from sqlaudit.detectors import (
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.model.config import AuditConfig
 from sqlaudit.model.findings import Finding, check_kinds
+from sqlaudit.model.frozen import evolve
 from sqlaudit.model.records import QueryRecord
 from sqlaudit.report import AuditReport, scope_of
 from sqlaudit.reporters import LogReporter, Reporter, check_reporters
@@ -262,7 +262,7 @@ def _with_stacks(findings: Iterable[Finding], records: Sequence[QueryRecord]) ->
             index = finding.statements[0]
             stack = records[index].stack if index < len(records) else ()
             if stack and (stack[0].file, stack[0].function) == (site.file, site.function):
-                out.append(dataclasses.replace(finding, stack=(site, *stack[1:])))
+                out.append(evolve(finding, stack=(site, *stack[1:])))
                 continue
         out.append(finding)
     return out
@@ -280,7 +280,7 @@ def _with_loops(findings: Iterable[Finding]) -> list[Finding]:
                 contain("loop line", exc)
                 loop = None
             if loop is not None:
-                out.append(dataclasses.replace(finding, loop=loop))
+                out.append(evolve(finding, loop=loop))
                 continue
         out.append(finding)
     return out

@@ -44,9 +44,12 @@ if TYPE_CHECKING:
     from sqlaudit.detectors._grouping import Part
     from sqlaudit.model.records import QueryRecord, UnitRecord
 
-__all__ = ["OURS", "Facts", "may_find"]
+__all__ = ["OURS", "Facts", "may_find", "quiet"]
 
 _DURATION = itemgetter(3)  # QueryRecord.duration
+_STACK = itemgetter(7)  # QueryRecord.stack
+_ORM = itemgetter(8)  # QueryRecord.orm
+_FIRST = itemgetter(0)
 _ROLLBACKS = ("rollback", "rollback_exception")
 
 
@@ -107,13 +110,26 @@ def _repeats(items: Part, minimum: int) -> bool:
     return False
 
 
+def quiet(records: Sequence[QueryRecord]) -> bool:
+    """True when no record is a lazy or column load and no two come from one innermost
+    application frame: then no part holds a lazy or column load, nor two records of one frame,
+    and each minimum of the per-statement tests below is at least 2 (``AuditConfig`` checks
+    it). Most units (ten statements from ten lines) are told without partitioning them."""
+    if any(map(_ORM, records)):
+        loads = {orm.load for orm in filter(None, map(_ORM, records))}
+        if "lazy" in loads or "column" in loads:
+            return False
+    sites = list(map(_FIRST, filter(None, map(_STACK, records))))
+    return len(set(sites)) == len(sites)
+
+
 def may_find(unit: UnitRecord, facts: Facts) -> set[type]:
     """sqlaudit's detector classes that may find something in ``unit``: one pass over its
     records' parts and one over its transactions. Each test is implied by every finding of its
     detector (and implies the detector's ``needs``)."""
     config = unit.config
     found: set[type] = set()
-    if facts._records:
+    if facts._records and not quiet(facts._records):
         if len(facts.part("lazy")) >= config.n_plus_one_min:
             found.add(NPlusOne)  # a group of n_plus_one_min parents or more
         if len(facts.part("column")) >= min(config.deferred_reload_min, config.expired_reload_min):
@@ -122,6 +138,7 @@ def may_find(unit: UnitRecord, facts: Facts) -> set[type]:
             found.add(RepeatedQuery)  # groups are of one shape and one whole stack
         if _repeats(facts.part("write"), 2):
             found.add(WriteLoop)
+    if facts._records:
         threshold = config.slow_query_ms
         if threshold is not None and max(map(_DURATION, facts._records)) >= threshold / 1000.0:
             found.add(SlowQuery)
