@@ -11,6 +11,7 @@ last (``Finding.allowed`` set): callers keep those apart.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import compress
 from operator import itemgetter
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -91,6 +92,9 @@ DEFAULT_DETECTORS: tuple[Detector, ...] = (
     SplitTransaction(),
     UnusedEagerLoad(),
 )
+
+
+_DEFAULT_TYPES = tuple(map(type, DEFAULT_DETECTORS))
 
 
 def _is_detector(item: object) -> bool:
@@ -182,7 +186,7 @@ def _detect_all(
         candidates = may_find(unit, facts)
         if not candidates:
             return 0
-        detectors = [d for d in detectors if type(d) in candidates]
+        detectors = list(compress(detectors, map(candidates.__contains__, _DEFAULT_TYPES)))
     suppressed_any = any(map(_SUPPRESSED, records))
     failures = 0
     for detector in detectors:

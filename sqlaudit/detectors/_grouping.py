@@ -29,6 +29,8 @@ Part = list[tuple[int, QueryRecord]]
 _READS = frozenset({StatementKind.SELECT, StatementKind.OTHER})
 _WRITES = frozenset(StatementKind.WRITES)
 _ORM_LOADS = frozenset({"lazy", "eager", "column"})
+_KIND = itemgetter(1)  # QueryRecord.kind
+_ORM = itemgetter(8)  # QueryRecord.orm
 #: Partitions computed while ``run_detectors`` runs, by id of the records sequence.
 _SHARED: ContextVar[dict[int, tuple[Sequence[QueryRecord], dict[str, Part]]] | None] = ContextVar(
     "sqlaudit_partitions", default=None
@@ -60,10 +62,20 @@ def partition(records: Sequence[QueryRecord]) -> dict[str, Part]:
         cached = shared.get(id(records))
         if cached is not None and cached[0] is records:
             return cached[1]
+    orms = list(map(_ORM, records))
+    if not any(orms) or _ORM_LOADS.isdisjoint([o.load for o in orms if o is not None]):
+        # No lazy, eager or column load (most units): reads and writes by kind alone, in C.
+        kinds = list(map(_KIND, records))
+        read = list(itertools.compress(enumerate(records), map(_READS.__contains__, kinds)))
+        write = list(itertools.compress(enumerate(records), map(_WRITES.__contains__, kinds)))
+        parts = {"lazy": [], "column": [], "read": read, "write": write}
+        if shared is not None:
+            shared[id(records)] = (records, parts)
+        return parts
     lazy: Part = []
     column: Part = []
-    read: Part = []
-    write: Part = []
+    read = []
+    write = []
     for item in enumerate(records):
         record = item[1]
         orm = record.orm
@@ -145,12 +157,17 @@ def by_shape_and_stack(
 _index = itemgetter(0)
 
 
+_record = itemgetter(1)
+_duration = itemgetter(3)  # QueryRecord.duration
+
+
 def total_time(items: Sequence[tuple[int, QueryRecord]]) -> float:
-    return sum(r.duration for _, r in items)
+    total: float = sum(map(_duration, map(_record, items)))
+    return total
 
 
 def indexes(items: Sequence[tuple[int, QueryRecord]], limit: int = 1000) -> tuple[int, ...]:
-    return tuple(i for i, _ in items[:limit])
+    return tuple(map(_index, items[:limit]))
 
 
 _ROLLBACKS = frozenset({"rollback", "rollback_exception"})

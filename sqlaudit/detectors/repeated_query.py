@@ -9,6 +9,7 @@ salted hashes of those statements' bind values are kept to tell them apart (``_p
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from sqlaudit.detectors._counter_cache import counter_cache
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from sqlaudit.model.records import CallSite, QueryRecord, UnitRecord
 
 _READS = frozenset({StatementKind.SELECT, StatementKind.OTHER})
+_RECORD = itemgetter(1)
+_SQL = itemgetter(0)  # QueryRecord.sql
+_PARAMS = itemgetter(12)  # QueryRecord.params
 #: ORM loads reported by other detectors (lazy: n_plus_one; column: column_reload) or exempt
 #: by design (eager: one batch per chunk of parents is the cure, not the disease).
 _OTHER_DETECTORS = frozenset({"lazy", "eager", "column"})
@@ -56,7 +60,8 @@ class RepeatedQuery:
             db_time = total_time(items)
             if n < config.repeated_query_min or db_time * 1000 < config.min_group_ms:
                 continue
-            if walk([(r.sql, r.params) for _, r in items]):
+            group_records = list(map(_RECORD, items))
+            if walk(list(zip(map(_SQL, group_records), map(_PARAMS, group_records), strict=True))):
                 continue  # walking pages or IN-list chunks is the cure for loading all at once
             if retried(items, unit):
                 continue  # each attempt after a rollback: a retry, not a loop
