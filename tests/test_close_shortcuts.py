@@ -20,9 +20,10 @@ from sqlaudit import AuditConfig, CallSite, OrmLoad
 from sqlaudit.capture import loops
 from sqlaudit.detectors import DEFAULT_DETECTORS, _facts, run_detectors
 from sqlaudit.detectors._facts import Facts, may_find, quiet
+from sqlaudit.detectors._grouping import group, partition, sited
 from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.model.frozen import build, evolve
-from sqlaudit.model.records import UnitRecord
+from sqlaudit.model.records import QueryRecord, UnitRecord
 
 
 def fields_of(obj: object) -> dict[str, object]:
@@ -215,3 +216,38 @@ def test_loop_headers_are_those_scanned_again(tmp_path: Path) -> None:
     stack = (CallSite(file, 6, "f"), CallSite(file, 4, "f"))
     assert loops.loop_of(stack) == CallSite(file, 5, "f")
     assert loops.loop_of(stack) == CallSite(file, 5, "f")
+
+
+def partition_by_loop(recs: list) -> dict[str, list]:  # type: ignore[type-arg]
+    """``partition`` as it was written before issue 20: one Python pass over the records."""
+    parts: dict[str, list] = {"lazy": [], "column": [], "read": [], "write": []}  # type: ignore[type-arg]
+    for item in enumerate(recs):
+        load = None if item[1].orm is None else item[1].orm.load
+        if load in ("lazy", "eager", "column"):
+            if load in ("lazy", "column"):
+                parts[load].append(item)
+        elif item[1].kind in ("select", "other"):
+            parts["read"].append(item)
+        elif item[1].kind in ("insert", "update", "delete"):
+            parts["write"].append(item)
+    return parts
+
+
+def read_key(record: QueryRecord) -> tuple[str, CallSite] | None:
+    """``repeated_query``'s grouping key before issue 20."""
+    if record.kind not in ("select", "other") or not record.stack:
+        return None
+    if record.orm is not None and record.orm.load in ("lazy", "eager", "column"):
+        return None
+    return (record.sql, record.stack[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(records())
+def test_partition_and_read_groups_are_those_of_the_loops(recs: list) -> None:  # type: ignore[type-arg]
+    """``partition`` (reads and writes in C when no ORM load is partitioned) and ``sited``
+    give the parts and groups the Python loops give, in the same order."""
+    parts = partition(recs)
+    assert parts == partition_by_loop(recs)
+    read = parts["read"]
+    assert list(sited(read).items()) == list(group(read, read_key).items())

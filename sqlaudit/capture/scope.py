@@ -48,6 +48,8 @@ SUPPRESSED: ContextVar[frozenset[str]] = ContextVar("sqlaudit_suppressed", defau
 FALLBACK: list[Scope] = []
 
 _TRANSACTION = StatementKind.TRANSACTION
+#: The origins of a unit that loaded no ORM object (most): one read-only mapping for all.
+_NO_ORIGINS = FrozenOrigins({}, {})
 # Unit keys are unique in the process, so records of nested units keep theirs once merged.
 _keys = itertools.count(1)
 
@@ -300,7 +302,11 @@ class Scope:
             db_time=db_time,
             overflow=overflow,
             transaction_records=self.transactions(ended) if self.tx_all else (),
-            origin_records=FrozenOrigins(dict(self.origins), dict(self.origin_rows)),
+            origin_records=(
+                FrozenOrigins(dict(self.origins), dict(self.origin_rows))
+                if self.origins
+                else _NO_ORIGINS
+            ),
             stale_reads=self._stale_reads() if self.stale_reads or self.stale_pending else (),
             resets=self.resets,
             started=self.started,

@@ -20,7 +20,9 @@ __all__ = [
     "indexes",
     "partition",
     "retried",
+    "shaped",
     "sharing",
+    "sited",
     "total_time",
 ]
 
@@ -126,9 +128,29 @@ def by_shape_and_stack(
     distinct text is fingerprinted once, not each record. Split by the whole stack only where
     a group is large enough to matter: most records are in small groups.
     """
+    return shaped(group(records, key), minimum)
+
+
+def sited(records: Sequence[tuple[int, QueryRecord]]) -> dict[tuple[str, CallSite], Part]:
+    """``group(records, key)`` for the key (SQL text, innermost application frame), records
+    with no frame skipped: the keys are read in C, one dict step per record is left."""
+    framed = list(itertools.compress(records, map(_stack, map(_record, records))))
+    texts = map(_sql, map(_record, framed))
+    sites = map(_first, map(_stack, map(_record, framed)))
+    groups: dict[tuple[str, CallSite], Part] = {}
+    setdefault = groups.setdefault
+    for key, item in zip(zip(texts, sites, strict=True), framed, strict=True):
+        setdefault(key, []).append(item)
+    return groups
+
+
+def shaped(
+    groups: dict[tuple[str, CallSite], Part], minimum: int
+) -> Iterator[tuple[tuple[str, tuple[CallSite, ...]], list[tuple[int, QueryRecord]]]]:
+    """``by_shape_and_stack`` of records already grouped by (SQL text, innermost frame)."""
     shapes: dict[tuple[str, CallSite], list[tuple[int, QueryRecord]]] = {}
     merged: set[tuple[str, CallSite]] = set()
-    for (sql, site), items in group(records, key).items():
+    for (sql, site), items in groups.items():
         shape_key = (fingerprint(sql, items[0][1].dialect), site)
         existing = shapes.get(shape_key)
         if existing is None:
@@ -158,7 +180,10 @@ _index = itemgetter(0)
 
 
 _record = itemgetter(1)
+_sql = itemgetter(0)  # QueryRecord.sql
 _duration = itemgetter(3)  # QueryRecord.duration
+_stack = itemgetter(7)  # QueryRecord.stack
+_first = itemgetter(0)
 
 
 def total_time(items: Sequence[tuple[int, QueryRecord]]) -> float:
