@@ -60,7 +60,8 @@ def _config(overrides: dict[str, Any]) -> AuditConfig:
             return config
     try:
         # The type is part of the key: True == 1 and 1.0 == 1, but only some are valid.
-        key = tuple(sorted((name, type(value), value) for name, value in overrides.items()))
+        values = overrides.values()
+        key = tuple(sorted(zip(overrides, map(type, values), values, strict=True)))
         config = _CONFIGS.get(key)
     except TypeError:  # an unhashable value (a list of globs): validated every time
         return AuditConfig.create(**overrides)
@@ -110,7 +111,9 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         self.name = name
         self.config = config
         checked = () if reporters is None else check_reporters(reporters)
-        if config.on_finding == "log" and not any(isinstance(r, LogReporter) for r in checked):
+        if config.on_finding == "log" and not (
+            checked and any(isinstance(r, LogReporter) for r in checked)
+        ):
             # ``reporters`` add to the log records of on_finding="log" (issue 19: passing an
             # OTelReporter used to turn them off); a LogReporter among them replaces the
             # default one, and on_finding="ignore" turns them off.

@@ -20,10 +20,11 @@ from sqlaudit import AuditConfig, CallSite, OrmLoad
 from sqlaudit.capture import loops
 from sqlaudit.detectors import DEFAULT_DETECTORS, _facts, run_detectors
 from sqlaudit.detectors._facts import Facts, may_find, quiet
-from sqlaudit.detectors._grouping import group, partition, sited
+from sqlaudit.detectors._grouping import group, partition, shaped, sited
 from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.model.frozen import build, evolve
 from sqlaudit.model.records import QueryRecord, UnitRecord
+from sqlaudit.sql.fingerprint import fingerprint
 
 
 def fields_of(obj: object) -> dict[str, object]:
@@ -251,3 +252,29 @@ def test_partition_and_read_groups_are_those_of_the_loops(recs: list) -> None:  
     assert parts == partition_by_loop(recs)
     read = parts["read"]
     assert list(sited(read).items()) == list(group(read, read_key).items())
+
+
+def shaped_by_loop(recs: list, minimum: int) -> list:  # type: ignore[type-arg]
+    """``by_shape_and_stack`` as it was before issue 20 (every group split by stack)."""
+    shapes: dict = {}  # type: ignore[type-arg]
+    for (sql, site_), items in group(recs, read_key).items():
+        shapes.setdefault((fingerprint(sql, items[0][1].dialect), site_), []).extend(items)
+    out = []
+    for (shape, _), items in shapes.items():
+        items.sort(key=lambda item: item[0])
+        if len(items) < minimum:
+            continue
+        stacks: dict = {}  # type: ignore[type-arg]
+        for item in items:
+            stacks.setdefault(item[1].stack, []).append(item)
+        out += [((shape, s), m) for s, m in stacks.items() if len(m) >= minimum]
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(records(), st.integers(2, 4))
+def test_read_groups_by_shape_and_stack_are_those_of_the_loop(recs: list, minimum: int) -> None:  # type: ignore[type-arg]
+    """``shaped(sited(...))`` (a group of one stack yielded whole) gives the groups, in the
+    order, of grouping every record by text, frame, shape and stack in Python."""
+    read = partition(recs)["read"]
+    assert list(shaped(sited(read), minimum)) == shaped_by_loop(read, minimum)

@@ -163,6 +163,9 @@ def shaped(
     for (shape, _site), items in shapes.items():
         if len(items) < minimum:
             continue
+        if len(set(map(_stack, map(_record, items)))) == 1:  # a loop's group: one stack
+            yield (shape, items[0][1].stack), items
+            continue
         stacks: dict[tuple[CallSite, ...], list[tuple[int, QueryRecord]]] = {}
         for item in items:
             stack = item[1].stack
