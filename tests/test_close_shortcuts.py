@@ -278,3 +278,22 @@ def test_read_groups_by_shape_and_stack_are_those_of_the_loop(recs: list, minimu
     order, of grouping every record by text, frame, shape and stack in Python."""
     read = partition(recs)["read"]
     assert list(shaped(sited(read), minimum)) == shaped_by_loop(read, minimum)
+
+
+def repeats_by_loop(items: list, minimum: int) -> bool:  # type: ignore[type-arg]
+    """``_facts._repeats`` as it was before issue 20: a Python count, stopping at ``minimum``."""
+    seen: dict[CallSite, int] = {}
+    for _, record in items:
+        if record.stack:
+            seen[record.stack[0]] = seen.get(record.stack[0], 0) + 1
+            if seen[record.stack[0]] >= minimum:
+                return True
+    return False
+
+
+@settings(max_examples=300, deadline=None)
+@given(records(), st.integers(2, 4))
+def test_repeats_counted_in_c_are_those_of_the_loop(recs: list, minimum: int) -> None:  # type: ignore[type-arg]
+    """The per-part test of ``may_find`` gives what counting frame by frame gives."""
+    for items in partition(recs).values():
+        assert _facts._repeats(items, minimum) == repeats_by_loop(items, minimum)

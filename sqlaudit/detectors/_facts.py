@@ -17,6 +17,7 @@ asks ``Facts``:
 
 from __future__ import annotations
 
+from collections import _count_elements  # type: ignore[attr-defined]  # not in typeshed
 from collections.abc import Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING
@@ -50,6 +51,8 @@ _DURATION = itemgetter(3)  # QueryRecord.duration
 _STACK = itemgetter(7)  # QueryRecord.stack
 _ORM = itemgetter(8)  # QueryRecord.orm
 _FIRST = itemgetter(0)
+_LOAD = itemgetter(0)  # OrmLoad.load
+_RECORD = itemgetter(1)
 _ROLLBACKS = ("rollback", "rollback_exception")
 
 
@@ -101,13 +104,8 @@ def _repeats(items: Part, minimum: int) -> bool:
     if len(items) < minimum:
         return False
     seen: dict[object, int] = {}
-    for _, record in items:
-        stack = record.stack
-        if stack:
-            n = seen[stack[0]] = seen.get(stack[0], 0) + 1
-            if n >= minimum:
-                return True
-    return False
+    _count_elements(seen, map(_FIRST, filter(None, map(_STACK, map(_RECORD, items)))))
+    return max(seen.values(), default=0) >= minimum
 
 
 def quiet(records: Sequence[QueryRecord]) -> bool:
@@ -115,12 +113,11 @@ def quiet(records: Sequence[QueryRecord]) -> bool:
     application frame: then no part holds a lazy or column load, nor two records of one frame,
     and each minimum of the per-statement tests below is at least 2 (``AuditConfig`` checks
     it). Most units (ten statements from ten lines) are told without partitioning them."""
-    if any(map(_ORM, records)):
-        loads = {orm.load for orm in filter(None, map(_ORM, records))}
-        if "lazy" in loads or "column" in loads:
-            return False
     sites = list(map(_FIRST, filter(None, map(_STACK, records))))
-    return len(set(sites)) == len(sites)
+    if len(set(sites)) != len(sites):
+        return False
+    loads = set(map(_LOAD, filter(None, map(_ORM, records))))
+    return "lazy" not in loads and "column" not in loads
 
 
 def may_find(unit: UnitRecord, facts: Facts) -> set[type]:

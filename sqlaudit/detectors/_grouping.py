@@ -33,6 +33,7 @@ _WRITES = frozenset(StatementKind.WRITES)
 _ORM_LOADS = frozenset({"lazy", "eager", "column"})
 _KIND = itemgetter(1)  # QueryRecord.kind
 _ORM = itemgetter(8)  # QueryRecord.orm
+_LOAD = itemgetter(0)  # OrmLoad.load
 #: Partitions computed while ``run_detectors`` runs, by id of the records sequence.
 _SHARED: ContextVar[dict[int, tuple[Sequence[QueryRecord], dict[str, Part]]] | None] = ContextVar(
     "sqlaudit_partitions", default=None
@@ -65,7 +66,7 @@ def partition(records: Sequence[QueryRecord]) -> dict[str, Part]:
         if cached is not None and cached[0] is records:
             return cached[1]
     orms = list(map(_ORM, records))
-    if not any(orms) or _ORM_LOADS.isdisjoint([o.load for o in orms if o is not None]):
+    if not any(orms) or _ORM_LOADS.isdisjoint(map(_LOAD, filter(None, orms))):
         # No lazy, eager or column load (most units): reads and writes by kind alone, in C.
         kinds = list(map(_KIND, records))
         read = list(itertools.compress(enumerate(records), map(_READS.__contains__, kinds)))
