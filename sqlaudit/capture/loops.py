@@ -28,6 +28,7 @@ _loops: dict[str, tuple[tuple[int, int, int], ...]] = {}
 #: of its file for each frame of its stack cost more than the rest of the unit's close (issue 20).
 _MAX_LINES = 4096
 _headers: dict[tuple[str, int], int | None] = {}
+_UNKNOWN = object()
 _parsing = threading.Lock()
 _TEMPLATE_TAG = re.compile(r"\{%-?\s*(for|endfor)\b")
 
@@ -74,8 +75,9 @@ def _in_body(file: str, header: int, line: int) -> bool:
 def _loop_line(file: str, line: int) -> int | None:
     if file.endswith((".py", ".pyw")):
         key = (file, line)
-        if key in _headers:
-            return _headers[key]
+        known = _headers.get(key, _UNKNOWN)  # one read: another thread may clear it
+        if known is not _UNKNOWN:
+            return known  # type: ignore[return-value]  # int | None once known
         spans = _loops.get(file)
         if spans is None:
             spans = _python_loops(file)
