@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import inspect
 import sys
@@ -27,6 +26,7 @@ from sqlaudit.detectors import (
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.model.config import AuditConfig
 from sqlaudit.model.findings import Finding, check_kinds
+from sqlaudit.model.frozen import evolve
 from sqlaudit.model.records import QueryRecord
 from sqlaudit.report import AuditReport, scope_of
 from sqlaudit.reporters import LogReporter, Reporter, check_reporters
@@ -60,7 +60,8 @@ def _config(overrides: dict[str, Any]) -> AuditConfig:
             return config
     try:
         # The type is part of the key: True == 1 and 1.0 == 1, but only some are valid.
-        key = tuple(sorted((name, type(value), value) for name, value in overrides.items()))
+        values = overrides.values()
+        key = tuple(sorted(zip(overrides, map(type, values), values, strict=True)))
         config = _CONFIGS.get(key)
     except TypeError:  # an unhashable value (a list of globs): validated every time
         return AuditConfig.create(**overrides)
@@ -110,7 +111,9 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         self.name = name
         self.config = config
         checked = () if reporters is None else check_reporters(reporters)
-        if config.on_finding == "log" and not any(isinstance(r, LogReporter) for r in checked):
+        if config.on_finding == "log" and not (
+            checked and any(isinstance(r, LogReporter) for r in checked)
+        ):
             # ``reporters`` add to the log records of on_finding="log" (issue 19: passing an
             # OTelReporter used to turn them off); a LogReporter among them replaces the
             # default one, and on_finding="ignore" turns them off.
@@ -152,8 +155,10 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             raise RuntimeError("this audit() block was exited without being entered")
         # Exited in another context than it was entered in (e.g. a generator finalised
         # elsewhere): ContextVar.reset raises ValueError; the scope is closed all the same.
-        with contextlib.suppress(ValueError):
+        try:  # noqa: SIM105 - once per unit: suppress() is an object and two Python calls
             CURRENT.reset(token)
+        except ValueError:
+            pass
         if self.all_threads:
             with contextlib.suppress(ValueError):
                 FALLBACK.remove(scope_of(report))
@@ -262,7 +267,7 @@ def _with_stacks(findings: Iterable[Finding], records: Sequence[QueryRecord]) ->
             index = finding.statements[0]
             stack = records[index].stack if index < len(records) else ()
             if stack and (stack[0].file, stack[0].function) == (site.file, site.function):
-                out.append(dataclasses.replace(finding, stack=(site, *stack[1:])))
+                out.append(evolve(finding, stack=(site, *stack[1:])))
                 continue
         out.append(finding)
     return out
@@ -280,7 +285,7 @@ def _with_loops(findings: Iterable[Finding]) -> list[Finding]:
                 contain("loop line", exc)
                 loop = None
             if loop is not None:
-                out.append(dataclasses.replace(finding, loop=loop))
+                out.append(evolve(finding, loop=loop))
                 continue
         out.append(finding)
     return out

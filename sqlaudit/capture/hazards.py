@@ -79,11 +79,11 @@ class TxHazards:
         self.write_sql: list[str] = []
 
 
-def hazard_fields(hazards: TxHazards | None) -> dict[str, Any]:
-    """The ``TransactionRecord`` fields of a transaction's hazards."""
+def hazard_fields(hazards: TxHazards | None) -> tuple[tuple[LockedRead, ...], tuple[str, ...]]:
+    """The ``TransactionRecord`` fields of a transaction's hazards: ``locks``, ``write_sql``."""
     if hazards is None:
-        return {}
-    return {"locks": tuple(hazards.locks), "write_sql": tuple(hazards.write_sql)}
+        return (), ()
+    return tuple(hazards.locks), tuple(hazards.write_sql)
 
 
 def track(

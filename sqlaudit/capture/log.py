@@ -11,7 +11,7 @@ the cap is moved to the overflow counts when read, so ``max_records`` holds exac
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import _count_elements  # type: ignore[attr-defined]  # not in typeshed
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
 
@@ -22,8 +22,6 @@ __all__ = ["StatementLog"]
 _TRANSACTION = StatementKind.TRANSACTION
 _KIND = itemgetter(1)  # QueryRecord.kind
 _DURATION = itemgetter(3)  # QueryRecord.duration
-#: Fewer new records than this are counted in a Python loop, more with a Counter.
-_FEW = 64
 
 
 class StatementLog:
@@ -142,18 +140,12 @@ class StatementLog:
             end = self.cap
         done, counts, db_time = self._derived
         if done < end:
-            # In C where it can be (a scope of 10,000 records is counted once, at close); a
-            # few records are counted faster than a Counter is built.
+            # In C (a scope of 10,000 records is counted once, at close; one of ten, once per
+            # request): what ``Counter.update`` runs, without building a Counter.
             new: Sequence[QueryRecord] = records[done:end]
             counts = dict(counts)
             controls = counts.get(_TRANSACTION, 0)
-            if end - done < _FEW:
-                get = counts.get
-                for kind in map(_KIND, new):
-                    counts[kind] = get(kind, 0) + 1
-            else:
-                for kind, n in Counter(map(_KIND, new)).items():
-                    counts[kind] = counts.get(kind, 0) + n
+            _count_elements(counts, map(_KIND, new))
             db_time += sum(map(_DURATION, new))
             if counts.get(_TRANSACTION, 0) != controls:
                 db_time -= sum(r.duration for r in new if r.kind == _TRANSACTION)

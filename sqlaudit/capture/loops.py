@@ -23,6 +23,12 @@ __all__ = ["loop_of"]
 #: Files whose loops are remembered (a finding's stack names a handful).
 _MAX_FILES = 256
 _loops: dict[str, tuple[tuple[int, int, int], ...]] = {}
+#: The innermost loop header of each (file, line) asked about (None: in no loop), read from
+#: ``_loops``: a service reports the same loop finding unit after unit, and scanning every loop
+#: of its file for each frame of its stack cost more than the rest of the unit's close (issue 20).
+_MAX_LINES = 4096
+_headers: dict[tuple[str, int], int | None] = {}
+_UNKNOWN = object()
 _parsing = threading.Lock()
 _TEMPLATE_TAG = re.compile(r"\{%-?\s*(for|endfor)\b")
 
@@ -68,14 +74,23 @@ def _in_body(file: str, header: int, line: int) -> bool:
 
 def _loop_line(file: str, line: int) -> int | None:
     if file.endswith((".py", ".pyw")):
+        key = (file, line)
+        known = _headers.get(key, _UNKNOWN)  # one read: another thread may clear it
+        if known is not _UNKNOWN:
+            return known  # type: ignore[return-value]  # int | None once known
         spans = _loops.get(file)
         if spans is None:
             spans = _python_loops(file)
             if len(_loops) >= _MAX_FILES:
                 _loops.clear()
+                _headers.clear()
             _loops[file] = spans
         inside = [(start, header) for header, start, end in spans if start <= line <= end]
-        return max(inside)[1] if inside else None
+        header = max(inside)[1] if inside else None
+        if len(_headers) >= _MAX_LINES:
+            _headers.clear()
+        _headers[key] = header
+        return header
     return _template_loop(file, line)
 
 

@@ -11,7 +11,6 @@ linkage keeps ids and bounded maps, never SQLAlchemy objects past the unit's clo
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import weakref
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 from sqlaudit._internal import contain
 from sqlaudit.capture.log import StatementLog
+from sqlaudit.model.frozen import build, evolve
 from sqlaudit.model.hazards import EagerLoad
 from sqlaudit.model.records import FrozenOrigins, StatementKind, UnitRecord
 
@@ -48,6 +48,8 @@ SUPPRESSED: ContextVar[frozenset[str]] = ContextVar("sqlaudit_suppressed", defau
 FALLBACK: list[Scope] = []
 
 _TRANSACTION = StatementKind.TRANSACTION
+#: The origins of a unit that loaded no ORM object (most): one read-only mapping for all.
+_NO_ORIGINS = FrozenOrigins({}, {})
 # Unit keys are unique in the process, so records of nested units keep theirs once merged.
 _keys = itertools.count(1)
 
@@ -290,21 +292,27 @@ class Scope:
         """What the unit did so far, as plain data (``now``: its end, default the clock)."""
         ended = perf_counter() if now is None else now
         statements, counts, db_time, overflow = self.log.snapshot()
-        return UnitRecord(
+        # In ``UnitRecord``'s field order (``model.frozen.build``: no __init__ run).
+        return build(
+            UnitRecord,
             name=self.name,
             config=self.config,
             statements=statements,
             counts=counts,
             db_time=db_time,
             overflow=overflow,
-            transaction_records=self.transactions(ended),
-            origin_records=FrozenOrigins(dict(self.origins), dict(self.origin_rows)),
+            transaction_records=self.transactions(ended) if self.tx_all else (),
+            origin_records=(
+                FrozenOrigins(dict(self.origins), dict(self.origin_rows))
+                if self.origins
+                else _NO_ORIGINS
+            ),
             stale_reads=self._stale_reads() if self.stale_reads or self.stale_pending else (),
             resets=self.resets,
-            transactions_past_cap=dict(self.tx_overflow),
             started=self.started,
             ended=ended,
             internal_errors=self.internal_errors,
+            transactions_past_cap=dict(self.tx_overflow),
             key=self.key,
             nested=self.nested,
             read_modify_writes=tuple(self.rmw),
@@ -342,7 +350,7 @@ class Scope:
         statements = unit.statements
         named = [
             (
-                f if f.unit is not None else dataclasses.replace(f, unit=child.name),
+                f if f.unit is not None else evolve(f, unit=child.name),
                 tuple(statements[i] for i in f.statements if i < len(statements)),
             )
             for f in findings

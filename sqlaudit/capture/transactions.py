@@ -206,28 +206,32 @@ class TxState:
         return self.max_gap
 
     def freeze(self, now: float) -> TransactionRecord:
-        return TransactionRecord(
-            "orm" if self.session else "core",
-            self.autocommit,
-            self.end,
-            self.statements,
-            self.writes,
-            self.started,
-            self.ended if self.end != "open" else now,
-            self.exec_time,
-            self.idle(self.ended if self.end != "open" else now),
-            self.begin_stack,
-            self.end_stack,
-            self.external,
-            self.streaming,
-            self.dialect,
-            self.session,
-            self.rows_written,
-            self.suppressed,
-            self.unit,
-            self.driver,
-            **hazard_fields(self.hazards),
-            connection=self.connection,
+        # Every field, in order: ``_make`` is the tuple's own constructor, without the
+        # keyword handling of ``TransactionRecord(...)`` (issue 20).
+        return TransactionRecord._make(
+            (
+                "orm" if self.session else "core",
+                self.autocommit,
+                self.end,
+                self.statements,
+                self.writes,
+                self.started,
+                self.ended if self.end != "open" else now,
+                self.exec_time,
+                self.idle(self.ended if self.end != "open" else now),
+                self.begin_stack,
+                self.end_stack,
+                self.external,
+                self.streaming,
+                self.dialect,
+                self.session,
+                self.rows_written,
+                self.suppressed,
+                self.unit,
+                self.driver,
+                *hazard_fields(self.hazards),
+                self.connection,
+            )
         )
 
 

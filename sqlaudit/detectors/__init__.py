@@ -10,8 +10,8 @@ last (``Finding.allowed`` set): callers keep those apart.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
+from itertools import compress
 from operator import itemgetter
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -38,6 +38,7 @@ from sqlaudit.detectors.transaction_overhead import TransactionOverhead
 from sqlaudit.detectors.unused_eager_load import UnusedEagerLoad
 from sqlaudit.detectors.write_loop import WriteLoop
 from sqlaudit.model import allowlist
+from sqlaudit.model.frozen import evolve
 
 if TYPE_CHECKING:
     from sqlaudit.model.findings import Finding
@@ -93,6 +94,9 @@ DEFAULT_DETECTORS: tuple[Detector, ...] = (
 )
 
 
+_DEFAULT_TYPES = tuple(map(type, DEFAULT_DETECTORS))
+
+
 def _is_detector(item: object) -> bool:
     kind = getattr(item, "kind", None)
     return isinstance(kind, str) and bool(kind) and callable(getattr(item, "detect", None))
@@ -139,9 +143,7 @@ def run_detectors(
     if unit.nested:  # indexes into the own records -> indexes into all the unit's records
         key = unit.key
         own = [i for i, r in enumerate(unit.statements) if r.unit == key]
-        findings = [
-            dataclasses.replace(f, statements=tuple(own[i] for i in f.statements)) for f in findings
-        ]
+        findings = [evolve(f, statements=tuple(own[i] for i in f.statements)) for f in findings]
     return rank(findings, unit.config.max_findings), failures
 
 
@@ -167,7 +169,7 @@ def lift(
     lifted = []
     for finding, records in nested:
         indexes = tuple(i for r in records if (i := position.get(id(r))) is not None)
-        lifted.append(dataclasses.replace(finding, statements=indexes))
+        lifted.append(evolve(finding, statements=indexes))
     return lifted
 
 
@@ -178,9 +180,14 @@ def _detect_all(
     findings: list[Finding],
 ) -> int:
     ignored = unit.config.ignore
-    suppressed_any = any(map(_SUPPRESSED, records))
     facts = Facts(unit, records)
     candidates: set[type] | None = None
+    if detectors is DEFAULT_DETECTORS:  # every one of them ours: only those that may find
+        candidates = may_find(unit, facts)
+        if not candidates:
+            return 0
+        detectors = list(compress(detectors, map(candidates.__contains__, _DEFAULT_TYPES)))
+    suppressed_any = any(map(_SUPPRESSED, records))
     failures = 0
     for detector in detectors:
         if detector.kind in ignored:
@@ -198,7 +205,7 @@ def _detect_all(
             if suppressed_any:
                 keep = [i for i, r in enumerate(records) if detector.kind not in r.suppressed]
                 found = [
-                    dataclasses.replace(f, statements=tuple(keep[i] for i in f.statements))
+                    evolve(f, statements=tuple(keep[i] for i in f.statements))
                     for f in detector.detect(unit, [records[i] for i in keep])
                 ]
             else:

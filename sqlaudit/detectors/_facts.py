@@ -17,6 +17,7 @@ asks ``Facts``:
 
 from __future__ import annotations
 
+from collections import _count_elements  # type: ignore[attr-defined]  # not in typeshed
 from collections.abc import Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING
@@ -44,9 +45,14 @@ if TYPE_CHECKING:
     from sqlaudit.detectors._grouping import Part
     from sqlaudit.model.records import QueryRecord, UnitRecord
 
-__all__ = ["OURS", "Facts", "may_find"]
+__all__ = ["OURS", "Facts", "may_find", "quiet"]
 
 _DURATION = itemgetter(3)  # QueryRecord.duration
+_STACK = itemgetter(7)  # QueryRecord.stack
+_ORM = itemgetter(8)  # QueryRecord.orm
+_FIRST = itemgetter(0)
+_LOAD = itemgetter(0)  # OrmLoad.load
+_RECORD = itemgetter(1)
 _ROLLBACKS = ("rollback", "rollback_exception")
 
 
@@ -98,13 +104,20 @@ def _repeats(items: Part, minimum: int) -> bool:
     if len(items) < minimum:
         return False
     seen: dict[object, int] = {}
-    for _, record in items:
-        stack = record.stack
-        if stack:
-            n = seen[stack[0]] = seen.get(stack[0], 0) + 1
-            if n >= minimum:
-                return True
-    return False
+    _count_elements(seen, map(_FIRST, filter(None, map(_STACK, map(_RECORD, items)))))
+    return max(seen.values(), default=0) >= minimum
+
+
+def quiet(records: Sequence[QueryRecord]) -> bool:
+    """True when no record is a lazy or column load and no two come from one innermost
+    application frame: then no part holds a lazy or column load, nor two records of one frame,
+    and each minimum of the per-statement tests below is at least 2 (``AuditConfig`` checks
+    it). Most units (ten statements from ten lines) are told without partitioning them."""
+    sites = list(map(_FIRST, filter(None, map(_STACK, records))))
+    if len(set(sites)) != len(sites):
+        return False
+    loads = set(map(_LOAD, filter(None, map(_ORM, records))))
+    return "lazy" not in loads and "column" not in loads
 
 
 def may_find(unit: UnitRecord, facts: Facts) -> set[type]:
@@ -113,7 +126,7 @@ def may_find(unit: UnitRecord, facts: Facts) -> set[type]:
     detector (and implies the detector's ``needs``)."""
     config = unit.config
     found: set[type] = set()
-    if facts._records:
+    if facts._records and not quiet(facts._records):
         if len(facts.part("lazy")) >= config.n_plus_one_min:
             found.add(NPlusOne)  # a group of n_plus_one_min parents or more
         if len(facts.part("column")) >= min(config.deferred_reload_min, config.expired_reload_min):
@@ -122,6 +135,7 @@ def may_find(unit: UnitRecord, facts: Facts) -> set[type]:
             found.add(RepeatedQuery)  # groups are of one shape and one whole stack
         if _repeats(facts.part("write"), 2):
             found.add(WriteLoop)
+    if facts._records:
         threshold = config.slow_query_ms
         if threshold is not None and max(map(_DURATION, facts._records)) >= threshold / 1000.0:
             found.add(SlowQuery)

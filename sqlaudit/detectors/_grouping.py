@@ -20,7 +20,9 @@ __all__ = [
     "indexes",
     "partition",
     "retried",
+    "shaped",
     "sharing",
+    "sited",
     "total_time",
 ]
 
@@ -29,6 +31,9 @@ Part = list[tuple[int, QueryRecord]]
 _READS = frozenset({StatementKind.SELECT, StatementKind.OTHER})
 _WRITES = frozenset(StatementKind.WRITES)
 _ORM_LOADS = frozenset({"lazy", "eager", "column"})
+_KIND = itemgetter(1)  # QueryRecord.kind
+_ORM = itemgetter(8)  # QueryRecord.orm
+_LOAD = itemgetter(0)  # OrmLoad.load
 #: Partitions computed while ``run_detectors`` runs, by id of the records sequence.
 _SHARED: ContextVar[dict[int, tuple[Sequence[QueryRecord], dict[str, Part]]] | None] = ContextVar(
     "sqlaudit_partitions", default=None
@@ -60,10 +65,20 @@ def partition(records: Sequence[QueryRecord]) -> dict[str, Part]:
         cached = shared.get(id(records))
         if cached is not None and cached[0] is records:
             return cached[1]
+    orms = list(map(_ORM, records))
+    if not any(orms) or _ORM_LOADS.isdisjoint(map(_LOAD, filter(None, orms))):
+        # No lazy, eager or column load (most units): reads and writes by kind alone, in C.
+        kinds = list(map(_KIND, records))
+        read = list(itertools.compress(enumerate(records), map(_READS.__contains__, kinds)))
+        write = list(itertools.compress(enumerate(records), map(_WRITES.__contains__, kinds)))
+        parts = {"lazy": [], "column": [], "read": read, "write": write}
+        if shared is not None:
+            shared[id(records)] = (records, parts)
+        return parts
     lazy: Part = []
     column: Part = []
-    read: Part = []
-    write: Part = []
+    read = []
+    write = []
     for item in enumerate(records):
         record = item[1]
         orm = record.orm
@@ -114,9 +129,29 @@ def by_shape_and_stack(
     distinct text is fingerprinted once, not each record. Split by the whole stack only where
     a group is large enough to matter: most records are in small groups.
     """
+    return shaped(group(records, key), minimum)
+
+
+def sited(records: Sequence[tuple[int, QueryRecord]]) -> dict[tuple[str, CallSite], Part]:
+    """``group(records, key)`` for the key (SQL text, innermost application frame), records
+    with no frame skipped: the keys are read in C, one dict step per record is left."""
+    framed = list(itertools.compress(records, map(_stack, map(_record, records))))
+    texts = map(_sql, map(_record, framed))
+    sites = map(_first, map(_stack, map(_record, framed)))
+    groups: dict[tuple[str, CallSite], Part] = {}
+    setdefault = groups.setdefault
+    for key, item in zip(zip(texts, sites, strict=True), framed, strict=True):
+        setdefault(key, []).append(item)
+    return groups
+
+
+def shaped(
+    groups: dict[tuple[str, CallSite], Part], minimum: int
+) -> Iterator[tuple[tuple[str, tuple[CallSite, ...]], list[tuple[int, QueryRecord]]]]:
+    """``by_shape_and_stack`` of records already grouped by (SQL text, innermost frame)."""
     shapes: dict[tuple[str, CallSite], list[tuple[int, QueryRecord]]] = {}
     merged: set[tuple[str, CallSite]] = set()
-    for (sql, site), items in group(records, key).items():
+    for (sql, site), items in groups.items():
         shape_key = (fingerprint(sql, items[0][1].dialect), site)
         existing = shapes.get(shape_key)
         if existing is None:
@@ -128,6 +163,9 @@ def by_shape_and_stack(
         shapes[shape_key].sort(key=_index)
     for (shape, _site), items in shapes.items():
         if len(items) < minimum:
+            continue
+        if len(set(map(_stack, map(_record, items)))) == 1:  # a loop's group: one stack
+            yield (shape, items[0][1].stack), items
             continue
         stacks: dict[tuple[CallSite, ...], list[tuple[int, QueryRecord]]] = {}
         for item in items:
@@ -145,12 +183,20 @@ def by_shape_and_stack(
 _index = itemgetter(0)
 
 
+_record = itemgetter(1)
+_sql = itemgetter(0)  # QueryRecord.sql
+_duration = itemgetter(3)  # QueryRecord.duration
+_stack = itemgetter(7)  # QueryRecord.stack
+_first = itemgetter(0)
+
+
 def total_time(items: Sequence[tuple[int, QueryRecord]]) -> float:
-    return sum(r.duration for _, r in items)
+    total: float = sum(map(_duration, map(_record, items)))
+    return total
 
 
 def indexes(items: Sequence[tuple[int, QueryRecord]], limit: int = 1000) -> tuple[int, ...]:
-    return tuple(i for i, _ in items[:limit])
+    return tuple(map(_index, items[:limit]))
 
 
 _ROLLBACKS = frozenset({"rollback", "rollback_exception"})

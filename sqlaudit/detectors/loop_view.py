@@ -35,6 +35,8 @@ _OPTIONS_FIX = re.compile(r"^add \.options\((?P<options>.+)\) to the query at (?
 
 def combine_loops(findings: Sequence[Finding]) -> list[Finding]:
     """``findings`` with each loop's per-iteration findings merged into one."""
+    if len(findings) < 2:
+        return list(findings)  # nothing to merge (most units with a finding have one)
     groups: dict[tuple[str, str, int], list[Finding]] = {}
     for finding in findings:
         if finding.kind in _PER_ITERATION and finding.location is not None and finding.statements:

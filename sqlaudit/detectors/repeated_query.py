@@ -9,36 +9,28 @@ salted hashes of those statements' bind values are kept to tell them apart (``_p
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from sqlaudit.detectors._counter_cache import counter_cache
 from sqlaudit.detectors._grouping import (
-    by_shape_and_stack,
     indexes,
     partition,
     retried,
+    shaped,
+    sited,
     total_time,
 )
 from sqlaudit.model.findings import Finding, Severity
-from sqlaudit.model.records import StatementKind
 from sqlaudit.sql.fingerprint import elide
 from sqlaudit.sql.params import walk
 
 if TYPE_CHECKING:
-    from sqlaudit.model.records import CallSite, QueryRecord, UnitRecord
+    from sqlaudit.model.records import QueryRecord, UnitRecord
 
-_READS = frozenset({StatementKind.SELECT, StatementKind.OTHER})
-#: ORM loads reported by other detectors (lazy: n_plus_one; column: column_reload) or exempt
-#: by design (eager: one batch per chunk of parents is the cure, not the disease).
-_OTHER_DETECTORS = frozenset({"lazy", "eager", "column"})
-
-
-def _key(record: QueryRecord) -> tuple[str, CallSite] | None:
-    if record.kind not in _READS or not record.stack:
-        return None
-    if record.orm is not None and record.orm.load in _OTHER_DETECTORS:
-        return None
-    return (record.sql, record.stack[0])
+_RECORD = itemgetter(1)
+_SQL = itemgetter(0)  # QueryRecord.sql
+_PARAMS = itemgetter(12)  # QueryRecord.params
 
 
 class RepeatedQuery:
@@ -50,13 +42,18 @@ class RepeatedQuery:
 
     def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = unit.config
-        grouped = by_shape_and_stack(partition(records)["read"], _key, config.repeated_query_min)
+        # Grouped by (text, innermost frame) and shape. The read part (``partition``) holds no
+        # lazy or column load (n_plus_one, column_reload report them) and no eager-loader
+        # batch (one per chunk of parents is the cure, not the disease); ``sited`` skips
+        # statements with no application frame.
+        grouped = shaped(sited(partition(records)["read"]), config.repeated_query_min)
         for (shape, stack), items in grouped:
             n = len(items)
             db_time = total_time(items)
             if n < config.repeated_query_min or db_time * 1000 < config.min_group_ms:
                 continue
-            if walk([(r.sql, r.params) for _, r in items]):
+            group_records = list(map(_RECORD, items))
+            if walk(list(zip(map(_SQL, group_records), map(_PARAMS, group_records), strict=True))):
                 continue  # walking pages or IN-list chunks is the cure for loading all at once
             if retried(items, unit):
                 continue  # each attempt after a rollback: a retry, not a loop

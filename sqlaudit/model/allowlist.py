@@ -11,13 +11,13 @@ silently. The models: Bullet's safelist (a class and an association) and Prosopi
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
+from sqlaudit.model.frozen import evolve
 from sqlaudit.model.paths import relative
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def apply(findings: Iterable[Finding], config: AuditConfig) -> tuple[list[Findin
         if rule is None:
             kept.append(finding)
         else:
-            allowed.append(dataclasses.replace(finding, allowed=rule))
+            allowed.append(evolve(finding, allowed=rule))
     return kept, allowed
 
 

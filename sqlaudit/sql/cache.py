@@ -28,6 +28,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from itertools import islice
+from operator import attrgetter
 from typing import Generic, TypeVar
 
 from sqlaudit._internal import fork_safe
@@ -55,6 +56,7 @@ RESIDUAL = 64 * 1024
 _ENTRY_COST = 64
 
 _memos: list[Memo[object]] = []
+_CHARS = attrgetter("chars")
 #: The audits open now, as weak references (keys; a dead one is equal to none but itself and
 #: hashes as its referent did). A dict, not a WeakSet: held and released once per unit
 #: (issue 20), and a WeakSet's methods are Python code.
@@ -151,7 +153,8 @@ def release(owner: object) -> None:
     with _lock:
         _open.pop(weakref.ref(owner), None)
         last = not _open
-    if last:
+    # Most ends find every memo small: told in C, not by a loop over them (issue 20).
+    if last and max(map(_CHARS, _memos), default=0) > RESIDUAL:
         for memo in _memos:
             if memo.chars > RESIDUAL:
                 memo.clear()

@@ -1,0 +1,299 @@
+"""The shortcuts that make a unit's close cheap (issue 20) give exactly what the full path
+gives: records and findings built without their ``__init__`` (``model.frozen``) against their
+constructors and ``dataclasses.replace``; the test that tells a quiet unit without
+partitioning it (``_facts.quiet``) against ``may_find`` run in full; the default detectors'
+triage against the same detectors passed as another sequence; and the memo of loop headers
+against scanning the file's loops again. Hypothesis on units of random statements."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from records import q, site, tx, unit
+
+from sqlaudit import AuditConfig, CallSite, OrmLoad
+from sqlaudit.capture import loops
+from sqlaudit.detectors import DEFAULT_DETECTORS, _facts, run_detectors
+from sqlaudit.detectors._facts import Facts, may_find, quiet
+from sqlaudit.detectors._grouping import group, partition, shaped, sited
+from sqlaudit.model.findings import Finding, Severity
+from sqlaudit.model.frozen import build, evolve
+from sqlaudit.model.records import QueryRecord, UnitRecord
+from sqlaudit.sql.fingerprint import fingerprint
+
+
+def fields_of(obj: object) -> dict[str, object]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}  # type: ignore[arg-type]
+
+
+FINDING = Finding(
+    kind="repeated_query",
+    severity=Severity.WARNING,
+    message="repeated query: 3x SELECT",
+    count=3,
+    location=site(10),
+    fix="issue it once",
+    fingerprint="SELECT a FROM t WHERE id = ?",
+    sql="SELECT a FROM t WHERE id = ?",
+    db_time=0.25,
+    relationship="User.addresses",
+    statements=(1, 2, 3),
+    unit="GET /",
+    stack=(site(10), site(3, "main")),
+    loop=site(9),
+    allowed=None,
+    origin=site(2),
+)
+
+
+def test_build_sets_every_field_as_the_constructor_does() -> None:
+    """``build`` gives the object ``UnitRecord(**values)`` gives, field for field."""
+    values = fields_of(unit([q(), q(kind="insert")], transactions=[tx()]))
+    values["name"] = "GET /users"
+    built = build(UnitRecord, **values)
+    assert type(built) is UnitRecord
+    assert fields_of(built) == fields_of(UnitRecord(**values))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.name = "x"  # type: ignore[misc]
+
+
+def test_build_needs_every_field_in_order() -> None:
+    """A field missing, extra or out of order is a TypeError, never a field left unset."""
+    values = fields_of(unit([q()]))
+    with pytest.raises(TypeError, match="in order"):
+        build(UnitRecord, **{k: v for k, v in values.items() if k != "eager_loads"})
+    with pytest.raises(TypeError, match="in order"):
+        build(UnitRecord, **dict(reversed(values.items())))
+
+
+def test_only_plain_frozen_dataclasses_are_built() -> None:
+    """A dataclass whose ``__init__`` does more than set its fields is refused."""
+    with pytest.raises(TypeError, match="without its __init__"):
+        build(AuditConfig, **fields_of(AuditConfig()))  # __post_init__ validates
+    with pytest.raises(TypeError, match="without its __init__"):
+        evolve(site(1), line=2)  # a NamedTuple, not a dataclass
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"loop": None},
+        {"loop": site(4)},
+        {"stack": (site(1),), "unit": None},
+        {"statements": ()},
+        {"allowed": 'allow_sql "x"'},
+        {"kind": "n_plus_one", "severity": Severity.ERROR, "origin": None},
+    ],
+    ids=repr,
+)
+def test_evolve_is_dataclasses_replace(changes: dict[str, object]) -> None:
+    """``evolve`` gives what ``dataclasses.replace`` gives, including the fields left out of
+    equality (``sql``, ``origin``)."""
+    evolved = evolve(FINDING, **changes)
+    replaced = dataclasses.replace(FINDING, **changes)  # type: ignore[arg-type]
+    assert evolved == replaced
+    assert fields_of(evolved) == fields_of(replaced)
+    assert evolved is not FINDING
+
+
+def test_evolve_refuses_unknown_fields() -> None:
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        evolve(FINDING, nope=1)
+
+
+FRAMES = [(), (site(10),), (site(11),), (site(10), site(3, "main")), (site(11), site(3, "main"))]
+LOADS = [None, "query", "lazy", "column", "eager"]
+
+
+@st.composite
+def records(draw: st.DrawFn) -> list:  # type: ignore[type-arg]
+    out = []
+    for i in range(draw(st.integers(0, 12))):
+        load = draw(st.sampled_from(LOADS))
+        orm = None if load is None else OrmLoad(load, "Child", "Parent.children", i % 3)
+        out.append(
+            q(
+                draw(st.sampled_from(["SELECT a FROM t WHERE id = ?", "SELECT b FROM u"])),
+                draw(st.sampled_from(["select", "insert", "update", "other", "transaction"])),
+                at=draw(st.sampled_from(FRAMES)),
+                start=float(i),
+                duration=draw(st.sampled_from([0.0001, 0.002, 0.9])),
+                orm=orm,
+                suppressed=draw(st.sampled_from([(), ("repeated_query",)])),
+            )
+        )
+    return out
+
+
+CONFIGS = st.builds(
+    AuditConfig,
+    n_plus_one_min=st.integers(2, 4),
+    repeated_query_min=st.integers(2, 4),
+    deferred_reload_min=st.integers(2, 4),
+    expired_reload_min=st.integers(2, 4),
+    write_loop_min=st.integers(2, 4),
+    min_group_ms=st.sampled_from([0.0, 1.0]),
+    slow_query_ms=st.sampled_from([None, 1.0, 500.0]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(records(), CONFIGS)
+def test_quiet_units_skip_only_what_may_find_would_skip(recs: list, config: AuditConfig) -> None:  # type: ignore[type-arg]
+    """A unit ``quiet`` tells apart gets the detectors ``may_find`` gives when it partitions
+    every unit."""
+    u = unit(recs, config=config)
+    fast = may_find(u, Facts(u, u.own_statements))
+    with mock.patch.object(_facts, "quiet", return_value=False):
+        full = may_find(u, Facts(u, u.own_statements))
+    assert fast == full
+    if quiet(u.own_statements):
+        assert not any(r.orm is not None and r.orm.load in ("lazy", "column") for r in recs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(records(), CONFIGS, st.sampled_from([frozenset(), frozenset({"repeated_query"})]))
+def test_default_detectors_find_what_the_same_detectors_find(
+    recs: list,  # type: ignore[type-arg]
+    config: AuditConfig,
+    ignore: frozenset[str],
+) -> None:
+    """``DEFAULT_DETECTORS`` (triaged before the detector loop) finds what the same detectors
+    passed as a list (triaged in it) find."""
+    u = unit(recs, config=config.replace(ignore=ignore))
+    assert run_detectors(u) == run_detectors(u, list(DEFAULT_DETECTORS))
+
+
+def test_quiet_unit() -> None:
+    """Ten statements from ten lines are quiet; two from one line, or a lazy load, are not."""
+    assert quiet([q(at=(site(line),)) for line in range(10)])
+    assert quiet([q(at=()), q(at=())])  # no frame: no group
+    assert not quiet([q(at=(site(1),)), q(at=(site(1), site(2)))])
+    assert not quiet([q(orm=OrmLoad("lazy", "C", "P.c", 1))])
+    assert not quiet([q(orm=OrmLoad("column", "C", None, None))])
+    query, eager = OrmLoad("query", "C", None, None), OrmLoad("eager", "C", "P.c", 1)
+    assert quiet([q(orm=query, at=(site(1),)), q(orm=eager, at=(site(2),))])
+
+
+SOURCE = """\
+def f(rows):
+    total = 0
+    for row in rows:
+        total += row
+        while total > 10:
+            total -= 1
+    values = [
+        g(x)
+        for x in rows
+    ]
+    return total, values
+"""
+
+
+def test_loop_headers_are_those_scanned_again(tmp_path: Path) -> None:
+    """Every line's loop header read through the memo is the one scanning the file's loops
+    gives, asked once or twice, before and after the memo is emptied."""
+    path = tmp_path / "loopy.py"
+    path.write_text(SOURCE, encoding="utf-8")
+    file = str(path)
+    lines = range(1, SOURCE.count("\n") + 2)
+
+    def scanned(line: int) -> int | None:
+        loops._headers.clear()
+        loops._loops.pop(file, None)
+        return loops._loop_line(file, line)
+
+    expected = {line: scanned(line) for line in lines}
+    assert expected[4] == 3 and expected[6] == 5 and expected[8] == 7 and expected[2] is None
+    loops._headers.clear()
+    for _ in range(2):
+        assert {line: loops._loop_line(file, line) for line in lines} == expected
+    stack = (CallSite(file, 6, "f"), CallSite(file, 4, "f"))
+    assert loops.loop_of(stack) == CallSite(file, 5, "f")
+    assert loops.loop_of(stack) == CallSite(file, 5, "f")
+
+
+def partition_by_loop(recs: list) -> dict[str, list]:  # type: ignore[type-arg]
+    """``partition`` as it was written before issue 20: one Python pass over the records."""
+    parts: dict[str, list] = {"lazy": [], "column": [], "read": [], "write": []}  # type: ignore[type-arg]
+    for item in enumerate(recs):
+        load = None if item[1].orm is None else item[1].orm.load
+        if load in ("lazy", "eager", "column"):
+            if load in ("lazy", "column"):
+                parts[load].append(item)
+        elif item[1].kind in ("select", "other"):
+            parts["read"].append(item)
+        elif item[1].kind in ("insert", "update", "delete"):
+            parts["write"].append(item)
+    return parts
+
+
+def read_key(record: QueryRecord) -> tuple[str, CallSite] | None:
+    """``repeated_query``'s grouping key before issue 20."""
+    if record.kind not in ("select", "other") or not record.stack:
+        return None
+    if record.orm is not None and record.orm.load in ("lazy", "eager", "column"):
+        return None
+    return (record.sql, record.stack[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(records())
+def test_partition_and_read_groups_are_those_of_the_loops(recs: list) -> None:  # type: ignore[type-arg]
+    """``partition`` (reads and writes in C when no ORM load is partitioned) and ``sited``
+    give the parts and groups the Python loops give, in the same order."""
+    parts = partition(recs)
+    assert parts == partition_by_loop(recs)
+    read = parts["read"]
+    assert list(sited(read).items()) == list(group(read, read_key).items())
+
+
+def shaped_by_loop(recs: list, minimum: int) -> list:  # type: ignore[type-arg]
+    """``by_shape_and_stack`` as it was before issue 20 (every group split by stack)."""
+    shapes: dict = {}  # type: ignore[type-arg]
+    for (sql, site_), items in group(recs, read_key).items():
+        shapes.setdefault((fingerprint(sql, items[0][1].dialect), site_), []).extend(items)
+    out = []
+    for (shape, _), items in shapes.items():
+        items.sort(key=lambda item: item[0])
+        if len(items) < minimum:
+            continue
+        stacks: dict = {}  # type: ignore[type-arg]
+        for item in items:
+            stacks.setdefault(item[1].stack, []).append(item)
+        out += [((shape, s), m) for s, m in stacks.items() if len(m) >= minimum]
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(records(), st.integers(2, 4))
+def test_read_groups_by_shape_and_stack_are_those_of_the_loop(recs: list, minimum: int) -> None:  # type: ignore[type-arg]
+    """``shaped(sited(...))`` (a group of one stack yielded whole) gives the groups, in the
+    order, of grouping every record by text, frame, shape and stack in Python."""
+    read = partition(recs)["read"]
+    assert list(shaped(sited(read), minimum)) == shaped_by_loop(read, minimum)
+
+
+def repeats_by_loop(items: list, minimum: int) -> bool:  # type: ignore[type-arg]
+    """``_facts._repeats`` as it was before issue 20: a Python count, stopping at ``minimum``."""
+    seen: dict[CallSite, int] = {}
+    for _, record in items:
+        if record.stack:
+            seen[record.stack[0]] = seen.get(record.stack[0], 0) + 1
+            if seen[record.stack[0]] >= minimum:
+                return True
+    return False
+
+
+@settings(max_examples=300, deadline=None)
+@given(records(), st.integers(2, 4))
+def test_repeats_counted_in_c_are_those_of_the_loop(recs: list, minimum: int) -> None:  # type: ignore[type-arg]
+    """The per-part test of ``may_find`` gives what counting frame by frame gives."""
+    for items in partition(recs).values():
+        assert _facts._repeats(items, minimum) == repeats_by_loop(items, minimum)
