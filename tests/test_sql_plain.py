@@ -13,6 +13,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sqlaudit.model.records import StatementKind
 from sqlaudit.sql import fingerprint as fp
 from tests.test_sql_shortcuts import ANY
 
@@ -112,3 +113,20 @@ OLD_UNFOLDED = re.compile(r" [,)]|,(?! )|\( " + fp._UNFOLDED.pattern.split(r"|\(
 def test_unfolded_finds_what_it_found_before(sql: str) -> None:
     for text in (sql, " ".join(sql.split()), " ".join(fp._fingerprint(sql, "").split())):
         assert (fp._UNFOLDED.search(text) is None) == (OLD_UNFOLDED.search(text) is None)
+
+
+def old_kind(sql: str) -> str:
+    """``statement_kind`` as it was before issue 20's second round: the leading run first."""
+    leading = fp._LEADING.match(sql, 0, 4096)
+    match = fp._FIRST_WORD.match(sql, leading.end() if leading else 0)
+    word = match.group().upper() if match else ""
+    return fp._with_kind(sql) if word == "WITH" else fp._KINDS.get(word, StatementKind.OTHER)
+
+
+@given(st.one_of(PLAIN_TEXT, CLOSE_TEXT, ANY, st.text(max_size=20)))
+@settings(max_examples=300, deadline=None)
+def test_statement_kind_matches_the_first_word_at_once(sql: str) -> None:
+    """A text that starts with a letter has no leading run to skip: ``statement_kind`` takes
+    its first word at once, and gives the kind it gave."""
+    for text in (sql, "SELECT " + sql, "with " + sql, "(" + sql, "-- c\n" + sql, "x" + sql):
+        assert fp.statement_kind(text) == old_kind(text)

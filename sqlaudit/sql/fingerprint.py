@@ -232,8 +232,11 @@ def statement_kind(sql: str) -> str:
     kind = _kind_cache.get(sql)
     if kind is not None:
         return kind
-    leading = _LEADING.match(sql, 0, 4096)  # always matches, possibly empty
-    match = _FIRST_WORD.match(sql, leading.end() if leading else 0)
+    # A text that starts with its word has nothing to skip (no skipped run starts with a letter)
+    match = _FIRST_WORD.match(sql)
+    if match is None:
+        leading = _LEADING.match(sql, 0, 4096)  # always matches, possibly empty
+        match = _FIRST_WORD.match(sql, leading.end() if leading else 0)
     word = match.group().upper() if match else ""
     kind = _KINDS.get(word, StatementKind.OTHER)
     if word == "WITH":
