@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from sqlaudit.model.records import StatementKind
 from sqlaudit.sql import fingerprint as fp
+from sqlaudit.sql import lexer
 from tests.test_sql_shortcuts import ANY
 
 DIALECTS = ["", "sqlite", "mysql", "mariadb", "postgresql", "mssql", "oracle", "unknown"]
@@ -130,3 +131,9 @@ def test_statement_kind_matches_the_first_word_at_once(sql: str) -> None:
     its first word at once, and gives the kind it gave."""
     for text in (sql, "SELECT " + sql, "with " + sql, "(" + sql, "-- c\n" + sql, "x" + sql):
         assert fp.statement_kind(text) == old_kind(text)
+
+
+def test_memo_of_each_dialect_is_its_familys() -> None:
+    names = ["", "sqlite", "mysql", "mariadb", "postgresql", "mssql", "oracle", "unknown", "db2"]
+    for name in [*names, "MySQL", "sqlite3", "postgres"]:
+        assert fp._MEMO_OF.get(name, fp._UNKNOWN) is fp._FINGERPRINTS[lexer.family(name)]

@@ -18,7 +18,7 @@ import re
 
 from sqlaudit.model.records import StatementKind
 from sqlaudit.sql.cache import Memo
-from sqlaudit.sql.lexer import SPACE, VALUE, family, lex
+from sqlaudit.sql.lexer import SPACE, VALUE, lex
 
 __all__ = ["elide", "fingerprint", "readable", "short", "statement_kind", "tables"]
 
@@ -128,6 +128,9 @@ _kind_cache = _KIND_MEMO.data
 _FINGERPRINTS: dict[str, Memo[str]] = {
     name: Memo(len) for name in ("", "sqlite", "mysql", "postgresql", "mssql", "oracle")
 }
+#: Each dialect name's memo, ``family`` applied (one dict lookup at close, per text).
+_MEMO_OF = {**_FINGERPRINTS, "mariadb": _FINGERPRINTS["mysql"]}
+_UNKNOWN = _FINGERPRINTS[""]
 
 
 def fingerprint(sql: str, dialect: str = "") -> str:
@@ -139,7 +142,7 @@ def fingerprint(sql: str, dialect: str = "") -> str:
     characters. Idempotent: ``fingerprint(fingerprint(s, d), d) == fingerprint(s, d)``.
     Quoted identifiers are kept verbatim.
     """
-    memo = _FINGERPRINTS[family(dialect)]
+    memo = _MEMO_OF.get(dialect, _UNKNOWN)  # _FINGERPRINTS[family(dialect)], in one lookup
     found = memo.data.get(sql)
     if found is None:
         found = memo.put(sql, _fingerprint(sql, dialect))
