@@ -72,7 +72,7 @@ class Memo(Generic[V]):
 
     def __init__(
         self,
-        measure: Callable[[V], int] = lambda _: 0,
+        measure: Callable[[V], int] | None = None,
         *,
         max_entries: int = MAX_ENTRIES,
         max_chars: int = MAX_CHARS,
@@ -83,6 +83,7 @@ class Memo(Generic[V]):
         self.chars = 0
         self.max_entries = max_entries
         self.max_chars = max_chars
+        #: What a value costs in characters (None: nothing but ``_ENTRY_COST``).
         self._measure = measure
         self._lock = threading.Lock()
         fork_safe(self, "_lock")
@@ -90,7 +91,10 @@ class Memo(Generic[V]):
 
     def put(self, key: str, value: V) -> V:
         """Remember ``value`` for ``key`` (if it fits the budget); return ``value``."""
-        size = len(key) + self._measure(value) + _ENTRY_COST
+        measure = self._measure  # None for most memos: spares a call per new text
+        size = (
+            len(key) + _ENTRY_COST if measure is None else len(key) + measure(value) + _ENTRY_COST
+        )
         if size > self.max_chars // 4:
             return value
         with self._lock:
@@ -106,8 +110,10 @@ class Memo(Generic[V]):
     def _drop_oldest_half(self) -> None:
         # In bulk: dropping one entry at a time from the front of a dict is quadratic.
         data = self.data
+        measure = self._measure
         for key in list(islice(data, max(1, len(data) // 2))):
-            self.chars -= len(key) + self._measure(data.pop(key)) + _ENTRY_COST
+            value = data.pop(key)
+            self.chars -= len(key) + (0 if measure is None else measure(value)) + _ENTRY_COST
 
     def clear(self) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ import re
 
 from sqlaudit.model.records import StatementKind
 from sqlaudit.sql.cache import Memo
-from sqlaudit.sql.lexer import SPACE, VALUE, family, lex
+from sqlaudit.sql.lexer import SPACE, VALUE, lex
 
 __all__ = ["elide", "fingerprint", "readable", "short", "statement_kind", "tables"]
 
@@ -39,9 +39,10 @@ _SPACES = re.compile(r"  +")
 #: space between words, none at either end): a space before ``,`` or ``)``, ``,`` without a
 #: space after it, ``(`` with one; an operator run that does not start after a space, is not
 #: one operator, or is not followed by a space and then something other than an operator.
-#: Where none is found, each folding leaves the text unchanged, so they are not run.
+#: Where none is found, each folding leaves the text unchanged, so they are not run. (The
+#: space before ``,`` or ``)`` is looked behind for: a space is no candidate to start at.)
 _UNFOLDED = re.compile(
-    r" [,)]|,(?! )|\( "
+    r",(?:(?<= ,)|(?! ))|\)(?<= \))|\( "
     r"|<(?:(?<![ <>=!].)|(?<![<>=!].)(?![=>]? (?![<>=!])))"
     r"|>(?:(?<![ <>=!].)|(?<![<>=!].)(?!=? (?![<>=!])))"
     r"|=(?:(?<![ <>=!].)|(?<![<>=!].)(?! (?![<>=!])))"
@@ -65,6 +66,33 @@ _FIRST_WORD = re.compile(r"[A-Za-z]+")
 #: For ``WITH``: quoted identifiers (skipped), parentheses and words.
 _WITH_TOKENS = re.compile(r'"(?:[^"]|"")*"?|`[^`]*`?|(\()|(\))|([^\W\d][\w$]*)')
 
+#: The fast path for "plain" text (issue 20): ASCII, and none of what some dialect reads
+#: differently from another (``lexer._DISAGREE``: ``"``, `````, ``[``, ``#``, ``\``, ``$``,
+#: ``/*``; ``q'`` is a quote after a letter, see below), nor ``--`` comments. Every dialect's
+#: lexer then finds only values: ``'...'`` strings, numbers, placeholders, a sign before
+#: them, and three kinds this pattern leaves to the full path: prefixed strings (``N'..'``,
+#: ``X'..'``, ``E'..'``, ``U&'..'``: here a quote after a letter or ``&`` is not opened, and
+#: is seen left in the result), ``TRUE`` and ``FALSE``. Written as the lexer's tokens are
+#: (same rest for each first character, same lookbehinds), but no letter is a candidate to
+#: start at: ``lex`` tries every letter that could start a prefix or ``TRUE``.
+_UNPLAIN = re.compile(r"[\"`\[#\\$]")
+_NUMBER = r"\w*(?:\.(?!\.)\w*)?(?:(?<=[eE])[-+]\d\w*)?"
+_FRACTION = r"\d\w*(?:(?<=[eE])[-+]\d\w*)?"
+_STRING = r"(?:[^']+|'')*(?:'|\Z)"
+_PYFORMAT = r"(?:\([^()\s'?]{1,128}\)s|s)"
+_COLON = r"(?<!::)[A-Za-z_]\w*"
+_PLAIN = re.compile(
+    r"[-'%?:.0-9](?:"
+    rf"(?<=')(?<![A-Za-z&].){_STRING}"
+    rf"|(?<=%){_PYFORMAT}"
+    r"|(?<=\?)"
+    rf"|(?<=:){_COLON}"
+    rf"|(?<=[0-9])(?<![\w$?].){_NUMBER}"
+    rf"|(?<=\.)(?<![\w$?].){_FRACTION}"
+    r"|(?<=-)(?<![\w.?'$\"`)\]].)"
+    rf"(?:'{_STRING}|%{_PYFORMAT}|\?|:{_COLON}|\d{_NUMBER}|\.{_FRACTION})"
+    r")"
+)
 _KINDS = {
     "SELECT": StatementKind.SELECT,
     "WITH": StatementKind.SELECT,
@@ -100,6 +128,9 @@ _kind_cache = _KIND_MEMO.data
 _FINGERPRINTS: dict[str, Memo[str]] = {
     name: Memo(len) for name in ("", "sqlite", "mysql", "postgresql", "mssql", "oracle")
 }
+#: Each dialect name's memo, ``family`` applied (one dict lookup at close, per text).
+_MEMO_OF = {**_FINGERPRINTS, "mariadb": _FINGERPRINTS["mysql"]}
+_UNKNOWN = _FINGERPRINTS[""]
 
 
 def fingerprint(sql: str, dialect: str = "") -> str:
@@ -111,7 +142,7 @@ def fingerprint(sql: str, dialect: str = "") -> str:
     characters. Idempotent: ``fingerprint(fingerprint(s, d), d) == fingerprint(s, d)``.
     Quoted identifiers are kept verbatim.
     """
-    memo = _FINGERPRINTS[family(dialect)]
+    memo = _MEMO_OF.get(dialect, _UNKNOWN)  # _FINGERPRINTS[family(dialect)], in one lookup
     found = memo.data.get(sql)
     if found is None:
         found = memo.put(sql, _fingerprint(sql, dialect))
@@ -125,6 +156,25 @@ def _fingerprint(sql: str, dialect: str) -> str:
     text = sql[:MAX_SQL]
     if not (text.isascii() and text.isprintable()):  # else no control character is there
         text = _CONTROL.sub(" ", text)
+    shape = _plain(text)
+    return _lexed(text, dialect) if shape is None else shape
+
+
+def _plain(text: str) -> str | None:
+    """The fingerprint of a "plain" text (``_PLAIN``), the same under every dialect's rules;
+    None for any other text."""
+    if text.isascii() and _UNPLAIN.search(text) is None and "--" not in text and "/*" not in text:
+        shape = _shape(_PLAIN.sub("?", text))
+        # A quote left over is one _PLAIN did not open (after a letter or "&": maybe a
+        # prefixed string); TRUE and FALSE are literals it does not look for.
+        upper = shape.upper()
+        if "'" not in shape and "TRUE" not in upper and "FALSE" not in upper:
+            return shape
+    return None
+
+
+def _lexed(text: str, dialect: str) -> str:
+    """The fingerprint of any text (control characters replaced), by ``dialect``'s lexers."""
     (starts, ends, classes), safe = lex(text, dialect)
     parts: list[str] = []
     idents: list[str] = []
@@ -148,7 +198,16 @@ def _fingerprint(sql: str, dialect: str) -> str:
         # Where the dialect's settings disagree: all of it a literal. After a space, so that
         # a minus before it stays an operator (``-?`` would read as one signed value).
         parts.append(" ?")
-    text = " ".join("".join(parts).split())  # whitespace folded, as str.split() reads it
+    text = _shape("".join(parts))
+    if idents:
+        restore = iter(idents)
+        text = re.sub(_MARK, lambda _: next(restore), text)
+    return text
+
+
+def _shape(text: str) -> str:
+    """Literals already replaced: whitespace folded, lists collapsed, ``;`` dropped."""
+    text = " ".join(text.split())  # whitespace folded, as str.split() reads it
     if _UNFOLDED.search(text) is not None:
         text = _fold(text)
     upper = text.upper()  # the list patterns run only where they can match
@@ -156,11 +215,7 @@ def _fingerprint(sql: str, dialect: str) -> str:
         text = _IN_LIST.sub("IN (?)", text)
     if "VALUES (" in upper:
         text = _VALUES_LIST.sub(r"\1 \2", text)
-    text = text.rstrip("; ")
-    if idents:
-        restore = iter(idents)
-        text = re.sub(_MARK, lambda _: next(restore), text)
-    return text
+    return text.rstrip("; ")
 
 
 def _fold(text: str) -> str:
@@ -180,8 +235,11 @@ def statement_kind(sql: str) -> str:
     kind = _kind_cache.get(sql)
     if kind is not None:
         return kind
-    leading = _LEADING.match(sql, 0, 4096)  # always matches, possibly empty
-    match = _FIRST_WORD.match(sql, leading.end() if leading else 0)
+    # A text that starts with its word has nothing to skip (no skipped run starts with a letter)
+    match = _FIRST_WORD.match(sql)
+    if match is None:
+        leading = _LEADING.match(sql, 0, 4096)  # always matches, possibly empty
+        match = _FIRST_WORD.match(sql, leading.end() if leading else 0)
     word = match.group().upper() if match else ""
     kind = _KINDS.get(word, StatementKind.OTHER)
     if word == "WITH":
