@@ -1,4 +1,4 @@
-"""``benchmarks/instructions.py``: its child (what valgrind counts) runs every variant.
+"""``benchmarks/instructions.py`` and ``bytecodes.py``: their children run every variant.
 
 The counts themselves need valgrind and minutes; this test runs the child script without it,
 for a few units, so that a broken variant shows here and not in the middle of a long count.
@@ -38,3 +38,13 @@ def test_child_runs_every_variant() -> None:
         out, err = child.communicate(timeout=300)
         assert child.returncode == 0, f"{variant}: {err}"
         assert int(out.strip()) == (UNITS * STATEMENTS if variant in RECORDERS else 0), variant
+
+
+def test_bytecode_child_counts_both_variants() -> None:
+    """``benchmarks/bytecodes.py``'s child counts bytecodes with no audit open and with one
+    ``audit()`` per unit; the audit runs sqlaudit's recording and closing on top."""
+    import bytecodes
+
+    no_audit, audit = bytecodes.count(ROOT, "core_pk", UNITS)
+    assert no_audit > 0
+    assert audit > no_audit
