@@ -150,9 +150,9 @@ def main() -> None:
     parser.add_argument(
         "--no-gc",
         action="store_true",
-        help="garbage collector off after the imports: plain SQLAlchemy then counts the same in"
-        " every checkout, so small A/B differences show (the collector's own passes, which"
-        " sqlaudit's allocations bring on earlier, are then not counted)",
+        help="garbage collector off after the imports (its passes, which sqlaudit's allocations"
+        " bring on earlier, are then not counted); checkouts still differ by a few percent"
+        " (hashing by address): for an exact A/B of sqlaudit's Python code see bytecodes.py",
     )
     parser.add_argument(
         "--bounds",
