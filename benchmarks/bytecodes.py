@@ -22,8 +22,11 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from checkouts import checkouts  # benchmarks/ is not a package: the path above finds it
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("core_pk", "core_literal", "core_insert", "orm_get", "n_plus_one", "clean")
@@ -90,30 +93,15 @@ def main() -> None:
     unknown = sorted(set(workloads) - set(WORKLOADS))
     if unknown:
         raise SystemExit(f"unknown workload(s) {unknown}; known: {', '.join(WORKLOADS)}")
-    checkouts = {"this checkout": ROOT}
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.against:
-            ref = Path(tmp) / "ref"
-            subprocess.run(
-                ["git", "worktree", "add", "--detach", str(ref), args.against],
-                cwd=ROOT, check=True, capture_output=True,
-            )  # fmt: skip
-            checkouts[args.against] = ref
-        try:
-            results = {
-                label: {w: count(path, w, args.units) for w in workloads}
-                for label, path in checkouts.items()
-            }
-        finally:
-            if args.against:
-                subprocess.run(
-                    ["git", "worktree", "remove", "--force", str(checkouts[args.against])],
-                    cwd=ROOT, check=False, capture_output=True,
-                )  # fmt: skip
+    with checkouts(args.against) as found:
+        results = {
+            label: {w: count(path, w, args.units) for w in workloads}
+            for label, path in found.items()
+        }
     print(f"Python bytecodes per unit ({args.units} units counted):")
     print("  {:14} {:16} {:>12} {:>14}".format("workload", "checkout", "no audit", "audit() adds"))
     for w in workloads:
-        for label in checkouts:
+        for label in found:
             no_audit, audit = results[label][w]
             print(f"  {w:14} {label[:16]:16} {no_audit:12,.0f} {audit - no_audit:+14,.0f}")
 

@@ -29,8 +29,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from checkouts import checkouts  # benchmarks/ is not a package: the path above finds it
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("core_pk", "core_literal", "core_insert", "orm_get", "clean")
@@ -168,29 +171,14 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown workload(s) {unknown}; known: {', '.join(WORKLOADS)}")
     variants = VARIANTS + (BOUNDS if args.bounds else ())
-    checkouts = {"this checkout": ROOT}
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.against:
-            ref = Path(tmp) / "ref"
-            subprocess.run(
-                ["git", "worktree", "add", "--detach", str(ref), args.against],
-                cwd=ROOT, check=True, capture_output=True,
-            )  # fmt: skip
-            checkouts[args.against] = ref
-        try:
-            results = {
-                label: {
-                    w: {v: per_unit(path, w, v, args.units, not args.no_gc) for v in variants}
-                    for w in workloads
-                }
-                for label, path in checkouts.items()
+    with checkouts(args.against) as found:
+        results = {
+            label: {
+                w: {v: per_unit(path, w, v, args.units, not args.no_gc) for v in variants}
+                for w in workloads
             }
-        finally:
-            if args.against:
-                subprocess.run(
-                    ["git", "worktree", "remove", "--force", str(checkouts[args.against])],
-                    cwd=ROOT, check=False, capture_output=True,
-                )  # fmt: skip
+            for label, path in found.items()
+        }
     collector = ", garbage collector off" if args.no_gc else ""
     print(
         f"Instructions per unit (valgrind callgrind; {args.units} units counted{collector}),"
@@ -199,7 +187,7 @@ def main() -> None:
     header = ("workload", "checkout", "plain", "no audit", "audit()", "ratio")
     print("  {:14} {:16} {:>12} {:>12} {:>12} {:>6}".format(*header))
     for w in workloads:
-        for label in checkouts:
+        for label in found:
             r = results[label][w]
             plain = r["plain"]
             print(
@@ -210,7 +198,7 @@ def main() -> None:
         print("What any recorder of the same events pays at least, added per unit over plain:")
         print("  {:14} {:16} {:>12} {:>12} {:>12}".format("workload", "checkout", *BOUNDS))
         for w in workloads:
-            for label in checkouts:
+            for label in found:
                 r = results[label][w]
                 added = [f"{r[b] - r['plain']:+12,.0f}" for b in BOUNDS]
                 print(f"  {w:14} {label[:16]:16} {' '.join(added)}")
