@@ -4,9 +4,10 @@
 SQLAlchemy's count moves by up to 4%, with the garbage collector on or off (hashing by address
 and allocation layout change the work dicts and caches do), so differences of a few percent
 cannot be read there. This script counts the Python bytecodes that one unit runs instead
-(``sys.settrace`` opcode events), for the workloads of ``units.py``: with no audit open (the
-instrumented engine) and with one ``audit()`` per unit (default config, findings logged to a
-NullHandler). The count leaves out work done in C (regular expressions, dict operations,
+(``sys.settrace`` opcode events; ``sys.monitoring`` instruction events on Python 3.12+, so
+compare counts made on one Python version), for the workloads of ``units.py``: with no audit
+open (the instrumented engine) and with one ``audit()`` per unit (default config, findings
+logged to a NullHandler). The count leaves out work done in C (regular expressions, dict operations,
 SQLite), so it ranks changes to sqlaudit's Python code, not their whole cost::
 
     python benchmarks/bytecodes.py                      # this checkout
@@ -50,6 +51,24 @@ def tracer(frame, event, arg):
     if event == "opcode":
         count += 1
     return tracer
+def instruction(code, offset):
+    global count
+    count += 1
+monitoring = getattr(sys, "monitoring", None)  # 3.12+: settrace gives no opcode events there
+if monitoring is not None:
+    tool = monitoring.PROFILER_ID
+    monitoring.use_tool_id(tool, "bytecodes")
+    monitoring.register_callback(tool, monitoring.events.INSTRUCTION, instruction)
+def start():
+    if monitoring is None:
+        sys.settrace(tracer)
+    else:
+        monitoring.set_events(tool, monitoring.events.INSTRUCTION)
+def stop():
+    if monitoring is None:
+        sys.settrace(None)
+    else:
+        monitoring.set_events(tool, 0)
 def run(k, audit):
     for i in range(k):
         if audit:
@@ -60,9 +79,9 @@ def run(k, audit):
 for audit in (False, True):
     run(20, audit)
     count = 0
-    sys.settrace(tracer)
+    start()
     run(n, audit)
-    sys.settrace(None)
+    stop()
     print(count / n)
 """
 
