@@ -20,7 +20,8 @@ from sqlaudit import AuditConfig, CallSite, OrmLoad
 from sqlaudit.capture import loops
 from sqlaudit.detectors import DEFAULT_DETECTORS, _facts, run_detectors
 from sqlaudit.detectors._facts import Facts, may_find, quiet
-from sqlaudit.detectors._grouping import group, partition, shaped, sited
+from sqlaudit.detectors._grouping import group, loads_in, partition, shaped, sited
+from sqlaudit.model import records as model_records
 from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.model.frozen import build, evolve
 from sqlaudit.model.records import QueryRecord, UnitRecord
@@ -126,6 +127,7 @@ def records(draw: st.DrawFn) -> list:  # type: ignore[type-arg]
                 duration=draw(st.sampled_from([0.0001, 0.002, 0.9])),
                 orm=orm,
                 suppressed=draw(st.sampled_from([(), ("repeated_query",)])),
+                batch=draw(st.sampled_from([1, 1, 3])),
             )
         )
     return out
@@ -250,14 +252,23 @@ def test_partition_and_read_groups_are_those_of_the_loops(recs: list) -> None:  
     give the parts and groups the Python loops give, in the same order."""
     parts = partition(recs)
     assert parts == partition_by_loop(recs)
+    assert partition(recs, loads_in(recs)) == parts  # the loads Facts read once for both
+    assert quiet(recs, loads_in(recs)) == quiet(recs)
     read = parts["read"]
     assert list(sited(read).items()) == list(group(read, read_key).items())
 
 
-def shaped_by_loop(recs: list, minimum: int) -> list:  # type: ignore[type-arg]
+def write_key(record: QueryRecord) -> tuple[str, CallSite] | None:
+    """``write_loop``'s grouping key before the read and write groupings became one."""
+    if record.kind not in ("insert", "update", "delete") or record.batch > 1 or not record.stack:
+        return None
+    return (record.sql, record.stack[0])
+
+
+def shaped_by_loop(recs: list, minimum: int, key=read_key) -> list:  # type: ignore[no-untyped-def,type-arg]
     """``by_shape_and_stack`` as it was before issue 20 (every group split by stack)."""
     shapes: dict = {}  # type: ignore[type-arg]
-    for (sql, site_), items in group(recs, read_key).items():
+    for (sql, site_), items in group(recs, key).items():
         shapes.setdefault((fingerprint(sql, items[0][1].dialect), site_), []).extend(items)
     out = []
     for (shape, _), items in shapes.items():
@@ -278,6 +289,29 @@ def test_read_groups_by_shape_and_stack_are_those_of_the_loop(recs: list, minimu
     order, of grouping every record by text, frame, shape and stack in Python."""
     read = partition(recs)["read"]
     assert list(shaped(sited(read), minimum)) == shaped_by_loop(read, minimum)
+
+
+@settings(max_examples=300, deadline=None)
+@given(records(), st.integers(2, 4))
+def test_write_groups_are_those_of_the_old_write_key(recs: list, minimum: int) -> None:  # type: ignore[type-arg]
+    """``write_loop``'s single-row writes through ``sited`` and ``shaped`` give the groups of
+    its former key (kind, batch and frame tested per record) in the same order."""
+    write = partition(recs)["write"]
+    single = [item for item in write if item[1].batch <= 1]
+    assert list(shaped(sited(single), minimum)) == shaped_by_loop(write, minimum, write_key)
+
+
+def test_record_field_getters_read_their_named_fields() -> None:
+    """The field getters beside ``QueryRecord`` read the field they are named after."""
+    record = QueryRecord(*(object() for _ in QueryRecord._fields))
+    for name in QueryRecord._fields:
+        getter = getattr(model_records, f"{name}_of", None)
+        if getter is not None:
+            assert getter(record) is getattr(record, name), name
+    load = OrmLoad(*(object() for _ in OrmLoad._fields))
+    assert model_records.load_of(load) is load.load
+    getters = [n for n in vars(model_records) if n.endswith("_of")]
+    assert len(getters) == 8, getters
 
 
 def repeats_by_loop(items: list, minimum: int) -> bool:  # type: ignore[type-arg]

@@ -13,15 +13,12 @@ from __future__ import annotations
 import threading
 from collections import _count_elements  # type: ignore[attr-defined]  # not in typeshed
 from collections.abc import Iterable, Sequence
-from operator import itemgetter
 
-from sqlaudit.model.records import QueryRecord, StatementKind
+from sqlaudit.model.records import QueryRecord, StatementKind, duration_of, kind_of
 
 __all__ = ["StatementLog"]
 
 _TRANSACTION = StatementKind.TRANSACTION
-_KIND = itemgetter(1)  # QueryRecord.kind
-_DURATION = itemgetter(3)  # QueryRecord.duration
 
 
 class StatementLog:
@@ -145,8 +142,8 @@ class StatementLog:
             new: Sequence[QueryRecord] = records[done:end]
             counts = dict(counts)
             controls = counts.get(_TRANSACTION, 0)
-            _count_elements(counts, map(_KIND, new))
-            db_time += sum(map(_DURATION, new))
+            _count_elements(counts, map(kind_of, new))
+            db_time += sum(map(duration_of, new))
             if counts.get(_TRANSACTION, 0) != controls:
                 db_time -= sum(r.duration for r in new if r.kind == _TRANSACTION)
             self._derived = (end, counts, db_time)

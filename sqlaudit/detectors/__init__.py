@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import compress
-from operator import itemgetter
 from typing import TYPE_CHECKING, Protocol, cast
 
 from sqlaudit._internal import contain
@@ -39,14 +38,13 @@ from sqlaudit.detectors.unused_eager_load import UnusedEagerLoad
 from sqlaudit.detectors.write_loop import WriteLoop
 from sqlaudit.model import allowlist
 from sqlaudit.model.frozen import evolve
+from sqlaudit.model.records import suppressed_of
 
 if TYPE_CHECKING:
     from sqlaudit.model.findings import Finding
     from sqlaudit.model.records import QueryRecord, UnitRecord
 
 __all__ = ["DEFAULT_DETECTORS", "Detector", "check_detectors", "lift", "rank", "run_detectors"]
-
-_SUPPRESSED = itemgetter(11)  # QueryRecord.suppressed
 
 
 class Detector(Protocol):
@@ -187,7 +185,7 @@ def _detect_all(
         if not candidates:
             return 0
         detectors = list(compress(detectors, map(candidates.__contains__, _DEFAULT_TYPES)))
-    suppressed_any = any(map(_SUPPRESSED, records))
+    suppressed_any = any(map(suppressed_of, records))
     failures = 0
     for detector in detectors:
         if detector.kind in ignored:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from collections import _count_elements  # type: ignore[attr-defined]  # not in typeshed
 from collections.abc import Sequence
-from operator import itemgetter
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
-from sqlaudit.detectors._grouping import partition
+from sqlaudit.detectors._grouping import innermost, loads_in, partition, record_of
 from sqlaudit.detectors.autocommit_lock import AutocommitLock
 from sqlaudit.detectors.autocommit_read_modify_write import AutocommitReadModifyWrite
 from sqlaudit.detectors.autocommit_writes import AutocommitWrites
@@ -40,6 +40,7 @@ from sqlaudit.detectors.stale_identity_map import StaleIdentityMap
 from sqlaudit.detectors.transaction_overhead import _WHY, TransactionOverhead
 from sqlaudit.detectors.unused_eager_load import UnusedEagerLoad
 from sqlaudit.detectors.write_loop import WriteLoop
+from sqlaudit.model.records import duration_of, stack_of
 
 if TYPE_CHECKING:
     from sqlaudit.detectors._grouping import Part
@@ -47,25 +48,20 @@ if TYPE_CHECKING:
 
 __all__ = ["OURS", "Facts", "may_find", "quiet"]
 
-_DURATION = itemgetter(3)  # QueryRecord.duration
-_STACK = itemgetter(7)  # QueryRecord.stack
-_ORM = itemgetter(8)  # QueryRecord.orm
-_FIRST = itemgetter(0)
-_LOAD = itemgetter(0)  # OrmLoad.load
-_RECORD = itemgetter(1)
 _ROLLBACKS = ("rollback", "rollback_exception")
 
 
 class Facts:
     """What one unit holds, each fact computed on first use (internal to ``run_detectors``)."""
 
-    __slots__ = ("_cache", "_parts", "_records", "_unit")
+    __slots__ = ("_cache", "_loads", "_parts", "_records", "_unit")
 
     def __init__(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> None:
         self._unit = unit
         self._records = records
         self._cache: dict[str, bool] = {}
         self._parts: dict[str, Part] | None = None
+        self._loads: frozenset[str] | None = None
 
     def has(self, need: str) -> bool:
         """Whether the unit holds any of ``need`` (a detector's ``needs``)."""
@@ -94,8 +90,15 @@ class Facts:
         """The records of one part of ``partition`` (computed once, shared with detectors)."""
         parts = self._parts
         if parts is None:
-            parts = self._parts = partition(self._records)
+            parts = self._parts = partition(self._records, self.loads())
         return parts[name]
+
+    def loads(self) -> frozenset[str]:
+        """The records' ``OrmLoad.load`` values (read once for ``quiet`` and ``partition``)."""
+        loads = self._loads
+        if loads is None:
+            loads = self._loads = loads_in(self._records)
+        return loads
 
 
 def _repeats(items: Part, minimum: int) -> bool:
@@ -104,19 +107,21 @@ def _repeats(items: Part, minimum: int) -> bool:
     if len(items) < minimum:
         return False
     seen: dict[object, int] = {}
-    _count_elements(seen, map(_FIRST, filter(None, map(_STACK, map(_RECORD, items)))))
+    _count_elements(seen, map(innermost, filter(None, map(stack_of, map(record_of, items)))))
     return max(seen.values(), default=0) >= minimum
 
 
-def quiet(records: Sequence[QueryRecord]) -> bool:
+def quiet(records: Sequence[QueryRecord], loads: AbstractSet[str] | None = None) -> bool:
     """True when no record is a lazy or column load and no two come from one innermost
     application frame: then no part holds a lazy or column load, nor two records of one frame,
     and each minimum of the per-statement tests below is at least 2 (``AuditConfig`` checks
-    it). Most units (ten statements from ten lines) are told without partitioning them."""
-    sites = list(map(_FIRST, filter(None, map(_STACK, records))))
+    it). Most units (ten statements from ten lines) are told without partitioning them.
+    ``loads``: the records' ``OrmLoad.load`` values when known (``Facts.loads``)."""
+    sites = list(map(innermost, filter(None, map(stack_of, records))))
     if len(set(sites)) != len(sites):
         return False
-    loads = set(map(_LOAD, filter(None, map(_ORM, records))))
+    if loads is None:
+        loads = loads_in(records)
     return "lazy" not in loads and "column" not in loads
 
 
@@ -126,7 +131,7 @@ def may_find(unit: UnitRecord, facts: Facts) -> set[type]:
     detector (and implies the detector's ``needs``)."""
     config = unit.config
     found: set[type] = set()
-    if facts._records and not quiet(facts._records):
+    if facts._records and not quiet(facts._records, facts.loads()):
         if len(facts.part("lazy")) >= config.n_plus_one_min:
             found.add(NPlusOne)  # a group of n_plus_one_min parents or more
         if len(facts.part("column")) >= min(config.deferred_reload_min, config.expired_reload_min):
@@ -137,7 +142,7 @@ def may_find(unit: UnitRecord, facts: Facts) -> set[type]:
             found.add(WriteLoop)
     if facts._records:
         threshold = config.slow_query_ms
-        if threshold is not None and max(map(_DURATION, facts._records)) >= threshold / 1000.0:
+        if threshold is not None and max(map(duration_of, facts._records)) >= threshold / 1000.0:
             found.add(SlowQuery)
     # Statements under ignore("query_budget") only lower the count and the DB time.
     if (config.max_queries is not None and unit.query_count > config.max_queries) or (

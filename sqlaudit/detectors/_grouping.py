@@ -5,20 +5,35 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from contextvars import ContextVar, Token
 from operator import itemgetter
 from typing import TypeVar
 
-from sqlaudit.model.records import CallSite, QueryRecord, StatementKind, UnitRecord
+from sqlaudit.model.records import (
+    CallSite,
+    QueryRecord,
+    StatementKind,
+    UnitRecord,
+    duration_of,
+    kind_of,
+    load_of,
+    orm_of,
+    sql_of,
+    stack_of,
+)
 from sqlaudit.sql.fingerprint import fingerprint
 
 K = TypeVar("K", bound=Hashable)
 
 __all__ = [
-    "by_shape_and_stack",
     "group",
+    "index_of",
     "indexes",
+    "innermost",
+    "loads_in",
     "partition",
+    "record_of",
     "retried",
     "shaped",
     "sharing",
@@ -31,9 +46,11 @@ Part = list[tuple[int, QueryRecord]]
 _READS = frozenset({StatementKind.SELECT, StatementKind.OTHER})
 _WRITES = frozenset(StatementKind.WRITES)
 _ORM_LOADS = frozenset({"lazy", "eager", "column"})
-_KIND = itemgetter(1)  # QueryRecord.kind
-_ORM = itemgetter(8)  # QueryRecord.orm
-_LOAD = itemgetter(0)  # OrmLoad.load
+#: Of an ``(index, record)`` pair: the index, the record.
+index_of = itemgetter(0)
+record_of = itemgetter(1)
+#: Of a stack: its innermost frame.
+innermost = itemgetter(0)
 #: Partitions computed while ``run_detectors`` runs, by id of the records sequence.
 _SHARED: ContextVar[dict[int, tuple[Sequence[QueryRecord], dict[str, Part]]] | None] = ContextVar(
     "sqlaudit_partitions", default=None
@@ -55,20 +72,29 @@ class sharing:  # noqa: N801 - used like a function: ``with sharing():``
         _SHARED.reset(self._token)
 
 
-def partition(records: Sequence[QueryRecord]) -> dict[str, Part]:
+def loads_in(records: Iterable[QueryRecord]) -> frozenset[str]:
+    """The ``OrmLoad.load`` values of ``records`` (read in C)."""
+    return frozenset(map(load_of, filter(None, map(orm_of, records))))
+
+
+def partition(
+    records: Sequence[QueryRecord], loads: AbstractSet[str] | None = None
+) -> dict[str, Part]:
     """``(index, record)`` pairs by what detectors look at: ``"lazy"`` and ``"column"`` ORM
     loads, ``"read"`` (SELECT/other statements that are not ORM relationship or column loads)
     and ``"write"`` (INSERT/UPDATE/DELETE); eager-loader batches and transaction control are
-    in none. One pass over the records, shared by the detectors of a unit (``sharing``)."""
+    in none. One pass over the records, shared by the detectors of a unit (``sharing``).
+    ``loads``: ``loads_in(records)`` when the caller has it."""
     shared = _SHARED.get()
     if shared is not None:
         cached = shared.get(id(records))
         if cached is not None and cached[0] is records:
             return cached[1]
-    orms = list(map(_ORM, records))
-    if not any(orms) or _ORM_LOADS.isdisjoint(map(_LOAD, filter(None, orms))):
+    if loads is None:
+        loads = loads_in(records)
+    if _ORM_LOADS.isdisjoint(loads):
         # No lazy, eager or column load (most units): reads and writes by kind alone, in C.
-        kinds = list(map(_KIND, records))
+        kinds = list(map(kind_of, records))
         read = list(itertools.compress(enumerate(records), map(_READS.__contains__, kinds)))
         write = list(itertools.compress(enumerate(records), map(_WRITES.__contains__, kinds)))
         parts = {"lazy": [], "column": [], "read": read, "write": write}
@@ -117,27 +143,12 @@ def group(
     return groups
 
 
-def by_shape_and_stack(
-    records: Iterable[tuple[int, QueryRecord]],
-    key: Callable[[QueryRecord], tuple[str, CallSite] | None],
-    minimum: int,
-) -> Iterator[tuple[tuple[str, tuple[CallSite, ...]], list[tuple[int, QueryRecord]]]]:
-    """Groups of >= ``minimum`` records by (shape, whole application stack); ``key`` gives a
-    record's (SQL text, innermost application frame), or None to skip it.
-
-    Grouped first by (text, innermost frame), whose hash is cheap, then by shape: each
-    distinct text is fingerprinted once, not each record. Split by the whole stack only where
-    a group is large enough to matter: most records are in small groups.
-    """
-    return shaped(group(records, key), minimum)
-
-
 def sited(records: Sequence[tuple[int, QueryRecord]]) -> dict[tuple[str, CallSite], Part]:
     """``group(records, key)`` for the key (SQL text, innermost application frame), records
     with no frame skipped: the keys are read in C, one dict step per record is left."""
-    framed = list(itertools.compress(records, map(_stack, map(_record, records))))
-    texts = map(_sql, map(_record, framed))
-    sites = map(_first, map(_stack, map(_record, framed)))
+    framed = list(itertools.compress(records, map(stack_of, map(record_of, records))))
+    texts = map(sql_of, map(record_of, framed))
+    sites = map(innermost, map(stack_of, map(record_of, framed)))
     groups: dict[tuple[str, CallSite], Part] = {}
     setdefault = groups.setdefault
     for key, item in zip(zip(texts, sites, strict=True), framed, strict=True):
@@ -148,7 +159,11 @@ def sited(records: Sequence[tuple[int, QueryRecord]]) -> dict[tuple[str, CallSit
 def shaped(
     groups: dict[tuple[str, CallSite], Part], minimum: int
 ) -> Iterator[tuple[tuple[str, tuple[CallSite, ...]], list[tuple[int, QueryRecord]]]]:
-    """``by_shape_and_stack`` of records already grouped by (SQL text, innermost frame)."""
+    """Groups of >= ``minimum`` records by (shape, whole application stack), from records
+    grouped by (SQL text, innermost application frame) (``sited``).
+
+    Each distinct text is fingerprinted once, not each record. Split by the whole stack only
+    where a group is large enough to matter: most records are in small groups."""
     shapes: dict[tuple[str, CallSite], list[tuple[int, QueryRecord]]] = {}
     merged: set[tuple[str, CallSite]] = set()
     for (sql, site), items in groups.items():
@@ -160,11 +175,11 @@ def shaped(
             existing.extend(items)
             merged.add(shape_key)
     for shape_key in merged:  # several texts of one shape: back into statement order
-        shapes[shape_key].sort(key=_index)
+        shapes[shape_key].sort(key=index_of)
     for (shape, _site), items in shapes.items():
         if len(items) < minimum:
             continue
-        if len(set(map(_stack, map(_record, items)))) == 1:  # a loop's group: one stack
+        if len(set(map(stack_of, map(record_of, items)))) == 1:  # a loop's group: one stack
             yield (shape, items[0][1].stack), items
             continue
         stacks: dict[tuple[CallSite, ...], list[tuple[int, QueryRecord]]] = {}
@@ -180,23 +195,13 @@ def shaped(
                 yield (shape, stack), members
 
 
-_index = itemgetter(0)
-
-
-_record = itemgetter(1)
-_sql = itemgetter(0)  # QueryRecord.sql
-_duration = itemgetter(3)  # QueryRecord.duration
-_stack = itemgetter(7)  # QueryRecord.stack
-_first = itemgetter(0)
-
-
 def total_time(items: Sequence[tuple[int, QueryRecord]]) -> float:
-    total: float = sum(map(_duration, map(_record, items)))
+    total: float = sum(map(duration_of, map(record_of, items)))
     return total
 
 
 def indexes(items: Sequence[tuple[int, QueryRecord]], limit: int = 1000) -> tuple[int, ...]:
-    return tuple(map(_index, items[:limit]))
+    return tuple(map(index_of, items[:limit]))
 
 
 _ROLLBACKS = frozenset({"rollback", "rollback_exception"})

@@ -9,28 +9,25 @@ salted hashes of those statements' bind values are kept to tell them apart (``_p
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from sqlaudit.detectors._counter_cache import counter_cache
 from sqlaudit.detectors._grouping import (
     indexes,
     partition,
+    record_of,
     retried,
     shaped,
     sited,
     total_time,
 )
 from sqlaudit.model.findings import Finding, Severity
+from sqlaudit.model.records import params_of, sql_of
 from sqlaudit.sql.fingerprint import elide
 from sqlaudit.sql.params import walk
 
 if TYPE_CHECKING:
     from sqlaudit.model.records import QueryRecord, UnitRecord
-
-_RECORD = itemgetter(1)
-_SQL = itemgetter(0)  # QueryRecord.sql
-_PARAMS = itemgetter(12)  # QueryRecord.params
 
 
 class RepeatedQuery:
@@ -52,8 +49,9 @@ class RepeatedQuery:
             db_time = total_time(items)
             if n < config.repeated_query_min or db_time * 1000 < config.min_group_ms:
                 continue
-            group_records = list(map(_RECORD, items))
-            if walk(list(zip(map(_SQL, group_records), map(_PARAMS, group_records), strict=True))):
+            group_records = list(map(record_of, items))
+            texts = map(sql_of, group_records)
+            if walk(list(zip(texts, map(params_of, group_records), strict=True))):
                 continue  # walking pages or IN-list chunks is the cure for loading all at once
             if retried(items, unit):
                 continue  # each attempt after a rollback: a retry, not a loop

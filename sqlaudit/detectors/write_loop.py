@@ -12,10 +12,11 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from sqlaudit.detectors._grouping import (
-    by_shape_and_stack,
     indexes,
     partition,
     retried,
+    shaped,
+    sited,
     total_time,
 )
 from sqlaudit.model.findings import Finding, Severity
@@ -23,7 +24,7 @@ from sqlaudit.model.records import StatementKind
 from sqlaudit.sql.fingerprint import elide
 
 if TYPE_CHECKING:
-    from sqlaudit.model.records import CallSite, QueryRecord, UnitRecord
+    from sqlaudit.model.records import QueryRecord, UnitRecord
 
 #: What to send instead of one statement per row, by statement kind.
 _LOOP_FIXES = {
@@ -67,12 +68,6 @@ _DIALECT_HINTS = {
 }
 
 
-def _key(record: QueryRecord) -> tuple[str, CallSite] | None:
-    if record.kind not in StatementKind.WRITES or record.batch > 1 or not record.stack:
-        return None
-    return (record.sql, record.stack[0])
-
-
 def _flush_id(record: QueryRecord) -> int | None:
     orm = record.orm
     return orm.parent if orm is not None and orm.load == "flush" else None
@@ -89,7 +84,10 @@ class WriteLoop:
     def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = unit.config
         # Grouped statements first; the flush rule below then counts flushes, not statements.
-        for (shape, stack), items in by_shape_and_stack(partition(records)["write"], _key, 2):
+        # Single-row writes (an executemany is batched already), grouped by (text, innermost
+        # frame) and then by shape and whole stack; ``sited`` skips those with no frame.
+        single = [item for item in partition(records)["write"] if item[1].batch <= 1]
+        for (shape, stack), items in shaped(sited(single), 2):
             flushes = {_flush_id(r) for _, r in items} - {None}
             plain = sum(1 for _, r in items if _flush_id(r) is None)
             occurrences = plain + len(flushes)
