@@ -22,10 +22,10 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable, MutableMapping
 from typing import Any
 
-__all__ = ["contain", "fork_safe", "internal_error", "is_strict", "logger"]
+__all__ = ["contain", "count_into", "fork_safe", "internal_error", "is_strict", "logger"]
 
 logger = logging.getLogger("sqlaudit")
 _seen: set[str] = set()
@@ -89,3 +89,19 @@ def contain(where: str, exc: Exception, unit: Any = None, *, failing: bool = Fal
     except Exception:
         if not failing:
             raise
+
+
+def _count_by_loop(counts: MutableMapping[Any, int], items: Iterable[Hashable]) -> None:
+    """``count_into`` where CPython's C helper is missing."""
+    get = counts.get
+    for item in items:
+        counts[item] = get(item, 0) + 1
+
+
+#: ``count_into(counts, items)`` adds one to ``counts[item]`` for each item: the C loop of
+#: ``collections.Counter`` (a private helper of CPython), else the same loop in Python.
+count_into: Callable[[MutableMapping[Any, int], Iterable[Hashable]], None]
+try:
+    from collections import _count_elements as count_into  # type: ignore[attr-defined,no-redef]
+except ImportError:  # pragma: no cover - a Python without it (PyPy has its own, in Python)
+    count_into = _count_by_loop

@@ -16,12 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from records import q, site, tx, unit
 
-from sqlaudit import AuditConfig, CallSite, OrmLoad
+from sqlaudit import AuditConfig, CallSite, OrmLoad, _internal
+from sqlaudit._internal import count_into
 from sqlaudit.capture import loops
 from sqlaudit.detectors import DEFAULT_DETECTORS, _facts, run_detectors
 from sqlaudit.detectors._facts import Facts, may_find, quiet
 from sqlaudit.detectors._grouping import group, loads_in, partition, shaped, sited
-from sqlaudit.model import records as model_records
+from sqlaudit.model import fields as model_fields
 from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.model.frozen import build, evolve
 from sqlaudit.model.records import QueryRecord, UnitRecord
@@ -302,16 +303,13 @@ def test_write_groups_are_those_of_the_old_write_key(recs: list, minimum: int) -
 
 
 def test_record_field_getters_read_their_named_fields() -> None:
-    """The field getters beside ``QueryRecord`` read the field they are named after."""
+    """Each getter of ``model.fields`` reads the field it is named after."""
     record = QueryRecord(*(object() for _ in QueryRecord._fields))
-    for name in QueryRecord._fields:
-        getter = getattr(model_records, f"{name}_of", None)
-        if getter is not None:
-            assert getter(record) is getattr(record, name), name
     load = OrmLoad(*(object() for _ in OrmLoad._fields))
-    assert model_records.load_of(load) is load.load
-    getters = [n for n in vars(model_records) if n.endswith("_of")]
-    assert len(getters) == 8, getters
+    for name in model_fields.__all__:
+        getter = getattr(model_fields, name)
+        source = load if name == "load_of" else record
+        assert getter(source) is getattr(source, name.removesuffix("_of")), name
 
 
 def repeats_by_loop(items: list, minimum: int) -> bool:  # type: ignore[type-arg]
@@ -331,3 +329,14 @@ def test_repeats_counted_in_c_are_those_of_the_loop(recs: list, minimum: int) ->
     """The per-part test of ``may_find`` gives what counting frame by frame gives."""
     for items in partition(recs).values():
         assert _facts._repeats(items, minimum) == repeats_by_loop(items, minimum)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=2), st.integers(0, 5)), st.lists(st.text(max_size=2)))
+def test_count_into_counts_as_the_python_loop(start: dict[str, int], items: list[str]) -> None:
+    """``count_into`` (CPython's C helper where there is one) adds what the fallback adds."""
+    fast, slow = dict(start), dict(start)
+    count_into(fast, iter(items))
+    _internal._count_by_loop(slow, iter(items))
+    assert fast == slow
+    assert sum(fast.values()) == sum(start.values()) + len(items)

@@ -11,10 +11,11 @@ the cap is moved to the overflow counts when read, so ``max_records`` holds exac
 from __future__ import annotations
 
 import threading
-from collections import _count_elements  # type: ignore[attr-defined]  # not in typeshed
 from collections.abc import Iterable, Sequence
 
-from sqlaudit.model.records import QueryRecord, StatementKind, duration_of, kind_of
+from sqlaudit._internal import count_into
+from sqlaudit.model.fields import duration_of, kind_of
+from sqlaudit.model.records import QueryRecord, StatementKind
 
 __all__ = ["StatementLog"]
 
@@ -142,7 +143,7 @@ class StatementLog:
             new: Sequence[QueryRecord] = records[done:end]
             counts = dict(counts)
             controls = counts.get(_TRANSACTION, 0)
-            _count_elements(counts, map(kind_of, new))
+            count_into(counts, map(kind_of, new))
             db_time += sum(map(duration_of, new))
             if counts.get(_TRANSACTION, 0) != controls:
                 db_time -= sum(r.duration for r in new if r.kind == _TRANSACTION)

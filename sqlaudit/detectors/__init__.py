@@ -37,8 +37,8 @@ from sqlaudit.detectors.transaction_overhead import TransactionOverhead
 from sqlaudit.detectors.unused_eager_load import UnusedEagerLoad
 from sqlaudit.detectors.write_loop import WriteLoop
 from sqlaudit.model import allowlist
+from sqlaudit.model.fields import suppressed_of
 from sqlaudit.model.frozen import evolve
-from sqlaudit.model.records import suppressed_of
 
 if TYPE_CHECKING:
     from sqlaudit.model.findings import Finding

@@ -17,11 +17,11 @@ asks ``Facts``:
 
 from __future__ import annotations
 
-from collections import _count_elements  # type: ignore[attr-defined]  # not in typeshed
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
+from sqlaudit._internal import count_into
 from sqlaudit.detectors._grouping import innermost, loads_in, partition, record_of
 from sqlaudit.detectors.autocommit_lock import AutocommitLock
 from sqlaudit.detectors.autocommit_read_modify_write import AutocommitReadModifyWrite
@@ -40,7 +40,7 @@ from sqlaudit.detectors.stale_identity_map import StaleIdentityMap
 from sqlaudit.detectors.transaction_overhead import _WHY, TransactionOverhead
 from sqlaudit.detectors.unused_eager_load import UnusedEagerLoad
 from sqlaudit.detectors.write_loop import WriteLoop
-from sqlaudit.model.records import duration_of, stack_of
+from sqlaudit.model.fields import duration_of, stack_of
 
 if TYPE_CHECKING:
     from sqlaudit.detectors._grouping import Part
@@ -107,7 +107,7 @@ def _repeats(items: Part, minimum: int) -> bool:
     if len(items) < minimum:
         return False
     seen: dict[object, int] = {}
-    _count_elements(seen, map(innermost, filter(None, map(stack_of, map(record_of, items)))))
+    count_into(seen, map(innermost, filter(None, map(stack_of, map(record_of, items)))))
     return max(seen.values(), default=0) >= minimum
 
 

@@ -10,18 +10,8 @@ from contextvars import ContextVar, Token
 from operator import itemgetter
 from typing import TypeVar
 
-from sqlaudit.model.records import (
-    CallSite,
-    QueryRecord,
-    StatementKind,
-    UnitRecord,
-    duration_of,
-    kind_of,
-    load_of,
-    orm_of,
-    sql_of,
-    stack_of,
-)
+from sqlaudit.model.fields import duration_of, kind_of, load_of, orm_of, sql_of, stack_of
+from sqlaudit.model.records import CallSite, QueryRecord, StatementKind, UnitRecord
 from sqlaudit.sql.fingerprint import fingerprint
 
 K = TypeVar("K", bound=Hashable)

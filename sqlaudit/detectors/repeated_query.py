@@ -21,8 +21,8 @@ from sqlaudit.detectors._grouping import (
     sited,
     total_time,
 )
+from sqlaudit.model.fields import params_of, sql_of
 from sqlaudit.model.findings import Finding, Severity
-from sqlaudit.model.records import params_of, sql_of
 from sqlaudit.sql.fingerprint import elide
 from sqlaudit.sql.params import walk
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from operator import itemgetter
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from sqlaudit.model.config import AuditConfig
@@ -130,30 +129,6 @@ class QueryRecord(NamedTuple):
             f"{name}={value!r}" for name, value in zip(self._fields[1:], self[1:], strict=True)
         )
         return f"QueryRecord(sql=<{len(self.sql)} characters>, {fields})"
-
-
-def _getter(record_type: Any, name: str) -> itemgetter[Any]:
-    return itemgetter(record_type._fields.index(name))
-
-
-# Field getters for ``map()`` and sort keys on the close path (read in C, no Python frame per
-# record). Made from the field names, so that a change in field order moves them too.
-#: ``QueryRecord.sql``
-sql_of = _getter(QueryRecord, "sql")
-#: ``QueryRecord.kind``
-kind_of = _getter(QueryRecord, "kind")
-#: ``QueryRecord.duration``
-duration_of = _getter(QueryRecord, "duration")
-#: ``QueryRecord.stack``
-stack_of = _getter(QueryRecord, "stack")
-#: ``QueryRecord.orm``
-orm_of = _getter(QueryRecord, "orm")
-#: ``QueryRecord.suppressed``
-suppressed_of = _getter(QueryRecord, "suppressed")
-#: ``QueryRecord.params``
-params_of = _getter(QueryRecord, "params")
-#: ``OrmLoad.load``
-load_of = _getter(OrmLoad, "load")
 
 
 class TransactionRecord(NamedTuple):
