@@ -51,11 +51,11 @@ from sqlalchemy.sql import visitors
 from sqlaudit._internal import contain, fork_safe
 from sqlaudit.capture.aggregates import aggregate, key_pair
 from sqlaudit.capture.eager import on_batch, on_query
+from sqlaudit.capture.guard import listener
 from sqlaudit.capture.hazards import flushed
 from sqlaudit.capture.identity import on_select, on_session_begin
 from sqlaudit.capture.origins import on_load, parent_key, relationship_info, row_of
 from sqlaudit.capture.origins import on_select as on_origin
-from sqlaudit.capture.scope import listener
 from sqlaudit.capture.transactions import session_begin, session_end
 from sqlaudit.model.records import OrmLoad, StatementKind
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sqlaudit.capture.callsite import capture, offsets
-from sqlaudit.capture.scope import Scope, listener
+from sqlaudit.capture.guard import listener
+from sqlaudit.capture.scope import Scope
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIConnection

@@ -16,9 +16,8 @@ import weakref
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
+from typing import TYPE_CHECKING, Any
 
-from sqlaudit._internal import contain
 from sqlaudit.capture.log import StatementLog
 from sqlaudit.model.frozen import build, evolve
 from sqlaudit.model.hazards import EagerLoad
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     from sqlaudit.model.hazards import ReadModifyWrite
     from sqlaudit.model.records import Origin, OrmLoad, QueryRecord, StaleRead, TransactionRecord
 
-__all__ = ["CURRENT", "FALLBACK", "SUPPRESSED", "Scope", "current", "listener", "open_ancestor"]
+__all__ = ["CURRENT", "FALLBACK", "SUPPRESSED", "Scope", "current", "open_ancestor"]
 
 #: The innermost open scope of this thread / task, or None.
 CURRENT: ContextVar[Scope | None] = ContextVar("sqlaudit_scope", default=None)
@@ -76,34 +75,6 @@ def open_ancestor(scope: Scope | None) -> Scope | None:
     while scope is not None and scope.ended is not None:
         scope = scope.parent
     return scope
-
-
-P = ParamSpec("P")
-
-
-def listener(where: str) -> Callable[[Callable[Concatenate[Scope, P], None]], Callable[P, None]]:
-    """Decorator for SQLAlchemy event listeners (pool, session, connection events): the
-    listener runs only while a scope is current, receives it first, and its errors are
-    contained (``_internal.contain``), never raised into the application's call."""
-
-    def wrap(fn: Callable[Concatenate[Scope, P], None]) -> Callable[P, None]:
-        def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
-            if CURRENT.get() is None and not FALLBACK:
-                return  # no unit open (current(), its first test inlined: no further call)
-            scope = current()
-            if scope is None:
-                return
-            try:
-                fn(scope, *args, **kwargs)
-            except Exception as exc:
-                contain(where, exc, scope)
-
-        guarded.__name__ = fn.__name__
-        guarded.__qualname__ = fn.__qualname__
-        guarded.__doc__ = fn.__doc__
-        return guarded
-
-    return wrap
 
 
 class Scope:

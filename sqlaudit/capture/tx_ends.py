@@ -14,7 +14,8 @@ import sys
 from typing import Any
 
 from sqlaudit.capture.callsite import capture, offsets
-from sqlaudit.capture.scope import CURRENT, FALLBACK, Scope, listener
+from sqlaudit.capture.guard import listener
+from sqlaudit.capture.scope import CURRENT, FALLBACK, Scope
 
 __all__ = ["unwatch_ends", "watch_ends"]
 
