@@ -392,3 +392,37 @@ def test_remembered_frames_keep_each_callers_stack(sqlite_engine: Engine) -> Non
     loop = [(line_of("loop-line-a"),), (line_of("loop-line-b"),)]
     expected = ([(helper, first, test_first)] * 3 + [(helper, second, test_second)] * 2 + loop) * 3
     assert lines == expected
+
+
+@pytest.mark.skipif(_callsite._module_at is None, reason="sys._getframemodulename: Python 3.12+")
+def test_module_probe_counts_frames_as_getframe_does(sqlite_engine: Engine) -> None:
+    """On Python 3.12+ ``capture`` reads the module of the frame below the application's
+    (``sys._getframemodulename``) instead of materialising it: at every depth of a real
+    statement's stack it names the module of the frame ``sys._getframe`` gives."""
+    import sys
+
+    seen: list[tuple[list[str | None], list[str | None]]] = []
+
+    def listener(*args: Any) -> None:
+        depths = range(40)
+        assert _callsite._module_at is not None
+        probed = [_callsite._module_at(d) for d in depths]
+        framed: list[str | None] = []
+        for d in depths:
+            try:
+                framed.append(sys._getframe(d).f_globals.get("__name__"))
+            except ValueError:
+                framed.append(None)
+        seen.append((probed, framed))
+
+    event.listen(sqlite_engine, "before_cursor_execute", listener)
+    try:
+        with sqlite_engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+            functools.reduce(lambda acc, _: connection.execute(text("SELECT 2")), [0], None)
+    finally:
+        event.remove(sqlite_engine, "before_cursor_execute", listener)
+    assert len(seen) == 2
+    for probed, framed in seen:
+        assert probed == framed
+        assert any(name and name.startswith("sqlalchemy.") for name in probed)

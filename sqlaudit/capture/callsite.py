@@ -158,20 +158,33 @@ def capture(
         recent = _recent
     getframe = sys._getframe
     cache = _cache
-    for offset in recent:
-        try:
-            below = getframe(depth + offset)
-        except ValueError:
-            continue
-        probe = below.f_back
-        if probe is None:
-            continue
-        library = below.f_code.co_filename
-        known = _sqlalchemy_files.get(library)
-        if known is None:
-            known = _is_sqlalchemy(library)
-        if known and cache.get(probe.f_code.co_filename, False):
-            return _collect(probe, None, opener)
+    if _module_at is not None:
+        # Python 3.12+: the module of the frame below, read without materialising it.
+        for offset in recent:
+            name = _module_at(depth + offset)
+            if name is None or not name.startswith("sqlalchemy."):
+                continue
+            try:
+                probe = getframe(depth + offset + 1)
+            except ValueError:
+                continue
+            if cache.get(probe.f_code.co_filename, False):
+                return _collect(probe, None, opener)
+    else:
+        for offset in recent:
+            try:
+                below = getframe(depth + offset)
+            except ValueError:
+                continue
+            above = below.f_back
+            if above is None:
+                continue
+            library = below.f_code.co_filename
+            known = _sqlalchemy_files.get(library)
+            if known is None:
+                known = _is_sqlalchemy(library)
+            if known and cache.get(above.f_code.co_filename, False):
+                return _collect(above, None, opener)
     # Walk to the first application frame (into the parent greenlet when the greenlet's own
     # stack ends first); _collect takes the stack from there.
     frame: FrameType | None = getframe(depth)
@@ -195,6 +208,10 @@ def capture(
     return ()
 
 
+#: ``sys._getframemodulename`` (Python 3.12+): the ``__module__`` of the function running at a
+#: depth of the stack, counted as ``sys._getframe`` counts, without making a frame object of
+#: it. Else None.
+_module_at: Callable[[int], str | None] | None = getattr(sys, "_getframemodulename", None)
 #: Offsets (from capture's start frame to the frame just below the first application frame)
 #: that recently held, most recent first: callers without a list of their own share this one.
 _recent: list[int] = []
