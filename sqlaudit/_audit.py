@@ -26,8 +26,8 @@ from sqlaudit.detectors import (
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.model.config import AuditConfig
 from sqlaudit.model.findings import Finding, check_kinds
-from sqlaudit.model.frozen import evolve
-from sqlaudit.model.records import QueryRecord
+from sqlaudit.model.frozen import build, evolve
+from sqlaudit.model.records import FrozenOrigins, QueryRecord, UnitRecord
 from sqlaudit.report import AuditReport, scope_of
 from sqlaudit.reporters import LogReporter, Reporter, check_reporters
 from sqlaudit.sql.cache import release
@@ -185,18 +185,23 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             unit = scope.close()
         except Exception as exc:
             contain("close", exc, scope)
-            unit = scope.freeze()
+            unit = _frozen(scope)
         report._unit = unit
-        findings, failures = run_detectors(unit, self.detectors)
-        if scope.child_findings:
-            # A request inside a test: the test reports the request's findings beside its own.
-            nested = lift(scope.child_findings, unit)
-            findings = rank([*nested, *findings], unit.config.max_findings)
-        if findings:  # else the report keeps its empty findings and allowed
-            findings = _with_loops(_with_stacks(findings, unit.statements))
-            report.findings = tuple(f for f in findings if f.allowed is None)
-            report.allowed = tuple(f for f in findings if f.allowed is not None)
-        scope.internal_errors += failures
+        # A fault of sqlaudit's own past this point is contained like a listener's: the unit
+        # keeps what was judged before it, and the application's block never sees it.
+        try:
+            findings, failures = run_detectors(unit, self.detectors)
+            scope.internal_errors += failures
+            if scope.child_findings:
+                # A request inside a test: the test reports the request's findings too.
+                nested = lift(scope.child_findings, unit)
+                findings = rank([*nested, *findings], unit.config.max_findings)
+            if findings:  # else the report keeps its empty findings and allowed
+                findings = _with_loops(_with_stacks(findings, unit.statements))
+                report.findings = tuple(f for f in findings if f.allowed is None)
+                report.allowed = tuple(f for f in findings if f.allowed is not None)
+        except Exception as exc:
+            contain("findings", exc, scope, failing=failing)
         parent = scope.parent
         # A unit that outlived the one it was opened in (a response body finalised late, the
         # enclosing request's unit closed first) rolls up into the nearest one still open.
@@ -247,6 +252,36 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             detectors=self.detectors,
             all_threads=self.all_threads,
         )
+
+
+def _frozen(scope: Scope) -> UnitRecord:
+    """The unit as frozen without closing its transactions, else with nothing recorded: a
+    fault in ``Scope.close`` still gives the report a unit (its counts, if they can be read)."""
+    try:
+        return scope.freeze()
+    except Exception as exc:
+        contain("close", exc, scope)
+    return build(
+        UnitRecord,
+        name=scope.name,
+        config=scope.config,
+        statements=(),
+        counts={},
+        db_time=0.0,
+        overflow=0,
+        transaction_records=(),
+        origin_records=FrozenOrigins({}, {}),
+        stale_reads=(),
+        resets=0,
+        started=scope.started,
+        ended=scope.ended if scope.ended is not None else scope.started,
+        internal_errors=scope.internal_errors,
+        transactions_past_cap={},
+        key=scope.key,
+        nested=scope.nested,
+        read_modify_writes=(),
+        eager_loads=(),
+    )
 
 
 #: Findings of statements repeated by a loop: they name the loop's line (``Finding.loop``).

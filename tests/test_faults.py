@@ -354,6 +354,55 @@ def test_raising_detector_is_contained_counted_and_logged_once(
     assert CURRENT.get() is None
 
 
+class CloseFaultError(Exception):
+    """A fault injected into sqlaudit's own close path."""
+
+
+@pytest.mark.usefixtures("lenient")
+@pytest.mark.parametrize("broken", ["freeze", "findings"])
+def test_a_fault_while_closing_never_reaches_the_application(
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    broken: str,
+) -> None:
+    """A bug of sqlaudit's own while a unit closes (freezing it, or shaping its findings) is
+    contained: the ``with`` block ends normally, the report is closed with what could be
+    read, the fault is counted and logged, and an exception of the application still wins."""
+    expected = repeated_selects(engine)
+
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise CloseFaultError(f"injected {broken} failure")
+
+    if broken == "freeze":
+        monkeypatch.setattr("sqlaudit.capture.scope.Scope.freeze", explode)
+    else:
+        monkeypatch.setattr("sqlaudit._audit._with_stacks", explode)
+    handle = sqlaudit.instrument(engine)
+    try:
+        with caplog.at_level(logging.ERROR, logger="sqlaudit"):
+            with sqlaudit.audit("unit", on_finding="raise") as report:
+                assert repeated_selects(engine) == expected
+            with pytest.raises(ZeroDivisionError):
+                with sqlaudit.audit("failing", on_finding="raise") as failing:
+                    repeated_selects(engine)
+                    1 / 0  # noqa: B018 - the application's own error
+    finally:
+        handle.remove()
+    for closed in (report, failing):
+        assert closed.ended is not None
+        assert closed.findings == ()  # none judged: the fault came first
+        if broken == "freeze":  # neither freeze worked: nothing recorded is reported
+            assert closed.internal_errors == 2
+            assert closed.statements == ()
+        else:  # frozen before the fault: the statements and counts are the unit's own
+            assert closed.internal_errors == 1
+            assert closed.query_count == len(expected)
+    logged = internal_error_logs(caplog)
+    assert {r.exc_info[0] for r in logged if r.exc_info} == {CloseFaultError}
+    assert CURRENT.get() is None
+
+
 @pytest.mark.usefixtures("lenient")
 @pytest.mark.parametrize("broken", ["LogReporter", "OTelReporter"])
 def test_raising_reporter_is_contained_counted_and_logged_once(
