@@ -19,6 +19,10 @@ statements retained 95 MiB, IN lists of 1 to 1,500 values 96 MiB). So:
 Reading a closed report later (rendering it) may fill them again, within the same bounds,
 until the next audit ends. The hot path reads ``Memo.data`` (a plain dict) directly; writes
 take a lock.
+
+What capture derives from a text it records (its kind, parameter roles, whether it locks, its
+fingerprint) is one ``Facts`` entry of one memo, ``TEXTS``: a new text costs one ``put``, not
+one per memo (issue 20). The other memos hold what is asked about texts without an entry.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import weakref
 from collections.abc import Callable
 from itertools import islice
 from operator import attrgetter
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlaudit._internal import fork_safe
 
@@ -37,6 +41,8 @@ __all__ = [
     "MAX_CHARS",
     "MAX_ENTRIES",
     "RESIDUAL",
+    "TEXTS",
+    "Facts",
     "Memo",
     "clear_all",
     "hold",
@@ -164,3 +170,30 @@ def release(owner: object) -> None:
         for memo in _memos:
             if memo.chars > RESIDUAL:
                 memo.clear()
+
+
+class Facts:
+    """What sqlaudit derives from one statement text, held once (``TEXTS``, issue 20).
+
+    ``kind`` and ``roles`` are set when it is made (``fingerprint.facts``); the rest is filled
+    in when first asked: ``shape``, the fingerprint when every dialect's rules give the same
+    one, else ``lexed``, ``(dialect, fingerprint)``; ``locking``, whether it is a locking read
+    (``locking.is_locking``). Each slot is written whole, once a value is computed, so threads
+    that race to fill one write equal values. ``cost``, the characters charged besides the key,
+    leaves room for a fingerprint as long as the text: a longer one is not kept here.
+    """
+
+    __slots__ = ("cost", "kind", "lexed", "locking", "roles", "shape")
+
+    def __init__(self, kind: str, roles: tuple[tuple[Any, str], ...] | None, text: int) -> None:
+        self.kind = kind
+        #: ``params.roles``: ``(parameter key, role)`` per placeholder, or None.
+        self.roles = roles
+        self.shape: str | None = None
+        self.lexed: tuple[str, str] | None = None
+        self.locking: bool | None = None
+        self.cost = text if roles is None else text + 16 * len(roles)
+
+
+#: The ``Facts`` of every text capture recorded (bounded as every memo is).
+TEXTS: Memo[Facts] = Memo(attrgetter("cost"))

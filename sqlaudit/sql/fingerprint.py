@@ -17,10 +17,12 @@ from __future__ import annotations
 import re
 
 from sqlaudit.model.records import StatementKind
-from sqlaudit.sql.cache import Memo
+from sqlaudit.sql.cache import TEXTS, Facts, Memo
 from sqlaudit.sql.lexer import SPACE, VALUE, lex
+from sqlaudit.sql.params import _roles
+from sqlaudit.sql.parsed import table_names
 
-__all__ = ["elide", "fingerprint", "readable", "short", "statement_kind", "tables"]
+__all__ = ["elide", "facts", "fingerprint", "readable", "short", "statement_kind", "tables"]
 
 #: Statements longer than this are fingerprinted on their first MAX_SQL characters only (the
 #: rest is dropped, never shown), so one pathological statement costs a bounded, linear pass.
@@ -122,9 +124,8 @@ _KINDS = {
     "RELEASE": StatementKind.TRANSACTION,
     "XA": StatementKind.TRANSACTION,
 }
-_KIND_MEMO: Memo[str] = Memo()
 #: Read directly on the per-statement path (``capture.statements``): a dict lookup.
-_kind_cache = _KIND_MEMO.data
+known = TEXTS.data
 _FINGERPRINTS: dict[str, Memo[str]] = {
     name: Memo(len) for name in ("", "sqlite", "mysql", "postgresql", "mssql", "oracle")
 }
@@ -142,14 +143,41 @@ def fingerprint(sql: str, dialect: str = "") -> str:
     characters. Idempotent: ``fingerprint(fingerprint(s, d), d) == fingerprint(s, d)``.
     Quoted identifiers are kept verbatim.
     """
+    entry = known.get(sql)
+    if entry is not None:  # a text capture recorded
+        shape = entry.shape
+        if shape is not None:
+            return shape
+        lexed = entry.lexed
+        if lexed is not None and lexed[0] == dialect:
+            return lexed[1]
     memo = _MEMO_OF.get(dialect, _UNKNOWN)  # _FINGERPRINTS[family(dialect)], in one lookup
     found = memo.data.get(sql)
     if found is None:
+        if entry is not None and entry.lexed is None:
+            return _fill(entry, sql, dialect)
         found = memo.put(sql, _fingerprint(sql, dialect))
     return found
 
 
+def _fill(entry: Facts, sql: str, dialect: str) -> str:
+    """The fingerprint of a text with an entry, kept in it if it fits (``Facts.cost``)."""
+    shape, plain = _tagged(sql, dialect)
+    if len(shape) > len(sql):
+        return _MEMO_OF.get(dialect, _UNKNOWN).put(sql, shape)
+    if plain:
+        entry.shape = shape
+    else:
+        entry.lexed = (dialect, shape)
+    return shape
+
+
 def _fingerprint(sql: str, dialect: str) -> str:
+    return _tagged(sql, dialect)[0]
+
+
+def _tagged(sql: str, dialect: str) -> tuple[str, bool]:
+    """The fingerprint, and whether it is plain (the same under every dialect's rules)."""
     # Control characters are whitespace here (one fingerprint, one line: ``printable``), NUL
     # included, so that it can mark the quoted identifiers held aside below. Line breaks stay
     # until the lexer ran: they end ``--`` comments (all whitespace is folded after it).
@@ -157,7 +185,7 @@ def _fingerprint(sql: str, dialect: str) -> str:
     if not (text.isascii() and text.isprintable()):  # else no control character is there
         text = _CONTROL.sub(" ", text)
     shape = _plain(text)
-    return _lexed(text, dialect) if shape is None else shape
+    return (_lexed(text, dialect), False) if shape is None else (shape, True)
 
 
 def _plain(text: str) -> str | None:
@@ -232,9 +260,19 @@ def statement_kind(sql: str) -> str:
     Leading comments and parentheses are skipped; ``WITH`` statements take the kind of their
     main statement, or of a data-modifying CTE (PostgreSQL ``WITH d AS (DELETE ...)``).
     """
-    kind = _kind_cache.get(sql)
-    if kind is not None:
-        return kind
+    return (known.get(sql) or facts(sql)).kind
+
+
+def facts(sql: str) -> Facts:
+    """The text's memo entry (``cache.Facts``): its kind and parameter roles, made and kept
+    (if it fits the budget) at its first statement, the rest filled in when asked."""
+    entry = known.get(sql)
+    if entry is None:
+        entry = TEXTS.put(sql, Facts(_kind(sql), _roles(sql), len(sql)))
+    return entry
+
+
+def _kind(sql: str) -> str:
     # A text that starts with its word has nothing to skip (no skipped run starts with a letter)
     match = _FIRST_WORD.match(sql)
     if match is None:
@@ -242,9 +280,7 @@ def statement_kind(sql: str) -> str:
         match = _FIRST_WORD.match(sql, leading.end() if leading else 0)
     word = match.group().upper() if match else ""
     kind = _KINDS.get(word, StatementKind.OTHER)
-    if word == "WITH":
-        kind = _with_kind(sql)
-    return _KIND_MEMO.put(sql, kind)
+    return _with_kind(sql) if word == "WITH" else kind
 
 
 _WRITE_VERBS = {
@@ -337,53 +373,8 @@ def tables(sql: str, dialect: str = "") -> tuple[str, ...]:
     found = _TABLES.data.get(shape)
     if found is None:
         try:
-            found = _tables(shape) if len(shape) <= MAX_PARSE else ()
+            found = table_names(shape) if len(shape) <= MAX_PARSE else ()
         except Exception:
             found = ()
         found = _TABLES.put(shape, found)
     return found
-
-
-def _tables(text: str) -> tuple[str, ...]:
-    import sqlparse
-    from sqlparse.sql import Function, Identifier, IdentifierList
-    from sqlparse.tokens import DML, Keyword
-
-    found: list[str] = []
-    for statement in sqlparse.parse(text):
-        expect_table = False
-        for token in statement.tokens:
-            if token.is_whitespace:
-                continue
-            if token.ttype in Keyword and token.normalized in (
-                "FROM",
-                "JOIN",
-                "INTO",
-                "UPDATE",
-                "TABLE",
-                "INNER JOIN",
-                "LEFT OUTER JOIN",
-                "LEFT JOIN",
-                "RIGHT JOIN",
-                "RIGHT OUTER JOIN",
-                "FULL OUTER JOIN",
-                "CROSS JOIN",
-            ):
-                expect_table = True
-                continue
-            if token.ttype in DML and token.normalized == "UPDATE":
-                expect_table = True
-                continue
-            if expect_table:
-                items = (
-                    token.get_identifiers()  # type: ignore[no-untyped-call]  # sqlparse is untyped
-                    if isinstance(token, IdentifierList)
-                    else [token]
-                )
-                for item in items:
-                    if isinstance(item, (Identifier, Function)):
-                        name = item.get_real_name()  # type: ignore[no-untyped-call]  # untyped
-                        if name and name not in found:
-                            found.append(name.strip('"`'))
-                expect_table = False
-    return tuple(found)

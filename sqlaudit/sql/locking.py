@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from sqlaudit.sql.cache import Memo
+from sqlaudit.sql.cache import TEXTS, Memo
 from sqlaudit.sql.fingerprint import fingerprint
 
 __all__ = ["is_locking"]
@@ -27,13 +27,25 @@ _LOCK = re.compile(
 )
 #: Bounded, and emptied when the last audit ends (``sql.cache``): texts are not kept alive.
 _cache: Memo[bool] = Memo(max_entries=_CACHE_SIZE)
+#: The entries of recorded texts (``cache.Facts``): the answer is kept in a text's entry.
+_known = TEXTS.data
 
 
 def is_locking(sql: str, dialect: str = "") -> bool:
     """True when the SELECT ``sql`` takes row locks (``FOR UPDATE``, ``FOR SHARE``...);
     ``dialect`` names the rules its text is read with (``fingerprint``)."""
+    entry = _known.get(sql)
+    if entry is not None:
+        locking = entry.locking
+        if locking is None:
+            locking = entry.locking = _locking(sql, dialect)
+        return locking
     known = _cache.data.get(sql)
     if known is not None:
         return known
+    return _cache.put(sql, _locking(sql, dialect))
+
+
+def _locking(sql: str, dialect: str) -> bool:
     mentions = "PDATE" in sql or "pdate" in sql or "HARE" in sql or "hare" in sql
-    return _cache.put(sql, mentions and _LOCK.search(fingerprint(sql, dialect)) is not None)
+    return mentions and _LOCK.search(fingerprint(sql, dialect)) is not None
