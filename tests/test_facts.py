@@ -17,7 +17,7 @@ from test_fingerprint import CASTS, DIALECT_FINGERPRINTS, FINGERPRINTS, KINDS, L
 from timing import UNTIMED
 
 import sqlaudit
-from sqlaudit.sql.cache import TEXTS, Facts, clear_all, memos
+from sqlaudit.sql.cache import ABSENT, TEXTS, Facts, clear_all, memos
 from sqlaudit.sql.fingerprint import facts, fingerprint, statement_kind
 from sqlaudit.sql.locking import is_locking
 from sqlaudit.sql.params import roles
@@ -99,7 +99,8 @@ def test_entry_keeps_a_fingerprint_only_within_its_budget() -> None:
     longer = "SELECT a,b FROM t WHERE a=b"
     entry = facts(longer)
     assert fingerprint(longer, "sqlite") == "SELECT a, b FROM t WHERE a = b"
-    assert entry.shape is None and entry.lexed is None
+    assert entry.shape is None and entry.lexed == ABSENT.lexed  # "kept elsewhere"
+    assert fingerprint(longer, "sqlite") == "SELECT a, b FROM t WHERE a = b"
     plain = "SELECT a FROM t WHERE id = 12345"
     facts(plain)
     assert fingerprint(plain, "sqlite") == "SELECT a FROM t WHERE id = ?"
@@ -184,4 +185,5 @@ def test_threads_filling_one_entry_agree() -> None:
         thread.join()
     assert results == [expected] * 6
     assert all(isinstance(entry, Facts) for entry in TEXTS.data.values())
+    assert (ABSENT.shape, ABSENT.locking, ABSENT.lexed) == (None, None, ("\x00", ""))
     clear_all()

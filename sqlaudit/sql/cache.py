@@ -38,6 +38,7 @@ from typing import Any, Generic, TypeVar
 from sqlaudit._internal import fork_safe
 
 __all__ = [
+    "ABSENT",
     "MAX_CHARS",
     "MAX_ENTRIES",
     "RESIDUAL",
@@ -175,25 +176,37 @@ def release(owner: object) -> None:
 class Facts:
     """What sqlaudit derives from one statement text, held once (``TEXTS``, issue 20).
 
-    ``kind`` and ``roles`` are set when it is made (``fingerprint.facts``); the rest is filled
-    in when first asked: ``shape``, the fingerprint when every dialect's rules give the same
-    one, else ``lexed``, ``(dialect, fingerprint)``; ``locking``, whether it is a locking read
-    (``locking.is_locking``). Each slot is written whole, once a value is computed, so threads
-    that race to fill one write equal values. ``cost``, the characters charged besides the key,
-    leaves room for a fingerprint as long as the text: a longer one is not kept here.
+    ``kind`` and ``roles`` are set when it is made (``fingerprint.facts``), and ``locking``
+    (whether it is a locking read, ``locking.is_locking``) when the text cannot be one; the
+    rest is filled in when first asked: ``shape``, the fingerprint when every dialect's rules
+    give the same one, else ``lexed``, ``(dialect, fingerprint)``; ``locking``. Each slot is
+    written whole, once a value is computed, so threads that race to fill one write equal
+    values. ``cost``, the characters charged besides the key, leaves room for a fingerprint as
+    long as the text: a longer one is kept in the memos instead (``lexed`` says so).
     """
 
     __slots__ = ("cost", "kind", "lexed", "locking", "roles", "shape")
 
-    def __init__(self, kind: str, roles: tuple[tuple[Any, str], ...] | None, text: int) -> None:
+    def __init__(
+        self,
+        kind: str,
+        roles: tuple[tuple[Any, str], ...] | None,
+        locking: bool | None,
+        text: int,
+    ) -> None:
         self.kind = kind
         #: ``params.roles``: ``(parameter key, role)`` per placeholder, or None.
         self.roles = roles
+        self.locking = locking
         self.shape: str | None = None
         self.lexed: tuple[str, str] | None = None
-        self.locking: bool | None = None
         self.cost = text if roles is None else text + 16 * len(roles)
 
 
 #: The ``Facts`` of every text capture recorded (bounded as every memo is).
 TEXTS: Memo[Facts] = Memo(attrgetter("cost"))
+#: ``TEXTS.data.get(sql, ABSENT)``: a text without an entry reads as one with nothing known,
+#: and a fingerprint kept elsewhere (the memos), so readers need no ``is None`` test first.
+#: Never written.
+ABSENT = Facts("", None, None, 0)
+ABSENT.lexed = ("\x00", "")

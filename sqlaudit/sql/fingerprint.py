@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 from sqlaudit.model.records import StatementKind
-from sqlaudit.sql.cache import TEXTS, Facts, Memo
+from sqlaudit.sql.cache import ABSENT, TEXTS, Facts, Memo
 from sqlaudit.sql.lexer import SPACE, VALUE, lex
 from sqlaudit.sql.params import _roles
 from sqlaudit.sql.parsed import table_names
@@ -143,27 +143,37 @@ def fingerprint(sql: str, dialect: str = "") -> str:
     characters. Idempotent: ``fingerprint(fingerprint(s, d), d) == fingerprint(s, d)``.
     Quoted identifiers are kept verbatim.
     """
-    entry = known.get(sql)
-    if entry is not None:  # a text capture recorded
-        shape = entry.shape
-        if shape is not None:
-            return shape
-        lexed = entry.lexed
-        if lexed is not None and lexed[0] == dialect:
-            return lexed[1]
+    entry = known.get(sql, ABSENT)  # a text capture recorded has one
+    shape = entry.shape
+    if shape is not None:
+        return shape
+    lexed = entry.lexed
+    if lexed is None:
+        return _fill(entry, sql, dialect)
+    if lexed[0] == dialect:
+        return lexed[1]
     memo = _MEMO_OF.get(dialect, _UNKNOWN)  # _FINGERPRINTS[family(dialect)], in one lookup
     found = memo.data.get(sql)
     if found is None:
-        if entry is not None and entry.lexed is None:
-            return _fill(entry, sql, dialect)
         found = memo.put(sql, _fingerprint(sql, dialect))
     return found
 
 
+#: ``Facts.lexed`` of a text whose fingerprint is longer than itself: kept in the memo.
+_ELSEWHERE = ABSENT.lexed
+
+
 def _fill(entry: Facts, sql: str, dialect: str) -> str:
     """The fingerprint of a text with an entry, kept in it if it fits (``Facts.cost``)."""
-    shape, plain = _tagged(sql, dialect)
-    if len(shape) > len(sql):
+    text = sql[:MAX_SQL]  # as _fingerprint does
+    if not (text.isascii() and text.isprintable()):
+        text = _CONTROL.sub(" ", text)
+    shape = _plain(text)
+    plain = shape is not None
+    if shape is None:
+        shape = _lexed(text, dialect)
+    if len(shape) > len(sql):  # not charged for: kept in the memo, as without an entry
+        entry.lexed = _ELSEWHERE
         return _MEMO_OF.get(dialect, _UNKNOWN).put(sql, shape)
     if plain:
         entry.shape = shape
@@ -173,11 +183,6 @@ def _fill(entry: Facts, sql: str, dialect: str) -> str:
 
 
 def _fingerprint(sql: str, dialect: str) -> str:
-    return _tagged(sql, dialect)[0]
-
-
-def _tagged(sql: str, dialect: str) -> tuple[str, bool]:
-    """The fingerprint, and whether it is plain (the same under every dialect's rules)."""
     # Control characters are whitespace here (one fingerprint, one line: ``printable``), NUL
     # included, so that it can mark the quoted identifiers held aside below. Line breaks stay
     # until the lexer ran: they end ``--`` comments (all whitespace is folded after it).
@@ -185,7 +190,7 @@ def _tagged(sql: str, dialect: str) -> tuple[str, bool]:
     if not (text.isascii() and text.isprintable()):  # else no control character is there
         text = _CONTROL.sub(" ", text)
     shape = _plain(text)
-    return (_lexed(text, dialect), False) if shape is None else (shape, True)
+    return _lexed(text, dialect) if shape is None else shape
 
 
 def _plain(text: str) -> str | None:
@@ -268,7 +273,11 @@ def facts(sql: str) -> Facts:
     (if it fits the budget) at its first statement, the rest filled in when asked."""
     entry = known.get(sql)
     if entry is None:
-        entry = TEXTS.put(sql, Facts(_kind(sql), _roles(sql), len(sql)))
+        # No mention of UPDATE or SHARE: no locking read under any dialect (``locking``).
+        mentions = "PDATE" in sql or "pdate" in sql or "HARE" in sql or "hare" in sql
+        entry = TEXTS.put(
+            sql, Facts(_kind(sql), _roles(sql), None if mentions else False, len(sql))
+        )
     return entry
 
 

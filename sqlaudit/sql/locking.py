@@ -47,5 +47,6 @@ def is_locking(sql: str, dialect: str = "") -> bool:
 
 
 def _locking(sql: str, dialect: str) -> bool:
+    # The same test as ``fingerprint.facts`` makes when it sets an entry's ``locking``.
     mentions = "PDATE" in sql or "pdate" in sql or "HARE" in sql or "hare" in sql
     return mentions and _LOCK.search(fingerprint(sql, dialect)) is not None
