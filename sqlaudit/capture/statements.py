@@ -41,7 +41,7 @@ from sqlaudit.capture.callsite import offsets
 from sqlaudit.capture.scope import CURRENT, FALLBACK, SUPPRESSED, current, open_ancestor
 from sqlaudit.capture.transactions import on_statement
 from sqlaudit.model.records import QueryRecord, StatementKind
-from sqlaudit.sql.fingerprint import facts, known
+from sqlaudit.sql.fingerprint import known, new_facts
 from sqlaudit.sql.params import hashes
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def record(
         if type(rowcount) is not int:
             rowcount = -1  # a driver reporting something else (None, a str...)
         # The text's entry (kind, parameter roles...): made once per distinct text, issue 20.
-        entry = known.get(sql) or facts(sql)
+        entry = known.get(sql) or new_facts(sql)
         kind = entry.kind
         records = scope.records
         if len(records) >= scope.cap:

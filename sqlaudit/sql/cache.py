@@ -108,11 +108,20 @@ class Memo(Generic[V]):
             data = self.data
             if key in data:
                 return value
-            while data and (len(data) >= self.max_entries or self.chars + size > self.max_chars):
-                self._drop_oldest_half()
+            chars = self.chars + size
+            if chars > self.max_chars or len(data) >= self.max_entries:
+                chars = self._make_room(size)
             data[key] = value
-            self.chars += size
+            self.chars = chars
         return value
+
+    def _make_room(self, size: int) -> int:
+        """Drop the oldest entries until one of ``size`` fits (the lock held); the characters
+        held with it."""
+        data = self.data
+        while data and (len(data) >= self.max_entries or self.chars + size > self.max_chars):
+            self._drop_oldest_half()
+        return self.chars + size
 
     def _drop_oldest_half(self) -> None:
         # In bulk: dropping one entry at a time from the front of a dict is quadratic.

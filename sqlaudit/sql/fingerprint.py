@@ -22,7 +22,16 @@ from sqlaudit.sql.lexer import SPACE, VALUE, lex
 from sqlaudit.sql.params import _roles
 from sqlaudit.sql.parsed import table_names
 
-__all__ = ["elide", "facts", "fingerprint", "readable", "short", "statement_kind", "tables"]
+__all__ = [
+    "elide",
+    "facts",
+    "fingerprint",
+    "new_facts",
+    "readable",
+    "short",
+    "statement_kind",
+    "tables",
+]
 
 #: Statements longer than this are fingerprinted on their first MAX_SQL characters only (the
 #: rest is dropped, never shown), so one pathological statement costs a bounded, linear pass.
@@ -265,20 +274,20 @@ def statement_kind(sql: str) -> str:
     Leading comments and parentheses are skipped; ``WITH`` statements take the kind of their
     main statement, or of a data-modifying CTE (PostgreSQL ``WITH d AS (DELETE ...)``).
     """
-    return (known.get(sql) or facts(sql)).kind
+    return (known.get(sql) or new_facts(sql)).kind
 
 
 def facts(sql: str) -> Facts:
     """The text's memo entry (``cache.Facts``): its kind and parameter roles, made and kept
     (if it fits the budget) at its first statement, the rest filled in when asked."""
-    entry = known.get(sql)
-    if entry is None:
-        # No mention of UPDATE or SHARE: no locking read under any dialect (``locking``).
-        mentions = "PDATE" in sql or "pdate" in sql or "HARE" in sql or "hare" in sql
-        entry = TEXTS.put(
-            sql, Facts(_kind(sql), _roles(sql), None if mentions else False, len(sql))
-        )
-    return entry
+    return known.get(sql) or new_facts(sql)
+
+
+def new_facts(sql: str) -> Facts:
+    """``facts`` of a text without an entry (``known.get(sql)`` was None): made and kept."""
+    # No mention of UPDATE or SHARE: no locking read under any dialect (``locking``).
+    mentions = "PDATE" in sql or "pdate" in sql or "HARE" in sql or "hare" in sql
+    return TEXTS.put(sql, Facts(_kind(sql), _roles(sql), None if mentions else False, len(sql)))
 
 
 def _kind(sql: str) -> str:

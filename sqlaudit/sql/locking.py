@@ -1,10 +1,11 @@
 """Locking reads: ``SELECT ... FOR UPDATE`` and its relatives, told from the SQL text.
 
-Capture asks ``is_locking`` for every SELECT in a scope, so the answer is cached by text
-(bounded, like the statement kinds): a repeated statement costs one dict lookup. A text seen
-for the first time costs four substring searches; only a text that passes them (it mentions
-UPDATE or SHARE somewhere) is fingerprinted, so that a literal (``WHERE note = 'for
-update'``) or a comment is never taken for a lock clause.
+Capture asks for every SELECT in a scope, so the answer is kept by text (bounded, like the
+statement kinds): in a recorded text's entry (``cache.Facts``, read by ``capture.hazards``),
+else in this module's memo; a repeated statement costs one dict lookup. A text seen for the
+first time costs four substring searches (made when its entry is made); only a text that
+passes them (it mentions UPDATE or SHARE somewhere) is fingerprinted, so that a literal
+(``WHERE note = 'for update'``) or a comment is never taken for a lock clause.
 
 What SQLAlchemy renders for ``with_for_update()``: ``FOR UPDATE`` (``NOWAIT``, ``SKIP
 LOCKED``, ``OF ...``), PostgreSQL's ``FOR NO KEY UPDATE`` / ``FOR SHARE`` / ``FOR KEY SHARE``,
