@@ -43,6 +43,7 @@ from sqlaudit.capture.callsite import capture
 from sqlaudit.capture.scope import SUPPRESSED
 from sqlaudit.model.hazards import LockedRead, ReadModifyWrite
 from sqlaudit.model.records import StatementKind
+from sqlaudit.sql.cache import ABSENT, TEXTS
 from sqlaudit.sql.locking import is_locking
 from sqlaudit.sql.rowkeys import param, select_shape, update_shape
 
@@ -64,6 +65,7 @@ MAX_WRITE_SQL = 4
 _SELECT = StatementKind.SELECT
 _UPDATE = StatementKind.UPDATE
 _WRITES = StatementKind.WRITES
+_known = TEXTS.data
 
 
 class TxHazards:
@@ -101,7 +103,11 @@ def track(
         hazards = tx.hazards = TxHazards()
     sql = context.statement
     if kind == _SELECT:
-        if is_locking(sql, tx.dialect):
+        # The answer kept in the text's entry (``sql.cache.Facts``), else ``is_locking``'s.
+        locking = _known.get(sql, ABSENT).locking
+        if locking is None:
+            locking = is_locking(sql, tx.dialect)
+        if locking:
             if _autocommit(tx, context) and len(hazards.locks) < MAX_LOCKS:
                 hazards.locks.append(LockedRead(sql, stack, start, SUPPRESSED.get()))
         elif tx.autocommit is not False:

@@ -41,9 +41,8 @@ from sqlaudit.capture.callsite import offsets
 from sqlaudit.capture.scope import CURRENT, FALLBACK, SUPPRESSED, current, open_ancestor
 from sqlaudit.capture.transactions import on_statement
 from sqlaudit.model.records import QueryRecord, StatementKind
-from sqlaudit.sql.fingerprint import _kind_cache, statement_kind
-from sqlaudit.sql.params import _cache as _roles_cache
-from sqlaudit.sql.params import signature
+from sqlaudit.sql.fingerprint import known, new_facts
+from sqlaudit.sql.params import hashes
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPICursor, ExecutionContext
@@ -83,7 +82,9 @@ def record(
             return  # connection setup (dialect initialize, on-connect hooks): not the app's
         if type(rowcount) is not int:
             rowcount = -1  # a driver reporting something else (None, a str...)
-        kind = _kind_cache.get(sql) or statement_kind(sql)
+        # The text's entry (kind, parameter roles...): made once per distinct text, issue 20.
+        entry = known.get(sql) or new_facts(sql)
+        kind = entry.kind
         records = scope.records
         if len(records) >= scope.cap:
             scope.log.count_past_cap(kind, duration)
@@ -123,8 +124,8 @@ def record(
                     context.dialect.name,
                     SUPPRESSED.get(),
                     None
-                    if parameters is None or _roles_cache.get(sql, False) is None
-                    else signature(sql, parameters),
+                    if parameters is None or not entry.roles
+                    else hashes(entry.roles, parameters),
                     scope.key,
                 ),
             )

@@ -19,6 +19,10 @@ statements retained 95 MiB, IN lists of 1 to 1,500 values 96 MiB). So:
 Reading a closed report later (rendering it) may fill them again, within the same bounds,
 until the next audit ends. The hot path reads ``Memo.data`` (a plain dict) directly; writes
 take a lock.
+
+What capture derives from a text it records (its kind, parameter roles, whether it locks, its
+fingerprint) is one ``Facts`` entry of one memo, ``TEXTS``: a new text costs one ``put``, not
+one per memo (issue 20). The other memos hold what is asked about texts without an entry.
 """
 
 from __future__ import annotations
@@ -29,14 +33,17 @@ import weakref
 from collections.abc import Callable
 from itertools import islice
 from operator import attrgetter
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlaudit._internal import fork_safe
 
 __all__ = [
+    "ABSENT",
     "MAX_CHARS",
     "MAX_ENTRIES",
     "RESIDUAL",
+    "TEXTS",
+    "Facts",
     "Memo",
     "clear_all",
     "hold",
@@ -101,11 +108,20 @@ class Memo(Generic[V]):
             data = self.data
             if key in data:
                 return value
-            while data and (len(data) >= self.max_entries or self.chars + size > self.max_chars):
-                self._drop_oldest_half()
+            chars = self.chars + size
+            if chars > self.max_chars or len(data) >= self.max_entries:
+                chars = self._make_room(size)
             data[key] = value
-            self.chars += size
+            self.chars = chars
         return value
+
+    def _make_room(self, size: int) -> int:
+        """Drop the oldest entries until one of ``size`` fits (the lock held); the characters
+        held with it."""
+        data = self.data
+        while data and (len(data) >= self.max_entries or self.chars + size > self.max_chars):
+            self._drop_oldest_half()
+        return self.chars + size
 
     def _drop_oldest_half(self) -> None:
         # In bulk: dropping one entry at a time from the front of a dict is quadratic.
@@ -164,3 +180,42 @@ def release(owner: object) -> None:
         for memo in _memos:
             if memo.chars > RESIDUAL:
                 memo.clear()
+
+
+class Facts:
+    """What sqlaudit derives from one statement text, held once (``TEXTS``, issue 20).
+
+    ``kind`` and ``roles`` are set when it is made (``fingerprint.facts``), and ``locking``
+    (whether it is a locking read, ``locking.is_locking``) when the text cannot be one; the
+    rest is filled in when first asked: ``shape``, the fingerprint when every dialect's rules
+    give the same one, else ``lexed``, ``(dialect, fingerprint)``; ``locking``. Each slot is
+    written whole, once a value is computed, so threads that race to fill one write equal
+    values. ``cost``, the characters charged besides the key, leaves room for a fingerprint as
+    long as the text: a longer one is kept in the memos instead (``lexed`` says so).
+    """
+
+    __slots__ = ("cost", "kind", "lexed", "locking", "roles", "shape")
+
+    def __init__(
+        self,
+        kind: str,
+        roles: tuple[tuple[Any, str], ...] | None,
+        locking: bool | None,
+        text: int,
+    ) -> None:
+        self.kind = kind
+        #: ``params.roles``: ``(parameter key, role)`` per placeholder, or None.
+        self.roles = roles
+        self.locking = locking
+        self.shape: str | None = None
+        self.lexed: tuple[str, str] | None = None
+        self.cost = text if roles is None else text + 16 * len(roles)
+
+
+#: The ``Facts`` of every text capture recorded (bounded as every memo is).
+TEXTS: Memo[Facts] = Memo(attrgetter("cost"))
+#: ``TEXTS.data.get(sql, ABSENT)``: a text without an entry reads as one with nothing known,
+#: and a fingerprint kept elsewhere (the memos), so readers need no ``is None`` test first.
+#: Never written.
+ABSENT = Facts("", None, None, 0)
+ABSENT.lexed = ("\x00", "")

@@ -17,10 +17,21 @@ from __future__ import annotations
 import re
 
 from sqlaudit.model.records import StatementKind
-from sqlaudit.sql.cache import Memo
+from sqlaudit.sql.cache import ABSENT, TEXTS, Facts, Memo
 from sqlaudit.sql.lexer import SPACE, VALUE, lex
+from sqlaudit.sql.params import _roles
+from sqlaudit.sql.parsed import table_names
 
-__all__ = ["elide", "fingerprint", "readable", "short", "statement_kind", "tables"]
+__all__ = [
+    "elide",
+    "facts",
+    "fingerprint",
+    "new_facts",
+    "readable",
+    "short",
+    "statement_kind",
+    "tables",
+]
 
 #: Statements longer than this are fingerprinted on their first MAX_SQL characters only (the
 #: rest is dropped, never shown), so one pathological statement costs a bounded, linear pass.
@@ -122,9 +133,8 @@ _KINDS = {
     "RELEASE": StatementKind.TRANSACTION,
     "XA": StatementKind.TRANSACTION,
 }
-_KIND_MEMO: Memo[str] = Memo()
 #: Read directly on the per-statement path (``capture.statements``): a dict lookup.
-_kind_cache = _KIND_MEMO.data
+known = TEXTS.data
 _FINGERPRINTS: dict[str, Memo[str]] = {
     name: Memo(len) for name in ("", "sqlite", "mysql", "postgresql", "mssql", "oracle")
 }
@@ -142,11 +152,43 @@ def fingerprint(sql: str, dialect: str = "") -> str:
     characters. Idempotent: ``fingerprint(fingerprint(s, d), d) == fingerprint(s, d)``.
     Quoted identifiers are kept verbatim.
     """
+    entry = known.get(sql, ABSENT)  # a text capture recorded has one
+    shape = entry.shape
+    if shape is not None:
+        return shape
+    lexed = entry.lexed
+    if lexed is None:
+        return _fill(entry, sql, dialect)
+    if lexed[0] == dialect:
+        return lexed[1]
     memo = _MEMO_OF.get(dialect, _UNKNOWN)  # _FINGERPRINTS[family(dialect)], in one lookup
     found = memo.data.get(sql)
     if found is None:
         found = memo.put(sql, _fingerprint(sql, dialect))
     return found
+
+
+#: ``Facts.lexed`` of a text whose fingerprint is longer than itself: kept in the memo.
+_ELSEWHERE = ABSENT.lexed
+
+
+def _fill(entry: Facts, sql: str, dialect: str) -> str:
+    """The fingerprint of a text with an entry, kept in it if it fits (``Facts.cost``)."""
+    text = sql[:MAX_SQL]  # as _fingerprint does
+    if not (text.isascii() and text.isprintable()):
+        text = _CONTROL.sub(" ", text)
+    shape = _plain(text)
+    plain = shape is not None
+    if shape is None:
+        shape = _lexed(text, dialect)
+    if len(shape) > len(sql):  # not charged for: kept in the memo, as without an entry
+        entry.lexed = _ELSEWHERE
+        return _MEMO_OF.get(dialect, _UNKNOWN).put(sql, shape)
+    if plain:
+        entry.shape = shape
+    else:
+        entry.lexed = (dialect, shape)
+    return shape
 
 
 def _fingerprint(sql: str, dialect: str) -> str:
@@ -232,9 +274,23 @@ def statement_kind(sql: str) -> str:
     Leading comments and parentheses are skipped; ``WITH`` statements take the kind of their
     main statement, or of a data-modifying CTE (PostgreSQL ``WITH d AS (DELETE ...)``).
     """
-    kind = _kind_cache.get(sql)
-    if kind is not None:
-        return kind
+    return (known.get(sql) or new_facts(sql)).kind
+
+
+def facts(sql: str) -> Facts:
+    """The text's memo entry (``cache.Facts``): its kind and parameter roles, made and kept
+    (if it fits the budget) at its first statement, the rest filled in when asked."""
+    return known.get(sql) or new_facts(sql)
+
+
+def new_facts(sql: str) -> Facts:
+    """``facts`` of a text without an entry (``known.get(sql)`` was None): made and kept."""
+    # No mention of UPDATE or SHARE: no locking read under any dialect (``locking``).
+    mentions = "PDATE" in sql or "pdate" in sql or "HARE" in sql or "hare" in sql
+    return TEXTS.put(sql, Facts(_kind(sql), _roles(sql), None if mentions else False, len(sql)))
+
+
+def _kind(sql: str) -> str:
     # A text that starts with its word has nothing to skip (no skipped run starts with a letter)
     match = _FIRST_WORD.match(sql)
     if match is None:
@@ -242,9 +298,7 @@ def statement_kind(sql: str) -> str:
         match = _FIRST_WORD.match(sql, leading.end() if leading else 0)
     word = match.group().upper() if match else ""
     kind = _KINDS.get(word, StatementKind.OTHER)
-    if word == "WITH":
-        kind = _with_kind(sql)
-    return _KIND_MEMO.put(sql, kind)
+    return _with_kind(sql) if word == "WITH" else kind
 
 
 _WRITE_VERBS = {
@@ -337,53 +391,8 @@ def tables(sql: str, dialect: str = "") -> tuple[str, ...]:
     found = _TABLES.data.get(shape)
     if found is None:
         try:
-            found = _tables(shape) if len(shape) <= MAX_PARSE else ()
+            found = table_names(shape) if len(shape) <= MAX_PARSE else ()
         except Exception:
             found = ()
         found = _TABLES.put(shape, found)
     return found
-
-
-def _tables(text: str) -> tuple[str, ...]:
-    import sqlparse
-    from sqlparse.sql import Function, Identifier, IdentifierList
-    from sqlparse.tokens import DML, Keyword
-
-    found: list[str] = []
-    for statement in sqlparse.parse(text):
-        expect_table = False
-        for token in statement.tokens:
-            if token.is_whitespace:
-                continue
-            if token.ttype in Keyword and token.normalized in (
-                "FROM",
-                "JOIN",
-                "INTO",
-                "UPDATE",
-                "TABLE",
-                "INNER JOIN",
-                "LEFT OUTER JOIN",
-                "LEFT JOIN",
-                "RIGHT JOIN",
-                "RIGHT OUTER JOIN",
-                "FULL OUTER JOIN",
-                "CROSS JOIN",
-            ):
-                expect_table = True
-                continue
-            if token.ttype in DML and token.normalized == "UPDATE":
-                expect_table = True
-                continue
-            if expect_table:
-                items = (
-                    token.get_identifiers()  # type: ignore[no-untyped-call]  # sqlparse is untyped
-                    if isinstance(token, IdentifierList)
-                    else [token]
-                )
-                for item in items:
-                    if isinstance(item, (Identifier, Function)):
-                        name = item.get_real_name()  # type: ignore[no-untyped-call]  # untyped
-                        if name and name not in found:
-                            found.append(name.strip('"`'))
-                expect_table = False
-    return tuple(found)

@@ -1,10 +1,11 @@
 """Locking reads: ``SELECT ... FOR UPDATE`` and its relatives, told from the SQL text.
 
-Capture asks ``is_locking`` for every SELECT in a scope, so the answer is cached by text
-(bounded, like the statement kinds): a repeated statement costs one dict lookup. A text seen
-for the first time costs four substring searches; only a text that passes them (it mentions
-UPDATE or SHARE somewhere) is fingerprinted, so that a literal (``WHERE note = 'for
-update'``) or a comment is never taken for a lock clause.
+Capture asks for every SELECT in a scope, so the answer is kept by text (bounded, like the
+statement kinds): in a recorded text's entry (``cache.Facts``, read by ``capture.hazards``),
+else in this module's memo; a repeated statement costs one dict lookup. A text seen for the
+first time costs four substring searches (made when its entry is made); only a text that
+passes them (it mentions UPDATE or SHARE somewhere) is fingerprinted, so that a literal
+(``WHERE note = 'for update'``) or a comment is never taken for a lock clause.
 
 What SQLAlchemy renders for ``with_for_update()``: ``FOR UPDATE`` (``NOWAIT``, ``SKIP
 LOCKED``, ``OF ...``), PostgreSQL's ``FOR NO KEY UPDATE`` / ``FOR SHARE`` / ``FOR KEY SHARE``,
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from sqlaudit.sql.cache import Memo
+from sqlaudit.sql.cache import TEXTS, Memo
 from sqlaudit.sql.fingerprint import fingerprint
 
 __all__ = ["is_locking"]
@@ -27,13 +28,26 @@ _LOCK = re.compile(
 )
 #: Bounded, and emptied when the last audit ends (``sql.cache``): texts are not kept alive.
 _cache: Memo[bool] = Memo(max_entries=_CACHE_SIZE)
+#: The entries of recorded texts (``cache.Facts``): the answer is kept in a text's entry.
+_known = TEXTS.data
 
 
 def is_locking(sql: str, dialect: str = "") -> bool:
     """True when the SELECT ``sql`` takes row locks (``FOR UPDATE``, ``FOR SHARE``...);
     ``dialect`` names the rules its text is read with (``fingerprint``)."""
+    entry = _known.get(sql)
+    if entry is not None:
+        locking = entry.locking
+        if locking is None:
+            locking = entry.locking = _locking(sql, dialect)
+        return locking
     known = _cache.data.get(sql)
     if known is not None:
         return known
+    return _cache.put(sql, _locking(sql, dialect))
+
+
+def _locking(sql: str, dialect: str) -> bool:
+    # The same test as ``fingerprint.facts`` makes when it sets an entry's ``locking``.
     mentions = "PDATE" in sql or "pdate" in sql or "HARE" in sql or "hare" in sql
-    return _cache.put(sql, mentions and _LOCK.search(fingerprint(sql, dialect)) is not None)
+    return mentions and _LOCK.search(fingerprint(sql, dialect)) is not None

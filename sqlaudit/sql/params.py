@@ -23,9 +23,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlaudit.sql.cache import Memo
+from sqlaudit.sql.cache import TEXTS, Memo
 
-__all__ = ["roles", "signature", "walk"]
+__all__ = ["hashes", "roles", "signature", "walk"]
 
 _SALT = os.urandom(16)
 _INTERESTING = re.compile(r"\b(LIMIT|OFFSET|FETCH)\b|\bIN\s*\(", re.IGNORECASE)
@@ -43,19 +43,27 @@ _IN_OPEN = re.compile(r"\bIN\s*\($", re.IGNORECASE)
 _ROLES: Memo[tuple[tuple[Any, str], ...] | None] = Memo(
     lambda found: 0 if found is None else 16 * len(found)
 )
-#: Read directly on the per-statement path (``capture.statements``): a dict lookup.
 _cache = _ROLES.data
+#: The entries of recorded texts (``cache.Facts``, made by ``fingerprint.facts``).
+_known = TEXTS.data
 
 
 def roles(sql: str) -> tuple[tuple[Any, str], ...] | None:
     """``(parameter key, role)`` per placeholder of ``sql``; None if no signature is needed."""
+    entry = _known.get(sql)
+    if entry is not None:
+        return entry.roles
     cached = _cache.get(sql, False)
     if cached is not False:
         return cached  # type: ignore[return-value]  # the False sentinel was excluded
-    result: tuple[tuple[Any, str], ...] | None = None
+    return _ROLES.put(sql, _roles(sql))
+
+
+def _roles(sql: str) -> tuple[tuple[Any, str], ...] | None:
+    """``roles``, computed."""
     if _mentions(sql) and _INTERESTING.search(sql):
-        result = tuple(_scan(sql))
-    return _ROLES.put(sql, result)
+        return tuple(_scan(sql))
+    return None
 
 
 def _mentions(sql: str) -> bool:
@@ -143,6 +151,12 @@ def signature(sql: str, parameters: Any) -> tuple[int, ...] | None:
     placeholders = roles(sql)
     if not placeholders or parameters is None:
         return None
+    return hashes(placeholders, parameters)
+
+
+def hashes(placeholders: tuple[tuple[Any, str], ...], parameters: Any) -> tuple[int, ...] | None:
+    """``signature`` of a text whose ``roles`` are ``placeholders`` (not empty), ``parameters``
+    not None."""
     # Fast path (the per-statement path): what drivers get from SQLAlchemy, a dict or a tuple
     # of hashable values; anything else (unhashable values, a key out of range, other
     # containers) takes the general path below, which gives the same hashes.
