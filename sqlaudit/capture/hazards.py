@@ -103,7 +103,7 @@ def track(
         hazards = tx.hazards = TxHazards()
     sql = context.statement
     if kind == _SELECT:
-        # The answer kept in the text's entry (``sql.cache.Facts``), else ``is_locking``'s.
+        # The answer kept in the text's entry (``sql.cache.TextFacts``), else ``is_locking``'s.
         locking = _known.get(sql, ABSENT).locking
         if locking is None:
             locking = is_locking(sql, tx.dialect)

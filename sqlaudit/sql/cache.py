@@ -21,7 +21,7 @@ until the next audit ends. The hot path reads ``Memo.data`` (a plain dict) direc
 take a lock.
 
 What capture derives from a text it records (its kind, parameter roles, whether it locks, its
-fingerprint) is one ``Facts`` entry of one memo, ``TEXTS``: a new text costs one ``put``, not
+fingerprint) is one ``TextFacts`` entry of one memo, ``TEXTS``: a new text costs one ``put``, not
 one per memo (issue 20). The other memos hold what is asked about texts without an entry.
 """
 
@@ -43,8 +43,8 @@ __all__ = [
     "MAX_ENTRIES",
     "RESIDUAL",
     "TEXTS",
-    "Facts",
     "Memo",
+    "TextFacts",
     "clear_all",
     "hold",
     "memos",
@@ -182,7 +182,7 @@ def release(owner: object) -> None:
                 memo.clear()
 
 
-class Facts:
+class TextFacts:
     """What sqlaudit derives from one statement text, held once (``TEXTS``, issue 20).
 
     ``kind`` and ``roles`` are set when it is made (``fingerprint.facts``), and ``locking``
@@ -212,10 +212,10 @@ class Facts:
         self.cost = text if roles is None else text + 16 * len(roles)
 
 
-#: The ``Facts`` of every text capture recorded (bounded as every memo is).
-TEXTS: Memo[Facts] = Memo(attrgetter("cost"))
+#: The ``TextFacts`` of every text capture recorded (bounded as every memo is).
+TEXTS: Memo[TextFacts] = Memo(attrgetter("cost"))
 #: ``TEXTS.data.get(sql, ABSENT)``: a text without an entry reads as one with nothing known,
 #: and a fingerprint kept elsewhere (the memos), so readers need no ``is None`` test first.
 #: Never written.
-ABSENT = Facts("", None, None, 0)
+ABSENT = TextFacts("", None, None, 0)
 ABSENT.lexed = ("\x00", "")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 from sqlaudit.model.records import StatementKind
-from sqlaudit.sql.cache import ABSENT, TEXTS, Facts, Memo
+from sqlaudit.sql.cache import ABSENT, TEXTS, Memo, TextFacts
 from sqlaudit.sql.lexer import SPACE, VALUE, lex
 from sqlaudit.sql.params import _roles
 from sqlaudit.sql.parsed import table_names
@@ -168,12 +168,12 @@ def fingerprint(sql: str, dialect: str = "") -> str:
     return found
 
 
-#: ``Facts.lexed`` of a text whose fingerprint is longer than itself: kept in the memo.
+#: ``TextFacts.lexed`` of a text whose fingerprint is longer than itself: kept in the memo.
 _ELSEWHERE = ABSENT.lexed
 
 
-def _fill(entry: Facts, sql: str, dialect: str) -> str:
-    """The fingerprint of a text with an entry, kept in it if it fits (``Facts.cost``)."""
+def _fill(entry: TextFacts, sql: str, dialect: str) -> str:
+    """The fingerprint of a text with an entry, kept in it if it fits (``TextFacts.cost``)."""
     text = sql[:MAX_SQL]  # as _fingerprint does
     if not (text.isascii() and text.isprintable()):
         text = _CONTROL.sub(" ", text)
@@ -277,17 +277,17 @@ def statement_kind(sql: str) -> str:
     return (known.get(sql) or new_facts(sql)).kind
 
 
-def facts(sql: str) -> Facts:
-    """The text's memo entry (``cache.Facts``): its kind and parameter roles, made and kept
+def facts(sql: str) -> TextFacts:
+    """The text's memo entry (``cache.TextFacts``): its kind and parameter roles, made and kept
     (if it fits the budget) at its first statement, the rest filled in when asked."""
     return known.get(sql) or new_facts(sql)
 
 
-def new_facts(sql: str) -> Facts:
+def new_facts(sql: str) -> TextFacts:
     """``facts`` of a text without an entry (``known.get(sql)`` was None): made and kept."""
     # No mention of UPDATE or SHARE: no locking read under any dialect (``locking``).
     mentions = "PDATE" in sql or "pdate" in sql or "HARE" in sql or "hare" in sql
-    return TEXTS.put(sql, Facts(_kind(sql), _roles(sql), None if mentions else False, len(sql)))
+    return TEXTS.put(sql, TextFacts(_kind(sql), _roles(sql), None if mentions else False, len(sql)))
 
 
 def _kind(sql: str) -> str:

@@ -1,7 +1,7 @@
 """Locking reads: ``SELECT ... FOR UPDATE`` and its relatives, told from the SQL text.
 
 Capture asks for every SELECT in a scope, so the answer is kept by text (bounded, like the
-statement kinds): in a recorded text's entry (``cache.Facts``, read by ``capture.hazards``),
+statement kinds): in a recorded text's entry (``cache.TextFacts``, read by ``capture.hazards``),
 else in this module's memo; a repeated statement costs one dict lookup. A text seen for the
 first time costs four substring searches (made when its entry is made); only a text that
 passes them (it mentions UPDATE or SHARE somewhere) is fingerprinted, so that a literal
@@ -28,7 +28,7 @@ _LOCK = re.compile(
 )
 #: Bounded, and emptied when the last audit ends (``sql.cache``): texts are not kept alive.
 _cache: Memo[bool] = Memo(max_entries=_CACHE_SIZE)
-#: The entries of recorded texts (``cache.Facts``): the answer is kept in a text's entry.
+#: The entries of recorded texts (``cache.TextFacts``): the answer is kept in a text's entry.
 _known = TEXTS.data
 
 

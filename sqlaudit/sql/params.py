@@ -44,7 +44,7 @@ _ROLES: Memo[tuple[tuple[Any, str], ...] | None] = Memo(
     lambda found: 0 if found is None else 16 * len(found)
 )
 _cache = _ROLES.data
-#: The entries of recorded texts (``cache.Facts``, made by ``fingerprint.facts``).
+#: The entries of recorded texts (``cache.TextFacts``, made by ``fingerprint.facts``).
 _known = TEXTS.data
 
 

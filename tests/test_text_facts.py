@@ -1,4 +1,4 @@
-"""One memo entry per recorded statement text (``sqlaudit.sql.cache.Facts``, issue 20).
+"""One memo entry per recorded statement text (``sqlaudit.sql.cache.TextFacts``, issue 20).
 
 Capture makes a text's entry at its first statement (kind, parameter roles) and fills in the
 rest when asked (fingerprint, locking read): one ``put`` per new text instead of one per memo.
@@ -17,7 +17,7 @@ from test_fingerprint import CASTS, DIALECT_FINGERPRINTS, FINGERPRINTS, KINDS, L
 from timing import UNTIMED
 
 import sqlaudit
-from sqlaudit.sql.cache import ABSENT, TEXTS, Facts, clear_all, memos
+from sqlaudit.sql.cache import ABSENT, TEXTS, TextFacts, clear_all, memos
 from sqlaudit.sql.fingerprint import facts, fingerprint, statement_kind
 from sqlaudit.sql.locking import is_locking
 from sqlaudit.sql.params import roles
@@ -93,7 +93,7 @@ def test_entry_answers_as_the_separate_functions(first: str) -> None:
 
 def test_entry_keeps_a_fingerprint_only_within_its_budget() -> None:
     """A fingerprint longer than its text (spaces added around operators) is not charged for
-    (``Facts.cost``), so the entry does not keep it: the per-dialect memo does, within its own
+    (``TextFacts.cost``), so the entry does not keep it: the per-dialect memo does, within its own
     bounds. A plain one is kept for every dialect, a lexed one for its dialect only."""
     clear_all()
     longer = "SELECT a,b FROM t WHERE a=b"
@@ -184,6 +184,6 @@ def test_threads_filling_one_entry_agree() -> None:
     for thread in threads:
         thread.join()
     assert results == [expected] * 6
-    assert all(isinstance(entry, Facts) for entry in TEXTS.data.values())
+    assert all(isinstance(entry, TextFacts) for entry in TEXTS.data.values())
     assert (ABSENT.shape, ABSENT.locking, ABSENT.lexed) == (None, None, ("\x00", ""))
     clear_all()
