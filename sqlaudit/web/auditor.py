@@ -16,15 +16,23 @@ where the ContextVar is set and reset, how headers are added, where the route is
    finishes a unit early, while the request's span is still open (the ASGI middleware before
    the last body message, the Flask integration in ``teardown_request``), and keeps its
    ``AuditFailed`` for the protocol's own ``finish``, which is then a no-op that raises it.
+4. ``defer``: a finaliser (a WSGI body collected unclosed, an ASGI coroutine closed while its
+   application ran) only queues its unit. The collector runs finalisers at any allocation,
+   also in a thread holding one of sqlaudit's plain locks (a memo's, the statement log's, the
+   development page's), which ``finish`` takes again: finishing there waited for ever. The
+   queue (``sqlaudit._audit.leave``) is drained by the next ``begin`` or ``finish``, before
+   any unit closes (an enclosing test's audit sees the request first), by ``drain``, and at
+   interpreter exit.
 """
 
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
+from functools import partial
 from random import random
 from typing import TYPE_CHECKING, Any
 
-from sqlaudit._audit import audit
+from sqlaudit._audit import LEFT, audit, finish_left, leave
 from sqlaudit._internal import contain
 from sqlaudit.capture.explain import Plan, Samples, plans, plans_async
 from sqlaudit.capture.scope import current
@@ -127,6 +135,8 @@ class RequestAuditor:
     def begin(self, method: str, path: str) -> Unit | None:
         """The unit to audit this request in, or None to let it through untouched."""
         try:
+            if LEFT:  # units finalisers left (``defer``)
+                finish_left()
             if self.exclude and self._excluded(method, path):
                 return None
             scope = current()
@@ -183,8 +193,29 @@ class RequestAuditor:
         Raises AuditFailed when the policy says so and ``failing`` is False; never anything
         else outside strict mode, and nothing at all while the application is failing. A unit
         already finished is not finished again: the ``AuditFailed`` its ``complete`` kept is
-        raised now (unless ``failing``).
+        raised now (unless ``failing``). Never call it from a finaliser: ``defer``.
         """
+        if LEFT:  # units finalisers left (``defer``)
+            finish_left()
+        self._finish(unit, failing)
+
+    def defer(self, unit: Unit) -> None:
+        """What a finaliser calls instead of ``finish``: ``unit`` ends later, at a safe point,
+        as an early end (reported, never raised; ``sqlaudit._audit.leave``)."""
+        if not unit.finished:
+            leave(partial(self._finish_left, unit))
+
+    def drain(self) -> None:
+        """Finish now the units finalisers left (``defer``), e.g. before reading the page."""
+        finish_left()
+
+    def _finish_left(self, unit: Unit) -> None:
+        self._finish(unit, failing=True)
+        samples, unit.samples = unit.samples, None
+        if samples is not None:  # kept for show_deferred, which no coroutine will call
+            samples.clear()
+
+    def _finish(self, unit: Unit, failing: bool) -> None:
         if unit.finished:
             kept, unit.failed = unit.failed, None
             if kept is not None and not failing:
