@@ -7,8 +7,10 @@ where the ContextVar is set and reset, how headers are added, where the route is
 1. ``begin``: excluded paths, and unsampled requests whose count nobody shows, open nothing
    (their statements cost what an instrumented engine costs with no scope). An unsampled
    request whose count is shown (header, Server-Timing, development page) gets a counting
-   report (``max_records=0``, no detectors, no reporters). A sampled request gets a full
-   report named ``"{method} {path with ids collapsed}"`` until its route is known.
+   report (``max_records=0``, no detectors, no reporters); with no development page to show
+   it, ``finish`` merely ends its scope (no freeze: issue 20) and its route is not looked for.
+   A sampled request gets a full report named ``"{method} {path with ids collapsed}"`` until
+   its route is known.
 2. ``response_headers``: at response start; detectors run on the statements issued so far.
 3. ``finish``: rename to ``"{method} {route}"``, apply the route's budget, then detectors,
    reporters and policy (``audit.close``). ``AuditFailed`` only when the application did not
@@ -30,6 +32,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from functools import partial
 from random import random
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from sqlaudit._audit import LEFT, audit, finish_left, leave
@@ -82,7 +85,7 @@ class Unit:
         self.sampled = sampled
         #: ``"{method} {path with ids collapsed}"`` when computed, else "".
         self.provisional = provisional
-        #: The route template, once the framework exposed it.
+        #: The route template, once the framework exposed it ("": not wanted, see ``begin``).
         self.route: str | None = None
         #: The response status code, once the response started.
         self.status: int | None = None
@@ -158,7 +161,10 @@ class RequestAuditor:
                 return self._sampled(Unit(report, method, path, True, name))
             if not self.count_unsampled:
                 return None
-            return Unit(AuditReport(method[:16], self._counting_config), method, path, False)
+            unit = Unit(AuditReport(method[:16], self._counting_config), method, path, False)
+            if self.dev_page is None:
+                unit.route = ""  # nothing reads a counting unit's name: no route to look for
+            return unit
         except Exception as exc:
             contain("middleware: opening the request's audit", exc)
             return None
@@ -223,6 +229,9 @@ class RequestAuditor:
             return
         unit.finished = True
         report = unit.report
+        if not unit.sampled and self.dev_page is None:
+            self._stop_counting(unit)
+            return
         closer = self._counter
         try:
             if unit.sampled:
@@ -255,6 +264,18 @@ class RequestAuditor:
         release(report)  # after the development page summarised it: the last empties memos
         if failed is not None:
             raise failed
+
+    def _stop_counting(self, unit: Unit) -> None:
+        """End a counting unit nothing but its response headers read (issue 20): no freeze,
+        no detectors, no reporters. Its counts were read at response start; the scope stops
+        taking statements and lets go of what its listeners kept, as a closed one does."""
+        scope = unit.scope
+        try:
+            scope.ended = perf_counter()
+            scope.release()
+        except Exception as exc:
+            contain("middleware: closing the audit", exc, unit.report, failing=True)
+        release(unit.report)
 
     def complete(self, unit: Unit, failing: bool = False) -> None:
         """Finish ``unit`` now, keeping its ``AuditFailed`` for the later ``finish``.
