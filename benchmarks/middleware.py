@@ -19,7 +19,8 @@ DESIGN "Measured facts"):
 * ``instrumented``: ``sqlaudit.instrument(engine)``, no middleware (capture's no-scope cost);
 * ``rate 0``: middleware, ``sample_rate=0``: requests open no scope at all;
 * ``rate 0 +count``: ``sample_rate=0`` with ``header=True``: each request is counted in a
-  counting-only scope (``max_records=0``) for its ``X-SQL-Queries`` header;
+  counting-only scope (``max_records=0``, ended without a freeze, detectors or reporters) for
+  its ``X-SQL-Queries`` header;
 * ``rate 0.1`` / ``rate 1``: one request in ten / every request fully audited;
 * ``audit() block``: no middleware; the app runs inside ``sqlaudit.audit(...)`` with the
   same config and reporter: the core's cost of a full audit, so that ``rate 1`` minus this

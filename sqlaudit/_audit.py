@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import inspect
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextvars import Token
+from contextvars import Context, Token
 from types import FrameType, TracebackType
 from typing import Any, TypeVar, cast
 
@@ -32,12 +34,44 @@ from sqlaudit.report import AuditReport, scope_of
 from sqlaudit.reporters import LogReporter, Reporter, check_reporters
 from sqlaudit.sql.cache import release
 
-__all__ = ["audit", "current_report", "ignore", "unaudited"]
+__all__ = ["LEFT", "audit", "current_report", "finish_left", "ignore", "leave", "unaudited"]
 
 #: A scope nobody reads (``unaudited``): counts only, no parent.
 _VOID = AuditConfig(max_records=0, on_finding="ignore")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Ends of units left by finalisers (``leave``), oldest first.
+LEFT: deque[Callable[[], None]] = deque()
+
+
+def leave(finish: Callable[[], None]) -> None:
+    """For a finaliser: have ``finish`` (a unit's end) called at a safe point, not here. The
+    collector runs finalisers at any allocation, also where this thread holds one of
+    sqlaudit's plain locks (a memo's, the statement log's...) that ending a unit takes again:
+    it would wait for itself for ever. Takes no lock (``deque.append``).
+
+    ``finish_left`` calls it: before the next unit closes (``audit.close``: an enclosing
+    audit sees the unit first), at the middlewares' next request, and at interpreter exit."""
+    LEFT.append(finish)
+
+
+def finish_left() -> None:
+    """Call the ends that finalisers left (``leave``); never from a finaliser. Each runs in an
+    empty context: not as part of whatever runs here (another request, whose span a reporter
+    would take for the unit's own)."""
+    while LEFT:
+        try:
+            finish = LEFT.popleft()
+        except IndexError:  # another thread took the last one since the check
+            return
+        try:
+            Context().run(finish)
+        except Exception as exc:
+            contain("finishing a unit a finaliser left", exc, failing=True)
+
+
+atexit.register(finish_left)
 
 
 def current_report() -> AuditReport | None:
@@ -180,6 +214,8 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
 
     def close(self, report: AuditReport, failing: bool) -> None:
         """Detect, report and apply the policy. Raises AuditFailed only if not ``failing``."""
+        if LEFT:  # units a finaliser left (``leave``), nested in this one maybe: theirs first
+            finish_left()
         scope = scope_of(report)
         try:
             unit = scope.close()

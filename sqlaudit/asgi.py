@@ -37,6 +37,7 @@ ids collapsed, as for any other framework.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from sqlaudit._internal import contain
@@ -100,6 +101,7 @@ class ASGIAuditMiddleware:
         method: str = scope.get("method") or "GET"
         page = auditor.dev_page
         if page is not None and path == page.path:
+            auditor.drain()  # requests whose coroutine was collected: on the page too
             await _serve(page, method, send, _query(scope))
             return
         unit = auditor.begin(method, path)
@@ -111,17 +113,31 @@ class ASGIAuditMiddleware:
         send = _watch(unit, auditor, scope, root_path, send, previous, self._until_return)
         token = CURRENT.set(unit.scope)
         failing = True
+        closing = False
         try:
             await self.app(scope, receive, send)
             failing = False
+        except GeneratorExit:
+            closing = True
+            raise
         finally:
-            CURRENT.reset(token)
-            _read_route(unit, scope, root_path)
-            try:
-                auditor.finish(unit, failing)
-            finally:
-                if unit.samples is not None:  # explain=True: plans after the response
-                    await auditor.show_deferred(unit)
+            if closing:
+                # This coroutine is being closed, most often by the garbage collector (a task
+                # dropped while pending), which runs that wherever it collects: maybe in
+                # another context, maybe where this thread holds a lock of sqlaudit's that
+                # finishing takes again. The unit is left to the auditor's next request
+                # (``RequestAuditor.defer``); nothing may be awaited any more.
+                with suppress(ValueError):  # the token belongs to the task's context
+                    CURRENT.reset(token)
+                auditor.defer(unit)
+            else:
+                CURRENT.reset(token)
+                _read_route(unit, scope, root_path)
+                try:
+                    auditor.finish(unit, failing)
+                finally:
+                    if unit.samples is not None:  # explain=True: plans after the response
+                        await auditor.show_deferred(unit)
 
 
 def _watch(

@@ -15,8 +15,11 @@ the body elsewhere, or never closes it, cannot leak one request's scope into the
 When it closes: like OpenTelemetry's WSGI middleware, when the body is exhausted or when the
 server calls ``close()`` first (an early end, e.g. a client that disconnected), whichever
 comes first. Finishing at exhaustion also covers test clients that never call ``close()``
-(Flask's ``client.get()`` outside a ``with`` block), and a body that is neither read nor
-closed is finished, as an early end, when it is garbage-collected.
+once the response is read (Flask's ``client.get(...).data`` outside a ``with`` block). A body
+that is neither read nor closed (such a response dropped unread) is finished, as an early end,
+after it is garbage-collected: its finaliser only queues the unit, which is finished before
+the next unit closes (a test's enclosing audit), at the middleware's next request, by
+``auditor.drain()`` or at interpreter exit (``RequestAuditor.defer``).
 
 The application's own iterable is closed only when the server closes ours (PEP 3333: "the
 close() method of the ... iterable must be called" upon completion, by whoever holds it).
@@ -91,6 +94,7 @@ class WSGIAuditMiddleware:
         method: str = environ.get("REQUEST_METHOD") or "GET"
         page = auditor.dev_page
         if page is not None and path == page.path:
+            auditor.drain()  # requests whose body was collected unclosed: on the page too
             return _serve(page, method, start_response, environ.get("QUERY_STRING") or "")
         unit = auditor.begin(method, path)
         if unit is None:
@@ -197,11 +201,14 @@ class _AuditedBody:
     def __del__(self) -> None:
         # Safety net for a body that is neither exhausted nor closed: a server breaking PEP
         # 3333, or a test client whose response was never read nor closed. The audit then
-        # ends when the body is collected, as an early end (reported, never raised). The
+        # ends as an early end (reported, never raised), not here: the collector runs this at
+        # any allocation, also where this thread holds a lock that finishing takes again (a
+        # memo's, the statement log's), and would wait for itself for ever. The unit is
+        # queued, and finished by the auditor's next request or at exit (``defer``). The
         # application's own iterable is left to its own finaliser.
         if not self._done:
             self._done = True
-            self._auditor.finish(self._unit, failing=True)
+            self._auditor.defer(self._unit)
 
     def _end(self, failing: bool) -> None:
         if self._done:

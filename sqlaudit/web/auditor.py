@@ -7,8 +7,10 @@ where the ContextVar is set and reset, how headers are added, where the route is
 1. ``begin``: excluded paths, and unsampled requests whose count nobody shows, open nothing
    (their statements cost what an instrumented engine costs with no scope). An unsampled
    request whose count is shown (header, Server-Timing, development page) gets a counting
-   report (``max_records=0``, no detectors, no reporters). A sampled request gets a full
-   report named ``"{method} {path with ids collapsed}"`` until its route is known.
+   report (``max_records=0``, no detectors, no reporters); with no development page to show
+   it, ``finish`` merely ends its scope (no freeze: issue 20) and its route is not looked for.
+   A sampled request gets a full report named ``"{method} {path with ids collapsed}"`` until
+   its route is known.
 2. ``response_headers``: at response start; detectors run on the statements issued so far.
 3. ``finish``: rename to ``"{method} {route}"``, apply the route's budget, then detectors,
    reporters and policy (``audit.close``). ``AuditFailed`` only when the application did not
@@ -16,16 +18,24 @@ where the ContextVar is set and reset, how headers are added, where the route is
    finishes a unit early, while the request's span is still open (the ASGI middleware before
    the last body message, the Flask integration in ``teardown_request``), and keeps its
    ``AuditFailed`` for the protocol's own ``finish``, which is then a no-op that raises it.
+4. ``defer``: a finaliser (a WSGI body collected unclosed, an ASGI coroutine closed while its
+   application ran) only queues its unit. The collector runs finalisers at any allocation,
+   also in a thread holding one of sqlaudit's plain locks (a memo's, the statement log's, the
+   development page's), which ``finish`` takes again: finishing there waited for ever. The
+   queue (``sqlaudit._audit.leave``) is drained by the next ``begin`` or ``finish``, before
+   any unit closes (an enclosing test's audit sees the request first), by ``drain``, and at
+   interpreter exit.
 """
 
 from __future__ import annotations
 
-import re
 from fnmatch import fnmatchcase
+from functools import partial
 from random import random
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from sqlaudit._audit import audit
+from sqlaudit._audit import LEFT, audit, finish_left, leave
 from sqlaudit._internal import contain
 from sqlaudit.capture.explain import Plan, Samples, plans, plans_async
 from sqlaudit.capture.scope import current
@@ -35,44 +45,14 @@ from sqlaudit.report import AuditReport, scope_of
 from sqlaudit.report.entry import mark
 from sqlaudit.sql.cache import release
 from sqlaudit.web.devpage import DevPage
+from sqlaudit.web.names import MAX_PATH as _MAX_PATH
+from sqlaudit.web.names import collapse_ids
 from sqlaudit.web.options import Options
 
 if TYPE_CHECKING:
     from sqlaudit.model.config import AuditConfig
 
 __all__ = ["RequestAuditor", "Unit", "collapse_ids"]
-
-#: Longest path kept in a provisional name: names must stay bounded whatever clients send.
-_MAX_PATH = 200
-# A path segment that identifies a record rather than naming a resource: an integer, a
-# dotted/dashed number (dates, versions of records), a UUID, a long hex string (object ids,
-# hashes) or a token of 12+ characters mixing letters and digits (ULIDs, URL-safe base64
-# ids, reset and invitation tokens: a secret in a path must not reach names and dashboards).
-_ID_SEGMENT = re.compile(
-    r"\d+(?:[-_.:]\d+)*"
-    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"|[0-9a-fA-F]{16,}"
-    r"|(?=[A-Za-z_-]*\d)(?=[0-9_-]*[A-Za-z])[A-Za-z0-9_-]{12,}"
-    # An e-mail address, or anything not ASCII (route names are written in code; a path's
-    # non-ASCII segment is a name or a value the client sent): issue 14.
-    r"|[^@]*@.*|.*[^\x00-\x7f].*"
-).fullmatch
-#: What makes a path worth splitting into segments at all.
-_MAY_HOLD_ID = re.compile(r"[\d@]|[^\x00-\x7f]").search
-
-
-def collapse_ids(path: str) -> str:
-    """``/users/42/posts/7f3c...`` -> ``/users/{id}/posts/{id}``; bounded in length.
-
-    Collapsed: numbers, dates, UUIDs, long hex, tokens mixing letters and digits, e-mail
-    addresses and non-ASCII segments. Other segments stay (``/users/alice``, slugs, a token
-    without digits): name such routes after the framework's route template, or exclude them.
-    """
-    if len(path) > _MAX_PATH:
-        path = path[:_MAX_PATH] + "..."
-    if _MAY_HOLD_ID(path) is None:
-        return path
-    return "/".join("{id}" if _ID_SEGMENT(part) else part for part in path.split("/"))
 
 
 class Unit:
@@ -105,7 +85,7 @@ class Unit:
         self.sampled = sampled
         #: ``"{method} {path with ids collapsed}"`` when computed, else "".
         self.provisional = provisional
-        #: The route template, once the framework exposed it.
+        #: The route template, once the framework exposed it ("": not wanted, see ``begin``).
         self.route: str | None = None
         #: The response status code, once the response started.
         self.status: int | None = None
@@ -158,6 +138,8 @@ class RequestAuditor:
     def begin(self, method: str, path: str) -> Unit | None:
         """The unit to audit this request in, or None to let it through untouched."""
         try:
+            if LEFT:  # units finalisers left (``defer``)
+                finish_left()
             if self.exclude and self._excluded(method, path):
                 return None
             scope = current()
@@ -179,7 +161,10 @@ class RequestAuditor:
                 return self._sampled(Unit(report, method, path, True, name))
             if not self.count_unsampled:
                 return None
-            return Unit(AuditReport(method[:16], self._counting_config), method, path, False)
+            unit = Unit(AuditReport(method[:16], self._counting_config), method, path, False)
+            if self.dev_page is None:
+                unit.route = ""  # nothing reads a counting unit's name: no route to look for
+            return unit
         except Exception as exc:
             contain("middleware: opening the request's audit", exc)
             return None
@@ -214,8 +199,29 @@ class RequestAuditor:
         Raises AuditFailed when the policy says so and ``failing`` is False; never anything
         else outside strict mode, and nothing at all while the application is failing. A unit
         already finished is not finished again: the ``AuditFailed`` its ``complete`` kept is
-        raised now (unless ``failing``).
+        raised now (unless ``failing``). Never call it from a finaliser: ``defer``.
         """
+        if LEFT:  # units finalisers left (``defer``)
+            finish_left()
+        self._finish(unit, failing)
+
+    def defer(self, unit: Unit) -> None:
+        """What a finaliser calls instead of ``finish``: ``unit`` ends later, at a safe point,
+        as an early end (reported, never raised; ``sqlaudit._audit.leave``)."""
+        if not unit.finished:
+            leave(partial(self._finish_left, unit))
+
+    def drain(self) -> None:
+        """Finish now the units finalisers left (``defer``), e.g. before reading the page."""
+        finish_left()
+
+    def _finish_left(self, unit: Unit) -> None:
+        self._finish(unit, failing=True)
+        samples, unit.samples = unit.samples, None
+        if samples is not None:  # kept for show_deferred, which no coroutine will call
+            samples.clear()
+
+    def _finish(self, unit: Unit, failing: bool) -> None:
         if unit.finished:
             kept, unit.failed = unit.failed, None
             if kept is not None and not failing:
@@ -223,6 +229,9 @@ class RequestAuditor:
             return
         unit.finished = True
         report = unit.report
+        if not unit.sampled and self.dev_page is None:
+            self._stop_counting(unit)
+            return
         closer = self._counter
         try:
             if unit.sampled:
@@ -255,6 +264,18 @@ class RequestAuditor:
         release(report)  # after the development page summarised it: the last empties memos
         if failed is not None:
             raise failed
+
+    def _stop_counting(self, unit: Unit) -> None:
+        """End a counting unit nothing but its response headers read (issue 20): no freeze,
+        no detectors, no reporters. Its counts were read at response start; the scope stops
+        taking statements and lets go of what its listeners kept, as a closed one does."""
+        scope = unit.scope
+        try:
+            scope.ended = perf_counter()
+            scope.release()
+        except Exception as exc:
+            contain("middleware: closing the audit", exc, unit.report, failing=True)
+        release(unit.report)
 
     def complete(self, unit: Unit, failing: bool = False) -> None:
         """Finish ``unit`` now, keeping its ``AuditFailed`` for the later ``finish``.
