@@ -20,6 +20,7 @@ itself (pytest-asyncio is not a dependency).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 from collections.abc import Iterator
 
@@ -38,6 +39,15 @@ os.environ.setdefault("SQLAUDIT_STRICT", "1")
 
 DB_KINDS: list[Kind] = ["sqlite", "mysql", "postgresql"]
 ASYNC_DB_KINDS: list[Kind] = ["sqlite", "mysql", "postgresql"]
+
+# The SQLAlchemy dialects of every test engine, imported here, before any test. An in-process
+# ``pytester`` run (the plugin and realapp tests) drops from ``sys.modules`` every module first
+# imported during it, while SQLAlchemy's process-wide registries (dialects, GenericFunctions)
+# keep what those modules registered: a dialect first imported inside such a run would be
+# imported again by the next test that needs it, and the PostgreSQL dialect's second
+# registration of ``_regconfig_fn`` warns (an error here). tests/test_suite_isolation.py.
+for _kind in DB_KINDS:
+    importlib.import_module(f"sqlalchemy.dialects.{_kind}")
 
 
 #: ``SQLAUDIT_TEST_CLOCK=slow``: sqlaudit's clock moves ten seconds at every read (see timing.py).
