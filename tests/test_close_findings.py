@@ -1,14 +1,20 @@
 """The shortcuts that make closing a unit with findings cheap (issue 20) give what the plain
 path gives: ``n_plus_one``'s groups and parent origins read in C against grouping record by
-record and freezing each origin."""
+record and freezing each origin; the memo of ``where`` (a finding's ``file:line``) against
+``os.path.relpath`` in the working directory of the moment, also after a ``chdir``."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from records import origin, q, unit
 
 from sqlaudit import CallSite, OrmLoad
+from sqlaudit.detectors import _tx
 from sqlaudit.detectors._grouping import group, partition
 from sqlaudit.detectors.n_plus_one import NPlusOne, _groups
 from sqlaudit.model.frozen import evolve
@@ -96,3 +102,35 @@ def test_frozen_origins_parents_skip_unknown_ids() -> None:
     )
     assert origins.parents([4, 7, 3, 3, 0]) == {0, 9}
     assert origins._done == {}
+
+
+def relpath_then(file: str) -> str:
+    """``where``'s file before issue 20: ``os.path.relpath`` asked each time."""
+    rel = os.path.relpath(file)
+    return rel if not rel.startswith("..") else file
+
+
+@pytest.mark.parametrize(
+    "name", ["app/views.py", "./app/views.py", "app/../views.py", "..hidden.py", "views.py"]
+)
+def test_where_follows_the_working_directory(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``where`` names a file as ``os.path.relpath`` does in the working directory of the
+    moment: relative inside it, as given outside it, again after a ``chdir`` (the memo is per
+    working directory, never the one of the first call)."""
+    inside = tmp_path / "project"
+    other = tmp_path / "elsewhere"
+    (inside / "app").mkdir(parents=True)
+    other.mkdir()
+    for file in (str(inside / name), name):
+        site = CallSite(file, 7, "view")
+        for cwd in (inside, other, inside):
+            monkeypatch.chdir(cwd)
+            for _ in range(2):
+                assert _tx.where(site) == f"{relpath_then(file)}:7"
+    monkeypatch.chdir(inside)
+    assert _tx.where(CallSite(str(inside / "app" / "views.py"), 3, "f")) == "app/views.py:3"
+    monkeypatch.chdir(other)
+    assert _tx.where(CallSite(str(inside / "app" / "views.py"), 3, "f")).startswith(str(inside))
+    assert _tx.where(None) == "(unknown line)"
