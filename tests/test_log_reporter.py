@@ -89,10 +89,10 @@ def test_records_are_those_logged_before(
         finding(Severity.WARNING, "slow query: 1 s"),
     )
     with caplog.at_level(logging.INFO, logger=logger.name):
-        closed(*findings, reporter=LogReporter(logger, summary=True))
+        report = closed(*findings, reporter=LogReporter(logger, summary=True))
     records = [r for r in caplog.records if r.name == logger.name]
     assert [(r.levelno, r.getMessage()) for r in records] == [
-        (logging.INFO, "GET /users: 1 statements, 0.0 ms DB time, 2 findings"),
+        (logging.INFO, f"GET /users: 1 statements, {report.db_time_ms:.1f} ms DB time, 2 findings"),
         (
             logging.ERROR,
             "GET /users: slow query: 2 s at app/views.py:12 in index(); fix: add an index",
@@ -168,9 +168,9 @@ def test_other_loggers_receive_every_finding(closed: Callable[..., AuditReport])
     every finding, whatever its level says."""
     findings = (finding(Severity.WARNING, "one"), finding(Severity.INFO, "two"))
     duck = Collecting()
-    closed(*findings, reporter=LogReporter(duck, summary=True))  # type: ignore[arg-type]
+    report = closed(*findings, reporter=LogReporter(duck, summary=True))  # type: ignore[arg-type]
     assert duck.calls == [
-        (logging.INFO, "GET /users: 1 statements, 0.0 ms DB time, 2 findings"),
+        (logging.INFO, f"GET /users: 1 statements, {report.db_time_ms:.1f} ms DB time, 2 findings"),
         (logging.WARNING, "GET /users: one; fix: add an index"),
         (logging.INFO, "GET /users: two; fix: add an index"),
     ]
