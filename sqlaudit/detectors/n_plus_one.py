@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING
 
-from sqlaudit.detectors._grouping import indexes, partition, total_time
+from sqlaudit.detectors._grouping import indexes, partition, record_of, total_time
 from sqlaudit.detectors._tx import where
+from sqlaudit.model.fields import orm_of, parent_of, query_of, relationship_of, stack_of
 from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.model.records import FrozenOrigins
 from sqlaudit.sql.fingerprint import fingerprint
@@ -37,13 +37,6 @@ LARGE_RESULT = 100
 # A parent query that pages (LIMIT, OFFSET alone on PostgreSQL and MySQL, FETCH FIRST/NEXT,
 # TOP): selectinload, whose IN batches follow the page, rather than joinedload.
 _LIMIT = re.compile(r"\b(LIMIT|OFFSET|FETCH\s+FIRST|FETCH\s+NEXT|TOP)\b", re.IGNORECASE)
-# Read in C over a group's ``(index, record)`` pairs.
-_RECORD = itemgetter(1)
-_ORM = attrgetter("orm")  # QueryRecord.orm
-_PARENT = attrgetter("parent")  # OrmLoad.parent
-_QUERY = attrgetter("query")  # OrmLoad.query
-_RELATIONSHIP = attrgetter("relationship")  # OrmLoad.relationship
-_STACK = attrgetter("stack")  # QueryRecord.stack
 
 
 def _groups(
@@ -52,8 +45,10 @@ def _groups(
     """``partition``'s lazy loads by (relationship, stack), in statement order; loads of no
     named relationship skipped. The keys are read in C: an N+1 is most often one group (one
     loop, one relationship), then taken whole."""
-    records = list(map(_RECORD, lazy))
-    keys = list(zip(map(_RELATIONSHIP, map(_ORM, records)), map(_STACK, records), strict=True))
+    records = list(map(record_of, lazy))
+    keys = list(
+        zip(map(relationship_of, map(orm_of, records)), map(stack_of, records), strict=True)
+    )
     if len(set(keys)) == 1 and keys[0][0] is not None:
         return {keys[0]: list(lazy)}
     groups: dict[tuple[str, tuple[CallSite, ...]], list[tuple[int, QueryRecord]]] = {}
@@ -124,14 +119,14 @@ class NPlusOne:
         config = unit.config
         origins = _Origins(unit, records)
         for (relationship, stack), items in _groups(partition(records)["lazy"]).items():
-            loads = list(filter(None, map(_ORM, map(_RECORD, items))))
-            parents = set(map(_PARENT, loads))
+            loads = list(filter(None, map(orm_of, map(record_of, items))))
+            parents = set(map(parent_of, loads))
             db_time = total_time(items)
             if len(parents) < config.n_plus_one_min or db_time * 1000 < config.min_group_ms:
                 continue
             # Parents' origins via the lazy loads' origins' parent field: freezing every lazy
             # load's own origin would cost a record per statement.
-            parent_oids = origins.parents_of(map(_QUERY, loads))
+            parent_oids = origins.parents_of(map(query_of, loads))
             parent_origins = {oid: origins.get(oid) for oid in parent_oids}
             known = [o for o in parent_origins.values() if o is not None]
             if known and len(known) == len(parent_origins):
