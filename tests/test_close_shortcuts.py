@@ -222,6 +222,32 @@ def test_loop_headers_are_those_scanned_again(tmp_path: Path) -> None:
     assert loops.loop_of(stack) == CallSite(file, 5, "f")
 
 
+def test_loop_bodies_are_those_scanned_again(tmp_path: Path) -> None:
+    """Whether a line is in a loop's body, read through the memo, is what scanning the
+    file's loops gives, asked once or twice, before and after the memo is emptied; a file
+    whose loops are not known (yet, or any longer) is remembered as nothing."""
+    path = tmp_path / "loopy.py"
+    path.write_text(SOURCE, encoding="utf-8")
+    file = str(path)
+    lines = range(1, SOURCE.count("\n") + 2)
+    assert loops._in_body(file, 3, 4) is False  # not parsed yet
+    loops._loop_line(file, 1)
+    spans = loops._loops[file]
+    expected = {
+        (header, line): any(h == header and s <= line <= e for h, s, e in spans)
+        for header in lines
+        for line in lines
+    }
+    assert expected[3, 4] and expected[5, 6] and expected[3, 6] and not expected[5, 4]
+    for _ in range(2):
+        assert {key: loops._in_body(file, *key) for key in expected} == expected
+    loops._bodies.clear()
+    assert {key: loops._in_body(file, *key) for key in expected} == expected
+    stack = (CallSite(file, 4, "f"),)
+    assert loops.loop_of(stack, CallSite(file, 2, "f")) == CallSite(file, 3, "f")
+    assert loops.loop_of(stack, CallSite(file, 4, "f")) == CallSite(file, 3, "f")
+
+
 def partition_by_loop(recs: list) -> dict[str, list]:  # type: ignore[type-arg]
     """``partition`` as it was written before issue 20: one Python pass over the records."""
     parts: dict[str, list] = {"lazy": [], "column": [], "read": [], "write": []}  # type: ignore[type-arg]
@@ -308,8 +334,9 @@ def test_record_field_getters_read_their_named_fields() -> None:
     load = OrmLoad(*(object() for _ in OrmLoad._fields))
     for name in model_fields.__all__:
         getter = getattr(model_fields, name)
-        source = load if name == "load_of" else record
-        assert getter(source) is getattr(source, name.removesuffix("_of")), name
+        field = name.removesuffix("_of")
+        source = record if field in QueryRecord._fields else load
+        assert getter(source) is getattr(source, field), name
 
 
 def repeats_by_loop(items: list, minimum: int) -> bool:  # type: ignore[type-arg]

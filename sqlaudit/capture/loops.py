@@ -28,6 +28,9 @@ _loops: dict[str, tuple[tuple[int, int, int], ...]] = {}
 #: of its file for each frame of its stack cost more than the rest of the unit's close (issue 20).
 _MAX_LINES = 4096
 _headers: dict[tuple[str, int], int | None] = {}
+#: Whether a line is in the body of a loop, by (file, loop header, line): an N+1's parents'
+#: query against the loop that runs over its rows (``_in_body``), unit after unit as well.
+_bodies: dict[tuple[str, int, int], bool] = {}
 _UNKNOWN = object()
 _parsing = threading.Lock()
 _TEMPLATE_TAG = re.compile(r"\{%-?\s*(for|endfor)\b")
@@ -68,8 +71,18 @@ def _over_rows(stack: Sequence[CallSite], origin: CallSite) -> CallSite | None:
 
 def _in_body(file: str, header: int, line: int) -> bool:
     """Whether ``line`` runs once per iteration of the loop whose header is at ``header``."""
-    spans = _loops.get(file, ()) if file.endswith((".py", ".pyw")) else ()
-    return any(h == header and start <= line <= end for h, start, end in spans)
+    key = (file, header, line)
+    known = _bodies.get(key)  # one read: another thread may clear it
+    if known is not None:
+        return known
+    spans = _loops.get(file) if file.endswith((".py", ".pyw")) else None
+    if spans is None:  # a template, or the file's loops forgotten since: not remembered
+        return False
+    inside = any(h == header and start <= line <= end for h, start, end in spans)
+    if len(_bodies) >= _MAX_LINES:
+        _bodies.clear()
+    _bodies[key] = inside
+    return inside
 
 
 def _loop_line(file: str, line: int) -> int | None:
@@ -84,6 +97,7 @@ def _loop_line(file: str, line: int) -> int | None:
             if len(_loops) >= _MAX_FILES:
                 _loops.clear()
                 _headers.clear()
+                _bodies.clear()
             _loops[file] = spans
         inside = [(start, header) for header, start, end in spans if start <= line <= end]
         header = max(inside)[1] if inside else None

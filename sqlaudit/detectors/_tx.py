@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -34,10 +35,16 @@ def where(site: CallSite | None) -> str:
     """``file:line`` for messages, the file relative to the working directory when inside it."""
     if site is None:
         return "(unknown line)"
-    file = site.file
+    return f"{_shown(site.file, os.getcwd())}:{site.line}"
+
+
+@lru_cache(maxsize=4096)
+def _shown(file: str, cwd: str) -> str:
+    # Cached per (file, working directory), as ``model.paths.relative``: findings name a few
+    # files over and over, and ``relpath`` walks both paths (issue 20). The working directory
+    # is part of the key, so a process that changes it stays right.
     try:
-        rel = os.path.relpath(file)
-        file = rel if not rel.startswith("..") else file
+        rel = os.path.relpath(file, cwd)
     except ValueError:  # another drive on Windows
-        pass
-    return f"{file}:{site.line}"
+        return file
+    return rel if not rel.startswith("..") else file

@@ -19,12 +19,14 @@ endpoint returned), the root query that loaded the parents, which is also where 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from sqlaudit.detectors._grouping import group, indexes, partition, total_time
+from sqlaudit.detectors._grouping import indexes, partition, record_of, total_time
 from sqlaudit.detectors._tx import where
+from sqlaudit.model.fields import orm_of, parent_of, query_of, relationship_of, stack_of
 from sqlaudit.model.findings import Finding, Severity
+from sqlaudit.model.records import FrozenOrigins
 from sqlaudit.sql.fingerprint import fingerprint
 
 if TYPE_CHECKING:
@@ -37,11 +39,24 @@ LARGE_RESULT = 100
 _LIMIT = re.compile(r"\b(LIMIT|OFFSET|FETCH\s+FIRST|FETCH\s+NEXT|TOP)\b", re.IGNORECASE)
 
 
-def _key(record: QueryRecord) -> tuple[str, tuple[CallSite, ...]] | None:
-    orm = record.orm
-    if orm is None or orm.load != "lazy" or orm.relationship is None:
-        return None
-    return (orm.relationship, record.stack)
+def _groups(
+    lazy: list[tuple[int, QueryRecord]],
+) -> dict[tuple[str, tuple[CallSite, ...]], list[tuple[int, QueryRecord]]]:
+    """``partition``'s lazy loads by (relationship, stack), in statement order; loads of no
+    named relationship skipped. The keys are read in C: an N+1 is most often one group (one
+    loop, one relationship), then taken whole."""
+    records = list(map(record_of, lazy))
+    keys = list(
+        zip(map(relationship_of, map(orm_of, records)), map(stack_of, records), strict=True)
+    )
+    if len(set(keys)) == 1 and keys[0][0] is not None:
+        return {keys[0]: list(lazy)}
+    groups: dict[tuple[str, tuple[CallSite, ...]], list[tuple[int, QueryRecord]]] = {}
+    setdefault = groups.setdefault
+    for key, item in zip(keys, lazy, strict=True):
+        if key[0] is not None:
+            setdefault(key, []).append(item)
+    return groups
 
 
 class _Origins:
@@ -55,10 +70,12 @@ class _Origins:
     def get(self, oid: int) -> OriginRecord | None:
         return self.origins.get(oid) if oid else None
 
-    def parent_of(self, oid: int) -> int | None:
-        """The parent origin id of origin ``oid`` (None if ``oid`` is unknown)."""
-        origin = self.origins.get(oid) if oid else None
-        return None if origin is None else origin.parent
+    def parents_of(self, oids: Iterable[int]) -> set[int]:
+        """The parent origin ids of origins ``oids`` (unknown ids and 0 skipped)."""
+        origins = self.origins
+        if isinstance(origins, FrozenOrigins):  # a closed unit's: read without freezing each
+            return origins.parents(oids)
+        return {origin.parent for oid in oids if oid and (origin := origins.get(oid)) is not None}
 
     def limited_or_large(self, origin: OriginRecord) -> bool:
         if self._sql is None:  # built only when a finding needs it
@@ -101,18 +118,15 @@ class NPlusOne:
     def detect(self, unit: UnitRecord, records: Sequence[QueryRecord]) -> Iterator[Finding]:
         config = unit.config
         origins = _Origins(unit, records)
-        for (relationship, stack), items in group(partition(records)["lazy"], _key).items():
-            parents = {r.orm.parent for _, r in items if r.orm is not None}
+        for (relationship, stack), items in _groups(partition(records)["lazy"]).items():
+            loads = list(filter(None, map(orm_of, map(record_of, items))))
+            parents = set(map(parent_of, loads))
             db_time = total_time(items)
             if len(parents) < config.n_plus_one_min or db_time * 1000 < config.min_group_ms:
                 continue
-            # Parents' origins via the open origins' parent field: freezing every lazy load's
-            # own origin would cost a record per statement.
-            parent_oids = {
-                poid
-                for _, r in items
-                if r.orm is not None and (poid := origins.parent_of(r.orm.query)) is not None
-            }
+            # Parents' origins via the lazy loads' origins' parent field: freezing every lazy
+            # load's own origin would cost a record per statement.
+            parent_oids = origins.parents_of(map(query_of, loads))
             parent_origins = {oid: origins.get(oid) for oid in parent_oids}
             known = [o for o in parent_origins.values() if o is not None]
             if known and len(known) == len(parent_origins):

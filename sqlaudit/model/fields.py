@@ -15,6 +15,9 @@ __all__ = [
     "load_of",
     "orm_of",
     "params_of",
+    "parent_of",
+    "query_of",
+    "relationship_of",
     "sql_of",
     "stack_of",
     "suppressed_of",
@@ -41,3 +44,9 @@ suppressed_of = _getter(QueryRecord, "suppressed")
 params_of = _getter(QueryRecord, "params")
 #: ``OrmLoad.load``
 load_of = _getter(OrmLoad, "load")
+#: ``OrmLoad.relationship``
+relationship_of = _getter(OrmLoad, "relationship")
+#: ``OrmLoad.parent``
+parent_of = _getter(OrmLoad, "parent")
+#: ``OrmLoad.query``
+query_of = _getter(OrmLoad, "query")

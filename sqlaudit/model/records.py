@@ -9,8 +9,9 @@ fingerprint unless the user opts in. Detectors are pure functions of a ``UnitRec
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -261,6 +262,10 @@ class FrozenOrigins(Mapping[int, OriginRecord]):
 
     def __contains__(self, oid: object) -> bool:
         return oid in self._origins
+
+    def parents(self, oids: Iterable[int]) -> set[int]:
+        """The ``parent`` (an ``Origin``'s 6th field) of each of ``oids`` that is an origin."""
+        return set(map(itemgetter(5), filter(None, map(self._origins.get, oids))))
 
 
 _TRANSACTION = StatementKind.TRANSACTION

@@ -18,6 +18,14 @@ _LEVELS = {
     Severity.ERROR: logging.ERROR,
 }
 
+#: ``log`` and ``info`` methods that return at once when ``isEnabledFor(level)`` is false.
+_LOG_METHODS = (logging.Logger.log, logging.LoggerAdapter.log)
+_INFO_METHODS = (logging.Logger.info, logging.LoggerAdapter.info)
+
+
+def _always(level: int) -> bool:
+    return True
+
 
 class LogReporter:
     """Logs each finding (diagnosis, location, fix) at a level matching its severity.
@@ -45,8 +53,14 @@ class LogReporter:
         self.summary = summary
 
     def report(self, report: AuditReport) -> None:
-        if self.summary:
-            self.logger.info(
+        logger = self.logger
+        # A level the logger would drop: nothing formatted for it (issue 20). Asked only of
+        # the stdlib's methods, which ask ``isEnabledFor`` first themselves.
+        if self.summary and (
+            getattr(type(logger), "info", None) not in _INFO_METHODS
+            or logger.isEnabledFor(logging.INFO)
+        ):
+            logger.info(
                 "%s: %d statements, %.1f ms DB time, %d findings",
                 report.name,
                 report.query_count,
@@ -54,10 +68,19 @@ class LogReporter:
                 len(report.findings),
                 extra={"sqlaudit_unit": report.name},
             )
-        for finding in report.findings:
+        findings = report.findings
+        if not findings:
+            return
+        enabled = (
+            logger.isEnabledFor if getattr(type(logger), "log", None) in _LOG_METHODS else _always
+        )
+        for finding in findings:
+            level = _LEVELS[finding.severity]
+            if not enabled(level):
+                continue
             where = f" at {format_site(finding.location)}" if finding.location else ""
-            self.logger.log(
-                _LEVELS[finding.severity],
+            logger.log(
+                level,
                 "%s: %s%s; fix: %s",
                 report.name,
                 finding.headline,
