@@ -7,7 +7,8 @@ import itertools
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from contextvars import ContextVar, Token
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import and_, eq, itemgetter, not_
 from typing import TypeVar
 
 from sqlaudit.model.fields import duration_of, kind_of, load_of, orm_of, sql_of, stack_of
@@ -82,35 +83,23 @@ def partition(
             return cached[1]
     if loads is None:
         loads = loads_in(records)
+    kinds = list(map(kind_of, records))
     if _ORM_LOADS.isdisjoint(loads):
-        # No lazy, eager or column load (most units): reads and writes by kind alone, in C.
-        kinds = list(map(kind_of, records))
-        read = list(itertools.compress(enumerate(records), map(_READS.__contains__, kinds)))
-        write = list(itertools.compress(enumerate(records), map(_WRITES.__contains__, kinds)))
+        # No lazy, eager or column load (most units): reads and writes by kind alone.
+        read = list(compress(enumerate(records), map(_READS.__contains__, kinds)))
+        write = list(compress(enumerate(records), map(_WRITES.__contains__, kinds)))
         parts = {"lazy": [], "column": [], "read": read, "write": write}
-        if shared is not None:
-            shared[id(records)] = (records, parts)
-        return parts
-    lazy: Part = []
-    column: Part = []
-    read = []
-    write = []
-    for item in enumerate(records):
-        record = item[1]
-        orm = record.orm
-        load = None if orm is None else orm.load
-        if load in _ORM_LOADS:
-            if load == "lazy":
-                lazy.append(item)
-            elif load == "column":
-                column.append(item)
-            continue
-        kind = record.kind
-        if kind in _READS:
-            read.append(item)
-        elif kind in _WRITES:
-            write.append(item)
-    parts = {"lazy": lazy, "column": column, "read": read, "write": write}
+    else:
+        # Each record's load (None for no ORM context), then each part by a mask: in C.
+        items = list(enumerate(records))
+        each = list(map(getattr, map(orm_of, records), repeat("load"), repeat(None)))
+        free = list(map(not_, map(_ORM_LOADS.__contains__, each)))
+        parts = {
+            "lazy": list(compress(items, map(eq, each, repeat("lazy")))),
+            "column": list(compress(items, map(eq, each, repeat("column")))),
+            "read": list(compress(items, map(and_, free, map(_READS.__contains__, kinds)))),
+            "write": list(compress(items, map(and_, free, map(_WRITES.__contains__, kinds)))),
+        }
     if shared is not None:
         shared[id(records)] = (records, parts)
     return parts
@@ -136,7 +125,7 @@ def group(
 def sited(records: Sequence[tuple[int, QueryRecord]]) -> dict[tuple[str, CallSite], Part]:
     """``group(records, key)`` for the key (SQL text, innermost application frame), records
     with no frame skipped: the keys are read in C, one dict step per record is left."""
-    framed = list(itertools.compress(records, map(stack_of, map(record_of, records))))
+    framed = list(compress(records, map(stack_of, map(record_of, records))))
     texts = map(sql_of, map(record_of, framed))
     sites = map(innermost, map(stack_of, map(record_of, framed)))
     groups: dict[tuple[str, CallSite], Part] = {}
