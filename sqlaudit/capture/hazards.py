@@ -123,8 +123,8 @@ def track(
 
 
 def track_read(tx: TxState, context: Any, stack: tuple[CallSite, ...], start: float) -> None:
-    """Account one SELECT of ``tx``: a locking read, else the read a write may follow. Nothing
-    to do when ``tx`` is known not to autocommit (the caller may skip the call then)."""
+    """Account one SELECT of ``tx``: a locking read, else the read a write may follow (neither
+    is kept when ``tx`` is known not to autocommit)."""
     hazards = tx.hazards
     if hazards is None:
         hazards = tx.hazards = TxHazards()
