@@ -279,6 +279,25 @@ def test_application_frames_above_library_frames_are_kept() -> None:
     assert [s.line for s in far[:2]] == [line_of("in-near"), line_of("calls-far")]
 
 
+def nest(levels: int) -> tuple[CallSite, ...]:
+    if levels:
+        return nest(levels - 1)  # nest-recurses
+    return capture(1)  # nest-captures
+
+
+@pytest.mark.parametrize("bound", [1, 2, 3, _callsite.MAX_APP])
+def test_at_most_max_app_frames_are_kept_innermost_first(
+    monkeypatch: pytest.MonkeyPatch, bound: int
+) -> None:
+    """A stack of more application frames than ``MAX_APP`` keeps the innermost ``MAX_APP``
+    (the first frame is taken before the walk's loop: the bound holds from one frame on)."""
+    monkeypatch.setattr(_callsite, "MAX_APP", bound)
+    stack = nest(40)
+    assert [s.line for s in stack] == [line_of("nest-captures")] + [line_of("nest-recurses")] * (
+        bound - 1
+    )
+
+
 def helper_query() -> tuple[CallSite, ...]:
     return capture(1)  # helper-line
 

@@ -165,6 +165,29 @@ def test_nothing_recorded_outside_a_scope(db: Engine) -> None:
     assert record.dialect == db.dialect.name
 
 
+def test_read_only_transactions_end_at_the_next_root_transaction(db: Engine) -> None:
+    """A read-only transaction's commit or rollback is not followed (nothing to undo): it is
+    "ended" when its Connection runs a statement in a new root transaction; a savepoint is
+    the same root transaction; a streaming statement makes its transaction a streaming one.
+    On every backend: the identity of the root transaction is SQLAlchemy's, not the driver's."""
+    with sqlaudit.audit("reads", on_finding="ignore") as report, db.connect() as conn:
+        conn.execute(select(Author.id)).all()
+        conn.execute(select(Author.name)).all()
+        conn.commit()
+        conn.execute(select(Author.id)).all()
+        with conn.begin_nested():
+            conn.execute(select(Author.name)).all()
+        conn.rollback()
+        conn.execution_options(stream_results=True).execute(select(Author.id)).all()
+        conn.execute(select(Author.id)).all()
+        transactions = report.transaction_records
+    assert [(t.end, t.statements, t.streaming) for t in transactions] == [
+        ("ended", 2, False),
+        ("ended", 2, False),  # SAVEPOINT and RELEASE are not counted as statements
+        ("open", 2, True),
+    ]
+
+
 def test_records_kind_rowcount_batch_and_errors(db: Engine) -> None:
     """Each record carries its kind, rowcount, executemany size, and the failing statement's
     error name, while the application sees exactly the exception SQLAlchemy raises."""

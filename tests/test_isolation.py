@@ -163,11 +163,11 @@ def test_a_race_for_the_last_record_slot_ends_as_overflow(monkeypatch: Any) -> N
     conn = engine.connect()
     reentered: list[bool] = []
 
-    def capture_with_a_race(depth: int = 2, opener: Any = None) -> Any:
+    def capture_with_a_race(depth: int = 2, opener: Any = None, recent: Any = None) -> Any:
         if not reentered:
             reentered.append(True)
             conn.execute(text("SELECT 2"))  # the "other thread", inside the free slot
-        return real_capture(depth, opener)
+        return real_capture(depth, opener, recent)
 
     try:
         with sqlaudit.audit("race", on_finding="ignore", max_records=1) as report:

@@ -47,9 +47,6 @@ _SITE_PACKAGES = f"{os.sep}site-packages{os.sep}"
 _DIST_PACKAGES = f"{os.sep}dist-packages{os.sep}"
 _app_paths: tuple[str, ...] = ()
 _ignore_paths: tuple[str, ...] = ()
-# Keyed by file name, not code object: a str caches its hash, a code object hashes its whole
-# contents on every lookup (measured: 0.1-0.5 µs per frame).
-_cache: dict[str, bool] = {}
 _sites: dict[tuple[str, int, str, int], CallSite] = {}
 # Functions whose frame ends a walk: ids of their code objects, which _stop_codes keeps alive
 # (so an id is never reused while it is in the set).
@@ -124,14 +121,21 @@ def is_app_file(filename: str) -> bool:
     return not path.startswith(_LIBRARY)
 
 
-def _is_app(filename: str) -> bool:
-    result = _cache.get(filename)
-    if result is None:
+class _Decisions(dict[str, bool]):
+    """File name -> ``is_app_file``, decided on the first lookup (``cache[filename]``: one
+    subscript per frame on the walk, issue 20); ``.get`` does not decide."""
+
+    def __missing__(self, filename: str) -> bool:
         result = is_app_file(filename)
-        if len(_cache) > 65536:
-            _cache.clear()
-        _cache[filename] = result
-    return result
+        if len(self) > 65536:
+            self.clear()
+        self[filename] = result
+        return result
+
+
+# Keyed by file name, not code object: a str caches its hash, a code object hashes its whole
+# contents on every lookup (measured: 0.1-0.5 µs per frame).
+_cache: _Decisions = _Decisions()
 
 
 def capture(
@@ -156,8 +160,6 @@ def capture(
     # The remembered offsets first (see above).
     if recent is None:
         recent = _recent
-    getframe = sys._getframe
-    cache = _cache
     if _module_at is not None:
         # Python 3.12+: the module of the frame below, read without materialising it.
         for offset in recent:
@@ -165,29 +167,28 @@ def capture(
             if name is None or not name.startswith("sqlalchemy."):
                 continue
             try:
-                probe = getframe(depth + offset + 1)
+                probe = _getframe(depth + offset + 1)
             except ValueError:
                 continue
-            if cache.get(probe.f_code.co_filename, False):
+            if _cache.get(probe.f_code.co_filename, False):
                 return _collect(probe, None, opener)
     else:
         for offset in recent:
             try:
-                below = getframe(depth + offset)
+                below = _getframe(depth + offset)
             except ValueError:
                 continue
             above = below.f_back
             if above is None:
                 continue
-            library = below.f_code.co_filename
-            known = _sqlalchemy_files.get(library)
-            if known is None:
-                known = _is_sqlalchemy(library)
-            if known and cache.get(above.f_code.co_filename, False):
+            if _sqlalchemy_files[below.f_code.co_filename] and _cache.get(
+                above.f_code.co_filename, False
+            ):
                 return _collect(above, None, opener)
     # Walk to the first application frame (into the parent greenlet when the greenlet's own
     # stack ends first); _collect takes the stack from there.
-    frame: FrameType | None = getframe(depth)
+    cache = _cache
+    frame: FrameType | None = _getframe(depth)
     crossed = False
     glet: object = None
     for offset in range(MAX_WALK):
@@ -196,11 +197,7 @@ def capture(
             crossed = True
             if frame is None:
                 return ()
-        filename = frame.f_code.co_filename
-        app = cache.get(filename)
-        if app is None:
-            app = _is_app(filename)
-        if app:
+        if cache[frame.f_code.co_filename]:
             if not crossed and offset:
                 _remember(recent, offset - 1)
             return _collect(frame, glet, opener)
@@ -216,15 +213,18 @@ _module_at: Callable[[int], str | None] | None = getattr(sys, "_getframemodulena
 #: that recently held, most recent first: callers without a list of their own share this one.
 _recent: list[int] = []
 _all_recent: list[list[int]] = [_recent]
-_sqlalchemy_files: dict[str, bool] = {}
+_getframe = sys._getframe
 
 
-def _is_sqlalchemy(filename: str) -> bool:
-    result = _sqlalchemy_files.get(filename)
-    if result is None:
-        result = os.path.abspath(filename).startswith(_SQLALCHEMY_DIR)
-        _sqlalchemy_files[filename] = result
-    return result
+class _SQLAlchemyFiles(dict[str, bool]):
+    """File name -> whether it is SQLAlchemy's, decided on the first lookup."""
+
+    def __missing__(self, filename: str) -> bool:
+        result = self[filename] = os.path.abspath(filename).startswith(_SQLALCHEMY_DIR)
+        return result
+
+
+_sqlalchemy_files = _SQLAlchemyFiles()
 
 
 def offsets() -> list[int]:
@@ -245,14 +245,23 @@ def _remember(recent: list[int], offset: int) -> None:
 
 
 def _collect(frame: FrameType, glet: object, opener: FrameType | None) -> tuple[CallSite, ...]:
-    """The application frames from ``frame`` (an application frame) up to the end of the
-    walk (see ``capture``)."""
-    found: list[CallSite] = []
-    cache = _cache
+    """The application frames from ``frame`` (an application frame: both callers checked) up
+    to the end of the walk (see ``capture``)."""
+    # f_lineno decodes the line table on every access (O(position) in the code object): call
+    # sites repeat, so resolve each instruction of a function once.
     sites = _sites
+    code = frame.f_code
+    key = (code.co_filename, code.co_firstlineno, code.co_name, frame.f_lasti)
+    found = [sites.get(key) or _site(key, frame)]
+    room = MAX_APP - 1  # application frames that may still be kept
+    if frame is opener or room <= 0:
+        return (found[0],)
+    cache = _cache
     stops = _stops
-    current: FrameType | None = frame
-    for _ in range(MAX_WALK):
+    current: FrameType | None = frame.f_back
+    # The loop of earlier versions, its first frame (the one above) taken out of it: the same
+    # frames, the same bound.
+    for _ in range(MAX_WALK - 1):
         if current is None:
             # The top of a greenlet's stack continues in its parent (async code); the top of
             # a thread's stack ends the walk.
@@ -262,18 +271,11 @@ def _collect(frame: FrameType, glet: object, opener: FrameType | None) -> tuple[
             continue
         code = current.f_code
         filename = code.co_filename
-        app = cache.get(filename)
-        if app is None:
-            app = _is_app(filename)
-        if app:
-            # f_lineno decodes the line table on every access (O(position) in the code
-            # object): call sites repeat, so resolve each instruction of a function once.
+        if cache[filename]:
             key = (filename, code.co_firstlineno, code.co_name, current.f_lasti)
-            site = sites.get(key)
-            if site is None:
-                site = _site(key, current)
-            found.append(site)
-            if len(found) >= MAX_APP:
+            found.append(sites.get(key) or _site(key, current))
+            room -= 1
+            if not room:
                 break
         elif stops and id(code) in stops:
             break

@@ -54,7 +54,15 @@ if TYPE_CHECKING:
     from sqlaudit.capture.transactions import TxState
     from sqlaudit.model.records import CallSite
 
-__all__ = ["MAX_LOCKS", "MAX_RMW", "TxHazards", "flushed", "hazard_fields", "track"]
+__all__ = [
+    "MAX_LOCKS",
+    "MAX_RMW",
+    "TxHazards",
+    "flushed",
+    "hazard_fields",
+    "track",
+    "track_read",
+]
 
 #: Locking reads kept per transaction.
 MAX_LOCKS = 16
@@ -96,23 +104,15 @@ def track(
     stack: tuple[CallSite, ...],
     start: float,
 ) -> None:
-    """Account one statement of ``tx`` (called by ``transactions.on_statement`` for SELECTs and
-    writes)."""
+    """Account one statement of ``tx`` (called by ``transactions.on_statement`` for writes;
+    SELECTs go to ``track_read``)."""
+    if kind == _SELECT:
+        track_read(tx, context, stack, start)
+        return
     hazards = tx.hazards
     if hazards is None:
         hazards = tx.hazards = TxHazards()
     sql = context.statement
-    if kind == _SELECT:
-        # The answer kept in the text's entry (``sql.cache.TextFacts``), else ``is_locking``'s.
-        locking = _known.get(sql, ABSENT).locking
-        if locking is None:
-            locking = is_locking(sql, tx.dialect)
-        if locking:
-            if _autocommit(tx, context) and len(hazards.locks) < MAX_LOCKS:
-                hazards.locks.append(LockedRead(sql, stack, start, SUPPRESSED.get()))
-        elif tx.autocommit is not False:
-            hazards.last_read = (sql, context.parameters, stack)
-        return
     if len(hazards.write_sql) < MAX_WRITE_SQL and sql not in hazards.write_sql:
         hazards.write_sql.append(sql)
     # A flush's UPDATEs are judged per object, with the ORM's history (``flushed``).
@@ -120,6 +120,24 @@ def track(
         read, hazards.last_read = hazards.last_read, None  # one write per read
         if _autocommit(tx, context):
             core_update(scope, read, context, stack)
+
+
+def track_read(tx: TxState, context: Any, stack: tuple[CallSite, ...], start: float) -> None:
+    """Account one SELECT of ``tx``: a locking read, else the read a write may follow (neither
+    is kept when ``tx`` is known not to autocommit)."""
+    hazards = tx.hazards
+    if hazards is None:
+        hazards = tx.hazards = TxHazards()
+    sql = context.statement
+    # The answer kept in the text's entry (``sql.cache.TextFacts``), else ``is_locking``'s.
+    locking = _known.get(sql, ABSENT).locking
+    if locking is None:
+        locking = is_locking(sql, tx.dialect)
+    if locking:
+        if _autocommit(tx, context) and len(hazards.locks) < MAX_LOCKS:
+            hazards.locks.append(LockedRead(sql, stack, start, SUPPRESSED.get()))
+    elif tx.autocommit is not False:
+        hazards.last_read = (sql, context.parameters, stack)
 
 
 def _autocommit(tx: TxState, context: Any) -> bool:

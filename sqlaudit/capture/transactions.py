@@ -56,7 +56,7 @@ from sqlalchemy.engine import Connection
 
 from sqlaudit.capture.autocommit import detect_autocommit
 from sqlaudit.capture.callsite import capture, offsets
-from sqlaudit.capture.hazards import TxHazards, hazard_fields, track
+from sqlaudit.capture.hazards import TxHazards, hazard_fields, track, track_read
 from sqlaudit.capture.scope import SUPPRESSED, Scope
 from sqlaudit.model.records import CallSite, StatementKind, TransactionRecord
 
@@ -252,8 +252,7 @@ def on_statement(
     if kind == _TRANSACTION:
         return
     conn = context.root_connection
-    key = id(conn)
-    tx = scope.tx_by_conn.get(key)
+    tx = scope.tx_by_conn.get(id(conn))
     if tx is None or tx.end != "open":
         # A Connection whose earlier transaction wrote keeps having its ends followed (as
         # the per-Connection listeners of earlier versions did).
@@ -262,20 +261,31 @@ def on_statement(
         )
         tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
         tx.listening = listening
-    elif not tx.listening and not tx.session and not tx.same_root(conn):
-        # A read-only transaction ended unobserved (commit or rollback without a listener).
-        tx.finish("ended")
-        tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
+    elif not tx.listening and not tx.session:
+        # ``not tx.same_root(conn)``, inlined (the per-statement path, issue 20): a read-only
+        # transaction ended unobserved (commit or rollback without a listener).
+        # ``get_transaction()`` returns ``_transaction`` (SQLAlchemy 2.x), read without the call.
+        current = conn._transaction
+        ref = tx.root
+        if current is None or ref is None or ref() is not current:
+            tx.finish("ended")
+            tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
     statements = tx.statements = tx.statements + 1
-    if kind == _SELECT or kind in _WRITES:
-        track(scope, tx, context, kind, stack, start)  # locking reads, read-modify-writes
+    if kind == _SELECT:
+        track_read(tx, context, stack, start)  # locking reads, the read a write may follow
+    elif kind in _WRITES:
+        track(scope, tx, context, kind, stack, start)  # read-modify-writes
     tx.exec_time += duration
     gap = start - tx.last_end
     if gap > tx.max_gap and statements > 1 and not tx.streamed_last:
         tx.max_gap = gap
     tx.last_end = start + duration
-    streamed = bool(context.execution_options.get("stream_results"))
-    tx.streamed_last = streamed
+    # The last statement streamed its results; ``streaming`` is set below, after the writes'
+    # accounting, as before.
+    if context.execution_options.get("stream_results"):
+        tx.streamed_last = True
+    else:
+        tx.streamed_last = False
     if kind in _WRITES:
         tx.writes += 1
         # Rows, not statements: one INSERT of 100 rows (insertmanyvalues) is 100 rows; the
@@ -287,7 +297,7 @@ def on_statement(
             )
         if not tx.listening and not tx.session:
             tx.listening = True  # its commit or rollback is now followed (watch_ends)
-    if streamed:
+    if tx.streamed_last:
         tx.streaming = True
 
 
