@@ -227,7 +227,8 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         # keeps what was judged before it, and the application's block never sees it.
         try:
             findings, failures = run_detectors(unit, self.detectors)
-            scope.internal_errors += failures
+            if failures:
+                scope.internal_errors += failures
             if scope.child_findings:
                 # A request inside a test: the test reports the request's findings too.
                 nested = lift(scope.child_findings, unit)

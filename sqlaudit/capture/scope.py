@@ -87,9 +87,8 @@ _EMPTY: dict[str, dict[Any, Any] | list[Any] | set[Any]] = {
     **{name: {} for name in ("tx_by_conn", "tx_by_dbapi", "tx_by_session", "tx_overflow")},
     **{name: [] for name in ("child_findings", "tx_all", "stale_reads", "stale_pending")},
     **{name: [] for name in ("rmw", "on_release")},
+    **{name: set() for name in ("checkouts", "eager_watched")},
     "origin_rows": {},
-    "checkouts": set(),
-    "eager_watched": set(),
 }
 _CONSTANTS: dict[str, object] = {
     **dict.fromkeys(("opener", "flush_load", "_identity", "_committed", "explain", "ended")),
@@ -274,7 +273,7 @@ class Scope:
 
     def transactions(self, now: float) -> tuple[TransactionRecord, ...]:
         """The transactions so far, frozen as of ``now`` (the open ones as still open)."""
-        return tuple([tx.freeze(now) for tx in self.tx_all])
+        return tuple(map(methodcaller("freeze", now), self.tx_all))
 
     def _eager_loads(self) -> tuple[EagerLoad, ...]:
         """The eager loads so far; a joined load counts once its query loaded a row."""
@@ -336,7 +335,8 @@ class Scope:
         self.ended = perf_counter()
         self.flush_load = None
         for tx in self.tx_all:
-            tx.settle()
+            if tx.end == "open":  # (else ``settle`` has nothing to do)
+                tx.settle()
         # A state counted past the cap was kept once ``tx_all`` was full (``keep``).
         for tx in list(self.tx_by_conn.values()) if len(self.tx_all) >= self.cap else ():
             if tx.overflow is not None and tx.end == "open":
