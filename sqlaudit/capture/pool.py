@@ -73,9 +73,10 @@ def on_checkin(
     if tx is not None and not tx.session:
         if tx.end == "open":
             tx.finish("closed", ())
-        conn = tx.conn_ref() if tx.conn_ref is not None else None
-        if conn is not None and scope.tx_by_conn.get(id(conn)) is tx:
-            del scope.tx_by_conn[id(conn)]
+        key = tx.connection  # id() of the Connection of ``conn_ref``, while that lives
+        ref = tx.conn_ref
+        if scope.tx_by_conn.get(key) is tx and ref is not None and ref() is not None:
+            del scope.tx_by_conn[key]
 
 
 POOL_LISTENERS = (("checkout", on_checkout), ("reset", on_reset), ("checkin", on_checkin))
