@@ -154,7 +154,7 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
             checked = (_LOG_REPORTER, *checked)
         self.reporters: tuple[Reporter, ...] = checked
         self.detectors = DEFAULT_DETECTORS if detectors is None else check_detectors(detectors)
-        self.all_threads = check_bool("all_threads", all_threads)
+        self.all_threads = False if all_threads is False else check_bool("all_threads", all_threads)
         self.report: AuditReport | None = None
         self._token: Token[Scope | None] | None = None
 
@@ -169,7 +169,7 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         parent = current()
         report = AuditReport(self.name, self.config, None if parent is None else parent.owner)
         self.report = report
-        scope = scope_of(report)
+        scope = report._scope
         scope.opener = opener
         self._token = CURRENT.set(scope)
         if self.all_threads:
@@ -216,7 +216,7 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         """Detect, report and apply the policy. Raises AuditFailed only if not ``failing``."""
         if LEFT:  # units a finaliser left (``leave``), nested in this one maybe: theirs first
             finish_left()
-        scope = scope_of(report)
+        scope = report._scope
         try:
             unit = scope.close()
         except Exception as exc:
@@ -227,7 +227,8 @@ class audit:  # noqa: N801 - used like a function: ``with sqlaudit.audit("GET /u
         # keeps what was judged before it, and the application's block never sees it.
         try:
             findings, failures = run_detectors(unit, self.detectors)
-            scope.internal_errors += failures
+            if failures:
+                scope.internal_errors += failures
             if scope.child_findings:
                 # A request inside a test: the test reports the request's findings too.
                 nested = lift(scope.child_findings, unit)

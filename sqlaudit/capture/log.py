@@ -89,6 +89,8 @@ class StatementLog:
             counts, db_time = self._settle()
             total = dict(counts)
             over = self._over_counts
+            if not over:  # most units: nothing past the cap
+                return self._ordered(), total, db_time + self._over_db_time, 0
             for kind, n in over.items():
                 total[kind] = total.get(kind, 0) + n
             return self._ordered(), total, db_time + self._over_db_time, sum(over.values())

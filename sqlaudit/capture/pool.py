@@ -67,13 +67,16 @@ def on_checkin(
     scope: Scope, dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry
 ) -> None:
     # Only connections checked out now are kept: the set stays as small as the pool.
-    scope.checkouts.discard(id(dbapi_connection))
-    tx = scope.tx_by_dbapi.pop(id(dbapi_connection), None)
+    key = id(dbapi_connection)
+    scope.checkouts.discard(key)
+    tx = scope.tx_by_dbapi.pop(key, None)
     if tx is not None and not tx.session:
-        tx.finish("closed", ())
-        conn = tx.conn_ref() if tx.conn_ref is not None else None
-        if conn is not None and scope.tx_by_conn.get(id(conn)) is tx:
-            del scope.tx_by_conn[id(conn)]
+        if tx.end == "open":
+            tx.finish("closed", ())
+        key = tx.connection  # id() of the Connection of ``conn_ref``, while that lives
+        ref = tx.conn_ref
+        if scope.tx_by_conn.get(key) is tx and ref is not None and ref() is not None:
+            del scope.tx_by_conn[key]
 
 
 POOL_LISTENERS = (("checkout", on_checkout), ("reset", on_reset), ("checkin", on_checkin))

@@ -15,6 +15,8 @@ import itertools
 import weakref
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
+from itertools import repeat
+from operator import methodcaller
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +79,24 @@ def open_ancestor(scope: Scope | None) -> Scope | None:
     return scope
 
 
+_setattr = object.__setattr__
+_copy = methodcaller("copy")
+#: ``Scope`` fields that start as a copy of an empty container, and those that start constant.
+_EMPTY: dict[str, dict[Any, Any] | list[Any] | set[Any]] = {
+    **{name: {} for name in ("orm_statements", "sessions", "origins", "origin_of", "eager")},
+    **{name: {} for name in ("tx_by_conn", "tx_by_dbapi", "tx_by_session", "tx_overflow")},
+    **{name: [] for name in ("child_findings", "tx_all", "stale_reads", "stale_pending")},
+    **{name: [] for name in ("rmw", "on_release")},
+    **{name: set() for name in ("checkouts", "eager_watched")},
+    "origin_rows": {},
+}
+_CONSTANTS: dict[str, object] = {
+    **dict.fromkeys(("opener", "flush_load", "_identity", "_committed", "explain", "ended")),
+    **dict.fromkeys(("internal_errors", "resets", "flush_seq", "connecting"), 0),
+    "nested": False,
+}
+
+
 class Scope:
     """Mutable capture state of one open unit of work (internal)."""
 
@@ -123,81 +143,90 @@ class Scope:
         "tx_overflow",
     )
 
+    #: Tags this unit's records (``QueryRecord.unit``, ``TransactionRecord.unit``...).
+    key: int
+    #: The public view this scope belongs to (an ``AuditReport``), if any.
+    owner: Any
+    # ORM linkage: the ORM statements executed lately, id -> (origin id, the class it
+    # selects), so InstanceEvents.load can tell which query loaded an object; and the
+    # sessions with an open transaction, by id of their Connection.
+    orm_statements: dict[int, tuple[int, type | None]]
+    sessions: dict[int, tuple[Any, Any]]
+    # Transactions: open ones by Connection / DBAPI connection / Session key, every one
+    # seen, the DBAPI connections checked out inside this scope, the open flush.
+    tx_by_conn: dict[int, TxState]
+    tx_by_dbapi: dict[int, TxState]
+    tx_by_session: dict[int, list[TxState]]
+    tx_all: list[TxState]
+    #: Transactions past ``max_records``: counted, not kept (``TxState.count_into``).
+    tx_overflow: dict[str, int]
+    checkouts: set[int]
+    flush_load: OrmLoad | None
+    flush_seq: int
+    #: Findings of nested units, each with the records it concerns (``audit.close`` lifts
+    #: them into this unit's findings).
+    child_findings: list[tuple[Finding, tuple[QueryRecord, ...]]]
+    #: True once a nested unit closed inside this one (its records merged in).
+    nested: bool
+    #: The frame that opened the unit (the ``with sqlaudit.audit()`` line): call stacks end
+    #: there. Held (compared by identity, never by id) until the unit closes.
+    opener: FrameType | None
+    #: sqlaudit errors swallowed while capturing this unit.
+    internal_errors: int
+    #: ROLLBACKs the pool sent resetting connections returned inside this scope.
+    resets: int
+    # Stale identity maps: per session key (autocommit, identities carried into its
+    # transaction), and the SELECTs that may have re-read them.
+    # Sessions are held weakly: a closed session leaves nothing behind (an id() would be
+    # reused by the next session, and a dict by id grew with every session). Created on
+    # first use (``identity``): most units have no ORM session.
+    _identity: weakref.WeakKeyDictionary[Any, tuple[bool, frozenset[Any]]] | None
+    stale_reads: list[StaleRead]
+    # SELECTs whose re-read held rows are known once their loaded rows are counted:
+    # (the read, its origin, the driver's rowcount, held rows of the class).
+    stale_pending: list[tuple[StaleRead, int, int, int]]
+    # Parent-origin linkage: the queries that loaded ORM objects, and object -> origin.
+    origins: dict[int, Origin]
+    #: The origin of each object loaded, by the row it stands for (``origins.row_of``).
+    origin_of: dict[Any, int]
+    origin_rows: dict[int, int]
+    # Sessions that committed in this scope (``committed``, created on first use).
+    _committed: weakref.WeakSet[Any] | None
+    #: The DBAPI connection being set up (first connect), whose statements are not counted.
+    connecting: int
+    #: Bind values kept for EXPLAIN in development (``capture.explain``), else None.
+    explain: Samples | None
+    #: Read-modify-writes on autocommit connections (``capture.hazards``).
+    rmw: list[ReadModifyWrite]
+    # Eager loads (``capture.eager``, only with ``config.unused_eager_loads``): by
+    # (relationship, loader, stack); the relationship attributes read in this unit (None:
+    # not followed); the attributes this unit watches.
+    eager: dict[tuple[str, str, tuple[Any, ...]], list[Any]]
+    eager_reads: set[Any] | None
+    eager_watched: set[Any]
+    #: Called once when the unit is released after it closed (``release``).
+    on_release: list[Callable[[], None]]
+    ended: float | None
+
     def __init__(
         self, name: str, config: AuditConfig, parent: Scope | None = None, owner: Any = None
     ) -> None:
         self.name = name
         self.config = config
         self.parent = parent
-        #: Tags this unit's records (``QueryRecord.unit``, ``TransactionRecord.unit``...).
         self.key = next(_keys)
-        #: True once a nested unit closed inside this one (its records merged in).
-        self.nested = False
-        #: The frame that opened the unit (the ``with sqlaudit.audit()`` line): call stacks end
-        #: there. Held (compared by identity, never by id) until the unit closes.
-        self.opener: FrameType | None = None
-        #: Findings of nested units, each with the records it concerns (``audit.close`` lifts
-        #: them into this unit's findings).
-        self.child_findings: list[tuple[Finding, tuple[QueryRecord, ...]]] = []
-        #: The public view this scope belongs to (an ``AuditReport``), if any.
         self.owner = owner
         # The statement log; its list and cap are also held here for the hot path.
-        self.log = StatementLog(config.max_records)
-        self.records = self.log.records
+        log = self.log = StatementLog(config.max_records)
+        self.records = log.records
         self.cap = config.max_records
-        #: sqlaudit errors swallowed while capturing this unit.
-        self.internal_errors = 0
-        # ORM linkage: the ORM statements executed lately, id -> (origin id, the class it
-        # selects), so InstanceEvents.load can tell which query loaded an object; and the
-        # sessions with an open transaction, by id of their Connection.
-        self.orm_statements: dict[int, tuple[int, type | None]] = {}
-        self.sessions: dict[int, tuple[Any, Any]] = {}
-        # Transactions: open ones by Connection / DBAPI connection / Session key, every one
-        # seen, the DBAPI connections checked out inside this scope, the open flush.
-        self.tx_by_conn: dict[int, TxState] = {}
-        self.tx_by_dbapi: dict[int, TxState] = {}
-        self.tx_by_session: dict[int, list[TxState]] = {}
-        self.tx_all: list[TxState] = []
-        #: Transactions past ``max_records``: counted, not kept (``TxState.count_into``).
-        self.tx_overflow: dict[str, int] = {}
-        self.checkouts: set[int] = set()
-        #: ROLLBACKs the pool sent resetting connections returned inside this scope.
-        self.resets = 0
-        self.flush_load: OrmLoad | None = None
-        self.flush_seq = 0
-        # Stale identity maps: per session key (autocommit, identities carried into its
-        # transaction), and the SELECTs that may have re-read them.
-        # Sessions are held weakly: a closed session leaves nothing behind (an id() would be
-        # reused by the next session, and a dict by id grew with every session). Created on
-        # first use (``identity``): most units have no ORM session.
-        self._identity: weakref.WeakKeyDictionary[Any, tuple[bool, frozenset[Any]]] | None = None
-        self.stale_reads: list[StaleRead] = []
-        # SELECTs whose re-read held rows are known once their loaded rows are counted:
-        # (the read, its origin, the driver's rowcount, held rows of the class).
-        self.stale_pending: list[tuple[StaleRead, int, int, int]] = []
-        # Parent-origin linkage: the queries that loaded ORM objects, and object -> origin.
-        self.origins: dict[int, Origin] = {}
-        #: The origin of each object loaded, by the row it stands for (``origins.row_of``).
-        self.origin_of: dict[Any, int] = {}
-        self.origin_rows: dict[int, int] = {}
-        # Sessions that committed in this scope (``committed``, created on first use).
-        self._committed: weakref.WeakSet[Any] | None = None
-        #: The DBAPI connection being set up (first connect), whose statements are not counted.
-        self.connecting = 0
-        #: Bind values kept for EXPLAIN in development (``capture.explain``), else None.
-        self.explain: Samples | None = None
-        #: Read-modify-writes on autocommit connections (``capture.hazards``).
-        self.rmw: list[ReadModifyWrite] = []
-        # Eager loads (``capture.eager``, only with ``config.unused_eager_loads``): by
-        # (relationship, loader, stack); the relationship attributes read in this unit (None:
-        # not followed); the attributes this unit watches.
-        self.eager: dict[tuple[str, str, tuple[Any, ...]], list[Any]] = {}
-        self.eager_reads: set[Any] | None = set() if config.unused_eager_loads else None
-        self.eager_watched: set[Any] = set()
-        #: Called once when the unit is released after it closed (``release``).
-        self.on_release: list[Callable[[], None]] = []
+        # The other fields, set in C (one attribute store each cost more than the rest of a
+        # small unit's open, issue 20): new empty containers, then constants.
+        fields = repeat(self)
+        any(map(_setattr, fields, _EMPTY, map(_copy, _EMPTY.values())))
+        any(map(_setattr, fields, _CONSTANTS, _CONSTANTS.values()))
+        self.eager_reads = set() if config.unused_eager_loads else None
         self.started = perf_counter()
-        self.ended: float | None = None
 
     @property
     def identity(self) -> weakref.WeakKeyDictionary[Any, tuple[bool, frozenset[Any]]]:
@@ -244,7 +273,7 @@ class Scope:
 
     def transactions(self, now: float) -> tuple[TransactionRecord, ...]:
         """The transactions so far, frozen as of ``now`` (the open ones as still open)."""
-        return tuple([tx.freeze(now) for tx in self.tx_all])
+        return tuple(map(methodcaller("freeze", now), self.tx_all))
 
     def _eager_loads(self) -> tuple[EagerLoad, ...]:
         """The eager loads so far; a joined load counts once its query loaded a row."""
@@ -306,8 +335,10 @@ class Scope:
         self.ended = perf_counter()
         self.flush_load = None
         for tx in self.tx_all:
-            tx.settle()
-        for tx in list(self.tx_by_conn.values()):
+            if tx.end == "open":  # (else ``settle`` has nothing to do)
+                tx.settle()
+        # A state counted past the cap was kept once ``tx_all`` was full (``keep``).
+        for tx in list(self.tx_by_conn.values()) if len(self.tx_all) >= self.cap else ():
             if tx.overflow is not None and tx.end == "open":
                 tx.count_into(tx.overflow)  # still open: counted as such, once
                 tx.overflow = None
@@ -352,13 +383,18 @@ class Scope:
     def release(self) -> None:
         """Drop the references to sessions and statement ids once the unit is closed (merged
         into the parent, if any): a closed report must not keep sessions alive."""
-        self.orm_statements.clear()
-        self.sessions.clear()
+        if self.orm_statements:
+            self.orm_statements.clear()
+        if self.sessions:
+            self.sessions.clear()
         self.opener = None
-        self.origin_of.clear()  # identity keys hold primary-key values and mapped classes
-        callbacks, self.on_release = self.on_release, []
-        for callback in callbacks:  # e.g. stop watching attributes (``capture.eager``)
-            callback()
-        self.eager.clear()  # mapped attributes
+        if self.origin_of:
+            self.origin_of.clear()  # identity keys hold primary-key values and mapped classes
+        if self.on_release:
+            callbacks, self.on_release = self.on_release, []
+            for callback in callbacks:  # e.g. stop watching attributes (``capture.eager``)
+                callback()
+        if self.eager:
+            self.eager.clear()  # mapped attributes
         if self.eager_reads:
             self.eager_reads = set()

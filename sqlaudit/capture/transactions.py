@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import sys
 import weakref
+from itertools import repeat
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,31 @@ _SELECT = StatementKind.SELECT
 _TRANSACTION = StatementKind.TRANSACTION
 #: Ends whose moment was observed (``finish`` ran then), unlike "open" and "ended".
 _OBSERVED_ENDS = frozenset({"commit", "rollback", "rollback_exception", "closed"})
+
+
+_setattr = object.__setattr__
+#: The fields of a new ``TxState`` that do not depend on its arguments, and their values.
+_TX_START: dict[str, object] = {
+    "hazards": None,
+    "autocommit": None,
+    "statements": 0,
+    "writes": 0,
+    "exec_time": 0.0,
+    "max_gap": 0.0,
+    "end": "open",
+    "ended": 0.0,
+    "end_stack": (),
+    "listening": False,
+    "streaming": False,
+    "conn_ref": None,
+    "connection": 0,
+    "root": None,
+    "driver": "",
+    "streamed_last": False,
+    "rows_written": 0,
+    "unit": 0,
+    "overflow": None,
+}
 
 
 class TxState:
@@ -112,6 +138,33 @@ class TxState:
         "writes",
     )
 
+    # Set by ``__init__`` from ``_TX_START``:
+    hazards: TxHazards | None  # locking reads, read-modify-writes (issue 22)
+    autocommit: bool | None
+    statements: int
+    writes: int
+    exec_time: float
+    max_gap: float
+    end: str
+    ended: float
+    end_stack: tuple[CallSite, ...]
+    listening: bool
+    streaming: bool
+    conn_ref: weakref.ref[Connection] | None
+    #: ``id()`` of that Connection, as its statements' ``QueryRecord.connection``.
+    connection: int
+    # The Connection's root transaction when this one began (weakly: compared by identity,
+    # an id() could be reused by the next transaction object).
+    root: weakref.ref[Any] | None
+    driver: str
+    #: The last statement streamed its results: the time after it is fetching, not idle.
+    streamed_last: bool
+    rows_written: int
+    unit: int
+    #: The counts of a unit past ``max_records`` transactions: this state is not kept
+    #: once it ends, only counted there.
+    overflow: dict[str, int] | None
+
     def __init__(
         self,
         started: float,
@@ -128,32 +181,10 @@ class TxState:
         self.dbapi = dbapi
         self.session = session
         self.external = external
-        self.hazards: TxHazards | None = None  # locking reads, read-modify-writes (issue 22)
-        self.autocommit: bool | None = None
-        self.statements = 0
-        self.writes = 0
-        self.exec_time = 0.0
-        self.max_gap = 0.0
-        self.end = "open"
-        self.ended = 0.0
-        self.end_stack: tuple[CallSite, ...] = ()
-        self.listening = False
-        self.streaming = False
-        self.conn_ref: weakref.ref[Connection] | None = None
-        #: ``id()`` of that Connection, as its statements' ``QueryRecord.connection``.
-        self.connection = 0
-        # The Connection's root transaction when this one began (weakly: compared by identity,
-        # an id() could be reused by the next transaction object).
-        self.root: weakref.ref[Any] | None = None
-        self.driver = ""
-        #: The last statement streamed its results: the time after it is fetching, not idle.
-        self.streamed_last = False
-        self.rows_written = 0
         self.suppressed = SUPPRESSED.get()
-        self.unit = 0
-        #: The counts of a unit past ``max_records`` transactions: this state is not kept
-        #: once it ends, only counted there.
-        self.overflow: dict[str, int] | None = None
+        # The other fields (``_TX_START``), set in C: a store each cost more than the rest of
+        # the transaction's accounting in a unit of one statement (issue 20).
+        any(map(_setattr, repeat(self), _TX_START, _TX_START.values()))
 
     def finish(self, end: str, stack: tuple[CallSite, ...] = ()) -> None:
         if self.end == "open":
@@ -208,6 +239,7 @@ class TxState:
     def freeze(self, now: float) -> TransactionRecord:
         # Every field, in order: ``_make`` is the tuple's own constructor, without the
         # keyword handling of ``TransactionRecord(...)`` (issue 20).
+        ended = self.ended if self.end != "open" else now
         return TransactionRecord._make(
             (
                 "orm" if self.session else "core",
@@ -216,9 +248,9 @@ class TxState:
                 self.statements,
                 self.writes,
                 self.started,
-                self.ended if self.end != "open" else now,
+                ended,
                 self.exec_time,
-                self.idle(self.ended if self.end != "open" else now),
+                self.idle(ended),
                 self.begin_stack,
                 self.end_stack,
                 self.external,
@@ -315,11 +347,11 @@ def _new_core_tx(
     tx = TxState(start, stack, dialect, dbapi, external=not scope.checked_out_here(dbapi))
     tx.unit = scope.key
     tx.conn_ref = weakref.ref(conn)
-    tx.connection = id(conn)
+    key = tx.connection = id(conn)
     root = conn.get_transaction()
     tx.root = None if root is None else weakref.ref(root)
     tx.driver = conn.dialect.driver
-    scope.tx_by_conn[id(conn)] = tx
+    scope.tx_by_conn[key] = tx
     scope.tx_by_dbapi[dbapi] = tx
     scope.keep(tx)
     return tx

@@ -31,6 +31,8 @@ def _ended(scope: Scope, dbapi_connection: Any, end: str) -> None:
     raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
     tx = scope.tx_by_dbapi.get(id(raw))
     if tx is not None and tx.listening and not tx.session and not tx.ended:
+        if end == "rollback" and sys.exc_info()[1]:  # (the guard's ``try`` keeps exc_info)
+            end = "rollback_exception"
         tx.finish(end, capture(4, scope.opener, _OFFSETS))
 
 
@@ -60,7 +62,7 @@ def watch_ends(dialect: Any) -> None:
 
     def do_rollback(dbapi_connection: Any) -> None:
         if CURRENT.get() is not None or FALLBACK:
-            _ended(dbapi_connection, "rollback_exception" if sys.exc_info()[1] else "rollback")
+            _ended(dbapi_connection, "rollback")  # or "rollback_exception" (``_ended``)
         rollback(dbapi_connection)
 
     for name, wrapper in (("do_commit", do_commit), ("do_rollback", do_rollback)):

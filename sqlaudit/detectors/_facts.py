@@ -131,7 +131,8 @@ def may_find(unit: UnitRecord, facts: Facts) -> set[type]:
     detector (and implies the detector's ``needs``)."""
     config = unit.config
     found: set[type] = set()
-    if facts._records and not quiet(facts._records, facts.loads()):
+    records = facts._records
+    if records and not quiet(records, facts.loads()):
         if len(facts.part("lazy")) >= config.n_plus_one_min:
             found.add(NPlusOne)  # a group of n_plus_one_min parents or more
         if len(facts.part("column")) >= min(config.deferred_reload_min, config.expired_reload_min):
@@ -140,9 +141,9 @@ def may_find(unit: UnitRecord, facts: Facts) -> set[type]:
             found.add(RepeatedQuery)  # groups are of one shape and one whole stack
         if _repeats(facts.part("write"), 2):
             found.add(WriteLoop)
-    if facts._records:
+    if records:
         threshold = config.slow_query_ms
-        if threshold is not None and max(map(duration_of, facts._records)) >= threshold / 1000.0:
+        if threshold is not None and max(map(duration_of, records)) >= threshold / 1000.0:
             found.add(SlowQuery)
     # Statements under ignore("query_budget") only lower the count and the DB time.
     if (config.max_queries is not None and unit.query_count > config.max_queries) or (

@@ -50,7 +50,8 @@ def _spec(cls: type) -> tuple[tuple[str, ...], attrgetter[Any]]:
 def build(cls: type[T], /, **values: Any) -> T:
     """``cls(**values)`` without running its ``__init__``: every field, named in field order
     (else TypeError, so that a field added to ``cls`` cannot be left unset)."""
-    names = _spec(cls)[0]
+    spec = _SPECS.get(cls)
+    names = (spec if spec is not None else _spec(cls))[0]
     if tuple(values) != names:
         raise TypeError(f"{cls.__name__} needs its fields {names} in order, got {tuple(values)}")
     obj = _new(cls)
@@ -62,11 +63,12 @@ def build(cls: type[T], /, **values: Any) -> T:
 def evolve(obj: T, /, **changes: Any) -> T:
     """``dataclasses.replace(obj, **changes)`` without running ``__init__``."""
     cls = type(obj)
-    names, get = _spec(cls)
+    spec = _SPECS.get(cls)
+    names, get = spec if spec is not None else _spec(cls)
     values = dict(zip(names, get(obj), strict=True))
-    for name in changes:
-        if name not in values:
-            raise TypeError(f"{cls.__name__} has no field {name!r}")
+    if not changes.keys() <= values.keys():  # told in C
+        name = next(name for name in changes if name not in values)
+        raise TypeError(f"{cls.__name__} has no field {name!r}")
     values.update(changes)
     new = _new(cls)
     any(map(_setattr, repeat(new), values.keys(), values.values()))

@@ -1,0 +1,32 @@
+"""The capture state of a unit and of a transaction starts whole and unshared: their fields
+are set in bulk (``Scope.__init__``, ``TxState.__init__``, issue 20), not one by one."""
+
+from __future__ import annotations
+
+from sqlaudit.capture.scope import Scope
+from sqlaudit.capture.transactions import TxState
+from sqlaudit.model.config import AuditConfig
+
+
+def _fields(obj: object) -> dict[str, object]:
+    return {name: getattr(obj, name) for name in type(obj).__slots__ if name != "__weakref__"}
+
+
+def test_every_scope_field_is_set_and_no_container_is_shared() -> None:
+    first = _fields(Scope("a", AuditConfig()))  # AttributeError if a field was left unset
+    second = _fields(Scope("b", AuditConfig(unused_eager_loads=True)))
+    containers = [n for n, v in first.items() if isinstance(v, (dict, list, set))]
+    assert len(containers) >= 18
+    for name in containers:
+        assert first[name] == type(first[name])()
+        assert first[name] is not second[name], name
+    assert second["eager_reads"] == set()
+    assert first["eager_reads"] is None
+    assert (first["nested"], first["ended"], first["internal_errors"]) == (False, None, 0)
+
+
+def test_every_transaction_field_is_set() -> None:
+    tx = _fields(TxState(1.5, (), "sqlite", 7, session=3, external=True))
+    assert (tx["started"], tx["last_end"], tx["dbapi"], tx["session"]) == (1.5, 1.5, 7, 3)
+    assert (tx["end"], tx["ended"], tx["exec_time"], tx["statements"]) == ("open", 0.0, 0.0, 0)
+    assert tx["overflow"] is None and tx["hazards"] is None and tx["external"] is True
