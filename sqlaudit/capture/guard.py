@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, cast
 
 from sqlaudit._internal import contain
-from sqlaudit.capture.scope import CURRENT, FALLBACK, Scope, current, open_ancestor
+from sqlaudit.capture.scope import CURRENT, FALLBACK, Scope, current
 
 __all__ = ["listener"]
 
@@ -28,11 +28,11 @@ def listener(where: str) -> Callable[[Callable[Concatenate[Scope, P], None]], Ca
             if scope is None:
                 if not FALLBACK:
                     return  # no unit open: no further call
-                scope = current()
+                scope = current()  # a fallback
                 if scope is None:
                     return
-            elif scope.ended is not None:  # a context that outlived its unit
-                scope = open_ancestor(scope)
+            elif scope.ended is not None:
+                scope = current()  # the open ancestor of a unit this context outlived
                 if scope is None:
                     return
             try:

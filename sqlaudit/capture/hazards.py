@@ -70,7 +70,6 @@ MAX_LOCKS = 16
 MAX_RMW = 1000
 #: Distinct write texts kept per transaction (``TransactionRecord.write_sql``).
 MAX_WRITE_SQL = 4
-_SELECT = StatementKind.SELECT
 _UPDATE = StatementKind.UPDATE
 _WRITES = StatementKind.WRITES
 _known = TEXTS.data
@@ -104,11 +103,8 @@ def track(
     stack: tuple[CallSite, ...],
     start: float,
 ) -> None:
-    """Account one statement of ``tx`` (called by ``transactions.on_statement`` for writes;
-    SELECTs go to ``track_read``)."""
-    if kind == _SELECT:
-        track_read(tx, context, stack, start)
-        return
+    """Account one write of ``tx`` (called by ``transactions.on_statement``; SELECTs go to
+    ``track_read``)."""
     hazards = tx.hazards
     if hazards is None:
         hazards = tx.hazards = TxHazards()

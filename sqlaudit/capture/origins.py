@@ -40,7 +40,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from sqlaudit._internal import contain
-from sqlaudit.capture.scope import CURRENT, FALLBACK, open_ancestor
+from sqlaudit.capture.scope import CURRENT, FALLBACK, current
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import InstanceState
@@ -146,16 +146,16 @@ def on_select(
 
 def on_load(state: InstanceState[Any], context: QueryContext) -> None:
     """``InstanceEvents.load`` (raw): remember which origin loaded this object."""
-    scope = CURRENT.get()  # inlined current(): this runs for every object the ORM loads
+    # current()'s first tests inlined: this runs for every object the ORM loads.
+    scope = CURRENT.get()
     if scope is None:
         if not FALLBACK:
             return
-        try:  # another thread may close the last all_threads audit after the check above
-            scope = FALLBACK[-1]
-        except IndexError:
+        scope = current()  # a fallback
+        if scope is None:
             return
-    elif scope.ended is not None:  # a context that outlived its unit
-        scope = open_ancestor(scope)
+    elif scope.ended is not None:
+        scope = current()  # the open ancestor of a unit this context outlived
         if scope is None:
             return
     try:

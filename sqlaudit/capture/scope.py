@@ -15,13 +15,12 @@ import itertools
 import weakref
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from itertools import repeat
 from operator import methodcaller
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from sqlaudit.capture.log import StatementLog
-from sqlaudit.model.frozen import build, evolve
+from sqlaudit.model.frozen import assign, build, evolve
 from sqlaudit.model.hazards import EagerLoad
 from sqlaudit.model.records import FrozenOrigins, StatementKind, UnitRecord
 
@@ -79,7 +78,6 @@ def open_ancestor(scope: Scope | None) -> Scope | None:
     return scope
 
 
-_setattr = object.__setattr__
 _copy = methodcaller("copy")
 #: ``Scope`` fields that start as a copy of an empty container, and those that start constant.
 _EMPTY: dict[str, dict[Any, Any] | list[Any] | set[Any]] = {
@@ -222,9 +220,8 @@ class Scope:
         self.cap = config.max_records
         # The other fields, set in C (one attribute store each cost more than the rest of a
         # small unit's open, issue 20): new empty containers, then constants.
-        fields = repeat(self)
-        any(map(_setattr, fields, _EMPTY, map(_copy, _EMPTY.values())))
-        any(map(_setattr, fields, _CONSTANTS, _CONSTANTS.values()))
+        assign(self, _EMPTY, map(_copy, _EMPTY.values()))
+        assign(self, _CONSTANTS, _CONSTANTS.values())
         self.eager_reads = set() if config.unused_eager_loads else None
         self.started = perf_counter()
 

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import sys
 import weakref
-from itertools import repeat
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +58,7 @@ from sqlaudit.capture.autocommit import detect_autocommit
 from sqlaudit.capture.callsite import capture, offsets
 from sqlaudit.capture.hazards import TxHazards, hazard_fields, track, track_read
 from sqlaudit.capture.scope import SUPPRESSED, Scope
+from sqlaudit.model.frozen import assign
 from sqlaudit.model.records import CallSite, StatementKind, TransactionRecord
 
 if TYPE_CHECKING:
@@ -80,7 +80,6 @@ _TRANSACTION = StatementKind.TRANSACTION
 _OBSERVED_ENDS = frozenset({"commit", "rollback", "rollback_exception", "closed"})
 
 
-_setattr = object.__setattr__
 #: The fields of a new ``TxState`` that do not depend on its arguments, and their values.
 _TX_START: dict[str, object] = {
     "hazards": None,
@@ -184,7 +183,7 @@ class TxState:
         self.suppressed = SUPPRESSED.get()
         # The other fields (``_TX_START``), set in C: a store each cost more than the rest of
         # the transaction's accounting in a unit of one statement (issue 20).
-        any(map(_setattr, repeat(self), _TX_START, _TX_START.values()))
+        assign(self, _TX_START, _TX_START.values())
 
     def finish(self, end: str, stack: tuple[CallSite, ...] = ()) -> None:
         if self.end == "open":

@@ -14,11 +14,12 @@ checks it, else TypeError). Their public constructors stay as they are.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from itertools import repeat
 from operator import attrgetter
 from typing import Any, TypeVar
 
-__all__ = ["build", "evolve"]
+__all__ = ["assign", "build", "evolve"]
 
 T = TypeVar("T")
 
@@ -47,6 +48,12 @@ def _spec(cls: type) -> tuple[tuple[str, ...], attrgetter[Any]]:
     return spec
 
 
+def assign(obj: object, names: Iterable[str], values: Iterable[Any]) -> None:
+    """Set ``obj``'s attributes ``names`` to ``values`` in one C-level pass (bypassing a frozen
+    class's ``__setattr__``): what a generated ``__init__`` does one Python call at a time."""
+    any(map(_setattr, repeat(obj), names, values))  # each call returns None: any() runs all
+
+
 def build(cls: type[T], /, **values: Any) -> T:
     """``cls(**values)`` without running its ``__init__``: every field, named in field order
     (else TypeError, so that a field added to ``cls`` cannot be left unset)."""
@@ -55,8 +62,7 @@ def build(cls: type[T], /, **values: Any) -> T:
     if tuple(values) != names:
         raise TypeError(f"{cls.__name__} needs its fields {names} in order, got {tuple(values)}")
     obj = _new(cls)
-    # Each call returns None: any() runs them all, in C.
-    any(map(_setattr, repeat(obj), names, values.values()))
+    assign(obj, names, values.values())
     return obj
 
 
@@ -71,5 +77,5 @@ def evolve(obj: T, /, **changes: Any) -> T:
         raise TypeError(f"{cls.__name__} has no field {name!r}")
     values.update(changes)
     new = _new(cls)
-    any(map(_setattr, repeat(new), values.keys(), values.values()))
+    assign(new, values.keys(), values.values())
     return new

@@ -274,7 +274,7 @@ def statement_kind(sql: str) -> str:
     Leading comments and parentheses are skipped; ``WITH`` statements take the kind of their
     main statement, or of a data-modifying CTE (PostgreSQL ``WITH d AS (DELETE ...)``).
     """
-    return (known.get(sql) or new_facts(sql)).kind
+    return facts(sql).kind
 
 
 def facts(sql: str) -> TextFacts:
