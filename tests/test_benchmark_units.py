@@ -8,6 +8,7 @@ the findings each workload must produce) and that the JSON holds every workload 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,26 @@ def test_units_benchmark_quick_mode(tmp_path: Path) -> None:
     assert rows[("clean", "audit")]["close_us_per_unit"] > 0
     assert all(isinstance(c["pass"], bool) for c in result["targets"])
     assert "Targets (issue 20" in done.stdout
+
+
+def test_lower_bound_benchmark_runs_every_workload() -> None:
+    """``lower_bound.py`` prints one row per workload of ``units.py``, each with a figure per
+    recorder variant (it measures; nothing here is about speed)."""
+    script = ROOT / "benchmarks" / "lower_bound.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--rounds", "1", "--scale", "0.05"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "µs" not in line]
+    header, *table = rows
+    assert header == "| workload | floor | record | record_site | sqlaudit |"
+    assert len(table) == len(WORKLOADS)
+    for row in table:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == 5
+        assert all(re.fullmatch(r"-?\+?-?\d+\.\d \([+-]-?\d+\)", c) for c in cells[1:]), row
