@@ -22,12 +22,10 @@ WORKLOADS = {"core_pk", "core_literal", "core_insert", "orm_get", "n_plus_one", 
 PEERS = {"queryspy", "pytest-queryguard", "pytest-querycount"}
 
 
-def test_units_benchmark_quick_mode(tmp_path: Path) -> None:
-    """A one-round quick run exits 0 with per-unit and per-statement figures for every cell."""
-    out = tmp_path / "units.json"
-    command = [sys.executable, str(SCRIPT), "--quick", "--rounds", "1", "--scale", "0.1"]
+def run(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a benchmark script from the repository root; it must exit 0."""
     done = subprocess.run(
-        [*command, "--json", str(out)],
+        [sys.executable, str(script), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -35,6 +33,13 @@ def test_units_benchmark_quick_mode(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_units_benchmark_quick_mode(tmp_path: Path) -> None:
+    """A one-round quick run exits 0 with per-unit and per-statement figures for every cell."""
+    out = tmp_path / "units.json"
+    done = run(SCRIPT, "--quick", "--rounds", "1", "--scale", "0.1", "--json", str(out))
     result = json.loads(out.read_text(encoding="utf-8"))
     env = result["environment"]
     # Peers are optional: each is either measured or listed as missing, with the reason.
@@ -64,16 +69,7 @@ def test_units_benchmark_quick_mode(tmp_path: Path) -> None:
 def test_lower_bound_benchmark_runs_every_workload() -> None:
     """``lower_bound.py`` prints one row per workload of ``units.py``, each with a figure per
     recorder variant (it measures; nothing here is about speed)."""
-    script = ROOT / "benchmarks" / "lower_bound.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "--rounds", "1", "--scale", "0.05"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run(ROOT / "benchmarks" / "lower_bound.py", "--rounds", "1", "--scale", "0.05")
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "µs" not in line]
     header, *table = rows
     assert header == "| workload | floor | record | record_site | sqlaudit |"
