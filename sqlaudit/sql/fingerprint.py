@@ -86,7 +86,8 @@ _WITH_TOKENS = re.compile(r'"(?:[^"]|"")*"?|`[^`]*`?|(\()|(\))|([^\W\d][\w$]*)')
 #: is seen left in the result), ``TRUE`` and ``FALSE``. Written as the lexer's tokens are
 #: (same rest for each first character, same lookbehinds), but no letter is a candidate to
 #: start at: ``lex`` tries every letter that could start a prefix or ``TRUE``.
-_UNPLAIN = re.compile(r"[\"`\[#\\$]")
+#: One search for all of them: a ``-`` or ``/`` is no match unless ``-`` or ``*`` follows.
+_UNPLAIN = re.compile(r"[\"`\[#\\$/-](?:(?<=-)-|(?<=/)\*|(?<![-/]))")
 _NUMBER = r"\w*(?:\.(?!\.)\w*)?(?:(?<=[eE])[-+]\d\w*)?"
 _FRACTION = r"\d\w*(?:(?<=[eE])[-+]\d\w*)?"
 _STRING = r"(?:[^']+|'')*(?:'|\Z)"
@@ -141,6 +142,10 @@ _FINGERPRINTS: dict[str, Memo[str]] = {
 #: Each dialect name's memo, ``family`` applied (one dict lookup at close, per text).
 _MEMO_OF = {**_FINGERPRINTS, "mariadb": _FINGERPRINTS["mysql"]}
 _UNKNOWN = _FINGERPRINTS[""]
+#: ``_plain_shape`` by skeleton (a plain text, its values replaced); ``_UNSEEN`` if not known.
+_SKELETON: Memo[str | None] = Memo(lambda shape: 0 if shape is None else len(shape))
+_SKELETONS = _SKELETON.data
+_UNSEEN = "\x00unseen"
 
 
 def fingerprint(sql: str, dialect: str = "") -> str:
@@ -205,13 +210,25 @@ def _fingerprint(sql: str, dialect: str) -> str:
 def _plain(text: str) -> str | None:
     """The fingerprint of a "plain" text (``_PLAIN``), the same under every dialect's rules;
     None for any other text."""
-    if text.isascii() and _UNPLAIN.search(text) is None and "--" not in text and "/*" not in text:
-        shape = _shape(_PLAIN.sub("?", text))
-        # A quote left over is one _PLAIN did not open (after a letter or "&": maybe a
-        # prefixed string); TRUE and FALSE are literals it does not look for.
-        upper = shape.upper()
-        if "'" not in shape and "TRUE" not in upper and "FALSE" not in upper:
-            return shape
+    if text.isascii() and _UNPLAIN.search(text) is None:
+        # Texts that differ only in their values (inlined literals: a new text each time)
+        # have one skeleton: what follows is a function of it, kept (issue 20).
+        skeleton = _PLAIN.sub("?", text)
+        shape = _SKELETONS.get(skeleton, _UNSEEN)
+        if shape is _UNSEEN:
+            shape = _SKELETON.put(skeleton, _plain_shape(skeleton))
+        return shape
+    return None
+
+
+def _plain_shape(skeleton: str) -> str | None:
+    """``_plain`` of a text whose values ``_PLAIN`` replaced in ``skeleton``."""
+    shape = _shape(skeleton)
+    # A quote left over is one _PLAIN did not open (after a letter or "&": maybe a prefixed
+    # string); TRUE and FALSE are literals it does not look for.
+    upper = shape.upper()
+    if "'" not in shape and "TRUE" not in upper and "FALSE" not in upper:
+        return shape
     return None
 
 
@@ -287,7 +304,18 @@ def new_facts(sql: str) -> TextFacts:
     """``facts`` of a text without an entry (``known.get(sql)`` was None): made and kept."""
     # No mention of UPDATE or SHARE: no locking read under any dialect (``locking``).
     mentions = "PDATE" in sql or "pdate" in sql or "HARE" in sql or "hare" in sql
-    return TEXTS.put(sql, TextFacts(_kind(sql), _roles(sql), None if mentions else False, len(sql)))
+    kind = _STARTS.get(sql[:7]) or _kind(sql)
+    return TEXTS.put(sql, TextFacts(kind, _roles(sql), None if mentions else False, len(sql)))
+
+
+#: ``_kind`` of a text by its first seven characters, where they are a six-letter verb and a
+#: space: that verb is its first word (one dict lookup instead of a pattern, issue 20).
+_STARTS = {
+    f"{verb}{space}": _KINDS[verb.upper()]
+    for word in ("SELECT", "INSERT", "UPDATE", "DELETE")
+    for verb in (word, word.lower())
+    for space in " \n"
+}
 
 
 def _kind(sql: str) -> str:
