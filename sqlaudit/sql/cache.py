@@ -104,15 +104,20 @@ class Memo(Generic[V]):
         )
         if size > self.max_chars // 4:
             return value
-        with self._lock:
+        # acquire() and release(), not ``with``: a third of the cost of a put on 3.11 (the
+        # ``with`` statement looks up and calls the lock's __enter__ and __exit__).
+        lock = self._lock
+        lock.acquire()
+        try:
             data = self.data
-            if key in data:
-                return value
-            chars = self.chars + size
-            if chars > self.max_chars or len(data) >= self.max_entries:
-                chars = self._make_room(size)
-            data[key] = value
-            self.chars = chars
+            if key not in data:
+                chars = self.chars + size
+                if chars > self.max_chars or len(data) >= self.max_entries:
+                    chars = self._make_room(size)
+                data[key] = value
+                self.chars = chars
+        finally:
+            lock.release()
         return value
 
     def _make_room(self, size: int) -> int:
