@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from sqlaudit.model.records import StatementKind
 from sqlaudit.sql import fingerprint as fp
-from sqlaudit.sql import lexer
+from sqlaudit.sql import folding, lexer
 from sqlaudit.sql.cache import clear_all
 from tests.test_sql_shortcuts import ANY
 
@@ -78,7 +78,7 @@ def unprintable(sql: str) -> str:
 @settings(max_examples=300, deadline=None)
 def test_plain_path_is_every_dialects_fingerprint(sql: str) -> None:
     text = unprintable(sql)
-    shape = fp._plain(text)
+    shape = folding.plain(text)
     for dialect in DIALECTS:
         full = fp._lexed(text, dialect)
         if shape is not None:
@@ -88,33 +88,33 @@ def test_plain_path_is_every_dialects_fingerprint(sql: str) -> None:
 
 def test_plain_path_cases() -> None:
     for sql in TYPICAL:
-        shape = fp._plain(sql)
+        shape = folding.plain(sql)
         assert shape is not None, sql
         for dialect in DIALECTS:
             assert shape == fp._lexed(sql, dialect)
-    assert fp._plain(TYPICAL[0]) == "SELECT id, name FROM parent WHERE id = ? AND name <> ?"
-    assert fp._plain(TYPICAL[6]) == "INSERT INTO t (a, b) VALUES (?, ?)"
+    assert folding.plain(TYPICAL[0]) == "SELECT id, name FROM parent WHERE id = ? AND name <> ?"
+    assert folding.plain(TYPICAL[6]) == "INSERT INTO t (a, b) VALUES (?, ?)"
     for sql in NOT_PLAIN:
-        assert fp._plain(sql) is None, sql
+        assert folding.plain(sql) is None, sql
 
 
 def test_plain_path_takes_most_plain_text() -> None:
     """Not vacuous: the differential test above sees the plain path at work."""
     draw = random.Random(20)
     texts = ["".join(draw.choices(PLAIN_PIECES, k=draw.randrange(41))) for _ in range(1000)]
-    assert sum(fp._plain(unprintable(text)) is not None for text in texts) >= 100
+    assert sum(folding.plain(unprintable(text)) is not None for text in texts) >= 100
 
 
 #: ``_UNFOLDED`` as it was before issue 20's second round: a space before ``,`` or ``)``
 #: matched from the space.
-OLD_UNFOLDED = re.compile(r" [,)]|,(?! )|\( " + fp._UNFOLDED.pattern.split(r"|\( ", 1)[1])
+OLD_UNFOLDED = re.compile(r" [,)]|,(?! )|\( " + folding._UNFOLDED.pattern.split(r"|\( ", 1)[1])
 
 
 @given(st.one_of(PLAIN_TEXT, ANY))
 @settings(max_examples=300, deadline=None)
 def test_unfolded_finds_what_it_found_before(sql: str) -> None:
     for text in (sql, " ".join(sql.split()), " ".join(fp._fingerprint(sql, "").split())):
-        assert (fp._UNFOLDED.search(text) is None) == (OLD_UNFOLDED.search(text) is None)
+        assert (folding._UNFOLDED.search(text) is None) == (OLD_UNFOLDED.search(text) is None)
 
 
 def old_kind(sql: str) -> str:
@@ -153,7 +153,7 @@ def test_unplain_is_one_search_for_what_three_found(sql: str) -> None:
     """``_UNPLAIN`` finds a text not plain exactly where its characters, ``--`` or ``/*`` were
     found apart before issue 20's third round."""
     found = OLD_UNPLAIN.search(sql) is not None or "--" in sql or "/*" in sql
-    assert (fp._UNPLAIN.search(sql) is not None) == found
+    assert (folding._UNPLAIN.search(sql) is not None) == found
 
 
 #: Values put into one statement's places: texts that share a skeleton (or nearly: a value
@@ -181,9 +181,9 @@ def test_texts_of_one_skeleton_share_its_shape(
         texts.append("".join(next(picked) if piece is None else piece for piece in template))
     for sql in texts:
         text = unprintable(sql)
-        shape = fp._plain(text)
+        shape = folding.plain(text)
         if shape is not None:
-            assert shape == fp._plain_shape(fp._PLAIN.sub("?", text))
+            assert shape == folding._plain_shape(folding._PLAIN.sub("?", text))
             for dialect in DIALECTS:
                 assert shape == fp._lexed(text, dialect), dialect
         for dialect in DIALECTS:
@@ -199,13 +199,13 @@ def test_skeletons_are_kept_once() -> None:
             fp.fingerprint(sql, "sqlite")
             == "SELECT id, name FROM parent WHERE id = ? AND name <> ?"
         )
-    assert fp._SKELETON.data == {
+    assert folding._SKELETON.data == {
         "SELECT id, name FROM parent WHERE id = ? AND name <> ?": (
             "SELECT id, name FROM parent WHERE id = ? AND name <> ?"
         )
     }
-    assert fp._plain('SELECT "a" FROM t WHERE id = 1') is None
-    assert len(fp._SKELETON.data) == 1  # a text that is not plain has no skeleton
+    assert folding.plain('SELECT "a" FROM t WHERE id = 1') is None
+    assert len(folding._SKELETON.data) == 1  # a text that is not plain has no skeleton
     clear_all()
 
 

@@ -22,7 +22,8 @@ take a lock.
 
 What capture derives from a text it records (its kind, parameter roles, whether it locks, its
 fingerprint) is one ``TextFacts`` entry of one memo, ``TEXTS``: a new text costs one ``put``, not
-one per memo (issue 20). The other memos hold what is asked about texts without an entry.
+one per memo (issue 20). The other memos hold what is asked about texts without an entry, and
+the shapes of plain texts' skeletons (``folding``: one per set of texts differing in values).
 """
 
 from __future__ import annotations
