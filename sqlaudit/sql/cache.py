@@ -105,7 +105,7 @@ class Memo(Generic[V]):
         )
         if size > self.max_chars // 4:
             return value
-        # acquire() and release(), not ``with``: a third of the cost of a put on 3.11 (the
+        # acquire() and release(), not ``with``: ~100 ns of ~350 per new key on 3.11 (the
         # ``with`` statement looks up and calls the lock's __enter__ and __exit__).
         lock = self._lock
         lock.acquire()

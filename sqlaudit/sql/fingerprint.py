@@ -205,7 +205,7 @@ def new_facts(sql: str) -> TextFacts:
 
 
 #: ``_kind`` of a text by its first seven characters, where they are a six-letter verb and a
-#: space: that verb is its first word (one dict lookup instead of a pattern, issue 20).
+#: space or line break: that verb is its first word (a dict lookup, not a pattern, issue 20).
 _STARTS = {
     f"{verb}{space}": _KINDS[verb.upper()]
     for word in ("SELECT", "INSERT", "UPDATE", "DELETE")
