@@ -22,7 +22,8 @@ take a lock.
 
 What capture derives from a text it records (its kind, parameter roles, whether it locks, its
 fingerprint) is one ``TextFacts`` entry of one memo, ``TEXTS``: a new text costs one ``put``, not
-one per memo (issue 20). The other memos hold what is asked about texts without an entry.
+one per memo (issue 20). The other memos hold what is asked about texts without an entry, and
+the shapes of plain texts' skeletons (``folding``: one per set of texts differing in values).
 """
 
 from __future__ import annotations
@@ -104,15 +105,20 @@ class Memo(Generic[V]):
         )
         if size > self.max_chars // 4:
             return value
-        with self._lock:
+        # acquire() and release(), not ``with``: ~100 ns of ~350 per new key on 3.11 (the
+        # ``with`` statement looks up and calls the lock's __enter__ and __exit__).
+        lock = self._lock
+        lock.acquire()
+        try:
             data = self.data
-            if key in data:
-                return value
-            chars = self.chars + size
-            if chars > self.max_chars or len(data) >= self.max_entries:
-                chars = self._make_room(size)
-            data[key] = value
-            self.chars = chars
+            if key not in data:
+                chars = self.chars + size
+                if chars > self.max_chars or len(data) >= self.max_entries:
+                    chars = self._make_room(size)
+                data[key] = value
+                self.chars = chars
+        finally:
+            lock.release()
         return value
 
     def _make_room(self, size: int) -> int:

@@ -6,9 +6,11 @@ A fingerprint is the SQL with literals and every placeholder style (``?``, ``%s`
 included: ``IN (%(a)s::INTEGER, ...)``). Where literals and comments are is decided by the
 dialect's own quoting rules (``sqlaudit.sql.lexer``): pass the statement's dialect; without
 one, every known dialect's rules apply at once (nothing any of them reads as a literal is
-kept). One compiled statement repeats the same text, so results are memoised per text in
-bounded memos (``sqlaudit.sql.cache``); the per-statement path only ever does a dict lookup
-for repeated text. sqlparse is used only where its cost is paid once per distinct statement
+kept); the rest is folded by ``sqlaudit.sql.folding``, which also fingerprints "plain" text
+(no quoting that two dialects read differently) without a lexer. One compiled statement
+repeats the same text, so results are memoised per text in bounded memos
+(``sqlaudit.sql.cache``); the per-statement path only ever does a dict lookup for repeated
+text. sqlparse is used only where its cost is paid once per distinct statement
 shown to a person (``readable``, ``tables``).
 """
 
@@ -18,6 +20,7 @@ import re
 
 from sqlaudit.model.records import StatementKind
 from sqlaudit.sql.cache import ABSENT, TEXTS, Memo, TextFacts
+from sqlaudit.sql.folding import MARK, folded, plain
 from sqlaudit.sql.lexer import SPACE, VALUE, lex
 from sqlaudit.sql.params import _roles
 from sqlaudit.sql.parsed import table_names
@@ -40,70 +43,14 @@ MAX_SQL = 1 << 20
 #: grouping refuses more than 10,000 tokens, and its cost grows faster than the text.
 MAX_PARSE = 16 * 1024
 
-_COMMA = re.compile(r" ?, ?")
-_OPERATOR = re.compile(r" ?(<=|>=|<>|!=|=|<|>) ?")
-# Not after "%" / before "s": folding "%( a)s" or "%(a )s" would make a pyformat placeholder.
-_PAREN_OPEN = re.compile(r"(?<!%)\( ")
-_PAREN_CLOSE = re.compile(r" \)(?!s)")
-_SPACES = re.compile(r"  +")
-#: Where the five foldings above would change a text whose whitespace is already folded (one
-#: space between words, none at either end): a space before ``,`` or ``)``, ``,`` without a
-#: space after it, ``(`` with one; an operator run that does not start after a space, is not
-#: one operator, or is not followed by a space and then something other than an operator.
-#: Where none is found, each folding leaves the text unchanged, so they are not run. (The
-#: space before ``,`` or ``)`` is looked behind for: a space is no candidate to start at.)
-_UNFOLDED = re.compile(
-    r",(?:(?<= ,)|(?! ))|\)(?<= \))|\( "
-    r"|<(?:(?<![ <>=!].)|(?<![<>=!].)(?![=>]? (?![<>=!])))"
-    r"|>(?:(?<![ <>=!].)|(?<![<>=!].)(?!=? (?![<>=!])))"
-    r"|=(?:(?<![ <>=!].)|(?<![<>=!].)(?! (?![<>=!])))"
-    r"|!(?:(?<![ <>=!].)|(?<![<>=!].)(?!= (?![<>=!])))"
-)
 #: ``printable.UNPRINTABLE`` but the whitespace a lexer reads (``\t\n\v\f\r``, ``\x1c``-``\x1f``).
 _CONTROL = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-#: Quoted identifiers are held aside as NUL while the patterns below run (a NUL in the input
-#: is whitespace to the lexer, so it never reaches this point otherwise).
-_MARK = "\x00"
-_NAME = r"(?:[A-Za-z_][\w$]*|\x00)"
-#: One value of a list: ``?``, with the bind cast PostgreSQL drivers add (``?::INTEGER``,
-#: ``?::VARCHAR(?)``, ``?::TIMESTAMP WITHOUT TIME ZONE``, ``?::INTEGER[]``, ``?::"Enum"``).
-_ITEM = rf"\?(?:::{_NAME}(?:\.{_NAME})?(?: [A-Za-z_][\w$]*)*(?:\(\?(?:, \?)*\))?(?:\[\])*)?"
-_IN_LIST = re.compile(rf"\bIN \({_ITEM}(?:, {_ITEM})*\)", re.IGNORECASE)
-_ROW = rf"\((?:{_ITEM}|\w+)(?:, (?:{_ITEM}|\w+))*\)"
-_VALUES_LIST = re.compile(rf"\b(VALUES) ({_ROW})(?:, {_ROW})+", re.IGNORECASE)
 _SPACE = r"(?:[\s\x00]|--[^\n]*|\#[^\n]*|/\*.*?(?:\*/|\Z))"
 _LEADING = re.compile(rf"(?:{_SPACE}|\()*", re.DOTALL)
 _FIRST_WORD = re.compile(r"[A-Za-z]+")
 #: For ``WITH``: quoted identifiers (skipped), parentheses and words.
 _WITH_TOKENS = re.compile(r'"(?:[^"]|"")*"?|`[^`]*`?|(\()|(\))|([^\W\d][\w$]*)')
 
-#: The fast path for "plain" text (issue 20): ASCII, and none of what some dialect reads
-#: differently from another (``lexer._DISAGREE``: ``"``, `````, ``[``, ``#``, ``\``, ``$``,
-#: ``/*``; ``q'`` is a quote after a letter, see below), nor ``--`` comments. Every dialect's
-#: lexer then finds only values: ``'...'`` strings, numbers, placeholders, a sign before
-#: them, and three kinds this pattern leaves to the full path: prefixed strings (``N'..'``,
-#: ``X'..'``, ``E'..'``, ``U&'..'``: here a quote after a letter or ``&`` is not opened, and
-#: is seen left in the result), ``TRUE`` and ``FALSE``. Written as the lexer's tokens are
-#: (same rest for each first character, same lookbehinds), but no letter is a candidate to
-#: start at: ``lex`` tries every letter that could start a prefix or ``TRUE``.
-_UNPLAIN = re.compile(r"[\"`\[#\\$]")
-_NUMBER = r"\w*(?:\.(?!\.)\w*)?(?:(?<=[eE])[-+]\d\w*)?"
-_FRACTION = r"\d\w*(?:(?<=[eE])[-+]\d\w*)?"
-_STRING = r"(?:[^']+|'')*(?:'|\Z)"
-_PYFORMAT = r"(?:\([^()\s'?]{1,128}\)s|s)"
-_COLON = r"(?<!::)[A-Za-z_]\w*"
-_PLAIN = re.compile(
-    r"[-'%?:.0-9](?:"
-    rf"(?<=')(?<![A-Za-z&].){_STRING}"
-    rf"|(?<=%){_PYFORMAT}"
-    r"|(?<=\?)"
-    rf"|(?<=:){_COLON}"
-    rf"|(?<=[0-9])(?<![\w$?].){_NUMBER}"
-    rf"|(?<=\.)(?<![\w$?].){_FRACTION}"
-    r"|(?<=-)(?<![\w.?'$\"`)\]].)"
-    rf"(?:'{_STRING}|%{_PYFORMAT}|\?|:{_COLON}|\d{_NUMBER}|\.{_FRACTION})"
-    r")"
-)
 _KINDS = {
     "SELECT": StatementKind.SELECT,
     "WITH": StatementKind.SELECT,
@@ -177,18 +124,18 @@ def _fill(entry: TextFacts, sql: str, dialect: str) -> str:
     text = sql[:MAX_SQL]  # as _fingerprint does
     if not (text.isascii() and text.isprintable()):
         text = _CONTROL.sub(" ", text)
-    shape = _plain(text)
-    plain = shape is not None
+    shape = plain(text)
     if shape is None:
         shape = _lexed(text, dialect)
-    if len(shape) > len(sql):  # not charged for: kept in the memo, as without an entry
-        entry.lexed = _ELSEWHERE
-        return _MEMO_OF.get(dialect, _UNKNOWN).put(sql, shape)
-    if plain:
+        if len(shape) <= len(sql):
+            entry.lexed = (dialect, shape)
+            return shape
+    elif len(shape) <= len(sql):
         entry.shape = shape
-    else:
-        entry.lexed = (dialect, shape)
-    return shape
+        return shape
+    # Longer than its text, so not charged for: kept in the memo, as without an entry.
+    entry.lexed = _ELSEWHERE
+    return _MEMO_OF.get(dialect, _UNKNOWN).put(sql, shape)
 
 
 def _fingerprint(sql: str, dialect: str) -> str:
@@ -198,21 +145,8 @@ def _fingerprint(sql: str, dialect: str) -> str:
     text = sql[:MAX_SQL]
     if not (text.isascii() and text.isprintable()):  # else no control character is there
         text = _CONTROL.sub(" ", text)
-    shape = _plain(text)
+    shape = plain(text)
     return _lexed(text, dialect) if shape is None else shape
-
-
-def _plain(text: str) -> str | None:
-    """The fingerprint of a "plain" text (``_PLAIN``), the same under every dialect's rules;
-    None for any other text."""
-    if text.isascii() and _UNPLAIN.search(text) is None and "--" not in text and "/*" not in text:
-        shape = _shape(_PLAIN.sub("?", text))
-        # A quote left over is one _PLAIN did not open (after a letter or "&": maybe a
-        # prefixed string); TRUE and FALSE are literals it does not look for.
-        upper = shape.upper()
-        if "'" not in shape and "TRUE" not in upper and "FALSE" not in upper:
-            return shape
-    return None
 
 
 def _lexed(text: str, dialect: str) -> str:
@@ -233,39 +167,18 @@ def _lexed(text: str, dialect: str) -> str:
         else:
             # Held aside so that the folding patterns below never reach inside one.
             idents.append(text[start:end])
-            parts.append(_MARK)
+            parts.append(MARK)
         pos = end
     parts.append(text[pos:safe])
     if safe < len(text):
         # Where the dialect's settings disagree: all of it a literal. After a space, so that
         # a minus before it stays an operator (``-?`` would read as one signed value).
         parts.append(" ?")
-    text = _shape("".join(parts))
+    text = folded("".join(parts))
     if idents:
         restore = iter(idents)
-        text = re.sub(_MARK, lambda _: next(restore), text)
+        text = re.sub(MARK, lambda _: next(restore), text)
     return text
-
-
-def _shape(text: str) -> str:
-    """Literals already replaced: whitespace folded, lists collapsed, ``;`` dropped."""
-    text = " ".join(text.split())  # whitespace folded, as str.split() reads it
-    if _UNFOLDED.search(text) is not None:
-        text = _fold(text)
-    upper = text.upper()  # the list patterns run only where they can match
-    if "IN (?" in upper:
-        text = _IN_LIST.sub("IN (?)", text)
-    if "VALUES (" in upper:
-        text = _VALUES_LIST.sub(r"\1 \2", text)
-    return text.rstrip("; ")
-
-
-def _fold(text: str) -> str:
-    """One space after a comma and around an operator, none inside parentheses."""
-    text = _COMMA.sub(", ", text)
-    text = _OPERATOR.sub(r" \1 ", text)
-    text = _PAREN_CLOSE.sub(")", _PAREN_OPEN.sub("(", text))
-    return _SPACES.sub(" ", text)
 
 
 def statement_kind(sql: str) -> str:
@@ -287,7 +200,18 @@ def new_facts(sql: str) -> TextFacts:
     """``facts`` of a text without an entry (``known.get(sql)`` was None): made and kept."""
     # No mention of UPDATE or SHARE: no locking read under any dialect (``locking``).
     mentions = "PDATE" in sql or "pdate" in sql or "HARE" in sql or "hare" in sql
-    return TEXTS.put(sql, TextFacts(_kind(sql), _roles(sql), None if mentions else False, len(sql)))
+    kind = _STARTS.get(sql[:7]) or _kind(sql)
+    return TEXTS.put(sql, TextFacts(kind, _roles(sql), None if mentions else False, len(sql)))
+
+
+#: ``_kind`` of a text by its first seven characters, where they are a six-letter verb and a
+#: space or line break: that verb is its first word (a dict lookup, not a pattern, issue 20).
+_STARTS = {
+    f"{verb}{space}": _KINDS[verb.upper()]
+    for word in ("SELECT", "INSERT", "UPDATE", "DELETE")
+    for verb in (word, word.lower())
+    for space in " \n"
+}
 
 
 def _kind(sql: str) -> str:

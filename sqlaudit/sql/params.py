@@ -60,22 +60,22 @@ def roles(sql: str) -> tuple[tuple[Any, str], ...] | None:
 
 
 def _roles(sql: str) -> tuple[tuple[Any, str], ...] | None:
-    """``roles``, computed."""
-    if _mentions(sql) and _INTERESTING.search(sql):
+    """``roles``, computed (once per new text: its first test made here, issue 20)."""
+    # No signature where ``_INTERESTING`` cannot match: an ASCII text (its upper case is then
+    # what the case-insensitive pattern reads) naming none of its words, or ``IN`` without a
+    # ``(``. Substring searches cost less than the pattern, which is tried at every position.
+    if sql.isascii():
+        upper = sql.upper()
+        if not (
+            "LIMIT" in upper
+            or "OFFSET" in upper
+            or "FETCH" in upper
+            or ("IN" in upper and "(" in sql)
+        ):
+            return None
+    if _INTERESTING.search(sql):
         return tuple(_scan(sql))
     return None
-
-
-def _mentions(sql: str) -> bool:
-    """False only where ``_INTERESTING`` cannot match: an ASCII text (its upper case is then
-    what the case-insensitive pattern reads) naming none of its words, or ``IN`` without a
-    ``(``. Substring searches cost less than the pattern, which is tried at every position."""
-    if not sql.isascii():
-        return True
-    upper = sql.upper()
-    return (
-        "LIMIT" in upper or "OFFSET" in upper or "FETCH" in upper or ("IN" in upper and "(" in sql)
-    )
 
 
 def _scan(sql: str) -> list[tuple[Any, str]]:
