@@ -49,9 +49,11 @@ _app_paths: tuple[str, ...] = ()
 _ignore_paths: tuple[str, ...] = ()
 _sites: dict[tuple[str, int, str, int], CallSite] = {}
 # Functions whose frame ends a walk: ids of their code objects, which _stop_codes keeps alive
-# (so an id is never reused while it is in the set).
+# (so an id is never reused while it is in the set), and the files they are in (a walk looks
+# for a stop only in those: a str's hash is cached, an id() is a call).
 _stops: set[int] = set()
 _stop_codes: list[object] = []
+_stop_files: set[str] = set()
 
 
 def _library_prefixes() -> tuple[str, ...]:
@@ -105,6 +107,7 @@ def stop_at(*functions: Callable[..., Any]) -> None:
         if code is not None and id(code) not in _stops:
             _stop_codes.append(code)
             _stops.add(id(code))
+            _stop_files.add(code.co_filename)
 
 
 def is_app_file(filename: str) -> bool:
@@ -268,7 +271,7 @@ def _collect(frame: FrameType, glet: object, opener: FrameType | None) -> tuple[
     found = [first]
     sites = _sites
     cache = _cache
-    stops = _stops
+    stop_files = _stop_files
     # The loop of earlier versions, its first two frames (the first and the one above) taken
     # out of it: the same frames, the same bound.
     for _ in _REST_OF_WALK:
@@ -287,7 +290,7 @@ def _collect(frame: FrameType, glet: object, opener: FrameType | None) -> tuple[
             room -= 1
             if not room:
                 break
-        elif stops and id(code) in stops:
+        elif filename in stop_files and id(code) in _stops:
             break
         if current is opener:
             break
