@@ -213,3 +213,42 @@ def test_async_stacks(async_engine: AsyncEngine) -> None:
             (line_of("async-opener-awaits-through"), opener),
         ],
     ]
+
+
+# -- stop_at: the walk ends at a registered function's frame, not at its file's others ------
+
+#: Two library functions in one pseudo-file: one registered with ``stop_at``, one not.
+STOPS = compile(
+    "def stop_here(fn):\n    return fn()\n\n\ndef not_a_stop(fn):\n    return fn()\n",
+    "<stops>",
+    "exec",
+)
+
+
+def test_walk_ends_at_the_stop_function_not_at_its_neighbours() -> None:
+    """A frame of a ``stop_at`` function ends the walk; a frame of another function of the
+    same file is passed like any library frame, and the application frames above it kept."""
+    namespace: dict[str, Any] = {}
+    exec(STOPS, namespace)
+    _callsite.stop_at(namespace["stop_here"])
+
+    def inner() -> tuple[Any, ...]:
+        return _callsite.capture(1)  # stop-inner
+
+    def middle() -> tuple[Any, ...]:
+        return namespace["not_a_stop"](inner)  # stop-middle
+
+    def outer() -> tuple[Any, ...]:
+        return namespace["stop_here"](middle)  # stop-outer
+
+    stack = outer()  # stop-test
+    assert [(s.line, s.function) for s in stack] == [
+        (line_of("stop-inner"), "inner"),
+        (line_of("stop-middle"), "middle"),
+    ]
+    unstopped = namespace["not_a_stop"](middle)  # not-stopped
+    assert [(s.line, s.function) for s in unstopped[:3]] == [
+        (line_of("stop-inner"), "inner"),
+        (line_of("stop-middle"), "middle"),
+        (line_of("not-stopped"), "test_walk_ends_at_the_stop_function_not_at_its_neighbours"),
+    ]
