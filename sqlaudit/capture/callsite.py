@@ -49,9 +49,11 @@ _app_paths: tuple[str, ...] = ()
 _ignore_paths: tuple[str, ...] = ()
 _sites: dict[tuple[str, int, str, int], CallSite] = {}
 # Functions whose frame ends a walk: ids of their code objects, which _stop_codes keeps alive
-# (so an id is never reused while it is in the set).
+# (so an id is never reused while it is in the set), and the files they are in (a walk looks
+# for a stop only in those: a str's hash is cached, an id() is a call).
 _stops: set[int] = set()
 _stop_codes: list[object] = []
+_stop_files: set[str] = set()
 
 
 def _library_prefixes() -> tuple[str, ...]:
@@ -105,6 +107,7 @@ def stop_at(*functions: Callable[..., Any]) -> None:
         if code is not None and id(code) not in _stops:
             _stop_codes.append(code)
             _stops.add(id(code))
+            _stop_files.add(code.co_filename)
 
 
 def is_app_file(filename: str) -> bool:
@@ -170,7 +173,7 @@ def capture(
                 probe = _getframe(depth + offset + 1)
             except ValueError:
                 continue
-            if _cache.get(probe.f_code.co_filename, False):
+            if _cache[probe.f_code.co_filename]:
                 return _collect(probe, None, opener)
     else:
         for offset in recent:
@@ -181,9 +184,7 @@ def capture(
             above = below.f_back
             if above is None:
                 continue
-            if _sqlalchemy_files[below.f_code.co_filename] and _cache.get(
-                above.f_code.co_filename, False
-            ):
+            if _sqlalchemy_files[below.f_code.co_filename] and _cache[above.f_code.co_filename]:
                 return _collect(above, None, opener)
     # Walk to the first application frame (into the parent greenlet when the greenlet's own
     # stack ends first); _collect takes the stack from there.
@@ -249,19 +250,31 @@ def _collect(frame: FrameType, glet: object, opener: FrameType | None) -> tuple[
     to the end of the walk (see ``capture``)."""
     # f_lineno decodes the line table on every access (O(position) in the code object): call
     # sites repeat, so resolve each instruction of a function once.
-    sites = _sites
     code = frame.f_code
     key = (code.co_filename, code.co_firstlineno, code.co_name, frame.f_lasti)
-    found = [sites.get(key) or _site(key, frame)]
-    room = MAX_APP - 1  # application frames that may still be kept
-    if frame is opener or room <= 0:
-        return (found[0],)
-    cache = _cache
-    stops = _stops
+    first = _sites.get(key) or _site(key, frame)
+    # Module globals read directly until the loop: most walks end before it.
+    if frame is opener:
+        return (first,)
     current: FrameType | None = frame.f_back
-    # The loop of earlier versions, its first frame (the one above) taken out of it: the same
-    # frames, the same bound.
-    for _ in range(MAX_WALK - 1):
+    if current is opener and current is not None:
+        # The unit was opened in the caller of the statement's frame (a ``with audit()`` block
+        # around a call of the application's): the loop's one step, without the loop.
+        if not _cache[current.f_code.co_filename] or MAX_APP <= 1:
+            return (first,)
+        code = current.f_code
+        key = (code.co_filename, code.co_firstlineno, code.co_name, current.f_lasti)
+        return (first, _sites.get(key) or _site(key, current))
+    room = MAX_APP - 1  # application frames that may still be kept
+    if room <= 0:
+        return (first,)
+    found = [first]
+    sites = _sites
+    cache = _cache
+    stop_files = _stop_files
+    # The loop of earlier versions, its first two frames (the first and the one above) taken
+    # out of it: the same frames, the same bound.
+    for _ in _REST_OF_WALK:
         if current is None:
             # The top of a greenlet's stack continues in its parent (async code); the top of
             # a thread's stack ends the walk.
@@ -277,12 +290,16 @@ def _collect(frame: FrameType, glet: object, opener: FrameType | None) -> tuple[
             room -= 1
             if not room:
                 break
-        elif stops and id(code) in stops:
+        elif filename in stop_files and id(code) in _stops:
             break
         if current is opener:
             break
         current = current.f_back
     return tuple(found)
+
+
+#: The frames ``_collect`` may visit after the first (made once: ``range()`` per call costs).
+_REST_OF_WALK = range(MAX_WALK - 1)
 
 
 def _site(key: tuple[str, int, str, int], frame: FrameType) -> CallSite:

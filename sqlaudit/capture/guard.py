@@ -12,6 +12,9 @@ __all__ = ["listener"]
 
 P = ParamSpec("P")
 
+#: ``CURRENT.get``, bound once: every guarded listener call reads it.
+_current = CURRENT.get
+
 
 def listener(where: str) -> Callable[[Callable[Concatenate[Scope, P], None]], Callable[P, None]]:
     """Decorator for SQLAlchemy event listeners (pool, session, connection events): the
@@ -24,7 +27,7 @@ def listener(where: str) -> Callable[[Callable[Concatenate[Scope, P], None]], Ca
         call = cast("Callable[..., None]", fn)
 
         def guarded(*args: Any) -> None:
-            scope = CURRENT.get()
+            scope = _current()
             if scope is None:
                 if not FALLBACK:
                     return  # no unit open: no further call

@@ -56,6 +56,9 @@ _OFFSETS = offsets()
 
 _new_record = tuple.__new__
 _SELECT = StatementKind.SELECT
+#: ``CURRENT.get`` and ``SUPPRESSED.get``, bound once: read for every statement.
+_current = CURRENT.get
+_suppressed = SUPPRESSED.get
 
 
 def record(
@@ -63,12 +66,14 @@ def record(
     sql: str,
     start: float,
     rowcount: Any,
-    batch: int,
-    error: str | None,
     context: Any,
     parameters: Any = None,
+    batch: int = 1,
+    error: str | None = None,
 ) -> None:
-    """Account for one statement that started at ``start`` and has just ended.
+    """Account for one statement that started at ``start`` and has just ended: ``batch``
+    parameter sets, ``error`` the name of the exception it raised. (The per-statement call
+    passes no defaults: each argument passed is a bytecode.)
 
     Thread-safe: threads sharing one scope (``asyncio.to_thread`` copies the context,
     ``all_threads=True``) append records (atomic) and count statements past the cap under the
@@ -101,7 +106,10 @@ def record(
         load = scope.flush_load
         if orm.detail:
             # Only ORM-enabled statements carry propagate attributes; Core ones skip it.
-            statement = getattr(context, "invoked_statement", None)
+            try:  # getattr(context, "invoked_statement", None), in fewer bytecodes
+                statement = context.invoked_statement
+            except AttributeError:  # an ExecutionContext that is not SQLAlchemy's default
+                statement = None
             if statement is not None and statement._propagate_attrs:
                 found = orm.statement_load(scope, context, statement, kind, stack, rowcount)
                 if found is not None:
@@ -121,7 +129,7 @@ def record(
                     load,
                     id(context.root_connection),
                     context.dialect.name,
-                    SUPPRESSED.get(),
+                    _suppressed(),
                     None
                     if parameters is None or not entry.roles
                     else hashes(entry.roles, parameters),
@@ -142,7 +150,7 @@ def _dbapi_id(context: Any) -> int:
 
 def _scope() -> Scope | None:
     """``current()`` for the listeners: this context's scope, else the innermost fallback."""
-    scope = CURRENT.get()
+    scope = _current()
     if scope is None and FALLBACK:
         try:
             return FALLBACK[-1]
@@ -154,7 +162,7 @@ def _scope() -> Scope | None:
 def _do_execute(
     cursor: DBAPICursor, statement: str, parameters: Any, context: ExecutionContext
 ) -> bool:
-    scope = CURRENT.get()
+    scope = _current()
     if scope is None:
         if not FALLBACK:
             return False
@@ -165,18 +173,17 @@ def _do_execute(
         scope = open_ancestor(scope)
         if scope is None:
             return False
-    dialect = context.dialect
     start = perf_counter()
     try:
-        dialect.do_execute(cursor, statement, parameters, context)
+        context.dialect.do_execute(cursor, statement, parameters, context)
     except BaseException as exc:
-        record(scope, statement, start, -1, 1, type(exc).__name__, context, parameters)
+        record(scope, statement, start, -1, context, parameters, error=type(exc).__name__)
         raise
     try:  # _rowcount(cursor), inlined: this is the per-statement path
         rowcount = cursor.rowcount
     except Exception:
         rowcount = -1
-    record(scope, statement, start, rowcount, 1, None, context, parameters)
+    record(scope, statement, start, rowcount, context, parameters)
     return True
 
 
@@ -191,7 +198,7 @@ def _rowcount(cursor: DBAPICursor) -> Any:
 def _do_executemany(
     cursor: DBAPICursor, statement: str, parameters: Any, context: ExecutionContext
 ) -> bool:
-    scope = CURRENT.get()
+    scope = _current()
     if scope is None:
         if not FALLBACK:
             return False
@@ -207,14 +214,14 @@ def _do_executemany(
     try:
         dialect.do_executemany(cursor, statement, parameters, context)
     except BaseException as exc:
-        record(scope, statement, start, -1, len(parameters), type(exc).__name__, context)
+        record(scope, statement, start, -1, context, None, len(parameters), type(exc).__name__)
         raise
-    record(scope, statement, start, _rowcount(cursor), len(parameters), None, context)
+    record(scope, statement, start, _rowcount(cursor), context, None, len(parameters))
     return True
 
 
 def _do_execute_no_params(cursor: DBAPICursor, statement: str, context: ExecutionContext) -> bool:
-    scope = CURRENT.get()
+    scope = _current()
     if scope is None:
         if not FALLBACK:
             return False
@@ -230,9 +237,9 @@ def _do_execute_no_params(cursor: DBAPICursor, statement: str, context: Executio
     try:
         dialect.do_execute_no_params(cursor, statement, context)
     except BaseException as exc:
-        record(scope, statement, start, -1, 1, type(exc).__name__, context)
+        record(scope, statement, start, -1, context, error=type(exc).__name__)
         raise
-    record(scope, statement, start, _rowcount(cursor), 1, None, context)
+    record(scope, statement, start, _rowcount(cursor), context)
     return True
 
 
