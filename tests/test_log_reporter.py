@@ -178,3 +178,90 @@ def test_other_loggers_receive_every_finding(closed: Callable[..., AuditReport])
     closed(*findings, reporter=LogReporter(own))
     assert own.kept == ["GET /users: one; fix: add an index", "GET /users: two; fix: add an index"]
     assert Counted.reads == 2
+
+
+class Keeping(logging.Handler):
+    """Keeps every record it handles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+#: LogRecord attributes that differ between two records made at two moments.
+_MOMENT = {"created", "msecs", "relativeCreated"}
+
+
+def test_a_record_made_directly_is_the_one_logger_log_makes(
+    here: str, closed: Callable[..., AuditReport], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """For a stdlib Logger, ``LogReporter`` makes each record without ``Logger.log`` (no
+    ``findCaller``); a handler receives exactly the record ``logger.log`` made before: every
+    attribute (name, level, msg, args, pathname, lineno, funcName, extras...) but the time."""
+    from sqlaudit.reporters import log as log_reporter
+
+    logger = logging.getLogger("sqlaudit.test_direct")
+    logger.setLevel(logging.INFO)
+    keeping = Keeping()
+    logger.addHandler(keeping)
+    findings = (
+        finding(Severity.ERROR, "slow query: 2 s", at=CallSite(here, 12, "index")),
+        finding(Severity.INFO, "slow query: 1 s"),
+    )
+    try:
+        assert log_reporter._direct(logger)
+        closed(*findings, reporter=LogReporter(logger))
+        direct = keeping.records[:]
+        keeping.records.clear()
+        monkeypatch.setattr(log_reporter, "_direct", lambda logger: False)
+        closed(*findings, reporter=LogReporter(logger))
+        through_log = keeping.records[:]
+    finally:
+        logger.removeHandler(keeping)
+        logger.setLevel(logging.NOTSET)
+    assert len(direct) == len(through_log) == 2
+    for made, logged in zip(direct, through_log, strict=True):
+        assert type(made) is type(logged)
+        same = {k: v for k, v in vars(made).items() if k not in _MOMENT}
+        assert same == {k: v for k, v in vars(logged).items() if k not in _MOMENT}
+        assert (made.funcName, os.path.basename(made.pathname)) == ("report", "log.py")
+
+
+def test_records_go_through_logger_log_when_it_is_not_the_stdlibs(
+    monkeypatch: pytest.MonkeyPatch, closed: Callable[..., AuditReport]
+) -> None:
+    """``Logger.log``, ``_log`` or ``findCaller`` patched (on the instance or the class), or
+    caller lookup turned off (``logging._srcfile = None``): records take the stdlib's path,
+    as before."""
+    from sqlaudit.reporters import log as log_reporter
+
+    logger = logging.getLogger("sqlaudit.test_patched")
+    assert log_reporter._direct(logger)
+    calls: list[tuple[Any, ...]] = []
+    with monkeypatch.context() as patch:
+        patch.setattr(logger, "log", lambda *args, **kwargs: calls.append(args))
+        assert not log_reporter._direct(logger)
+        closed(finding(Severity.ERROR, "one"), reporter=LogReporter(logger))
+    assert [call[0] for call in calls] == [logging.ERROR]
+    for name in ("log", "_log", "findCaller"):
+        with monkeypatch.context() as patch:
+            patch.setattr(logging.Logger, name, lambda *args, **kwargs: None)
+            assert not log_reporter._direct(logger)
+    keeping = Keeping()
+    logger.addHandler(keeping)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(logging, "_srcfile", None)
+            assert not log_reporter._direct(logger)
+            closed(finding(Severity.ERROR, "two"), reporter=LogReporter(logger))
+    finally:
+        logger.removeHandler(keeping)
+    [record] = keeping.records
+    assert (record.pathname, record.lineno, record.funcName) == (
+        "(unknown file)",
+        0,
+        "(unknown function)",
+    )
