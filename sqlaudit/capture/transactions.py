@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import sys
 import weakref
+from collections.abc import Callable
+from operator import attrgetter
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -56,15 +58,18 @@ from sqlalchemy.engine import Connection
 
 from sqlaudit.capture.autocommit import detect_autocommit
 from sqlaudit.capture.callsite import capture, offsets
-from sqlaudit.capture.hazards import TxHazards, hazard_fields, track, track_read
+from sqlaudit.capture.hazards import track, track_read
 from sqlaudit.capture.scope import SUPPRESSED, Scope
 from sqlaudit.model.frozen import assign
 from sqlaudit.model.records import CallSite, StatementKind, TransactionRecord
+from sqlaudit.sql.cache import ABSENT, TEXTS
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.default import DefaultExecutionContext
     from sqlalchemy.engine.interfaces import DBAPIConnection
     from sqlalchemy.orm import Session, SessionTransaction
+
+    from sqlaudit.model.hazards import LockedRead
 
 
 __all__ = ["TxState", "detect_autocommit", "on_statement", "session_begin", "session_end"]
@@ -76,13 +81,15 @@ _END_OFFSETS = offsets()
 _WRITES = StatementKind.WRITES
 _SELECT = StatementKind.SELECT
 _TRANSACTION = StatementKind.TRANSACTION
+_known = TEXTS.data
 #: Ends whose moment was observed (``finish`` ran then), unlike "open" and "ended".
 _OBSERVED_ENDS = frozenset({"commit", "rollback", "rollback_exception", "closed"})
 
 
 #: The fields of a new ``TxState`` that do not depend on its arguments, and their values.
 _TX_START: dict[str, object] = {
-    "hazards": None,
+    "locks": (),
+    "write_sql": (),
     "autocommit": None,
     "statements": 0,
     "writes": 0,
@@ -91,17 +98,24 @@ _TX_START: dict[str, object] = {
     "end": "open",
     "ended": 0.0,
     "end_stack": (),
-    "listening": False,
     "streaming": False,
-    "conn_ref": None,
-    "connection": 0,
-    "root": None,
-    "driver": "",
     "streamed_last": False,
     "rows_written": 0,
-    "unit": 0,
     "overflow": None,
+    "last_read": None,
 }
+#: Every field of a new ``TxState``: those ``__init__`` sets from its arguments (in its order),
+#: then ``_TX_START``'s.
+_TX_FIELDS = (
+    *("started", "last_end", "begin_stack", "conn_ref", "connection", "dialect", "driver"),
+    *("dbapi", "unit", "root", "session", "external", "listening", "suppressed"),
+    *_TX_START,
+)
+_TX_VALUES = tuple(_TX_START.values())
+
+
+def _no_root() -> None:
+    """``TxState.root`` of a transaction begun with none (never the Connection's current one)."""
 
 
 class TxState:
@@ -120,9 +134,10 @@ class TxState:
         "ended",
         "exec_time",
         "external",
-        "hazards",
         "last_end",
+        "last_read",
         "listening",
+        "locks",
         "max_gap",
         "overflow",
         "root",
@@ -134,11 +149,14 @@ class TxState:
         "streaming",
         "suppressed",
         "unit",
+        "write_sql",
         "writes",
     )
 
     # Set by ``__init__`` from ``_TX_START``:
-    hazards: TxHazards | None  # locking reads, read-modify-writes (issue 22)
+    #: Locking reads while it autocommitted, the distinct texts it wrote (``hazards``).
+    locks: tuple[LockedRead, ...]
+    write_sql: tuple[str, ...]
     autocommit: bool | None
     statements: int
     writes: int
@@ -147,48 +165,67 @@ class TxState:
     end: str
     ended: float
     end_stack: tuple[CallSite, ...]
-    listening: bool
     streaming: bool
-    conn_ref: weakref.ref[Connection] | None
-    #: ``id()`` of that Connection, as its statements' ``QueryRecord.connection``.
-    connection: int
-    # The Connection's root transaction when this one began (weakly: compared by identity,
-    # an id() could be reused by the next transaction object).
-    root: weakref.ref[Any] | None
-    driver: str
     #: The last statement streamed its results: the time after it is fetching, not idle.
     streamed_last: bool
     rows_written: int
-    unit: int
     #: The counts of a unit past ``max_records`` transactions: this state is not kept
     #: once it ends, only counted there.
     overflow: dict[str, int] | None
+    #: The last plain SELECT, the read a write may follow: (text, parameters, stack).
+    #: Cleared when the transaction ends (bind values stay no longer than it).
+    last_read: tuple[str, Any, tuple[CallSite, ...]] | None
+    # From the arguments:
+    started: float
+    #: When its last statement ended (its start, before the first).
+    last_end: float
+    begin_stack: tuple[CallSite, ...]
+    dialect: str
+    dbapi: int
+    #: ``id()`` of the ORM session, 0 for Core.
+    session: int
+    external: bool
+    suppressed: frozenset[str]
+    conn_ref: weakref.ref[Connection]
+    #: ``id()`` of that Connection, as its statements' ``QueryRecord.connection``.
+    connection: int
+    # The Connection's root transaction when this one began (weakly: compared by identity,
+    # an id() could be reused by the next transaction object); ``_no_root`` if none.
+    root: Callable[[], Any]
+    driver: str
+    unit: int
+    #: A Core transaction that wrote: its commit or rollback is followed (``tx_ends``).
+    listening: bool
 
     def __init__(
         self,
         started: float,
         stack: tuple[CallSite, ...],
-        dialect: str,
+        conn: Connection,
         dbapi: int,
+        unit: int,
+        root: Callable[[], Any] = _no_root,
         session: int = 0,
         external: bool = False,
+        listening: bool = False,
     ) -> None:
-        self.started = started
-        self.last_end = started
-        self.begin_stack = stack
-        self.dialect = dialect
-        self.dbapi = dbapi
-        self.session = session
-        self.external = external
-        self.suppressed = SUPPRESSED.get()
-        # The other fields (``_TX_START``), set in C: a store each cost more than the rest of
-        # the transaction's accounting in a unit of one statement (issue 20).
-        assign(self, _TX_START, _TX_START.values())
+        # Every field in one C-level pass: a store each cost more than the rest of the
+        # transaction's accounting in a unit of one statement (issue 20).
+        dialect = conn.dialect
+        assign(
+            self,
+            _TX_FIELDS,
+            (
+                *(started, started, stack, weakref.ref(conn), id(conn), dialect.name),
+                *(dialect.driver, dbapi, unit, root, session, external, listening),
+                SUPPRESSED.get(),
+                *_TX_VALUES,
+            ),
+        )
 
     def finish(self, end: str, stack: tuple[CallSite, ...] = ()) -> None:
         if self.end == "open":
-            if self.hazards is not None:
-                self.hazards.last_read = None  # bind values stay no longer than the transaction
+            self.last_read = None  # bind values stay no longer than the transaction
             self.end = end
             self.ended = perf_counter()
             self.end_stack = stack
@@ -213,7 +250,7 @@ class TxState:
         """At scope close: an "open" transaction whose connection moved on has "ended"."""
         if self.end != "open":
             return
-        conn = self.conn_ref() if self.conn_ref is not None else None
+        conn = self.conn_ref()
         if (
             conn is None
             or conn.closed
@@ -224,46 +261,42 @@ class TxState:
 
     def same_root(self, conn: Connection) -> bool:
         """The Connection still runs the root transaction this state began with."""
-        root = self.root() if self.root is not None else None
+        root = self.root()
         return root is not None and root is conn.get_transaction()
 
-    def idle(self, ended: float) -> float:
-        """The longest stretch without a statement: between two statements, or from the last
-        one to the observed end (commit, rollback, close), but never a stretch that follows a
-        statement streaming its results, which is fetching rows, not idle."""
-        if self.end in _OBSERVED_ENDS and not self.streamed_last and self.statements:
-            return max(self.max_gap, ended - self.last_end)
-        return self.max_gap
-
     def freeze(self, now: float) -> TransactionRecord:
+        end = self.end
+        ended = self.ended if end != "open" else now
+        # The longest stretch without a statement: between two statements, or from the last
+        # one to the observed end (commit, rollback, close), but never a stretch that follows
+        # a statement streaming its results, which is fetching rows, not idle.
+        idle = self.max_gap
+        if end in _OBSERVED_ENDS and not self.streamed_last and self.statements:
+            idle = max(idle, ended - self.last_end)
         # Every field, in order: ``_make`` is the tuple's own constructor, without the
-        # keyword handling of ``TransactionRecord(...)`` (issue 20).
-        ended = self.ended if self.end != "open" else now
+        # keyword handling of ``TransactionRecord(...)``; the fields read as they are, in C
+        # (``_FROZEN``) (issue 20).
         return TransactionRecord._make(
             (
                 "orm" if self.session else "core",
                 self.autocommit,
-                self.end,
+                end,
                 self.statements,
                 self.writes,
                 self.started,
                 ended,
                 self.exec_time,
-                self.idle(ended),
-                self.begin_stack,
-                self.end_stack,
-                self.external,
-                self.streaming,
-                self.dialect,
-                self.session,
-                self.rows_written,
-                self.suppressed,
-                self.unit,
-                self.driver,
-                *hazard_fields(self.hazards),
-                self.connection,
+                idle,
+                *_FROZEN(self),
             )
         )
+
+
+#: The ``TransactionRecord`` fields after ``max_gap``, as ``TxState`` has them.
+_FROZEN = attrgetter(
+    *("begin_stack", "end_stack", "external", "streaming", "dialect", "session"),
+    *("rows_written", "suppressed", "unit", "driver", "locks", "write_sql", "connection"),
+)
 
 
 # -- per statement (called from _capture for every statement in a scope) -------------------
@@ -287,37 +320,29 @@ def on_statement(
     if tx is None or tx.end != "open":
         # A Connection whose earlier transaction wrote keeps having its ends followed (as
         # the per-Connection listeners of earlier versions did).
-        listening = (
-            tx is not None and tx.listening and tx.conn_ref is not None and tx.conn_ref() is conn
+        tx = _new_core_tx(
+            scope, conn, start, stack, tx is not None and tx.listening and tx.conn_ref() is conn
         )
-        tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
-        tx.listening = listening
     elif not tx.listening and not tx.session:
         # ``not tx.same_root(conn)``, inlined (the per-statement path, issue 20): a read-only
         # transaction ended unobserved (commit or rollback without a listener).
         # ``get_transaction()`` returns ``_transaction`` (SQLAlchemy 2.x), read without the call.
         current = conn._transaction
-        ref = tx.root
-        if current is None or ref is None or ref() is not current:
+        if current is None or tx.root() is not current:
             tx.finish("ended")
-            tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
-    statements = tx.statements = tx.statements + 1
+            tx = _new_core_tx(scope, conn, start, stack, False)
+    tx.statements += 1
     if kind == _SELECT:
-        track_read(tx, context, stack, start)  # locking reads, the read a write may follow
+        # ``track_read`` for a SELECT whose text's entry says it cannot lock, inlined (per
+        # statement, issue 20): kept as the read a write may follow, unless ``tx`` is known
+        # not to autocommit.
+        sql = context.statement
+        if _known.get(sql, ABSENT).locking is not False:
+            track_read(tx, context, stack, start)  # locking reads
+        elif tx.autocommit is not False:
+            tx.last_read = (sql, context.parameters, stack)
     elif kind in _WRITES:
         track(scope, tx, context, kind, stack, start)  # read-modify-writes
-    tx.exec_time += duration
-    gap = start - tx.last_end
-    if gap > tx.max_gap and statements > 1 and not tx.streamed_last:
-        tx.max_gap = gap
-    tx.last_end = start + duration
-    # The last statement streamed its results; ``streaming`` is set below, after the writes'
-    # accounting, as before.
-    if context.execution_options.get("stream_results"):
-        tx.streamed_last = True
-    else:
-        tx.streamed_last = False
-    if kind in _WRITES:
         tx.writes += 1
         # Rows, not statements: one INSERT of 100 rows (insertmanyvalues) is 100 rows; the
         # driver's rowcount when it knows it, else the parameter sets sent.
@@ -328,8 +353,16 @@ def on_statement(
             )
         if not tx.listening and not tx.session:
             tx.listening = True  # its commit or rollback is now followed (watch_ends)
-    if tx.streamed_last:
-        tx.streaming = True
+    tx.exec_time += duration
+    gap = start - tx.last_end
+    if gap > tx.max_gap and tx.statements > 1 and not tx.streamed_last:
+        tx.max_gap = gap
+    tx.last_end = start + duration
+    # Whether this statement streams its results (the time after it is fetching, not idle).
+    if context.execution_options.get("stream_results"):
+        tx.streamed_last = tx.streaming = True
+    else:
+        tx.streamed_last = False
 
 
 def _dbapi(conn: Connection) -> DBAPIConnection | None:
@@ -340,17 +373,16 @@ def _dbapi(conn: Connection) -> DBAPIConnection | None:
 
 
 def _new_core_tx(
-    scope: Scope, conn: Connection, dialect: str, start: float, stack: tuple[CallSite, ...]
+    scope: Scope, conn: Connection, start: float, stack: tuple[CallSite, ...], listening: bool
 ) -> TxState:
     dbapi = id(_dbapi(conn))
-    tx = TxState(start, stack, dialect, dbapi, external=not scope.checked_out_here(dbapi))
-    tx.unit = scope.key
-    tx.conn_ref = weakref.ref(conn)
-    key = tx.connection = id(conn)
-    root = conn.get_transaction()
-    tx.root = None if root is None else weakref.ref(root)
-    tx.driver = conn.dialect.driver
-    scope.tx_by_conn[key] = tx
+    # ``scope.checked_out_here(dbapi)``, its common first answer inlined.
+    external = dbapi not in scope.checkouts and not scope.checked_out_here(dbapi)
+    # ``conn.get_transaction()``, read without the call as in ``on_statement``.
+    root = conn._transaction
+    ref = _no_root if root is None else weakref.ref(root)
+    tx = TxState(start, stack, conn, dbapi, scope.key, ref, 0, external, listening)
+    scope.tx_by_conn[tx.connection] = tx
     scope.tx_by_dbapi[dbapi] = tx
     scope.keep(tx)
     return tx
@@ -370,12 +402,10 @@ def session_begin(
         or not scope.checked_out_here(dbapi)
     )
     stack = capture(3, scope.opener, _BEGIN_OFFSETS)
-    tx = TxState(perf_counter(), stack, connection.dialect.name, dbapi, id(session), external)
-    tx.unit = scope.key
-    tx.driver = connection.dialect.driver
-    tx.conn_ref = weakref.ref(connection)
-    tx.connection = id(connection)
-    scope.tx_by_conn[id(connection)] = tx
+    tx = TxState(
+        perf_counter(), stack, connection, dbapi, scope.key, _no_root, id(session), external
+    )
+    scope.tx_by_conn[tx.connection] = tx
     scope.tx_by_dbapi[dbapi] = tx
     scope.keep(tx)
     scope.tx_by_session.setdefault(id(session), []).append(tx)
