@@ -75,8 +75,10 @@ def on_checkin(
     if tx is not None and not tx.session:
         if tx.end == "open":
             tx.finish("closed", ())
-        key = tx.connection  # id() of the Connection of ``conn_ref``, while that lives
-        if scope.tx_by_conn.get(key) is tx and tx.conn_ref() is not None:
+        # ``tx.connection`` is the id() of its Connection: while the entry is this state, no
+        # other Connection has taken that id for a statement of this scope.
+        key = tx.connection
+        if scope.tx_by_conn.get(key) is tx:
             del scope.tx_by_conn[key]
 
 

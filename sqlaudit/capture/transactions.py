@@ -194,7 +194,8 @@ class TxState:
     root: Callable[[], Any]
     driver: str
     unit: int
-    #: A Core transaction that wrote: its commit or rollback is followed (``tx_ends``).
+    #: Its end is observed when it comes: an ORM session's (``session_end``), or a Core
+    #: transaction's that wrote (its commit or rollback is followed, ``tx_ends``).
     listening: bool
 
     def __init__(
@@ -321,9 +322,13 @@ def on_statement(
         # A Connection whose earlier transaction wrote keeps having its ends followed (as
         # the per-Connection listeners of earlier versions did).
         tx = _new_core_tx(
-            scope, conn, start, stack, tx is not None and tx.listening and tx.conn_ref() is conn
+            scope,
+            conn,
+            start,
+            stack,
+            tx is not None and tx.listening and not tx.session and tx.conn_ref() is conn,
         )
-    elif not tx.listening and not tx.session:
+    elif not tx.listening:
         # ``not tx.same_root(conn)``, inlined (the per-statement path, issue 20): a read-only
         # transaction ended unobserved (commit or rollback without a listener).
         # ``get_transaction()`` returns ``_transaction`` (SQLAlchemy 2.x), read without the call.
@@ -351,7 +356,7 @@ def on_statement(
             tx.autocommit = detect_autocommit(
                 context.dialect, _dbapi(conn), context.execution_options
             )
-        if not tx.listening and not tx.session:
+        if not tx.listening:  # (a Core transaction: a session's is listening from its begin)
             tx.listening = True  # its commit or rollback is now followed (watch_ends)
     tx.exec_time += duration
     gap = start - tx.last_end
@@ -399,11 +404,11 @@ def session_begin(
     external = (
         isinstance(session.bind, Connection)
         or connection.in_nested_transaction()
-        or not scope.checked_out_here(dbapi)
+        or (dbapi not in scope.checkouts and not scope.checked_out_here(dbapi))
     )
     stack = capture(3, scope.opener, _BEGIN_OFFSETS)
     tx = TxState(
-        perf_counter(), stack, connection, dbapi, scope.key, _no_root, id(session), external
+        perf_counter(), stack, connection, dbapi, scope.key, _no_root, id(session), external, True
     )
     scope.tx_by_conn[tx.connection] = tx
     scope.tx_by_dbapi[dbapi] = tx
