@@ -50,7 +50,6 @@ from __future__ import annotations
 import sys
 import weakref
 from collections.abc import Callable
-from operator import attrgetter
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +59,6 @@ from sqlaudit.capture.autocommit import detect_autocommit
 from sqlaudit.capture.callsite import capture, offsets
 from sqlaudit.capture.hazards import track, track_read
 from sqlaudit.capture.scope import SUPPRESSED, Scope
-from sqlaudit.model.frozen import assign
 from sqlaudit.model.records import CallSite, StatementKind, TransactionRecord
 from sqlaudit.sql.cache import ABSENT, TEXTS
 
@@ -84,34 +82,6 @@ _TRANSACTION = StatementKind.TRANSACTION
 _known = TEXTS.data
 #: Ends whose moment was observed (``finish`` ran then), unlike "open" and "ended".
 _OBSERVED_ENDS = frozenset({"commit", "rollback", "rollback_exception", "closed"})
-
-
-#: The fields of a new ``TxState`` that do not depend on its arguments, and their values.
-_TX_START: dict[str, object] = {
-    "locks": (),
-    "write_sql": (),
-    "autocommit": None,
-    "statements": 0,
-    "writes": 0,
-    "exec_time": 0.0,
-    "max_gap": 0.0,
-    "end": "open",
-    "ended": 0.0,
-    "end_stack": (),
-    "streaming": False,
-    "streamed_last": False,
-    "rows_written": 0,
-    "overflow": None,
-    "last_read": None,
-}
-#: Every field of a new ``TxState``: those ``__init__`` sets from its arguments (in its order),
-#: then ``_TX_START``'s.
-_TX_FIELDS = (
-    *("started", "last_end", "begin_stack", "conn_ref", "connection", "dialect", "driver"),
-    *("dbapi", "unit", "root", "session", "external", "listening", "suppressed"),
-    *_TX_START,
-)
-_TX_VALUES = tuple(_TX_START.values())
 
 
 def _no_root() -> None:
@@ -153,51 +123,6 @@ class TxState:
         "writes",
     )
 
-    # Set by ``__init__`` from ``_TX_START``:
-    #: Locking reads while it autocommitted, the distinct texts it wrote (``hazards``).
-    locks: tuple[LockedRead, ...]
-    write_sql: tuple[str, ...]
-    autocommit: bool | None
-    statements: int
-    writes: int
-    exec_time: float
-    max_gap: float
-    end: str
-    ended: float
-    end_stack: tuple[CallSite, ...]
-    streaming: bool
-    #: The last statement streamed its results: the time after it is fetching, not idle.
-    streamed_last: bool
-    rows_written: int
-    #: The counts of a unit past ``max_records`` transactions: this state is not kept
-    #: once it ends, only counted there.
-    overflow: dict[str, int] | None
-    #: The last plain SELECT, the read a write may follow: (text, parameters, stack).
-    #: Cleared when the transaction ends (bind values stay no longer than it).
-    last_read: tuple[str, Any, tuple[CallSite, ...]] | None
-    # From the arguments:
-    started: float
-    #: When its last statement ended (its start, before the first).
-    last_end: float
-    begin_stack: tuple[CallSite, ...]
-    dialect: str
-    dbapi: int
-    #: ``id()`` of the ORM session, 0 for Core.
-    session: int
-    external: bool
-    suppressed: frozenset[str]
-    conn_ref: weakref.ref[Connection]
-    #: ``id()`` of that Connection, as its statements' ``QueryRecord.connection``.
-    connection: int
-    # The Connection's root transaction when this one began (weakly: compared by identity,
-    # an id() could be reused by the next transaction object); ``_no_root`` if none.
-    root: Callable[[], Any]
-    driver: str
-    unit: int
-    #: Its end is observed when it comes: an ORM session's (``session_end``), or a Core
-    #: transaction's that wrote (its commit or rollback is followed, ``tx_ends``).
-    listening: bool
-
     def __init__(
         self,
         started: float,
@@ -210,19 +135,52 @@ class TxState:
         external: bool = False,
         listening: bool = False,
     ) -> None:
-        # Every field in one C-level pass: a store each cost more than the rest of the
-        # transaction's accounting in a unit of one statement (issue 20).
+        # One store per field: a store into a slot costs ~15 ns, one through
+        # ``object.__setattr__`` (``model.frozen.assign``) ~140 ns (measured, issue 20).
+        self.started = started
+        #: When its last statement ended (its start, before the first).
+        self.last_end = started
+        self.begin_stack = stack
+        self.conn_ref: weakref.ref[Connection] = weakref.ref(conn)
+        #: ``id()`` of that Connection, as its statements' ``QueryRecord.connection``.
+        self.connection = id(conn)
         dialect = conn.dialect
-        assign(
-            self,
-            _TX_FIELDS,
-            (
-                *(started, started, stack, weakref.ref(conn), id(conn), dialect.name),
-                *(dialect.driver, dbapi, unit, root, session, external, listening),
-                SUPPRESSED.get(),
-                *_TX_VALUES,
-            ),
-        )
+        self.dialect: str = dialect.name
+        self.driver: str = dialect.driver
+        self.dbapi = dbapi
+        self.unit = unit
+        # The Connection's root transaction when this one began (weakly: compared by
+        # identity, an id() could be reused by the next transaction object).
+        self.root = root
+        #: ``id()`` of the ORM session, 0 for Core.
+        self.session = session
+        #: Not begun by the audited code (``TransactionRecord.external``).
+        self.external = external
+        #: Its end is observed when it comes: an ORM session's (``session_end``), or a Core
+        #: transaction's that wrote (its commit or rollback is followed, ``tx_ends``).
+        self.listening = listening
+        self.suppressed = SUPPRESSED.get()
+        self.autocommit: bool | None = None
+        self.statements = 0
+        self.writes = 0
+        self.rows_written = 0
+        self.exec_time = 0.0
+        self.max_gap = 0.0
+        self.end = "open"
+        self.ended = 0.0
+        self.end_stack: tuple[CallSite, ...] = ()
+        self.streaming = False
+        #: The last statement streamed its results: the time after it is fetching, not idle.
+        self.streamed_last = False
+        #: Locking reads while it autocommitted, the distinct texts it wrote (``hazards``).
+        self.locks: tuple[LockedRead, ...] = ()
+        self.write_sql: tuple[str, ...] = ()
+        #: The last plain SELECT, the read a write may follow: (text, parameters, stack).
+        #: Cleared when the transaction ends (bind values stay no longer than it).
+        self.last_read: tuple[str, Any, tuple[CallSite, ...]] | None = None
+        #: The counts of a unit past ``max_records`` transactions: this state is not kept
+        #: once it ends, only counted there.
+        self.overflow: dict[str, int] | None = None
 
     def finish(self, end: str, stack: tuple[CallSite, ...] = ()) -> None:
         if self.end == "open":
@@ -275,8 +233,7 @@ class TxState:
         if end in _OBSERVED_ENDS and not self.streamed_last and self.statements:
             idle = max(idle, ended - self.last_end)
         # Every field, in order: ``_make`` is the tuple's own constructor, without the
-        # keyword handling of ``TransactionRecord(...)``; the fields read as they are, in C
-        # (``_FROZEN``) (issue 20).
+        # keyword handling of ``TransactionRecord(...)`` (issue 20).
         return TransactionRecord._make(
             (
                 "orm" if self.session else "core",
@@ -288,16 +245,21 @@ class TxState:
                 ended,
                 self.exec_time,
                 idle,
-                *_FROZEN(self),
+                self.begin_stack,
+                self.end_stack,
+                self.external,
+                self.streaming,
+                self.dialect,
+                self.session,
+                self.rows_written,
+                self.suppressed,
+                self.unit,
+                self.driver,
+                self.locks,
+                self.write_sql,
+                self.connection,
             )
         )
-
-
-#: The ``TransactionRecord`` fields after ``max_gap``, as ``TxState`` has them.
-_FROZEN = attrgetter(
-    *("begin_stack", "end_stack", "external", "streaming", "dialect", "session"),
-    *("rows_written", "suppressed", "unit", "driver", "locks", "write_sql", "connection"),
-)
 
 
 # -- per statement (called from _capture for every statement in a scope) -------------------
