@@ -8,6 +8,7 @@ from sqlalchemy import create_engine
 from sqlaudit.capture.scope import Scope
 from sqlaudit.capture.transactions import TxState
 from sqlaudit.model.config import AuditConfig
+from sqlaudit.model.records import TransactionRecord
 
 
 def _fields(obj: object) -> dict[str, object]:
@@ -39,3 +40,22 @@ def test_every_transaction_field_is_set() -> None:
     assert (tx["end"], tx["ended"], tx["exec_time"], tx["statements"]) == ("open", 0.0, 0.0, 0)
     assert tx["overflow"] is None and tx["locks"] == tx["write_sql"] == () and tx["external"]
     assert tx["listening"] is False and tx["last_read"] is None
+
+
+def test_a_frozen_transaction_has_every_record_field() -> None:
+    """``TxState.freeze`` builds the record's tuple itself: one value per field, in order."""
+    engine = create_engine("sqlite://")
+    with engine.connect() as conn:
+        state = TxState(1.5, (), conn, 7, 9)
+        state.write_sql = ("INSERT INTO t VALUES (1)",)
+        state.finish("commit")
+        record = state.freeze(99.0)
+    assert len(record) == len(TransactionRecord._fields)
+    assert (record.source, record.end, record.started, record.ended) == (
+        "core",
+        "commit",
+        1.5,
+        state.ended,
+    )
+    assert (record.unit, record.driver, record.locks) == (9, "pysqlite", ())
+    assert (record.write_sql, record.connection) == (state.write_sql, state.connection)

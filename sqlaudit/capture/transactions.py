@@ -80,6 +80,7 @@ _WRITES = StatementKind.WRITES
 _SELECT = StatementKind.SELECT
 _TRANSACTION = StatementKind.TRANSACTION
 _known = TEXTS.data
+_new_record = tuple.__new__
 #: Ends whose moment was observed (``finish`` ran then), unlike "open" and "ended".
 _OBSERVED_ENDS = frozenset({"commit", "rollback", "rollback_exception", "closed"})
 
@@ -232,9 +233,10 @@ class TxState:
         idle = self.max_gap
         if end in _OBSERVED_ENDS and not self.streamed_last and self.statements:
             idle = max(idle, ended - self.last_end)
-        # Every field, in order: ``_make`` is the tuple's own constructor, without the
-        # keyword handling of ``TransactionRecord(...)`` (issue 20).
-        return TransactionRecord._make(
+        # Every field, in order, straight into the tuple (``statements.record`` makes its
+        # ``QueryRecord`` so): no keyword handling, no Python-level ``_make`` (issue 20).
+        return _new_record(
+            TransactionRecord,
             (
                 "orm" if self.session else "core",
                 self.autocommit,
@@ -258,7 +260,7 @@ class TxState:
                 self.locks,
                 self.write_sql,
                 self.connection,
-            )
+            ),
         )
 
 
