@@ -347,8 +347,7 @@ def _new_core_tx(
     dbapi = id(_dbapi(conn))
     # ``scope.checked_out_here(dbapi)``, its common first answer inlined.
     external = dbapi not in scope.checkouts and not scope.checked_out_here(dbapi)
-    # ``conn.get_transaction()``, read without the call as in ``on_statement``.
-    root = conn._transaction
+    root = conn.get_transaction()
     ref = _no_root if root is None else weakref.ref(root)
     tx = TxState(start, stack, conn, dbapi, scope.key, ref, 0, external, listening)
     scope.tx_by_conn[tx.connection] = tx
