@@ -57,9 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_LOCKS",
     "MAX_RMW",
-    "TxHazards",
     "flushed",
-    "hazard_fields",
     "track",
     "track_read",
 ]
@@ -75,26 +73,6 @@ _WRITES = StatementKind.WRITES
 _known = TEXTS.data
 
 
-class TxHazards:
-    """What one transaction holds for these kinds (``TxState.hazards``, made at its first
-    SELECT or write)."""
-
-    __slots__ = ("last_read", "locks", "write_sql")
-
-    def __init__(self) -> None:
-        #: The last plain SELECT: (text, parameters, stack). Cleared when the transaction ends.
-        self.last_read: tuple[str, Any, tuple[CallSite, ...]] | None = None
-        self.locks: list[LockedRead] = []
-        self.write_sql: list[str] = []
-
-
-def hazard_fields(hazards: TxHazards | None) -> tuple[tuple[LockedRead, ...], tuple[str, ...]]:
-    """The ``TransactionRecord`` fields of a transaction's hazards: ``locks``, ``write_sql``."""
-    if hazards is None:
-        return (), ()
-    return tuple(hazards.locks), tuple(hazards.write_sql)
-
-
 def track(
     scope: Scope,
     tx: TxState,
@@ -105,35 +83,31 @@ def track(
 ) -> None:
     """Account one write of ``tx`` (called by ``transactions.on_statement``; SELECTs go to
     ``track_read``)."""
-    hazards = tx.hazards
-    if hazards is None:
-        hazards = tx.hazards = TxHazards()
     sql = context.statement
-    if len(hazards.write_sql) < MAX_WRITE_SQL and sql not in hazards.write_sql:
-        hazards.write_sql.append(sql)
+    written = tx.write_sql  # a tuple: no container made for transactions that never write
+    if len(written) < MAX_WRITE_SQL and sql not in written:
+        tx.write_sql = (*written, sql)
     # A flush's UPDATEs are judged per object, with the ORM's history (``flushed``).
-    if kind == _UPDATE and hazards.last_read is not None and not scope.flush_load:
-        read, hazards.last_read = hazards.last_read, None  # one write per read
+    if kind == _UPDATE and tx.last_read is not None and not scope.flush_load:
+        read, tx.last_read = tx.last_read, None  # one write per read
         if _autocommit(tx, context):
             core_update(scope, read, context, stack)
 
 
 def track_read(tx: TxState, context: Any, stack: tuple[CallSite, ...], start: float) -> None:
     """Account one SELECT of ``tx``: a locking read, else the read a write may follow (neither
-    is kept when ``tx`` is known not to autocommit)."""
-    hazards = tx.hazards
-    if hazards is None:
-        hazards = tx.hazards = TxHazards()
+    is kept when ``tx`` is known not to autocommit). ``transactions.on_statement`` inlines the
+    common case: a text its entry says cannot lock."""
     sql = context.statement
     # The answer kept in the text's entry (``sql.cache.TextFacts``), else ``is_locking``'s.
     locking = _known.get(sql, ABSENT).locking
     if locking is None:
         locking = is_locking(sql, tx.dialect)
     if locking:
-        if _autocommit(tx, context) and len(hazards.locks) < MAX_LOCKS:
-            hazards.locks.append(LockedRead(sql, stack, start, SUPPRESSED.get()))
+        if _autocommit(tx, context) and len(tx.locks) < MAX_LOCKS:
+            tx.locks = (*tx.locks, LockedRead(sql, stack, start, SUPPRESSED.get()))
     elif tx.autocommit is not False:
-        hazards.last_read = (sql, context.parameters, stack)
+        tx.last_read = (sql, context.parameters, stack)
 
 
 def _autocommit(tx: TxState, context: Any) -> bool:

@@ -47,19 +47,21 @@ def on_reset(
     record: ConnectionPoolEntry,
     state: PoolResetState,
 ) -> None:
-    if not state.transaction_was_reset:
+    was_reset = state.transaction_was_reset
+    if not was_reset:
         scope.resets += 1  # the pool's reset-on-return ROLLBACK round trip
     tx = scope.tx_by_dbapi.get(id(dbapi_connection))
     if tx is None or tx.session:
         return
-    if state.transaction_was_reset and tx.end in ("open", "rollback"):
+    end = tx.end
+    if was_reset and end in ("open", "rollback"):
         # Connection.close() rolled back a transaction nobody ended (SQLAlchemy's pool docs,
         # PoolResetState.transaction_was_reset); our rollback listener, if attached, saw that
         # rollback first and took it for an explicit one.
         tx.end = "open"
         tx.finish("closed", capture(3, scope.opener, _OFFSETS))
-    elif tx.end == "open":  # else finish() keeps the end it saw: no stack to take
-        tx.finish("closed" if tx.writes == 0 else tx.end, capture(3, scope.opener, _OFFSETS))
+    elif end == "open":  # else finish() keeps the end it saw: no stack to take
+        tx.finish("closed" if tx.writes == 0 else end, capture(3, scope.opener, _OFFSETS))
 
 
 @listener("transactions.checkin")
@@ -73,9 +75,10 @@ def on_checkin(
     if tx is not None and not tx.session:
         if tx.end == "open":
             tx.finish("closed", ())
-        key = tx.connection  # id() of the Connection of ``conn_ref``, while that lives
-        ref = tx.conn_ref
-        if scope.tx_by_conn.get(key) is tx and ref is not None and ref() is not None:
+        # ``tx.connection`` is the id() of its Connection: while the entry is this state, no
+        # other Connection has taken that id for a statement of this scope.
+        key = tx.connection
+        if scope.tx_by_conn.get(key) is tx:
             del scope.tx_by_conn[key]
 
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import sys
 import weakref
+from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -56,15 +57,17 @@ from sqlalchemy.engine import Connection
 
 from sqlaudit.capture.autocommit import detect_autocommit
 from sqlaudit.capture.callsite import capture, offsets
-from sqlaudit.capture.hazards import TxHazards, hazard_fields, track, track_read
+from sqlaudit.capture.hazards import track, track_read
 from sqlaudit.capture.scope import SUPPRESSED, Scope
-from sqlaudit.model.frozen import assign
 from sqlaudit.model.records import CallSite, StatementKind, TransactionRecord
+from sqlaudit.sql.cache import ABSENT, TEXTS
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.default import DefaultExecutionContext
     from sqlalchemy.engine.interfaces import DBAPIConnection
     from sqlalchemy.orm import Session, SessionTransaction
+
+    from sqlaudit.model.hazards import LockedRead
 
 
 __all__ = ["TxState", "detect_autocommit", "on_statement", "session_begin", "session_end"]
@@ -76,32 +79,14 @@ _END_OFFSETS = offsets()
 _WRITES = StatementKind.WRITES
 _SELECT = StatementKind.SELECT
 _TRANSACTION = StatementKind.TRANSACTION
+_known = TEXTS.data
+_new_record = tuple.__new__
 #: Ends whose moment was observed (``finish`` ran then), unlike "open" and "ended".
 _OBSERVED_ENDS = frozenset({"commit", "rollback", "rollback_exception", "closed"})
 
 
-#: The fields of a new ``TxState`` that do not depend on its arguments, and their values.
-_TX_START: dict[str, object] = {
-    "hazards": None,
-    "autocommit": None,
-    "statements": 0,
-    "writes": 0,
-    "exec_time": 0.0,
-    "max_gap": 0.0,
-    "end": "open",
-    "ended": 0.0,
-    "end_stack": (),
-    "listening": False,
-    "streaming": False,
-    "conn_ref": None,
-    "connection": 0,
-    "root": None,
-    "driver": "",
-    "streamed_last": False,
-    "rows_written": 0,
-    "unit": 0,
-    "overflow": None,
-}
+def _no_root() -> None:
+    """``TxState.root`` of a transaction begun with none (never the Connection's current one)."""
 
 
 class TxState:
@@ -120,9 +105,10 @@ class TxState:
         "ended",
         "exec_time",
         "external",
-        "hazards",
         "last_end",
+        "last_read",
         "listening",
+        "locks",
         "max_gap",
         "overflow",
         "root",
@@ -134,61 +120,72 @@ class TxState:
         "streaming",
         "suppressed",
         "unit",
+        "write_sql",
         "writes",
     )
-
-    # Set by ``__init__`` from ``_TX_START``:
-    hazards: TxHazards | None  # locking reads, read-modify-writes (issue 22)
-    autocommit: bool | None
-    statements: int
-    writes: int
-    exec_time: float
-    max_gap: float
-    end: str
-    ended: float
-    end_stack: tuple[CallSite, ...]
-    listening: bool
-    streaming: bool
-    conn_ref: weakref.ref[Connection] | None
-    #: ``id()`` of that Connection, as its statements' ``QueryRecord.connection``.
-    connection: int
-    # The Connection's root transaction when this one began (weakly: compared by identity,
-    # an id() could be reused by the next transaction object).
-    root: weakref.ref[Any] | None
-    driver: str
-    #: The last statement streamed its results: the time after it is fetching, not idle.
-    streamed_last: bool
-    rows_written: int
-    unit: int
-    #: The counts of a unit past ``max_records`` transactions: this state is not kept
-    #: once it ends, only counted there.
-    overflow: dict[str, int] | None
 
     def __init__(
         self,
         started: float,
         stack: tuple[CallSite, ...],
-        dialect: str,
+        conn: Connection,
         dbapi: int,
+        unit: int,
+        root: Callable[[], Any] = _no_root,
         session: int = 0,
         external: bool = False,
+        listening: bool = False,
     ) -> None:
+        # One store per field: a store into a slot costs ~15 ns, one through
+        # ``object.__setattr__`` (``model.frozen.assign``) ~140 ns (measured, issue 20).
         self.started = started
+        #: When its last statement ended (its start, before the first).
         self.last_end = started
         self.begin_stack = stack
-        self.dialect = dialect
+        self.conn_ref: weakref.ref[Connection] = weakref.ref(conn)
+        #: ``id()`` of that Connection, as its statements' ``QueryRecord.connection``.
+        self.connection = id(conn)
+        dialect = conn.dialect
+        self.dialect: str = dialect.name
+        self.driver: str = dialect.driver
         self.dbapi = dbapi
+        self.unit = unit
+        # The Connection's root transaction when this one began (weakly: compared by
+        # identity, an id() could be reused by the next transaction object).
+        self.root = root
+        #: ``id()`` of the ORM session, 0 for Core.
         self.session = session
+        #: Not begun by the audited code (``TransactionRecord.external``).
         self.external = external
+        #: Its end is observed when it comes: an ORM session's (``session_end``), or a Core
+        #: transaction's that wrote (its commit or rollback is followed, ``tx_ends``).
+        self.listening = listening
         self.suppressed = SUPPRESSED.get()
-        # The other fields (``_TX_START``), set in C: a store each cost more than the rest of
-        # the transaction's accounting in a unit of one statement (issue 20).
-        assign(self, _TX_START, _TX_START.values())
+        self.autocommit: bool | None = None
+        self.statements = 0
+        self.writes = 0
+        self.rows_written = 0
+        self.exec_time = 0.0
+        self.max_gap = 0.0
+        self.end = "open"
+        self.ended = 0.0
+        self.end_stack: tuple[CallSite, ...] = ()
+        self.streaming = False
+        #: The last statement streamed its results: the time after it is fetching, not idle.
+        self.streamed_last = False
+        #: Locking reads while it autocommitted, the distinct texts it wrote (``hazards``).
+        self.locks: tuple[LockedRead, ...] = ()
+        self.write_sql: tuple[str, ...] = ()
+        #: The last plain SELECT, the read a write may follow: (text, parameters, stack).
+        #: Cleared when the transaction ends (bind values stay no longer than it).
+        self.last_read: tuple[str, Any, tuple[CallSite, ...]] | None = None
+        #: The counts of a unit past ``max_records`` transactions: this state is not kept
+        #: once it ends, only counted there.
+        self.overflow: dict[str, int] | None = None
 
     def finish(self, end: str, stack: tuple[CallSite, ...] = ()) -> None:
         if self.end == "open":
-            if self.hazards is not None:
-                self.hazards.last_read = None  # bind values stay no longer than the transaction
+            self.last_read = None  # bind values stay no longer than the transaction
             self.end = end
             self.ended = perf_counter()
             self.end_stack = stack
@@ -213,7 +210,7 @@ class TxState:
         """At scope close: an "open" transaction whose connection moved on has "ended"."""
         if self.end != "open":
             return
-        conn = self.conn_ref() if self.conn_ref is not None else None
+        conn = self.conn_ref()
         if (
             conn is None
             or conn.closed
@@ -224,32 +221,32 @@ class TxState:
 
     def same_root(self, conn: Connection) -> bool:
         """The Connection still runs the root transaction this state began with."""
-        root = self.root() if self.root is not None else None
+        root = self.root()
         return root is not None and root is conn.get_transaction()
 
-    def idle(self, ended: float) -> float:
-        """The longest stretch without a statement: between two statements, or from the last
-        one to the observed end (commit, rollback, close), but never a stretch that follows a
-        statement streaming its results, which is fetching rows, not idle."""
-        if self.end in _OBSERVED_ENDS and not self.streamed_last and self.statements:
-            return max(self.max_gap, ended - self.last_end)
-        return self.max_gap
-
     def freeze(self, now: float) -> TransactionRecord:
-        # Every field, in order: ``_make`` is the tuple's own constructor, without the
-        # keyword handling of ``TransactionRecord(...)`` (issue 20).
-        ended = self.ended if self.end != "open" else now
-        return TransactionRecord._make(
+        end = self.end
+        ended = self.ended if end != "open" else now
+        # The longest stretch without a statement: between two statements, or from the last
+        # one to the observed end (commit, rollback, close), but never a stretch that follows
+        # a statement streaming its results, which is fetching rows, not idle.
+        idle = self.max_gap
+        if end in _OBSERVED_ENDS and not self.streamed_last and self.statements:
+            idle = max(idle, ended - self.last_end)
+        # Every field, in order, straight into the tuple (``statements.record`` makes its
+        # ``QueryRecord`` so): no keyword handling, no Python-level ``_make`` (issue 20).
+        return _new_record(
+            TransactionRecord,
             (
                 "orm" if self.session else "core",
                 self.autocommit,
-                self.end,
+                end,
                 self.statements,
                 self.writes,
                 self.started,
                 ended,
                 self.exec_time,
-                self.idle(ended),
+                idle,
                 self.begin_stack,
                 self.end_stack,
                 self.external,
@@ -260,9 +257,10 @@ class TxState:
                 self.suppressed,
                 self.unit,
                 self.driver,
-                *hazard_fields(self.hazards),
+                self.locks,
+                self.write_sql,
                 self.connection,
-            )
+            ),
         )
 
 
@@ -287,37 +285,33 @@ def on_statement(
     if tx is None or tx.end != "open":
         # A Connection whose earlier transaction wrote keeps having its ends followed (as
         # the per-Connection listeners of earlier versions did).
-        listening = (
-            tx is not None and tx.listening and tx.conn_ref is not None and tx.conn_ref() is conn
+        tx = _new_core_tx(
+            scope,
+            conn,
+            start,
+            stack,
+            tx is not None and tx.listening and not tx.session and tx.conn_ref() is conn,
         )
-        tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
-        tx.listening = listening
-    elif not tx.listening and not tx.session:
+    elif not tx.listening:
         # ``not tx.same_root(conn)``, inlined (the per-statement path, issue 20): a read-only
         # transaction ended unobserved (commit or rollback without a listener).
         # ``get_transaction()`` returns ``_transaction`` (SQLAlchemy 2.x), read without the call.
         current = conn._transaction
-        ref = tx.root
-        if current is None or ref is None or ref() is not current:
+        if current is None or tx.root() is not current:
             tx.finish("ended")
-            tx = _new_core_tx(scope, conn, context.dialect.name, start, stack)
-    statements = tx.statements = tx.statements + 1
+            tx = _new_core_tx(scope, conn, start, stack, False)
+    tx.statements += 1
     if kind == _SELECT:
-        track_read(tx, context, stack, start)  # locking reads, the read a write may follow
+        # ``track_read`` for a SELECT whose text's entry says it cannot lock, inlined (per
+        # statement, issue 20): kept as the read a write may follow, unless ``tx`` is known
+        # not to autocommit.
+        sql = context.statement
+        if _known.get(sql, ABSENT).locking is not False:
+            track_read(tx, context, stack, start)  # locking reads
+        elif tx.autocommit is not False:
+            tx.last_read = (sql, context.parameters, stack)
     elif kind in _WRITES:
         track(scope, tx, context, kind, stack, start)  # read-modify-writes
-    tx.exec_time += duration
-    gap = start - tx.last_end
-    if gap > tx.max_gap and statements > 1 and not tx.streamed_last:
-        tx.max_gap = gap
-    tx.last_end = start + duration
-    # The last statement streamed its results; ``streaming`` is set below, after the writes'
-    # accounting, as before.
-    if context.execution_options.get("stream_results"):
-        tx.streamed_last = True
-    else:
-        tx.streamed_last = False
-    if kind in _WRITES:
         tx.writes += 1
         # Rows, not statements: one INSERT of 100 rows (insertmanyvalues) is 100 rows; the
         # driver's rowcount when it knows it, else the parameter sets sent.
@@ -326,10 +320,18 @@ def on_statement(
             tx.autocommit = detect_autocommit(
                 context.dialect, _dbapi(conn), context.execution_options
             )
-        if not tx.listening and not tx.session:
+        if not tx.listening:  # (a Core transaction: a session's is listening from its begin)
             tx.listening = True  # its commit or rollback is now followed (watch_ends)
-    if tx.streamed_last:
-        tx.streaming = True
+    tx.exec_time += duration
+    gap = start - tx.last_end
+    if gap > tx.max_gap and tx.statements > 1 and not tx.streamed_last:
+        tx.max_gap = gap
+    tx.last_end = start + duration
+    # Whether this statement streams its results (the time after it is fetching, not idle).
+    if context.execution_options.get("stream_results"):
+        tx.streamed_last = tx.streaming = True
+    else:
+        tx.streamed_last = False
 
 
 def _dbapi(conn: Connection) -> DBAPIConnection | None:
@@ -340,17 +342,15 @@ def _dbapi(conn: Connection) -> DBAPIConnection | None:
 
 
 def _new_core_tx(
-    scope: Scope, conn: Connection, dialect: str, start: float, stack: tuple[CallSite, ...]
+    scope: Scope, conn: Connection, start: float, stack: tuple[CallSite, ...], listening: bool
 ) -> TxState:
     dbapi = id(_dbapi(conn))
-    tx = TxState(start, stack, dialect, dbapi, external=not scope.checked_out_here(dbapi))
-    tx.unit = scope.key
-    tx.conn_ref = weakref.ref(conn)
-    key = tx.connection = id(conn)
+    # ``scope.checked_out_here(dbapi)``, its common first answer inlined.
+    external = dbapi not in scope.checkouts and not scope.checked_out_here(dbapi)
     root = conn.get_transaction()
-    tx.root = None if root is None else weakref.ref(root)
-    tx.driver = conn.dialect.driver
-    scope.tx_by_conn[key] = tx
+    ref = _no_root if root is None else weakref.ref(root)
+    tx = TxState(start, stack, conn, dbapi, scope.key, ref, 0, external, listening)
+    scope.tx_by_conn[tx.connection] = tx
     scope.tx_by_dbapi[dbapi] = tx
     scope.keep(tx)
     return tx
@@ -367,15 +367,13 @@ def session_begin(
     external = (
         isinstance(session.bind, Connection)
         or connection.in_nested_transaction()
-        or not scope.checked_out_here(dbapi)
+        or (dbapi not in scope.checkouts and not scope.checked_out_here(dbapi))
     )
     stack = capture(3, scope.opener, _BEGIN_OFFSETS)
-    tx = TxState(perf_counter(), stack, connection.dialect.name, dbapi, id(session), external)
-    tx.unit = scope.key
-    tx.driver = connection.dialect.driver
-    tx.conn_ref = weakref.ref(connection)
-    tx.connection = id(connection)
-    scope.tx_by_conn[id(connection)] = tx
+    tx = TxState(
+        perf_counter(), stack, connection, dbapi, scope.key, _no_root, id(session), external, True
+    )
+    scope.tx_by_conn[tx.connection] = tx
     scope.tx_by_dbapi[dbapi] = tx
     scope.keep(tx)
     scope.tx_by_session.setdefault(id(session), []).append(tx)

@@ -30,7 +30,8 @@ def _ended(scope: Scope, dbapi_connection: Any, end: str) -> None:
     # DBAPI connection; the pool's own reset ROLLBACK comes after on_reset finished the state.
     raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
     tx = scope.tx_by_dbapi.get(id(raw))
-    if tx is not None and tx.listening and not tx.session and not tx.ended:
+    # ``ended`` tested first: the pool's reset ROLLBACK (one per checkin) finds it finished.
+    if tx is not None and not tx.ended and tx.listening and not tx.session:
         if end == "rollback" and sys.exc_info()[1]:  # (the guard's ``try`` keeps exc_info)
             end = "rollback_exception"
         tx.finish(end, capture(4, scope.opener, _OFFSETS))

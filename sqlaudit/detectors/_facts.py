@@ -168,7 +168,7 @@ def _transactions(unit: UnitRecord, found: set[type]) -> None:
     long_ms = config.long_transaction_ms
     idle = config.idle_in_transaction_ms
     open_transactions = config.open_transactions
-    long = lock = ineffective = discarded = overhead = False
+    long = overhead = False
     autocommit_writes = commits = committed = 0
     for tx in unit.transaction_records:
         end = tx.end
@@ -180,31 +180,29 @@ def _transactions(unit: UnitRecord, found: set[type]) -> None:
                 or (long_ms is not None and (tx.ended - tx.started) * 1000 > long_ms)
                 or (idle is not None and tx.max_gap * 1000 > idle)
             )
+        if not overhead:
+            overhead = tx.dialect in _WHY
+        # What one transaction shows on its own is added at once (rare: no flag to carry).
         if autocommit:
-            lock = lock or bool(tx.locks)
+            if tx.locks:  # a locking read on an autocommit connection
+                found.add(AutocommitLock)
             autocommit_writes += writes
-            ineffective = ineffective or bool(writes and end in _ROLLBACKS)
+            if writes and end in _ROLLBACKS:  # autocommitted writes rolled back
+                found.add(IneffectiveRollback)
         if writes:
             if end == "commit":
                 commits += bool(tx.end_stack)
                 committed += autocommit is False
             elif end == "closed" and autocommit is False:
-                discarded = True
-        overhead = overhead or tx.dialect in _WHY
+                found.add(DiscardedWrites)  # writes in a transaction closed without commit
     if long:  # still open at the end, open too long, or idle too long
         found.add(LongTransaction)
     if overhead and config.transaction_overhead_ratio is not None:  # not embedded SQLite
         found.add(TransactionOverhead)
-    if lock:  # a locking read on an autocommit connection
-        found.add(AutocommitLock)
     if commits >= config.commit_in_loop_min:  # committed writes, from a place
         found.add(CommitInLoop)
     if autocommit_writes >= 2:
         found.add(AutocommitWrites)
-    if ineffective:  # autocommitted writes rolled back
-        found.add(IneffectiveRollback)
-    if discarded:  # writes in a transaction closed without commit
-        found.add(DiscardedWrites)
     if committed >= 2:  # two transactions that committed writes
         found.add(SplitTransaction)
 
