@@ -28,7 +28,7 @@ from sqlaudit.detectors import (
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.model.config import AuditConfig
 from sqlaudit.model.findings import Finding, check_kinds
-from sqlaudit.model.frozen import build, evolve
+from sqlaudit.model.frozen import evolve
 from sqlaudit.model.records import FrozenOrigins, QueryRecord, UnitRecord
 from sqlaudit.report import AuditReport, scope_of
 from sqlaudit.reporters import LogReporter, Reporter, check_reporters
@@ -298,8 +298,7 @@ def _frozen(scope: Scope) -> UnitRecord:
         return scope.freeze()
     except Exception as exc:
         contain("close", exc, scope)
-    return build(
-        UnitRecord,
+    return UnitRecord(
         name=scope.name,
         config=scope.config,
         statements=(),

@@ -20,7 +20,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from sqlaudit.capture.log import StatementLog
-from sqlaudit.model.frozen import build, evolve
+from sqlaudit.model.frozen import evolve
 from sqlaudit.model.hazards import EagerLoad
 from sqlaudit.model.records import FrozenOrigins, StatementKind, UnitRecord
 
@@ -292,9 +292,7 @@ class Scope:
         """What the unit did so far, as plain data (``now``: its end, default the clock)."""
         ended = perf_counter() if now is None else now
         statements, counts, db_time, overflow = self.log.snapshot()
-        # In ``UnitRecord``'s field order (``model.frozen.build``: no __init__ run).
-        return build(
-            UnitRecord,
+        return UnitRecord(
             name=self.name,
             config=self.config,
             statements=statements,
