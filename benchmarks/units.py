@@ -62,7 +62,7 @@ from overhead import CHILD, PARENT, Parent, floor_engine, git_state, make_engine
 from units_report import print_results, probes, summarise, targets
 
 import sqlaudit
-from sqlaudit.capture import orm as _orm
+from sqlaudit.capture import claims as _claims
 
 # -- workloads: one call is one unit of work -------------------------------------------------
 
@@ -381,7 +381,7 @@ class Cell:
 def clean_state(peer_list: list[_peers.Peer]) -> Callable[[], list[str]]:
     def problems() -> list[str]:
         found = _peers.leftovers(peer_list)
-        if _orm.listening():
+        if _claims.listening():
             found.append("sqlaudit's class-level Session listeners are attached")
         return found
 

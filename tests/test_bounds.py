@@ -44,8 +44,8 @@ from timing import UNTIMED
 import sqlaudit
 from sqlaudit import AuditConfig, AuditReport
 from sqlaudit.asgi import ASGIAuditMiddleware
+from sqlaudit.capture import claims as _claims
 from sqlaudit.capture import instrumentation as _capture
-from sqlaudit.capture import orm as _orm
 from sqlaudit.capture.scope import CURRENT, FALLBACK
 from sqlaudit.report import scope_of
 from sqlaudit.wsgi import WSGIAuditMiddleware
@@ -280,7 +280,7 @@ def test_sync_engine_collected_after_audits(remove: bool) -> None:
     (with or without ``remove()``), although its report and handle are alive: records hold
     no SQLAlchemy object, the registry holds engines weakly, the ORM listeners are released."""
     gc.collect()  # engines that earlier tests dropped leave the registry now, not below
-    registered, users = len(_capture._registry), _orm._users["session"]
+    registered, users = len(_capture._registry), _claims._users["session"]
     engine = seeded_sqlite()
     handle = sqlaudit.instrument(engine)
     assert sqlaudit.instrument(engine) is handle
@@ -298,7 +298,7 @@ def test_sync_engine_collected_after_audits(remove: bool) -> None:
     assert [ref() for ref in refs] == [None, None]
     assert len(_capture._registry) == registered
     assert not handle.active and handle.engine is None
-    assert _orm._users["session"] == users  # this engine's claim on the ORM listeners is gone
+    assert _claims._users["session"] == users  # this engine's claim on the ORM listeners is gone
     handle.remove()  # after the engine is gone: a no-op
     assert report.query_count == 2 + AUTHORS and report.statements  # still readable
 
@@ -308,7 +308,7 @@ def test_async_engine_collected_after_audits(remove: bool) -> None:
     """The same for an ``AsyncEngine`` on aiosqlite: instrumented through its ``sync_engine``,
     audited from async code, disposed and dropped, both engines are collected."""
     gc.collect()  # engines that earlier tests dropped leave the registry now, not below
-    registered, users = len(_capture._registry), _orm._users["session"]
+    registered, users = len(_capture._registry), _claims._users["session"]
 
     async def main() -> tuple[list[weakref.ref[Any]], AuditReport, _capture.Instrumentation]:
         engine = await seeded_async_engine()
@@ -332,7 +332,7 @@ def test_async_engine_collected_after_audits(remove: bool) -> None:
     assert [ref() for ref in refs] == [None, None]
     assert len(_capture._registry) == registered
     assert not handle.active and handle.engine is None
-    assert _orm._users["session"] == users  # this engine's claim on the ORM listeners is gone
+    assert _claims._users["session"] == users  # this engine's claim on the ORM listeners is gone
     assert report.query_count == 2 + AUTHORS
     assert {f.kind for f in report.findings} >= {"n_plus_one"}
 
@@ -340,7 +340,7 @@ def test_async_engine_collected_after_audits(remove: bool) -> None:
 def test_instrument_remove_cycles_memory_bounded() -> None:
     """Instrumenting and removing one live engine 2,000 times (after 200 to warm up) leaves
     less than 20 KB allocated: nothing accumulates per cycle."""
-    users = _orm._users["session"]  # other tests' engines may still be instrumented
+    users = _claims._users["session"]  # other tests' engines may still be instrumented
     engine = create_engine("sqlite://")
     try:
         with Growth() as growth:
@@ -352,7 +352,7 @@ def test_instrument_remove_cycles_memory_bounded() -> None:
             growth.measure()
     finally:
         engine.dispose()
-    assert _orm._users["session"] == users
+    assert _claims._users["session"] == users
     assert growth.bytes < 20_000, f"+{growth.bytes} bytes, by line:\n{growth.top}"
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import subprocess
+import sys
 import threading
 import weakref
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Mapper, Session
 
 import sqlaudit
+from sqlaudit.capture import claims as _claims
 from sqlaudit.capture import orm as _orm
 from sqlaudit.capture import statements as _statements
 
@@ -46,11 +49,11 @@ def test_instrument_is_idempotent_and_remove_is_exact(sqlite_engine: Engine) -> 
         return None
 
     event.listen(sqlite_engine, "do_execute", user_listener)
-    users = _orm._users["session"]  # other tests' engines may still be instrumented
+    users = _claims._users["session"]  # other tests' engines may still be instrumented
     first = sqlaudit.instrument(sqlite_engine)
     assert sqlaudit.instrument(sqlite_engine) is first
     assert event.contains(sqlite_engine, "do_execute", _statements._do_execute)
-    assert _orm.listening()
+    assert _claims.listening()
     first.remove()
     first.remove()
     assert not event.contains(sqlite_engine, "do_execute", _statements._do_execute)
@@ -58,9 +61,9 @@ def test_instrument_is_idempotent_and_remove_is_exact(sqlite_engine: Engine) -> 
     assert not first.active
     again = sqlaudit.instrument(sqlite_engine)
     assert again is not first and again.active
-    assert _orm._users["session"] == users + 1
+    assert _claims._users["session"] == users + 1
     again.remove()
-    assert _orm._users["session"] == users  # this engine's claim on the ORM listeners is gone
+    assert _claims._users["session"] == users  # this engine's claim on the ORM listeners is gone
 
 
 def test_engine_collected_while_the_listener_lock_is_held_does_not_hang() -> None:
@@ -70,15 +73,15 @@ def test_engine_collected_while_the_listener_lock_is_held_does_not_hang() -> Non
     afterwards releases nothing twice. (With a plain Lock that thread waited for itself
     forever: a CI run hung in ``test_flask_sqlalchemy.py``.)"""
     gc.collect()
-    users = _orm._users["session"]
+    users = _claims._users["session"]
     engine = create_engine("sqlite://")
     handle = sqlaudit.instrument(engine)
     finalizer = handle._finalizer
-    assert finalizer is not None and _orm._users["session"] == users + 1
+    assert finalizer is not None and _claims._users["session"] == users + 1
     done = threading.Event()
 
     def collected_under_the_lock() -> None:
-        with _orm._lock:
+        with _claims._lock:
             finalizer()  # what the collector calls when it collects the engine here
         done.set()
 
@@ -86,10 +89,57 @@ def test_engine_collected_while_the_listener_lock_is_held_does_not_hang() -> Non
     thread.start()
     thread.join(timeout=10)
     assert done.is_set(), "the finalizer waited for a lock its own thread held"
-    assert _orm._users["session"] == users
+    assert _claims._users["session"] == users
     handle.remove()
-    assert _orm._users["session"] == users
+    assert _claims._users["session"] == users
     engine.dispose()
+
+
+#: A fresh process (no other instrumentation holds the listeners): a dropped engine's finalizer
+#: runs, as the garbage collector may run it, inside SQLAlchemy's dispatch of the Session's
+#: ``after_begin`` to the class-level listeners it was the last to claim.
+_COLLECTED_IN_DISPATCH = """
+import gc
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.orm import Session
+import sqlaudit
+from sqlaudit.capture import claims, orm
+
+gc.disable()
+dropped = create_engine("sqlite://")
+finalizer = sqlaudit.instrument(dropped)._finalizer
+
+def collected_here(session, transaction, connection):
+    finalizer()  # what the collector calls when it collects the dropped engine here
+
+event.listen(Session, "after_begin", collected_here)
+with Session(create_engine("sqlite://")) as session:
+    assert session.execute(text("SELECT 7")).scalar() == 7
+assert claims._users == {"session": 0, "detail": 0}
+assert claims.listening("session") and claims.listening("detail")  # detached later
+other = sqlaudit.instrument(create_engine("sqlite://"))  # claims them again, as they are
+assert event.contains(Session, "after_begin", orm._on_after_begin)
+other.remove()  # the safe point: detached now
+assert not claims.listening("session") and not claims.listening("detail")
+assert not event.contains(Session, "after_begin", orm._on_after_begin)
+print("ok")
+"""
+
+
+def test_engine_collected_inside_a_session_dispatch_breaks_nothing() -> None:
+    """The finalizer of a dropped engine gives up its claim but leaves the listeners to the next
+    ``instrument()``/``remove()``: detaching them inside SQLAlchemy's iteration over them
+    raised ``RuntimeError: deque mutated during iteration`` into the application's Session
+    (seen in this suite, once in a while, as the collector ran)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _COLLECTED_IN_DISPATCH],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
 
 
 def test_transaction_ends_are_watched_on_the_dialect_and_restored(sqlite_engine: Engine) -> None:
@@ -137,7 +187,7 @@ def test_engine_is_held_weakly() -> None:
     """An instrumented engine that the application drops is garbage-collected, and the shared
     ORM listeners are released with it."""
     gc.collect()  # engines that earlier tests dropped are released now, not below
-    users = _orm._users["session"]
+    users = _claims._users["session"]
     engine = create_engine("sqlite://")
     handle = sqlaudit.instrument(engine)
     ref = weakref.ref(engine)
@@ -146,7 +196,7 @@ def test_engine_is_held_weakly() -> None:
     gc.collect()
     assert ref() is None
     assert not handle.active
-    assert _orm._users["session"] == users  # this engine's claim on the ORM listeners is gone
+    assert _claims._users["session"] == users  # this engine's claim on the ORM listeners is gone
 
 
 def test_nothing_recorded_outside_a_scope(db: Engine) -> None:
@@ -304,8 +354,8 @@ def test_orm_false_leaves_the_orm_detail_listeners_off(engine: Engine) -> None:
     with prepared_plain(engine):
         handle = sqlaudit.instrument(engine, orm=False)
         try:
-            assert _orm.listening("session")
-            assert not _orm.listening("detail")
+            assert _claims.listening("session")
+            assert not _claims.listening("detail")
             assert not event.contains(Mapper, "load", _orm.on_load)
             assert not _orm.detail
             with sqlaudit.audit("lean", on_finding="ignore") as report, Session(engine) as s:
@@ -318,4 +368,4 @@ def test_orm_false_leaves_the_orm_detail_listeners_off(engine: Engine) -> None:
                 sqlaudit.instrument(engine)
         finally:
             handle.remove()
-    assert not _orm.listening("session")
+    assert not _claims.listening("session")

@@ -20,7 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from sqlaudit._validate import check_bool
-from sqlaudit.capture import orm as _orm
+from sqlaudit.capture.claims import Token
 from sqlaudit.capture.extensions import ExtensionInstrumentation, is_flask_sqlalchemy
 from sqlaudit.capture.pool import POOL_LISTENERS
 from sqlaudit.capture.statements import LISTENERS, connect_begins, connect_ends
@@ -59,7 +59,7 @@ class Instrumentation:
         self.orm = orm
         # Shared with the engine's finalizer: the ORM listeners are released exactly once,
         # by remove() or when the engine is garbage-collected, whichever comes first.
-        self._token = _orm.Token(orm)
+        self._token = Token(orm)
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
     @property
@@ -155,7 +155,7 @@ def instrument(engine: Any, *, orm: bool = True) -> Instrumentation | ExtensionI
         handle = Instrumentation(target, orm)
         handle._attach(target)
         _registry[target] = handle
-        handle._finalizer = weakref.finalize(target, handle._token.release)
+        handle._finalizer = weakref.finalize(target, handle._token.release_later)
         return handle
 
 

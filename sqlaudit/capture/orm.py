@@ -39,16 +39,14 @@ On error inside sqlaudit: logged once, counted on the report, never raised into 
 
 from __future__ import annotations
 
-import sys
-import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, event
-from sqlalchemy.orm import Mapper, Session
+from sqlalchemy import Column
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import visitors
 
-from sqlaudit._internal import contain, fork_safe
+from sqlaudit._internal import contain
 from sqlaudit.capture.aggregates import aggregate, key_pair
 from sqlaudit.capture.eager import on_batch, on_query
 from sqlaudit.capture.guard import listener
@@ -66,14 +64,11 @@ if TYPE_CHECKING:
     from sqlaudit.capture.scope import Scope
     from sqlaudit.model.records import CallSite
 
-__all__ = ["Token", "detail", "statement_load"]
+__all__ = ["LISTENERS", "detail", "on_load", "statement_load"]
 
-#: Guards the listener counts. Re-entrant: an engine's finalizer (``weakref.finalize``, which
-#: releases its ``Token``) runs whenever the garbage collector collects the engine, and that
-#: can be in this very thread while it holds the lock (``event.listen`` allocates): with a
-#: plain Lock that thread waited for itself forever (seen in CI, Python 3.12).
-_lock = threading.RLock()
-fork_safe(sys.modules[__name__], "_lock")
+#: True while the ORM detail listeners are attached (``capture.claims``): ``statements.record``
+#: then reads each ORM statement's context with ``statement_load``.
+detail = False
 
 
 def _relationship(path: Any) -> Any:
@@ -309,7 +304,8 @@ def _on_after_flush_postexec(scope: Scope, session: Session, flush_context: Any)
     scope.flush_load = None
 
 
-_LISTENERS: tuple[tuple[str, Any], ...] = (
+#: The class-level ``Session`` listeners (attached by ``capture.claims``).
+LISTENERS: tuple[tuple[str, Any], ...] = (
     ("after_begin", _on_after_begin),
     ("after_commit", _on_after_commit),
     ("after_rollback", _on_after_rollback),
@@ -318,80 +314,3 @@ _LISTENERS: tuple[tuple[str, Any], ...] = (
     ("after_flush", _on_after_flush),
     ("after_flush_postexec", _on_after_flush_postexec),
 )
-
-
-# Two groups, each active while at least one instrumentation wants it: the session
-# transaction events (cheap: per transaction) for every instrumentation, and the ORM detail
-# (statement_load in scopes, InstanceEvents.load: a call per loaded object in the process,
-# scope or not) only for those created with ``orm=True``.
-_users = {"session": 0, "detail": 0}
-#: True while the ORM detail listeners are attached: ``statements.record`` then reads each ORM
-#: statement's context with ``statement_load``.
-detail = False
-
-
-def _attach(group: str) -> None:
-    if group == "detail":
-        global detail
-        event.listen(Mapper, "load", on_load, raw=True)
-        detail = True
-        return
-    for name, fn in _LISTENERS:
-        event.listen(Session, name, fn)
-
-
-def _detach(group: str) -> None:
-    if group == "detail":
-        global detail
-        if event.contains(Mapper, "load", on_load):
-            event.remove(Mapper, "load", on_load)
-        detail = False
-        return
-    for name, fn in _LISTENERS:
-        if event.contains(Session, name, fn):
-            event.remove(Session, name, fn)
-
-
-def _acquire(groups: tuple[str, ...]) -> None:
-    # A finalizer run inside (see _lock) only releases groups that another token holds, so
-    # never one counted from 0 here.
-    for group in groups:
-        _users[group] += 1
-        if _users[group] == 1:
-            _attach(group)
-
-
-def _release(groups: tuple[str, ...]) -> None:
-    for group in groups:
-        _users[group] -= 1
-        if _users[group] == 0:
-            _detach(group)
-
-
-def listening(group: str = "session") -> bool:
-    """True while the class-level listeners of ``group`` (session or detail) are attached."""
-    return _users[group] > 0
-
-
-class Token:
-    """One instrumentation's claim on the shared class-level listeners; released once."""
-
-    __slots__ = ("_groups", "_state")
-
-    def __init__(self, orm: bool = True) -> None:
-        self._state = 0  # 0 new, 1 acquired, 2 released
-        self._groups = ("session", "detail") if orm else ("session",)
-
-    def acquire(self) -> None:
-        with _lock:
-            if self._state == 0:
-                self._state = 1
-                _acquire(self._groups)
-
-    def release(self) -> None:
-        """Idempotent; safe from ``remove()`` and the engine's finalizer at once, and from a
-        finalizer that the garbage collector runs while this thread holds the lock."""
-        with _lock:
-            if self._state == 1:
-                self._state = 2
-                _release(self._groups)
