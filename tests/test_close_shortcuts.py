@@ -22,6 +22,7 @@ from sqlaudit.capture import loops
 from sqlaudit.detectors import DEFAULT_DETECTORS, _facts, run_detectors
 from sqlaudit.detectors._facts import Facts, may_find, quiet
 from sqlaudit.detectors._grouping import group, loads_in, partition, shaped, sited
+from sqlaudit.detectors.n_plus_one import _groups
 from sqlaudit.model import fields as model_fields
 from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.model.frozen import evolve
@@ -347,3 +348,19 @@ def test_count_into_counts_as_the_python_loop(start: dict[str, int], items: list
     _internal._count_by_loop(slow, iter(items))
     assert fast == slow
     assert sum(fast.values()) == sum(start.values()) + len(items)
+
+
+@settings(max_examples=300, deadline=None)
+@given(records(), st.lists(st.sampled_from([None, "P.c", "P.d"]), min_size=12, max_size=12))
+def test_lazy_load_groups_are_those_of_the_loop(recs: list, names: list) -> None:  # type: ignore[type-arg]
+    """``n_plus_one._groups`` (one group told by ``list.count``) gives the groups, in the
+    order, of grouping every lazy load of a named relationship by relationship and stack."""
+    lazy = [
+        (i, q(r.sql, r.kind, at=r.stack, orm=r.orm._replace(relationship=names[i])))
+        for i, r in partition(recs)["lazy"]
+    ]
+    by_loop: dict = {}  # type: ignore[type-arg]
+    for item in lazy:
+        if item[1].orm.relationship is not None:
+            by_loop.setdefault((item[1].orm.relationship, item[1].stack), []).append(item)
+    assert list(_groups(lazy).items()) == list(by_loop.items())

@@ -46,14 +46,20 @@ def _groups(
     named relationship skipped. The keys are read in C: an N+1 is most often one group (one
     loop, one relationship), then taken whole."""
     records = list(map(record_of, lazy))
-    keys = list(
-        zip(map(relationship_of, map(orm_of, records)), map(stack_of, records), strict=True)
-    )
-    if len(set(keys)) == 1 and keys[0][0] is not None:
-        return {keys[0]: list(lazy)}
+    relationships = list(map(relationship_of, map(orm_of, records)))
+    stacks = list(map(stack_of, records))
+    # One group when every load has the first one's relationship and stack: told by
+    # ``list.count`` (equality, the relationship's an identity), not by hashing every stack.
+    if (
+        relationships
+        and relationships[0] is not None
+        and relationships.count(relationships[0]) == len(relationships)
+        and stacks.count(stacks[0]) == len(stacks)
+    ):
+        return {(relationships[0], stacks[0]): list(lazy)}
     groups: dict[tuple[str, tuple[CallSite, ...]], list[tuple[int, QueryRecord]]] = {}
     setdefault = groups.setdefault
-    for key, item in zip(keys, lazy, strict=True):
+    for key, item in zip(zip(relationships, stacks, strict=True), lazy, strict=True):
         if key[0] is not None:
             setdefault(key, []).append(item)
     return groups
