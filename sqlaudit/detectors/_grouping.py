@@ -39,7 +39,7 @@ _WRITES = frozenset(StatementKind.WRITES)
 _ORM_LOADS = frozenset({"lazy", "eager", "column"})
 #: A record's tag in ``partition``: an ORM load of these, else (``dict.get``'s default) its
 #: statement kind. No kind is a load's name, so the read and write kinds find no load.
-_TAGS = {load: load for load in _ORM_LOADS}
+_TAGS: dict[str | None, str] = {load: load for load in _ORM_LOADS}
 #: Of an ``(index, record)`` pair: the index, the record.
 index_of = itemgetter(0)
 record_of = itemgetter(1)
@@ -133,8 +133,11 @@ def sited(records: Sequence[tuple[int, QueryRecord]]) -> dict[tuple[str, CallSit
     """``group(records, key)`` for the key (SQL text, innermost application frame), records
     with no frame skipped: the keys are read in C, one dict step per record is left."""
     framed = list(compress(records, map(stack_of, map(record_of, records))))
-    texts = map(sql_of, map(record_of, framed))
-    sites = map(innermost, map(stack_of, map(record_of, framed)))
+    texts = list(map(sql_of, map(record_of, framed)))
+    sites = list(map(innermost, map(stack_of, map(record_of, framed))))
+    n = len(framed)
+    if n and texts.count(texts[0]) == n and sites.count(sites[0]) == n:
+        return {(texts[0], sites[0]): framed}  # one text from one line (a loop): told in C
     groups: dict[tuple[str, CallSite], Part] = {}
     setdefault = groups.setdefault
     for key, item in zip(zip(texts, sites, strict=True), framed, strict=True):
