@@ -382,3 +382,45 @@ def test_lazy_load_groups_are_those_of_the_loop(recs: list, names: list) -> None
         if item[1].orm.relationship is not None:
             by_loop.setdefault((item[1].orm.relationship, item[1].stack), []).append(item)
     assert list(_groups(lazy).items()) == list(by_loop.items())
+
+
+SHAPES = [
+    "SELECT count(comment.id) AS count_1 FROM comment WHERE comment.user_id = ?",
+    "SELECT sum(comment.votes) FROM comment WHERE comment.user_id = ? AND comment.hidden = ?",
+    "SELECT count(*) FROM comment WHERE comment.user_id = ? OR comment.author_id = ?",
+    "SELECT max(comment.id) FROM comment WHERE comment.user_id = ? AND comment.post_id = ?",
+    "SELECT parent.id, parent.name, parent.created_at FROM parent WHERE parent.id = ?",
+    "SELECT a FROM t WHERE id = ? " + "AND b = ? " * 20,
+]
+
+
+@pytest.mark.parametrize("order", [SHAPES, SHAPES[::-1]], ids=["forward", "backward"])
+def test_finding_text_memos_give_the_text_computed_afresh(order: list[str]) -> None:
+    """A repeated query's message and fix, and each shape's parts, are the same read from
+    the per-shape memos (``_counter_cache._MATCHES``, ``repeated_query._HEADS``) as computed
+    with them empty; each shape is its own key (a counter shape's match is not another's)."""
+    from sqlaudit.detectors import _counter_cache, repeated_query
+    from sqlaudit.sql.fingerprint import elide
+
+    def texts() -> list[object]:
+        out: list[object] = []
+        for shape in order:
+            match = _counter_cache._aggregate(shape)
+            out += [
+                None if match is None else match.groupdict(),
+                repeated_query._elided(shape),
+                _counter_cache.counter_cache(q(shape), 7),
+            ]
+        return out
+
+    _counter_cache._MATCHES.clear()
+    repeated_query._HEADS.clear()
+    fresh = texts()
+    assert len(repeated_query._HEADS) == len(SHAPES) <= len(_counter_cache._MATCHES)
+    assert texts() == fresh  # every one read from the memos now
+    assert fresh[1::3] == [elide(shape, 80) for shape in order]
+    by_shape = dict(zip(order, fresh[2::3], strict=True))
+    assert by_shape[SHAPES[0]] is not None and by_shape[SHAPES[1]] is not None
+    assert by_shape[SHAPES[0]] != by_shape[SHAPES[1]]
+    assert by_shape[SHAPES[2]] is None  # OR: not a counter, though counted like one
+    assert by_shape[SHAPES[4]] is None and by_shape[SHAPES[5]] is None
