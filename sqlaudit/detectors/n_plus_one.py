@@ -22,9 +22,16 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from sqlaudit.detectors._grouping import indexes, partition, record_of, total_time
+from sqlaudit.detectors._grouping import indexes, partition, record_of
 from sqlaudit.detectors._tx import where
-from sqlaudit.model.fields import orm_of, parent_of, query_of, relationship_of, stack_of
+from sqlaudit.model.fields import (
+    duration_of,
+    orm_of,
+    parent_of,
+    query_of,
+    relationship_of,
+    stack_of,
+)
 from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.model.records import FrozenOrigins
 from sqlaudit.sql.fingerprint import fingerprint
@@ -125,9 +132,10 @@ class NPlusOne:
         config = unit.config
         origins = _Origins(unit, records)
         for (relationship, stack), items in _groups(partition(records)["lazy"]).items():
-            loads = list(filter(None, map(orm_of, map(record_of, items))))
+            group = list(map(record_of, items))  # read once for the loads and the time
+            loads = list(filter(None, map(orm_of, group)))
             parents = set(map(parent_of, loads))
-            db_time = total_time(items)
+            db_time: float = sum(map(duration_of, group))  # ``total_time(items)``
             if len(parents) < config.n_plus_one_min or db_time * 1000 < config.min_group_ms:
                 continue
             # Parents' origins via the lazy loads' origins' parent field: freezing every lazy
