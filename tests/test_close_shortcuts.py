@@ -424,3 +424,24 @@ def test_finding_text_memos_give_the_text_computed_afresh(order: list[str]) -> N
     assert by_shape[SHAPES[0]] != by_shape[SHAPES[1]]
     assert by_shape[SHAPES[2]] is None  # OR: not a counter, though counted like one
     assert by_shape[SHAPES[4]] is None and by_shape[SHAPES[5]] is None
+
+
+@pytest.mark.parametrize("limit", [None, 0, 1, 3])
+@pytest.mark.parametrize("allowed", [None, 'allow_sql "x"'])
+def test_one_finding_is_ranked_as_by_the_sort(limit: int | None, allowed: str | None) -> None:
+    """``rank`` of one finding (no sort) gives what the sort and split give: it, unless the
+    cap is 0; and of none, none."""
+    from sqlaudit.detectors import rank
+
+    finding = evolve(FINDING, allowed=allowed)
+    by_sort = [finding][:limit] if limit is not None else [finding]
+    assert rank([finding], limit) == by_sort
+    assert rank(iter([finding]), limit) == by_sort
+    assert rank([], limit) == []
+    other = evolve(FINDING, db_time=9.0)  # worse: first of the findings not allowed
+    expected = [other, finding]
+    if limit is not None:  # an allowed finding is capped on its own
+        expected = (
+            [other, finding][:limit] if allowed is None else [other][:limit] + [finding][:limit]
+        )
+    assert rank([finding, other], limit) == expected
