@@ -22,8 +22,9 @@ from sqlaudit.capture import loops
 from sqlaudit.detectors import DEFAULT_DETECTORS, _facts, run_detectors
 from sqlaudit.detectors._facts import Facts, may_find, quiet
 from sqlaudit.detectors._grouping import group, loads_in, partition, shaped, sited
+from sqlaudit.detectors.n_plus_one import _groups
 from sqlaudit.model import fields as model_fields
-from sqlaudit.model.findings import Finding, Severity
+from sqlaudit.model.findings import Finding, Severity, with_loop
 from sqlaudit.model.frozen import evolve
 from sqlaudit.model.records import QueryRecord
 from sqlaudit.sql.fingerprint import fingerprint
@@ -82,6 +83,24 @@ def test_evolve_is_dataclasses_replace(changes: dict[str, object]) -> None:
     assert evolved == replaced
     assert fields_of(evolved) == fields_of(replaced)
     assert evolved is not FINDING
+
+
+@pytest.mark.parametrize("loop", [site(4), site(9), CallSite("t.html", 3, "<template>")], ids=repr)
+def test_with_loop_is_dataclasses_replace(loop: CallSite) -> None:
+    """``with_loop`` (the constructor, from the values in field order) gives what
+    ``dataclasses.replace`` gives, every field (``sql``, ``origin`` too) in its place; a
+    subclass of Finding stays of its class, with its own fields."""
+    looped = with_loop(FINDING, loop)
+    assert fields_of(looped) == fields_of(dataclasses.replace(FINDING, loop=loop))
+    assert type(looped) is Finding
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Tagged(Finding):
+        tag: str = "t"
+
+    tagged = Tagged(**{**fields_of(FINDING), "tag": "mine"})
+    assert fields_of(with_loop(tagged, loop)) == fields_of(dataclasses.replace(tagged, loop=loop))
+    assert type(with_loop(tagged, loop)) is Tagged
 
 
 def test_evolve_refuses_unknown_fields() -> None:
@@ -347,3 +366,82 @@ def test_count_into_counts_as_the_python_loop(start: dict[str, int], items: list
     _internal._count_by_loop(slow, iter(items))
     assert fast == slow
     assert sum(fast.values()) == sum(start.values()) + len(items)
+
+
+@settings(max_examples=300, deadline=None)
+@given(records(), st.lists(st.sampled_from([None, "P.c", "P.d"]), min_size=12, max_size=12))
+def test_lazy_load_groups_are_those_of_the_loop(recs: list, names: list) -> None:  # type: ignore[type-arg]
+    """``n_plus_one._groups`` (one group told by ``list.count``) gives the groups, in the
+    order, of grouping every lazy load of a named relationship by relationship and stack."""
+    lazy = [
+        (i, q(r.sql, r.kind, at=r.stack, orm=r.orm._replace(relationship=names[i])))
+        for i, r in partition(recs)["lazy"]
+    ]
+    by_loop: dict = {}  # type: ignore[type-arg]
+    for item in lazy:
+        if item[1].orm.relationship is not None:
+            by_loop.setdefault((item[1].orm.relationship, item[1].stack), []).append(item)
+    assert list(_groups(lazy).items()) == list(by_loop.items())
+
+
+SHAPES = [
+    "SELECT count(comment.id) AS count_1 FROM comment WHERE comment.user_id = ?",
+    "SELECT sum(comment.votes) FROM comment WHERE comment.user_id = ? AND comment.hidden = ?",
+    "SELECT count(*) FROM comment WHERE comment.user_id = ? OR comment.author_id = ?",
+    "SELECT max(comment.id) FROM comment WHERE comment.user_id = ? AND comment.post_id = ?",
+    "SELECT parent.id, parent.name, parent.created_at FROM parent WHERE parent.id = ?",
+    "SELECT a FROM t WHERE id = ? " + "AND b = ? " * 20,
+]
+
+
+@pytest.mark.parametrize("order", [SHAPES, SHAPES[::-1]], ids=["forward", "backward"])
+def test_finding_text_memos_give_the_text_computed_afresh(order: list[str]) -> None:
+    """A repeated query's message and fix, and each shape's parts, are the same read from
+    the per-shape memos (``_counter_cache._MATCHES``, ``repeated_query._HEADS``) as computed
+    with them empty; each shape is its own key (a counter shape's match is not another's)."""
+    from sqlaudit.detectors import _counter_cache, repeated_query
+    from sqlaudit.sql.fingerprint import elide
+
+    def texts() -> list[object]:
+        out: list[object] = []
+        for shape in order:
+            match = _counter_cache._aggregate(shape)
+            out += [
+                None if match is None else match.groupdict(),
+                repeated_query._elided(shape),
+                _counter_cache.counter_cache(q(shape), 7),
+            ]
+        return out
+
+    _counter_cache._MATCHES.clear()
+    repeated_query._HEADS.clear()
+    fresh = texts()
+    assert len(repeated_query._HEADS) == len(SHAPES) <= len(_counter_cache._MATCHES)
+    assert texts() == fresh  # every one read from the memos now
+    assert fresh[1::3] == [elide(shape, 80) for shape in order]
+    by_shape = dict(zip(order, fresh[2::3], strict=True))
+    assert by_shape[SHAPES[0]] is not None and by_shape[SHAPES[1]] is not None
+    assert by_shape[SHAPES[0]] != by_shape[SHAPES[1]]
+    assert by_shape[SHAPES[2]] is None  # OR: not a counter, though counted like one
+    assert by_shape[SHAPES[4]] is None and by_shape[SHAPES[5]] is None
+
+
+@pytest.mark.parametrize("limit", [None, 0, 1, 3])
+@pytest.mark.parametrize("allowed", [None, 'allow_sql "x"'])
+def test_one_finding_is_ranked_as_by_the_sort(limit: int | None, allowed: str | None) -> None:
+    """``rank`` of one finding (no sort) gives what the sort and split give: it, unless the
+    cap is 0; and of none, none."""
+    from sqlaudit.detectors import rank
+
+    finding = evolve(FINDING, allowed=allowed)
+    by_sort = [finding][:limit] if limit is not None else [finding]
+    assert rank([finding], limit) == by_sort
+    assert rank(iter([finding]), limit) == by_sort
+    assert rank([], limit) == []
+    other = evolve(FINDING, db_time=9.0)  # worse: first of the findings not allowed
+    expected = [other, finding]
+    if limit is not None:  # an allowed finding is capped on its own
+        expected = (
+            [other, finding][:limit] if allowed is None else [other][:limit] + [finding][:limit]
+        )
+    assert rank([finding, other], limit) == expected

@@ -148,9 +148,10 @@ def run_detectors(
 def rank(findings: Iterable[Finding], limit: int | None = None) -> list[Finding]:
     """``findings`` worst first (severity, DB time, count), at most ``limit`` of them; then
     the allowed ones (``Finding.allowed``), ranked and capped on their own."""
-    ranked = sorted(
-        findings, key=lambda f: (f.allowed is not None, -f.severity, -f.db_time, -f.count)
-    )
+    ranked = list(findings)
+    if len(ranked) < 2:  # most units with a finding have one: nothing to order or to split
+        return ranked if limit is None or limit > 0 else []
+    ranked.sort(key=lambda f: (f.allowed is not None, -f.severity, -f.db_time, -f.count))
     if limit is None:
         return ranked
     split = next((i for i, f in enumerate(ranked) if f.allowed is not None), len(ranked))

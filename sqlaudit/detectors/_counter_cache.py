@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from sqlaudit.sql.cache import Memo
 from sqlaudit.sql.fingerprint import fingerprint, short
 
 if TYPE_CHECKING:
@@ -44,11 +45,32 @@ def _last(name: str) -> str:
     return name.rsplit(".", 1)[-1].strip('"')
 
 
+#: ``_aggregate`` of each shape asked about: a service's loop repeats the same few shapes unit
+#: after unit, and matching them cost more than the rest of the finding's text (issue 20).
+#: A statement-text memo (``sql.cache``): bounded, and let go with the last audit.
+_MATCHES: Memo[re.Match[str] | None] = Memo(
+    lambda match: 0 if match is None else len(match.string), max_entries=1024
+)
+_UNKNOWN = object()
+
+
+def _aggregate(shape: str) -> re.Match[str] | None:
+    """The match of ``_SHAPE`` on ``shape`` when it is one aggregate filtered by ANDed
+    conditions, else None."""
+    known = _MATCHES.data.get(shape, _UNKNOWN)
+    if known is not _UNKNOWN:
+        return known  # type: ignore[return-value]  # a match or None once known
+    match = _SHAPE.match(_CAST.sub("?", shape))
+    if match is not None and re.search(r"\bOR\b", match["where"], re.IGNORECASE):
+        match = None
+    return _MATCHES.put(shape, match)
+
+
 def counter_cache(record: QueryRecord, n: int) -> tuple[str, str] | None:
     """``(message, fix)`` for ``n`` repeats of ``record`` when it is an aggregate per parent
     row, else None (the repeated_query finding keeps its general message and fix)."""
-    match = _SHAPE.match(_CAST.sub("?", fingerprint(record.sql, record.dialect)))
-    if match is None or re.search(r"\bOR\b", match["where"], re.IGNORECASE):
+    match = _aggregate(fingerprint(record.sql, record.dialect))
+    if match is None:
         return None
     conjuncts = _SPLIT.split(match["where"])
     keys = [m["column"] for c in conjuncts if (m := _EQ.match(c)) is not None]

@@ -117,12 +117,12 @@ def quiet(records: Sequence[QueryRecord], loads: AbstractSet[str] | None = None)
     and each minimum of the per-statement tests below is at least 2 (``AuditConfig`` checks
     it). Most units (ten statements from ten lines) are told without partitioning them.
     ``loads``: the records' ``OrmLoad.load`` values when known (``Facts.loads``)."""
-    sites = list(map(innermost, filter(None, map(stack_of, records))))
-    if len(set(sites)) != len(sites):
-        return False
     if loads is None:
         loads = loads_in(records)
-    return "lazy" not in loads and "column" not in loads
+    if "lazy" in loads or "column" in loads:  # told first: an N+1's 200 frames not read
+        return False
+    sites = list(map(innermost, filter(None, map(stack_of, records))))
+    return len(set(sites)) == len(sites)
 
 
 def may_find(unit: UnitRecord, facts: Facts) -> set[type]:

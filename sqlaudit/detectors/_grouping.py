@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from contextvars import ContextVar, Token
 from itertools import compress, repeat
-from operator import and_, eq, itemgetter, not_
+from operator import eq, itemgetter
 from typing import TypeVar
 
 from sqlaudit.model.fields import duration_of, kind_of, load_of, orm_of, sql_of, stack_of
@@ -37,6 +37,9 @@ Part = list[tuple[int, QueryRecord]]
 _READS = frozenset({StatementKind.SELECT, StatementKind.OTHER})
 _WRITES = frozenset(StatementKind.WRITES)
 _ORM_LOADS = frozenset({"lazy", "eager", "column"})
+#: A record's tag in ``partition``: an ORM load of these, else (``dict.get``'s default) its
+#: statement kind. No kind is a load's name, so the read and write kinds find no load.
+_TAGS: dict[str | None, str] = {load: load for load in _ORM_LOADS}
 #: Of an ``(index, record)`` pair: the index, the record.
 index_of = itemgetter(0)
 record_of = itemgetter(1)
@@ -90,15 +93,19 @@ def partition(
         write = list(compress(enumerate(records), map(_WRITES.__contains__, kinds)))
         parts = {"lazy": [], "column": [], "read": read, "write": write}
     else:
-        # Each record's load (None for no ORM context), then each part by a mask: in C.
+        # Each record's tag: its load if a lazy, eager or column load, else its kind (None
+        # for no ORM context); then each part by a mask of the tags: in C. A part whose
+        # load no record has is not looked for.
         items = list(enumerate(records))
-        each = list(map(getattr, map(orm_of, records), repeat("load"), repeat(None)))
-        free = list(map(not_, map(_ORM_LOADS.__contains__, each)))
+        each = map(getattr, map(orm_of, records), repeat("load"), repeat(None))
+        tags = list(map(_TAGS.get, each, kinds))
         parts = {
-            "lazy": list(compress(items, map(eq, each, repeat("lazy")))),
-            "column": list(compress(items, map(eq, each, repeat("column")))),
-            "read": list(compress(items, map(and_, free, map(_READS.__contains__, kinds)))),
-            "write": list(compress(items, map(and_, free, map(_WRITES.__contains__, kinds)))),
+            "lazy": list(compress(items, map(eq, tags, repeat("lazy")))) if "lazy" in loads else [],
+            "column": (
+                list(compress(items, map(eq, tags, repeat("column")))) if "column" in loads else []
+            ),
+            "read": list(compress(items, map(_READS.__contains__, tags))),
+            "write": list(compress(items, map(_WRITES.__contains__, tags))),
         }
     if shared is not None:
         shared[id(records)] = (records, parts)
@@ -126,8 +133,11 @@ def sited(records: Sequence[tuple[int, QueryRecord]]) -> dict[tuple[str, CallSit
     """``group(records, key)`` for the key (SQL text, innermost application frame), records
     with no frame skipped: the keys are read in C, one dict step per record is left."""
     framed = list(compress(records, map(stack_of, map(record_of, records))))
-    texts = map(sql_of, map(record_of, framed))
-    sites = map(innermost, map(stack_of, map(record_of, framed)))
+    texts = list(map(sql_of, map(record_of, framed)))
+    sites = list(map(innermost, map(stack_of, map(record_of, framed))))
+    n = len(framed)
+    if n and texts.count(texts[0]) == n and sites.count(sites[0]) == n:
+        return {(texts[0], sites[0]): framed}  # one text from one line (a loop): told in C
     groups: dict[tuple[str, CallSite], Part] = {}
     setdefault = groups.setdefault
     for key, item in zip(zip(texts, sites, strict=True), framed, strict=True):

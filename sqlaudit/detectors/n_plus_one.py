@@ -22,9 +22,16 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from sqlaudit.detectors._grouping import indexes, partition, record_of, total_time
+from sqlaudit.detectors._grouping import indexes, partition, record_of
 from sqlaudit.detectors._tx import where
-from sqlaudit.model.fields import orm_of, parent_of, query_of, relationship_of, stack_of
+from sqlaudit.model.fields import (
+    duration_of,
+    orm_of,
+    parent_of,
+    query_of,
+    relationship_of,
+    stack_of,
+)
 from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.model.records import FrozenOrigins
 from sqlaudit.sql.fingerprint import fingerprint
@@ -46,14 +53,20 @@ def _groups(
     named relationship skipped. The keys are read in C: an N+1 is most often one group (one
     loop, one relationship), then taken whole."""
     records = list(map(record_of, lazy))
-    keys = list(
-        zip(map(relationship_of, map(orm_of, records)), map(stack_of, records), strict=True)
-    )
-    if len(set(keys)) == 1 and keys[0][0] is not None:
-        return {keys[0]: list(lazy)}
+    relationships = list(map(relationship_of, map(orm_of, records)))
+    stacks = list(map(stack_of, records))
+    # One group when every load has the first one's relationship and stack: told by
+    # ``list.count`` (equality, the relationship's an identity), not by hashing every stack.
+    if (
+        relationships
+        and relationships[0] is not None
+        and relationships.count(relationships[0]) == len(relationships)
+        and stacks.count(stacks[0]) == len(stacks)
+    ):
+        return {(relationships[0], stacks[0]): list(lazy)}
     groups: dict[tuple[str, tuple[CallSite, ...]], list[tuple[int, QueryRecord]]] = {}
     setdefault = groups.setdefault
-    for key, item in zip(keys, lazy, strict=True):
+    for key, item in zip(zip(relationships, stacks, strict=True), lazy, strict=True):
         if key[0] is not None:
             setdefault(key, []).append(item)
     return groups
@@ -119,9 +132,10 @@ class NPlusOne:
         config = unit.config
         origins = _Origins(unit, records)
         for (relationship, stack), items in _groups(partition(records)["lazy"]).items():
-            loads = list(filter(None, map(orm_of, map(record_of, items))))
+            group = list(map(record_of, items))  # read once for the loads and the time
+            loads = list(filter(None, map(orm_of, group)))
             parents = set(map(parent_of, loads))
-            db_time = total_time(items)
+            db_time: float = sum(map(duration_of, group))  # ``total_time(items)``
             if len(parents) < config.n_plus_one_min or db_time * 1000 < config.min_group_ms:
                 continue
             # Parents' origins via the lazy loads' origins' parent field: freezing every lazy

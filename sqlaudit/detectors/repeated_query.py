@@ -23,11 +23,23 @@ from sqlaudit.detectors._grouping import (
 )
 from sqlaudit.model.fields import params_of, sql_of
 from sqlaudit.model.findings import Finding, Severity
+from sqlaudit.sql.cache import Memo
 from sqlaudit.sql.fingerprint import elide
 from sqlaudit.sql.params import walk
 
 if TYPE_CHECKING:
     from sqlaudit.model.records import QueryRecord, UnitRecord
+
+
+#: ``elide(shape, 80)`` of each shape reported: unit after unit the same loops repeat the
+#: same shapes (issue 20). A statement-text memo (``sql.cache``): bounded, and let go with
+#: the last audit.
+_HEADS: Memo[str] = Memo(len, max_entries=1024)
+
+
+def _elided(shape: str) -> str:
+    head = _HEADS.data.get(shape)
+    return _HEADS.put(shape, elide(shape, 80)) if head is None else head
 
 
 class RepeatedQuery:
@@ -56,7 +68,7 @@ class RepeatedQuery:
             if retried(items, unit):
                 continue  # each attempt after a rollback: a retry, not a loop
             orm = items[0][1].orm
-            message = f"repeated query: {n}x {elide(shape, 80)}"
+            message = f"repeated query: {n}x {_elided(shape)}"
             fix = (
                 "issue it once: load every row the loop needs in one query "
                 "(WHERE ... IN (...)) before the loop, or reuse the first result"
