@@ -212,11 +212,13 @@ def statement_load(
         mapper, cls, mapper_name, info, eager, column, collection = shape
         if kind != _SELECT:
             return _new_load(OrmLoad, ("query", mapper_name, None, None, (), 0, ""))
-        options = context.execution_options.get("_sa_orm_load_options")
-        parent = getattr(options, "_lazy_loaded_from", None)
-        if parent is not None:
-            return on_lazy(scope, statement, parent, cls, mapper_name, info, stack)
         if eager:
+            # A lazy load is one too: its statement carries the relationship's loader path
+            # (LazyLoader._emit_lazyload), so a plain query never reads the load options here.
+            options = context.execution_options.get("_sa_orm_load_options")
+            parent = getattr(options, "_lazy_loaded_from", None)
+            if parent is not None:
+                return on_lazy(scope, statement, parent, cls, mapper_name, info, stack)
             oid = on_origin(scope, statement, "eager", cls, mapper_name, info, stack)
             if scope.eager_reads is not None:  # unused_eager_loads: opted in
                 on_batch(scope, context, statement, stack)
@@ -233,6 +235,7 @@ def statement_load(
         if mapper is None:
             return _new_load(OrmLoad, ("query", mapper_name, None, None, (), oid, ""))
         if session is not None and session.identity_map:  # else it holds nothing to re-read
+            options = context.execution_options.get("_sa_orm_load_options")
             populate = bool(getattr(options, "_populate_existing", False))
             on_select(scope, session, populate, mapper, stack, statement, context, rowcount, oid)
         if collection is None:
