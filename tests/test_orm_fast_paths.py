@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from models import Author, Book, prepared
 from sqlalchemy import Engine, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, immediateload
 from timing import UNTIMED, kinds
 
 import sqlaudit
@@ -68,3 +68,27 @@ def test_a_session_holding_nothing_is_not_judged_stale(db: Engine) -> None:
         assert ("stale_identity_map" in kinds(report)) is hold
         with db.begin() as conn:
             conn.execute(update(Author).where(Author.id == 1).values(name="author 1"))
+
+
+def test_every_lazy_strategy_is_told_from_a_plain_query(db: Engine) -> None:
+    """Lazy loads are found only among statements with a loader path: a many-to-one by primary
+    key, a one-to-many and an ``immediateload`` are each a lazy load of their relationship,
+    while the queries that loaded their parents stay plain queries."""
+    with sqlaudit.audit("strategies", on_finding="ignore", **UNTIMED) as report:
+        with Session(db) as session:
+            book = session.scalars(select(Book).where(Book.id == 1)).one()
+            assert book.author.name  # many-to-one, by primary key
+            author = session.scalars(select(Author).where(Author.id == 2)).one()
+            assert author.books  # one-to-many
+            session.scalars(
+                select(Author).where(Author.id == 3).options(immediateload(Author.books))
+            ).all()
+    loads = [(r.orm.load, r.orm.relationship) for r in report.statements if r.orm is not None]
+    assert loads == [
+        ("query", None),
+        ("lazy", "Book.author"),
+        ("query", None),
+        ("lazy", "Author.books"),
+        ("query", None),
+        ("lazy", "Author.books"),
+    ]
