@@ -84,8 +84,8 @@ def on_select(
     by primary key (``WHERE id = ?`` / ``IN``) or selects the whole table; otherwise, from the
     driver's rowcount minus the objects the query loaded new (counted at close); when neither
     tells, nothing is reported: a query returning only rows the session does not hold must
-    stay silent."""
-    if not session.identity_map or populate_existing:
+    stay silent. Called only when the session's identity map is not empty."""
+    if populate_existing:
         return
     if not session.in_transaction():
         # This SELECT begins a new transaction (after a commit, or a session kept between

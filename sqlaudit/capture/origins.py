@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlaudit._internal import contain
 from sqlaudit.capture.scope import CURRENT, FALLBACK, current
+from sqlaudit.model.records import OrmLoad
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import InstanceState
@@ -51,15 +52,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RECENT",
+    "on_lazy",
     "on_load",
     "on_select",
-    "parent_key",
     "relationship_info",
     "row_of",
 ]
 
 #: ORM statements a scope remembers (at least) for mapping loaded objects to their query.
 RECENT = 256
+_TRIM = 2 * RECENT  # trimmed back to RECENT past this many
 #: Loaded objects whose origin a scope remembers (memory bound: origins themselves are
 #: bounded by ``max_records``, one per recorded ORM SELECT; lazy loads of objects past this
 #: many are not linked to their parent's query).
@@ -72,6 +74,7 @@ _ids = itertools.count(1)
 _serials = itertools.count(1)
 _transient: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 _SALT = os.urandom(16)
+_new_load = tuple.__new__  # OrmLoad's fields as one tuple: no keyword handling (per lazy load)
 
 
 def row_of(state: InstanceState[Any]) -> Hashable:
@@ -86,16 +89,6 @@ def row_of(state: InstanceState[Any]) -> Hashable:
     if serial is None:
         serial = _transient[state] = next(_serials)
     return ("transient", serial)
-
-
-def parent_key(state: InstanceState[Any]) -> int:
-    """``OrmLoad.parent`` of a lazy load for ``state``: a salted hash of the row (the primary
-    key values never leave this function), equal for the same row whatever object holds it."""
-    key = state.key
-    if key is None:
-        return hash((_SALT, row_of(state)))
-    cls = key[0]
-    return hash((_SALT, cls.__module__, cls.__qualname__, *key[1:]))
 
 
 #: Held weakly: a relationship property refers to its mapper and class.
@@ -133,15 +126,45 @@ def on_select(
         scope.origins[oid] = (load, mapper_name, info[0], info[1], info[2], parent, stack)
     recent = scope.orm_statements
     key = id(statement)
-    recent.pop(key, None)  # re-executed: move it to the end
+    if key in recent:  # re-executed: move it to the end
+        del recent[key]
     recent[key] = (oid, cls)
-    if len(recent) > 2 * RECENT:
+    if len(recent) > _TRIM:
         # Keep the RECENT latest (in bulk: evicting one at a time from the front of a dict
         # costs a scan over its deleted slots).
         kept = list(recent.items())[-RECENT:]
         recent.clear()
         recent.update(kept)
     return oid
+
+
+def on_lazy(
+    scope: Scope,
+    statement: Any,
+    parent: InstanceState[Any],
+    cls: type | None,
+    mapper_name: str | None,
+    info: tuple[str, bool, str] | None,
+    stack: tuple[CallSite, ...],
+) -> OrmLoad:
+    """The ``OrmLoad`` of a lazy load of ``info``'s relationship (see ``on_select``) for
+    ``parent``, whose origin chains to the origin of the query that loaded ``parent``.
+    ``OrmLoad.parent`` is a salted hash of the parent's row (the primary key values never
+    leave this function), equal for the same row whatever object holds it."""
+    key = parent.key
+    if key is None:
+        row = row_of(parent)
+        parent_hash = hash((_SALT, row))
+    else:
+        row = key
+        # An identity key is (class, primary key tuple, identity token); its parts are
+        # hashed named (a starred slice cost ~80 ns more per lazy load).
+        owner, ident, token = key
+        parent_hash = hash((_SALT, owner.__module__, owner.__qualname__, ident, token))
+    parent_oid = scope.origin_of.get(row, 0)
+    oid = on_select(scope, statement, "lazy", cls, mapper_name, info, stack, parent_oid)
+    relationship = None if info is None else info[0]
+    return _new_load(OrmLoad, ("lazy", mapper_name, relationship, parent_hash, (), oid, ""))
 
 
 def on_load(state: InstanceState[Any], context: QueryContext) -> None:
@@ -163,14 +186,14 @@ def on_load(state: InstanceState[Any], context: QueryContext) -> None:
         if entry is None:
             return
         oid, cls = entry
-        loaded = state.class_
-        if cls is not None and loaded is not cls and not issubclass(loaded, cls):
+        if state.class_ is not cls and cls is not None and not issubclass(state.class_, cls):
             return  # a joined eager child: loaded by the query, but not what it selects
         rows = scope.origin_rows
         rows[oid] = rows.get(oid, 0) + 1
         origin_of = scope.origin_of
         if len(origin_of) < MAX_OBJECTS:
-            key = state.key
-            origin_of[row_of(state) if key is None else key] = oid
+            # row_of(state), inlined for a persistent object (an identity key is a non-empty
+            # tuple, so true)
+            origin_of[state.key or row_of(state)] = oid
     except Exception as exc:
         contain("origins.load", exc, scope)

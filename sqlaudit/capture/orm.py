@@ -52,7 +52,7 @@ from sqlaudit.capture.eager import on_batch, on_query
 from sqlaudit.capture.guard import listener
 from sqlaudit.capture.hazards import flushed
 from sqlaudit.capture.identity import on_select, on_session_begin
-from sqlaudit.capture.origins import on_load, parent_key, relationship_info, row_of
+from sqlaudit.capture.origins import on_lazy, on_load, relationship_info
 from sqlaudit.capture.origins import on_select as on_origin
 from sqlaudit.capture.transactions import session_begin, session_end
 from sqlaudit.model.records import OrmLoad, StatementKind
@@ -212,19 +212,17 @@ def statement_load(
         mapper, cls, mapper_name, info, eager, column, collection = shape
         if kind != _SELECT:
             return _new_load(OrmLoad, ("query", mapper_name, None, None, (), 0, ""))
-        relationship = None if info is None else info[0]
-        options = context.execution_options.get("_sa_orm_load_options")
-        parent = getattr(options, "_lazy_loaded_from", None)
-        if parent is not None:
-            row = parent.key  # row_of(parent), inlined for a persistent parent (per load)
-            parent_oid = scope.origin_of.get(row_of(parent) if row is None else row, 0)
-            oid = on_origin(scope, statement, "lazy", cls, mapper_name, info, stack, parent_oid)
-            load = ("lazy", mapper_name, relationship, parent_key(parent), (), oid, "")
-            return _new_load(OrmLoad, load)
         if eager:
+            # A lazy load is one too: its statement carries the relationship's loader path
+            # (LazyLoader._emit_lazyload), so a plain query never reads the load options here.
+            options = context.execution_options.get("_sa_orm_load_options")
+            parent = getattr(options, "_lazy_loaded_from", None)
+            if parent is not None:
+                return on_lazy(scope, statement, parent, cls, mapper_name, info, stack)
             oid = on_origin(scope, statement, "eager", cls, mapper_name, info, stack)
             if scope.eager_reads is not None:  # unused_eager_loads: opted in
                 on_batch(scope, context, statement, stack)
+            relationship = None if info is None else info[0]
             return _new_load(OrmLoad, ("eager", mapper_name, relationship, None, (), oid, ""))
         conn = context.root_connection  # _session(), inlined
         entry = scope.sessions.get(id(conn))
@@ -236,7 +234,8 @@ def statement_load(
             on_query(scope, context, stack, oid)
         if mapper is None:
             return _new_load(OrmLoad, ("query", mapper_name, None, None, (), oid, ""))
-        if session is not None:  # on_select returns at once when it holds nothing
+        if session is not None and session.identity_map:  # else it holds nothing to re-read
+            options = context.execution_options.get("_sa_orm_load_options")
             populate = bool(getattr(options, "_populate_existing", False))
             on_select(scope, session, populate, mapper, stack, statement, context, rowcount, oid)
         if collection is None:
