@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy
+from lines import marked_line
 from sqlalchemy import Engine, event, text
 
 import sqlaudit
@@ -28,11 +29,7 @@ HERE = __file__
 
 def line_of(marker: str) -> int:
     """The line of this file that ends with the comment ``# <marker>``."""
-    with open(HERE, encoding="utf-8") as source:
-        for number, line in enumerate(source, start=1):
-            if line.rstrip().endswith(f"# {marker}"):
-                return number
-    raise LookupError(marker)
+    return marked_line(HERE, marker)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from lines import marked_line
 from sqlalchemy import Column, Engine, Integer, MetaData, Table, insert, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
@@ -30,11 +31,7 @@ ITEMS = Table(
 
 def line_of(marker: str) -> int:
     """The line of this file that ends with the comment ``# <marker>``."""
-    with open(HERE, encoding="utf-8") as source:
-        for number, line in enumerate(source, start=1):
-            if line.rstrip().endswith(f"# {marker}"):
-                return number
-    raise LookupError(marker)
+    return marked_line(HERE, marker)
 
 
 # -- the statement paths: each helper issues one statement from its marked line ---------------
