@@ -27,7 +27,7 @@ from sqlaudit.detectors import (
 )
 from sqlaudit.errors import AuditFailed, ConfigError
 from sqlaudit.model.config import AuditConfig
-from sqlaudit.model.findings import Finding, check_kinds, with_loop
+from sqlaudit.model.findings import Finding, check_kinds
 from sqlaudit.model.frozen import evolve
 from sqlaudit.model.records import FrozenOrigins, QueryRecord, UnitRecord
 from sqlaudit.report import AuditReport, scope_of
@@ -356,7 +356,7 @@ def _with_loops(findings: Iterable[Finding]) -> list[Finding]:
                 contain("loop line", exc)
                 loop = None
             if loop is not None:
-                out.append(with_loop(finding, loop))
+                out.append(evolve(finding, loop=loop))
                 continue
         out.append(finding)
     return out

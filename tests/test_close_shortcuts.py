@@ -24,7 +24,7 @@ from sqlaudit.detectors._facts import Facts, may_find, quiet
 from sqlaudit.detectors._grouping import group, loads_in, partition, shaped, sited
 from sqlaudit.detectors.n_plus_one import _groups
 from sqlaudit.model import fields as model_fields
-from sqlaudit.model.findings import Finding, Severity, with_loop
+from sqlaudit.model.findings import Finding, Severity
 from sqlaudit.model.frozen import evolve
 from sqlaudit.model.records import QueryRecord
 from sqlaudit.sql.fingerprint import fingerprint
@@ -86,11 +86,11 @@ def test_evolve_is_dataclasses_replace(changes: dict[str, object]) -> None:
 
 
 @pytest.mark.parametrize("loop", [site(4), site(9), CallSite("t.html", 3, "<template>")], ids=repr)
-def test_with_loop_is_dataclasses_replace(loop: CallSite) -> None:
-    """``with_loop`` (the constructor, from the values in field order) gives what
+def test_evolve_loop_is_dataclasses_replace(loop: CallSite) -> None:
+    """``evolve`` (the constructor, from the values in field order) gives what
     ``dataclasses.replace`` gives, every field (``sql``, ``origin`` too) in its place; a
     subclass of Finding stays of its class, with its own fields."""
-    looped = with_loop(FINDING, loop)
+    looped = evolve(FINDING, loop=loop)
     assert fields_of(looped) == fields_of(dataclasses.replace(FINDING, loop=loop))
     assert type(looped) is Finding
 
@@ -99,8 +99,8 @@ def test_with_loop_is_dataclasses_replace(loop: CallSite) -> None:
         tag: str = "t"
 
     tagged = Tagged(**{**fields_of(FINDING), "tag": "mine"})
-    assert fields_of(with_loop(tagged, loop)) == fields_of(dataclasses.replace(tagged, loop=loop))
-    assert type(with_loop(tagged, loop)) is Tagged
+    assert fields_of(evolve(tagged, loop=loop)) == fields_of(dataclasses.replace(tagged, loop=loop))
+    assert type(evolve(tagged, loop=loop)) is Tagged
 
 
 def test_evolve_refuses_unknown_fields() -> None:

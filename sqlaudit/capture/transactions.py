@@ -345,8 +345,7 @@ def _new_core_tx(
     scope: Scope, conn: Connection, start: float, stack: tuple[CallSite, ...], listening: bool
 ) -> TxState:
     dbapi = id(_dbapi(conn))
-    # ``scope.checked_out_here(dbapi)``, its common first answer inlined.
-    external = dbapi not in scope.checkouts and not scope.checked_out_here(dbapi)
+    external = not scope.checked_out_here(dbapi)
     root = conn.get_transaction()
     ref = _no_root if root is None else weakref.ref(root)
     tx = TxState(start, stack, conn, dbapi, scope.key, ref, 0, external, listening)
@@ -367,7 +366,7 @@ def session_begin(
     external = (
         isinstance(session.bind, Connection)
         or connection.in_nested_transaction()
-        or (dbapi not in scope.checkouts and not scope.checked_out_here(dbapi))
+        or not scope.checked_out_here(dbapi)
     )
     stack = capture(3, scope.opener, _BEGIN_OFFSETS)
     tx = TxState(
